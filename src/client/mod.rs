@@ -1,0 +1,3 @@
+//! The client: a cheap-to-clone HTTP client with a middleware chain.
+
+pub mod ssrf;

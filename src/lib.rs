@@ -1,0 +1,9 @@
+//! layover: composable async HTTP middleware for both sides of the wire.
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "client")]
+pub mod client;
+
+#[cfg(feature = "server")]
+pub mod server;

@@ -1,0 +1,1 @@
+//! Server middleware as tower layers.
