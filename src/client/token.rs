@@ -349,6 +349,48 @@ impl<S: TokenSource> TokenCache<S> {
     }
 }
 
+/// A token endpoint's JSON answer (RFC 6749, section 5.1), as far as a client needs it.
+#[derive(Debug)]
+pub(crate) struct TokenResponse {
+    pub(crate) token: Token,
+    pub(crate) refresh_token: Option<String>,
+}
+
+impl TokenResponse {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, TokenError> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            access_token: String,
+            token_type: Option<String>,
+            expires_in: Option<serde_json::Value>,
+            refresh_token: Option<String>,
+        }
+        let raw: Raw = serde_json::from_slice(body)
+            .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
+        if let Some(kind) = raw.token_type.filter(|kind| !kind.eq_ignore_ascii_case("bearer")) {
+            return Err(TokenError::InvalidResponse(format!(
+                "token_type {kind:?} is not a bearer token"
+            )));
+        }
+        // Some servers send the lifetime as a string.
+        let expires_in = match raw.expires_in {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(text)) => text.trim().parse().ok(),
+            Some(_) => None,
+        };
+        let mut token = Token::new(raw.access_token);
+        if let Some(seconds) = expires_in {
+            token = token.expires_in(Duration::from_secs(seconds));
+        }
+        token.bearer_header()?;
+        Ok(TokenResponse {
+            token,
+            refresh_token: raw.refresh_token.filter(|rotated| !rotated.is_empty()),
+        })
+    }
+}
+
 /// Keeps a [`TokenCache`] fresh from a background task; the task stops when this is dropped.
 ///
 /// The task fetches a token at once (a request that arrives first waits for that same fetch),
@@ -590,6 +632,48 @@ mod tests {
             .expect("no deadlock")
             .unwrap();
         assert_eq!(token.value(), "fresh");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_response_with_lifetime_and_rotated_refresh_token() {
+        let parsed = TokenResponse::parse(
+            br#"{"access_token":"a1","token_type":"Bearer","expires_in":3600,"refresh_token":"r2"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.token.value(), "a1");
+        assert_eq!(
+            parsed.token.expiry(),
+            Some(Instant::now() + Duration::from_secs(3600))
+        );
+        assert_eq!(parsed.refresh_token.as_deref(), Some("r2"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_response_lifetime_may_be_a_string_or_absent() {
+        let parsed = TokenResponse::parse(br#"{"access_token":"a1","expires_in":"60"}"#).unwrap();
+        assert_eq!(
+            parsed.token.expiry(),
+            Some(Instant::now() + Duration::from_secs(60))
+        );
+        let parsed = TokenResponse::parse(br#"{"access_token":"a1"}"#).unwrap();
+        assert_eq!(parsed.token.expiry(), None);
+        assert!(parsed.refresh_token.is_none());
+    }
+
+    #[test]
+    fn token_response_that_is_not_a_bearer_token_is_refused() {
+        for body in [
+            &br#"{"token_type":"bearer"}"#[..],
+            br#"{"access_token":"a1","token_type":"DPoP"}"#,
+            br#"{"access_token":"a\r\nb"}"#,
+            b"<html>oops</html>",
+        ] {
+            assert!(
+                TokenResponse::parse(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
