@@ -28,10 +28,17 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
 use http::{HeaderMap, HeaderName};
+use tokio::time::Instant;
+use tracing::Instrument;
 use url::Url;
+
+use super::retry::{Attempt, Attempts};
+use super::{Middleware, Next, Request, Response, Result};
 
 /// The text that replaces a hidden header value.
 pub const REDACTED_HEADER: &str = "[redacted]";
@@ -158,6 +165,188 @@ impl fmt::Debug for RedactedHeaders<'_> {
 impl fmt::Display for RedactedHeaders<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The logging middleware: a tracing span per request and an event per response.
+///
+/// The span (`http_request`, level INFO) carries `method`, `url` (redacted), `hop` and
+/// `attempt` (set by an outer [`Retry`](super::retry::Retry)); the response event adds
+/// `status`, `duration_ms` and `attempts` (when [`Retry`](super::retry::Retry) is inner), and a
+/// failure is a WARN event with the error. Headers are logged at DEBUG only when enabled, and
+/// always through the [`Redaction`].
+///
+/// Where it sits decides what it sees: outermost, one span per call; inside `Retry`, one per
+/// attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Logging {
+    redaction: Arc<Redaction>,
+    headers: bool,
+}
+
+impl Logging {
+    /// A logging middleware with the default [`Redaction`] and headers off.
+    pub fn new() -> Self {
+        Logging::default()
+    }
+
+    /// Logs request and response headers (at DEBUG, redacted). Default off.
+    pub fn headers(mut self, yes: bool) -> Self {
+        self.headers = yes;
+        self
+    }
+
+    /// What is hidden. Default [`Redaction::default`].
+    pub fn redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
+    }
+}
+
+impl Middleware for Logging {
+    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
+        let attempt = request
+            .extensions()
+            .get::<Attempt>()
+            .map(|attempt| attempt.0);
+        let span = tracing::info_span!(
+            "http_request",
+            method = %request.method(),
+            url = %self.redaction.url(request.url()),
+            hop = request.hop(),
+            attempt = attempt,
+        );
+        if self.headers {
+            tracing::debug!(
+                parent: &span,
+                headers = %self.redaction.headers(request.headers()),
+                "request headers"
+            );
+        }
+        let started = Instant::now();
+        let outcome = next.run(request).instrument(span.clone()).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            Ok(response) => {
+                tracing::info!(
+                    parent: &span,
+                    status = response.status().as_u16(),
+                    duration_ms,
+                    attempts = response.extensions().get::<Attempts>().map(|a| a.0),
+                    "response"
+                );
+                if self.headers {
+                    tracing::debug!(
+                        parent: &span,
+                        headers = %self.redaction.headers(response.headers()),
+                        "response headers"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::warn!(parent: &span, duration_ms, error = %err, "request failed");
+            }
+        }
+        outcome
+    }
+}
+
+/// Sends a record of each request to a log service, through the same client, without
+/// middleware (so it never logs its own requests), after the request completes.
+///
+/// The record is a JSON object: `method`, `url` (redacted), `hop`, `status` (or `error`) and
+/// `duration_ms`. A log service that fails, refuses or does not answer within the timeout
+/// (default 5 s) is reported as a WARN event and never fails the request.
+#[derive(Debug, Clone)]
+pub struct LogToService {
+    endpoint: Url,
+    redaction: Arc<Redaction>,
+    timeout: Duration,
+}
+
+impl LogToService {
+    /// Logs to `endpoint`, an absolute URL.
+    pub fn new(endpoint: &str) -> Result<Self, LoggingConfigError> {
+        let endpoint = Url::parse(endpoint)
+            .map_err(|_| LoggingConfigError::InvalidEndpoint(endpoint.to_owned()))?;
+        Ok(LogToService {
+            endpoint,
+            redaction: Arc::new(Redaction::default()),
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// What is hidden in the records. Default [`Redaction::default`].
+    pub fn redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
+    }
+
+    /// How long to wait for the log service. Default 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// A logging configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoggingConfigError {
+    /// The log service endpoint is not an absolute URL.
+    #[error("{0:?} is not a valid log endpoint URL")]
+    InvalidEndpoint(String),
+}
+
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    method: &'a str,
+    url: String,
+    hop: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    duration_ms: u64,
+}
+
+impl Middleware for LogToService {
+    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
+        let method = request.method().clone();
+        let url = self.redaction.url(request.url());
+        let hop = request.hop();
+        let client = next.client().clone();
+        let started = Instant::now();
+        let outcome = next.run(request).await;
+        let record = Record {
+            method: method.as_str(),
+            url,
+            hop,
+            status: outcome
+                .as_ref()
+                .ok()
+                .map(|response| response.status().as_u16()),
+            error: outcome.as_ref().err().map(ToString::to_string),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        let sent = client
+            .post(self.endpoint.clone())
+            .no_middleware()
+            .timeout(self.timeout)
+            .json(&record)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::warn!(
+                    status = response.status().as_u16(),
+                    "log service refused a record"
+                )
+            }
+            Err(err) => tracing::warn!(error = %err, "log service failed"),
+        }
+        outcome
     }
 }
 

@@ -34,6 +34,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, Method, StatusCode};
 use tokio::time::Instant;
 
+use super::{Error, ErrorKind, Middleware, Next, Request, Response, Result};
+
 /// The header that marks a request as safe to replay even if its method is not idempotent.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -56,7 +58,6 @@ pub struct RetryPolicy {
     retry_after_cap: Duration,
     total_deadline: Option<Duration>,
     budget: Option<Budget>,
-    drain_limit: usize,
     wall_clock: WallClock,
     random: RandomSource,
 }
@@ -72,7 +73,6 @@ impl fmt::Debug for RetryPolicy {
             .field("retry_after_cap", &self.retry_after_cap)
             .field("total_deadline", &self.total_deadline)
             .field("budget", &self.budget)
-            .field("drain_limit", &self.drain_limit)
             .finish_non_exhaustive()
     }
 }
@@ -88,7 +88,6 @@ impl Default for RetryPolicy {
             retry_after_cap: Duration::from_secs(60),
             total_deadline: None,
             budget: Some(Budget::default()),
-            drain_limit: 64 * 1024,
             wall_clock: Arc::new(SystemTime::now),
             random: default_random_source(),
         }
@@ -122,12 +121,6 @@ impl RetryPolicy {
     /// The total deadline across all attempts, if one is set.
     pub fn total_deadline(&self) -> Option<Duration> {
         self.total_deadline
-    }
-
-    /// How many bytes of a discarded response body are read so that its connection can be
-    /// reused; a longer body is dropped, which closes its connection.
-    pub fn drain_limit(&self) -> usize {
-        self.drain_limit
     }
 
     /// Whether a response with this status is worth another attempt.
@@ -308,13 +301,6 @@ impl RetryPolicyBuilder {
     /// Removes the retry budget: every request may use all its attempts.
     pub fn no_budget(mut self) -> Self {
         self.policy.budget = None;
-        self
-    }
-
-    /// How many bytes of a discarded response are read so its connection can be reused; a
-    /// longer body is dropped and its connection closed. Default 64 KiB.
-    pub fn drain_limit(mut self, bytes: usize) -> Self {
-        self.policy.drain_limit = bytes;
         self
     }
 
@@ -522,6 +508,224 @@ impl BudgetState {
             }
         })
     }
+}
+
+/// The retry middleware: applies a [`RetryPolicy`] to every request that goes through it.
+///
+/// Cheap to clone; clones share one retry budget.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    policy: Arc<RetryPolicy>,
+    budget: Option<Arc<BudgetState>>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry::new(RetryPolicy::default())
+    }
+}
+
+impl Retry {
+    /// A middleware applying `policy`, with a fresh budget.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Retry {
+            budget: policy.new_budget().map(Arc::new),
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The policy applied.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+}
+
+/// Response extension: how many attempts the [`Retry`] middleware made for this response
+/// (1 when the first attempt was kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Attempts(pub u32);
+
+/// Request extension set by [`Retry`] on each attempt it sends: its number, from 1. Inner
+/// middlewares (logging) read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Attempt(pub u32);
+
+/// Response extension: why [`Retry`] returned a response it would have retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GaveUp {
+    /// Every attempt allowed by the policy was made.
+    MaxAttempts,
+    /// The method is not idempotent and the request has no `Idempotency-Key`.
+    NotIdempotent,
+    /// The request body is a stream larger than its replay cap.
+    BodyNotReplayable,
+    /// The next attempt would start after the total deadline.
+    Deadline,
+    /// The retry budget is spent: most recent requests failed.
+    Budget,
+}
+
+impl GaveUp {
+    fn as_str(self) -> &'static str {
+        match self {
+            GaveUp::MaxAttempts => "max attempts reached",
+            GaveUp::NotIdempotent => "method not idempotent",
+            GaveUp::BodyNotReplayable => "body not replayable",
+            GaveUp::Deadline => "total deadline reached",
+            GaveUp::Budget => "retry budget spent",
+        }
+    }
+}
+
+/// What went wrong with an attempt, if it is worth another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Status(StatusCode),
+    /// The connection could not be made: the request never left, any method may be resent.
+    Connect,
+    Timeout,
+    /// The connection failed after the request was (perhaps) sent: closed or reset before a
+    /// response.
+    Transport,
+}
+
+impl Failure {
+    fn of(outcome: &Result<Response>, policy: &RetryPolicy) -> Option<Failure> {
+        match outcome {
+            Ok(response) if policy.is_retryable_status(response.status()) => {
+                Some(Failure::Status(response.status()))
+            }
+            Ok(_) => None,
+            Err(err) => match err.kind() {
+                ErrorKind::Connect => Some(Failure::Connect),
+                ErrorKind::Timeout => Some(Failure::Timeout),
+                ErrorKind::Transport => Some(Failure::Transport),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Status(status) => write!(f, "status {}", status.as_u16()),
+            Failure::Connect => f.write_str("connect error"),
+            Failure::Timeout => f.write_str("timeout"),
+            Failure::Transport => f.write_str("connection closed before a response"),
+        }
+    }
+}
+
+impl Middleware for Retry {
+    async fn handle(&self, mut request: Request, next: Next) -> Result<Response> {
+        let policy = &*self.policy;
+        let deadline = policy.total_deadline.map(|total| Instant::now() + total);
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
+        let idempotent = policy.is_replayable(request.method(), request.headers());
+        let mut attempt = 1u32;
+        loop {
+            // A copy for the next attempt, taken before this one consumes the body.
+            let spare = if attempt < policy.max_attempts {
+                match request.try_clone() {
+                    Ok(spare) => Some(spare),
+                    Err(err) if err.kind() == ErrorKind::BodyNotReplayable => None,
+                    Err(err) => return Err(err),
+                }
+            } else {
+                None
+            };
+            request.extensions_mut().insert(Attempt(attempt));
+            let outcome = match deadline {
+                None => next.run(request).await,
+                Some(deadline) => {
+                    let url = request.url().clone();
+                    match tokio::time::timeout_at(deadline, next.run(request)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => Err(Error::timeout()
+                            .with_url(url)
+                            .with_message("the retry deadline passed during the attempt")),
+                    }
+                }
+            };
+            let Some(failure) = Failure::of(&outcome, policy) else {
+                return tag(outcome, attempt, None);
+            };
+            let gave_up = if attempt >= policy.max_attempts {
+                Some(GaveUp::MaxAttempts)
+            } else if !idempotent && failure != Failure::Connect {
+                Some(GaveUp::NotIdempotent)
+            } else {
+                None
+            };
+            if let Some(reason) = gave_up {
+                return give_up(outcome, attempt, failure, reason);
+            }
+            // A capped stream is replayable only if what it sent fitted under its cap.
+            let Some(spare) = spare.filter(|spare| spare.body().is_replayable()) else {
+                return give_up(outcome, attempt, failure, GaveUp::BodyNotReplayable);
+            };
+            let delay = policy.delay(
+                attempt,
+                outcome.as_ref().ok().map(|response| response.headers()),
+            );
+            if deadline.is_some_and(|deadline| Instant::now() + delay.duration() >= deadline) {
+                return give_up(outcome, attempt, failure, GaveUp::Deadline);
+            }
+            if self
+                .budget
+                .as_ref()
+                .is_some_and(|budget| !budget.withdraw())
+            {
+                return give_up(outcome, attempt, failure, GaveUp::Budget);
+            }
+            tracing::info!(
+                attempt,
+                failure = %failure,
+                delay_ms = delay.duration().as_millis() as u64,
+                from_retry_after = matches!(delay, Delay::RetryAfter(_)),
+                "retrying request"
+            );
+            if let Ok(response) = outcome {
+                discard(response).await;
+            }
+            tokio::time::sleep(delay.duration()).await;
+            request = spare;
+            attempt += 1;
+        }
+    }
+}
+
+fn tag(outcome: Result<Response>, attempts: u32, gave_up: Option<GaveUp>) -> Result<Response> {
+    outcome.map(|mut response| {
+        response.extensions_mut().insert(Attempts(attempts));
+        if let Some(reason) = gave_up {
+            response.extensions_mut().insert(reason);
+        }
+        response
+    })
+}
+
+fn give_up(
+    outcome: Result<Response>,
+    attempts: u32,
+    failure: Failure,
+    reason: GaveUp,
+) -> Result<Response> {
+    tracing::info!(attempts, failure = %failure, reason = reason.as_str(), "not retrying request");
+    tag(outcome, attempts, Some(reason))
+}
+
+/// How long a discarded response may take to drain before it is dropped instead.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Lets a discarded response go without leaking its connection: a short body is read to its
+/// end so the connection returns to the pool, a long or slow one is dropped, which closes it.
+pub(crate) async fn discard(response: Response) {
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, response.discard()).await;
 }
 
 /// A SplitMix64 sequence seeded from the operating system: cheap, lock-free, and more than

@@ -36,9 +36,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use http::header::AUTHORIZATION;
 use http::{HeaderValue, StatusCode};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use url::{Origin, Url};
+
+use super::retry::discard;
+use super::{Client, Error, Middleware, Next, Request, Response, Result};
 
 /// A bearer token and when it stops being valid.
 #[derive(Clone)]
@@ -349,6 +354,252 @@ impl<S: TokenSource> TokenCache<S> {
     }
 }
 
+/// The token middleware: sends `Authorization: Bearer <token>` to the origins the token is
+/// meant for, refreshes it before it expires, and on a 401 refreshes once and replays once.
+///
+/// Safe on the whole client: the built-in [`RefreshTokenSource`] refreshes without middleware,
+/// and a source that does send through the chain is detected and passed through.
+pub struct TokenAuth<S> {
+    cache: Arc<TokenCache<S>>,
+    origins: Option<Arc<[Origin]>>,
+}
+
+impl<S> Clone for TokenAuth<S> {
+    fn clone(&self) -> Self {
+        TokenAuth {
+            cache: self.cache.clone(),
+            origins: self.origins.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for TokenAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenAuth")
+            .field("cache", &self.cache)
+            .field("origins", &self.origins)
+            .finish()
+    }
+}
+
+impl<S: TokenSource> TokenAuth<S> {
+    /// A middleware with its own [`TokenCache`] over `source` (skew 30 s).
+    pub fn new(source: S) -> Self {
+        TokenAuth::from_cache(Arc::new(TokenCache::new(source)))
+    }
+
+    /// A middleware over a cache that may be shared (with a [`BackgroundRefresh`], or with
+    /// another client).
+    pub fn from_cache(cache: Arc<TokenCache<S>>) -> Self {
+        TokenAuth {
+            cache,
+            origins: None,
+        }
+    }
+
+    /// Sends the token only to these origins (scheme, host and port of each URL).
+    ///
+    /// Default: the origin of each request's original URL, so a redirect to another origin
+    /// never carries the token, whatever the redirect code does.
+    pub fn origins<I, U>(mut self, urls: I) -> Result<Self, TokenConfigError>
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        let origins = urls
+            .into_iter()
+            .map(|url| {
+                let url = url.as_ref();
+                Url::parse(url)
+                    .ok()
+                    .map(|parsed| parsed.origin())
+                    .filter(Origin::is_tuple)
+                    .ok_or_else(|| TokenConfigError::InvalidOrigin(url.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.origins = Some(origins.into());
+        Ok(self)
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Arc<TokenCache<S>> {
+        &self.cache
+    }
+
+    fn sends_token_to(&self, request: &Request) -> bool {
+        let origin = request.url().origin();
+        match &self.origins {
+            Some(origins) => origins.contains(&origin),
+            None => origin == request.original_url().origin(),
+        }
+    }
+}
+
+/// A token middleware configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenConfigError {
+    /// The origin is not an absolute `http`/`https` URL.
+    #[error("{0:?} is not a valid origin (expected a URL such as https://api.example)")]
+    InvalidOrigin(String),
+    /// The token endpoint is not an absolute URL.
+    #[error("{0:?} is not a valid token endpoint URL")]
+    InvalidEndpoint(String),
+}
+
+impl<S: TokenSource> Middleware for TokenAuth<S> {
+    async fn handle(&self, mut request: Request, next: Next) -> Result<Response> {
+        if in_refresh() || !self.sends_token_to(&request) {
+            return next.run(request).await;
+        }
+        let token = self.cache.token().await.map_err(Error::middleware)?;
+        set_bearer(&mut request, &token)?;
+        let replay = request.try_clone().ok();
+        let response = next.run(request).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let Some(mut replay) = replay else {
+            tracing::debug!("401 not retried: the request body cannot be replayed");
+            return Ok(response);
+        };
+        let fresh = self
+            .cache
+            .refresh_rejected(&token)
+            .await
+            .map_err(Error::middleware)?;
+        // Read away (short) or dropped (long), never left holding its connection.
+        discard(response).await;
+        set_bearer(&mut replay, &fresh)?;
+        // Whatever this answers, 401 included, is the caller's answer: one replay only.
+        next.run(replay).await
+    }
+}
+
+fn set_bearer(request: &mut Request, token: &Token) -> Result<()> {
+    let value = token.bearer_header().map_err(Error::middleware)?;
+    request.headers_mut().insert(AUTHORIZATION, value);
+    Ok(())
+}
+
+/// A [`TokenSource`] that trades a refresh token for an access token at an OAuth 2 token
+/// endpoint (RFC 6749, section 6).
+///
+/// Sends `grant_type=refresh_token` (plus `client_id` and `scope` if set) as a form POST
+/// through the given client **without middleware**, so it is safe to use from a token
+/// middleware installed on that same client. When the endpoint rotates the refresh token, the
+/// new one is kept and handed to the [`on_rotate`](RefreshTokenSource::on_rotate) callback to
+/// be persisted.
+pub struct RefreshTokenSource {
+    client: Client,
+    endpoint: Url,
+    refresh_token: Mutex<String>,
+    client_id: Option<String>,
+    scope: Option<String>,
+    on_rotate: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+}
+
+impl fmt::Debug for RefreshTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenSource")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("refresh_token", &"[redacted]")
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshTokenSource {
+    /// A source posting `refresh_token` to `endpoint` through `client`.
+    pub fn new(
+        client: Client,
+        endpoint: &str,
+        refresh_token: impl Into<String>,
+    ) -> Result<Self, TokenConfigError> {
+        let endpoint = Url::parse(endpoint)
+            .map_err(|_| TokenConfigError::InvalidEndpoint(endpoint.to_owned()))?;
+        Ok(RefreshTokenSource {
+            client,
+            endpoint,
+            refresh_token: Mutex::new(refresh_token.into()),
+            client_id: None,
+            scope: None,
+            on_rotate: None,
+        })
+    }
+
+    /// Sends `client_id` with each refresh (public clients).
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sends `scope` with each refresh.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Called with the new refresh token whenever the endpoint rotates it, to persist it.
+    pub fn on_rotate(mut self, persist: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_rotate = Some(Arc::new(persist));
+        self
+    }
+
+    /// The refresh token that the next refresh will send.
+    pub fn refresh_token(&self) -> String {
+        self.lock_refresh_token().clone()
+    }
+
+    fn lock_refresh_token(&self) -> std::sync::MutexGuard<'_, String> {
+        self.refresh_token
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl TokenSource for RefreshTokenSource {
+    async fn fetch(&self) -> Result<Token, TokenError> {
+        let refresh_token = self.refresh_token();
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+        ];
+        if let Some(client_id) = &self.client_id {
+            form.push(("client_id", client_id));
+        }
+        if let Some(scope) = &self.scope {
+            form.push(("scope", scope));
+        }
+        let response = self
+            .client
+            .post(self.endpoint.clone())
+            .no_middleware()
+            .form(&form)
+            .send()
+            .await
+            .map_err(|err| TokenError::Transport(Arc::new(err)))?;
+        if !response.status().is_success() {
+            return Err(TokenError::Endpoint {
+                status: response.status(),
+            });
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| TokenError::Transport(Arc::new(err)))?;
+        let answer = TokenResponse::parse(&body)?;
+        if let Some(rotated) = answer.refresh_token.filter(|new| *new != refresh_token) {
+            *self.lock_refresh_token() = rotated.clone();
+            if let Some(persist) = &self.on_rotate {
+                persist(&rotated);
+            }
+        }
+        Ok(answer.token)
+    }
+}
+
 /// A token endpoint's JSON answer (RFC 6749, section 5.1), as far as a client needs it.
 #[derive(Debug)]
 pub(crate) struct TokenResponse {
@@ -367,7 +618,10 @@ impl TokenResponse {
         }
         let raw: Raw = serde_json::from_slice(body)
             .map_err(|err| TokenError::InvalidResponse(err.to_string()))?;
-        if let Some(kind) = raw.token_type.filter(|kind| !kind.eq_ignore_ascii_case("bearer")) {
+        if let Some(kind) = raw
+            .token_type
+            .filter(|kind| !kind.eq_ignore_ascii_case("bearer"))
+        {
             return Err(TokenError::InvalidResponse(format!(
                 "token_type {kind:?} is not a bearer token"
             )));
