@@ -144,12 +144,7 @@ impl FaultServer {
                 let mut conn_tasks = tokio::task::JoinSet::new();
                 while let Ok((stream, _)) = listener.accept().await {
                     let connection = connections.fetch_add(1, Ordering::SeqCst);
-                    conn_tasks.spawn(serve(
-                        stream,
-                        connection,
-                        seen.clone(),
-                        handler.clone(),
-                    ));
+                    conn_tasks.spawn(serve(stream, connection, seen.clone(), handler.clone()));
                 }
             }
         });
@@ -174,7 +169,10 @@ impl FaultServer {
     }
 
     pub fn hits_to(&self, path: &str) -> usize {
-        self.seen().iter().filter(|seen| seen.path() == path).count()
+        self.seen()
+            .iter()
+            .filter(|seen| seen.path() == path)
+            .count()
     }
 
     pub fn connections(&self) -> usize {
@@ -205,7 +203,10 @@ async fn serve(
             }
             Reply::Respond(answer) => {
                 let length = answer.announced_length.unwrap_or(answer.body.len() as u64);
-                let mut head = format!("HTTP/1.1 {} Scripted\r\ncontent-length: {length}\r\n", answer.status);
+                let mut head = format!(
+                    "HTTP/1.1 {} Scripted\r\ncontent-length: {length}\r\n",
+                    answer.status
+                );
                 if !answer.keep_alive {
                     head.push_str("connection: close\r\n");
                 }
@@ -213,9 +214,10 @@ async fn serve(
                     head.push_str(&format!("{name}: {value}\r\n"));
                 }
                 head.push_str("\r\n");
-                if stream.write_all(head.as_bytes()).await.is_err()
-                    || stream.write_all(&answer.body).await.is_err()
-                {
+                // One write: the client gets head and body together, with no wait in between.
+                let mut bytes = head.into_bytes();
+                bytes.extend_from_slice(&answer.body);
+                if stream.write_all(&bytes).await.is_err() {
                     return;
                 }
                 if answer.announced_length.is_some() {
@@ -230,7 +232,11 @@ async fn serve(
     }
 }
 
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>, connection: usize) -> Option<Seen> {
+async fn read_request(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    connection: usize,
+) -> Option<Seen> {
     let head_end = loop {
         if let Some(end) = find(buffer, b"\r\n\r\n") {
             break end;
@@ -259,7 +265,9 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>, connection: 
     let body = if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
         read_chunked(stream, buffer).await?
     } else {
-        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         while buffer.len() < length {
             if !fill(stream, buffer).await {
                 return None;
@@ -316,5 +324,50 @@ async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> bool {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// Everything tracing printed while a [`capture_logs`] guard was alive, as text.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines containing `needle`.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures the tracing output of this thread (a current-thread test runtime runs every task on
+/// it) until the guard is dropped.
+pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
 }
