@@ -19,12 +19,13 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), layover::client::token::TokenError> {
 //! let cache = Arc::new(
-//!     TokenCache::new(source_fn(|| async {
+//!     TokenCache::new(source_fn(|_client| async {
 //!         Ok(Token::new("fresh").expires_in(Duration::from_secs(3600)))
 //!     }))
 //!     .skew(Duration::from_secs(60)),
 //! );
-//! let token = cache.token().await?;
+//! let client = layover::client::Client::new();
+//! let token = cache.token(&client).await?;
 //! assert_eq!(token.value(), "fresh");
 //! # Ok(())
 //! # }
@@ -124,10 +125,13 @@ impl Token {
 
 /// Where tokens come from: an async function returning a fresh [`Token`].
 ///
-/// Implement it for a type, or wrap a closure with [`source_fn`].
+/// Implement it for a type, or wrap a closure with [`source_fn`]. `client` is the client the
+/// token is for (the one whose request needs it): send the source's own requests through it
+/// with [`no_middleware`](super::RequestBuilder::no_middleware), so that they share its
+/// connection pool and policy without passing through the token middleware again.
 pub trait TokenSource: Send + Sync + 'static {
     /// Fetches a new token. Called at most once at a time per [`TokenCache`].
-    fn fetch(&self) -> impl Future<Output = Result<Token, TokenError>> + Send;
+    fn fetch(&self, client: &Client) -> impl Future<Output = Result<Token, TokenError>> + Send;
 }
 
 /// A [`TokenSource`] made from an async closure; see [`source_fn`].
@@ -145,12 +149,12 @@ impl<F> fmt::Debug for SourceFn<F> {
 /// ```
 /// use layover::client::token::{source_fn, Token};
 ///
-/// let source = source_fn(|| async { Ok(Token::new("static-token")) });
+/// let source = source_fn(|_client| async { Ok(Token::new("static-token")) });
 /// # let _ = source;
 /// ```
 pub fn source_fn<F, Fut>(fetch: F) -> SourceFn<F>
 where
-    F: Fn() -> Fut + Send + Sync + 'static,
+    F: Fn(Client) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Token, TokenError>> + Send,
 {
     SourceFn(fetch)
@@ -158,11 +162,11 @@ where
 
 impl<F, Fut> TokenSource for SourceFn<F>
 where
-    F: Fn() -> Fut + Send + Sync + 'static,
+    F: Fn(Client) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Token, TokenError>> + Send,
 {
-    fn fetch(&self) -> impl Future<Output = Result<Token, TokenError>> + Send {
-        (self.0)()
+    fn fetch(&self, client: &Client) -> impl Future<Output = Result<Token, TokenError>> + Send {
+        (self.0)(client.clone())
     }
 }
 
@@ -283,11 +287,11 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// A token fit to send: the current one, or a new one if there is none or it is within the
     /// skew of its expiry.
-    pub async fn token(&self) -> Result<Arc<Token>, TokenError> {
+    pub async fn token(&self, client: &Client) -> Result<Arc<Token>, TokenError> {
         let (current, fetches) = self.snapshot();
         match current {
             Some(token) if !token.needs_refresh(self.skew) => Ok(token),
-            _ => self.fetch_once(fetches).await,
+            _ => self.fetch_once(fetches, client).await,
         }
     }
 
@@ -295,11 +299,15 @@ impl<S: TokenSource> TokenCache<S> {
     ///
     /// If `rejected` is no longer the current token, another caller has replaced it already and
     /// the current one is returned without a fetch: a token value is refreshed at most once.
-    pub async fn refresh_rejected(&self, rejected: &Arc<Token>) -> Result<Arc<Token>, TokenError> {
+    pub async fn refresh_rejected(
+        &self,
+        rejected: &Arc<Token>,
+        client: &Client,
+    ) -> Result<Arc<Token>, TokenError> {
         let (current, fetches) = self.snapshot();
         match current {
             Some(token) if !Arc::ptr_eq(&token, rejected) => Ok(token),
-            _ => self.fetch_once(fetches).await,
+            _ => self.fetch_once(fetches, client).await,
         }
     }
 
@@ -317,7 +325,7 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// Fetches a token, unless a fetch completed since the caller looked (`seen` fetches), in
     /// which case its outcome is shared.
-    async fn fetch_once(&self, seen: u64) -> Result<Arc<Token>, TokenError> {
+    async fn fetch_once(&self, seen: u64, client: &Client) -> Result<Arc<Token>, TokenError> {
         if in_refresh() {
             // The source itself is asking (through a middleware it should not have used):
             // waiting for the lock would wait for ourselves.
@@ -336,7 +344,7 @@ impl<S: TokenSource> TokenCache<S> {
                 }
             }
         }
-        let fetched = REFRESHING.scope((), self.source.fetch()).await;
+        let fetched = REFRESHING.scope((), self.source.fetch(client)).await;
         let mut state = self.lock_state();
         state.fetches += 1;
         match fetched {
@@ -452,7 +460,11 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
         if in_refresh() || !self.sends_token_to(&request) {
             return next.run(request).await;
         }
-        let token = self.cache.token().await.map_err(Error::middleware)?;
+        let token = self
+            .cache
+            .token(next.client())
+            .await
+            .map_err(Error::middleware)?;
         set_bearer(&mut request, &token)?;
         let replay = request.try_clone().ok();
         let response = next.run(request).await?;
@@ -465,7 +477,7 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
         };
         let fresh = self
             .cache
-            .refresh_rejected(&token)
+            .refresh_rejected(&token, next.client())
             .await
             .map_err(Error::middleware)?;
         // Read away (short) or dropped (long), never left holding its connection.
@@ -486,12 +498,11 @@ fn set_bearer(request: &mut Request, token: &Token) -> Result<()> {
 /// endpoint (RFC 6749, section 6).
 ///
 /// Sends `grant_type=refresh_token` (plus `client_id` and `scope` if set) as a form POST
-/// through the given client **without middleware**, so it is safe to use from a token
-/// middleware installed on that same client. When the endpoint rotates the refresh token, the
+/// through the client the token is for, **without middleware**, so it is safe to use from a
+/// token middleware installed on that client. When the endpoint rotates the refresh token, the
 /// new one is kept and handed to the [`on_rotate`](RefreshTokenSource::on_rotate) callback to
 /// be persisted.
 pub struct RefreshTokenSource {
-    client: Client,
     endpoint: Url,
     refresh_token: Mutex<String>,
     client_id: Option<String>,
@@ -511,16 +522,11 @@ impl fmt::Debug for RefreshTokenSource {
 }
 
 impl RefreshTokenSource {
-    /// A source posting `refresh_token` to `endpoint` through `client`.
-    pub fn new(
-        client: Client,
-        endpoint: &str,
-        refresh_token: impl Into<String>,
-    ) -> Result<Self, TokenConfigError> {
+    /// A source posting `refresh_token` to `endpoint`, an absolute URL.
+    pub fn new(endpoint: &str, refresh_token: impl Into<String>) -> Result<Self, TokenConfigError> {
         let endpoint = Url::parse(endpoint)
             .map_err(|_| TokenConfigError::InvalidEndpoint(endpoint.to_owned()))?;
         Ok(RefreshTokenSource {
-            client,
             endpoint,
             refresh_token: Mutex::new(refresh_token.into()),
             client_id: None,
@@ -560,7 +566,7 @@ impl RefreshTokenSource {
 }
 
 impl TokenSource for RefreshTokenSource {
-    async fn fetch(&self) -> Result<Token, TokenError> {
+    async fn fetch(&self, client: &Client) -> Result<Token, TokenError> {
         let refresh_token = self.refresh_token();
         let mut form = vec![
             ("grant_type", "refresh_token"),
@@ -572,8 +578,7 @@ impl TokenSource for RefreshTokenSource {
         if let Some(scope) = &self.scope {
             form.push(("scope", scope));
         }
-        let response = self
-            .client
+        let response = client
             .post(self.endpoint.clone())
             .no_middleware()
             .form(&form)
@@ -657,13 +662,15 @@ pub struct BackgroundRefresh {
 }
 
 impl BackgroundRefresh {
-    /// Starts the background task for `cache`. Must be called inside a tokio runtime.
+    /// Starts the background task for `cache`, fetching through `client`. Must be called
+    /// inside a tokio runtime.
     ///
-    /// The task holds only a weak reference: it also stops when the cache is dropped.
-    pub fn spawn<S: TokenSource>(cache: &Arc<TokenCache<S>>) -> Self {
+    /// The task holds only a weak reference to the cache: it also stops when the cache is
+    /// dropped.
+    pub fn spawn<S: TokenSource>(cache: &Arc<TokenCache<S>>, client: Client) -> Self {
         let cache = Arc::downgrade(cache);
         BackgroundRefresh {
-            task: tokio::spawn(refresh_loop(cache)),
+            task: tokio::spawn(refresh_loop(cache, client)),
         }
     }
 
@@ -679,13 +686,13 @@ impl Drop for BackgroundRefresh {
     }
 }
 
-async fn refresh_loop<S: TokenSource>(cache: Weak<TokenCache<S>>) {
+async fn refresh_loop<S: TokenSource>(cache: Weak<TokenCache<S>>, client: Client) {
     let mut failures = 0u32;
     loop {
         let Some(strong) = cache.upgrade() else {
             return;
         };
-        let wake_at = match strong.token().await {
+        let wake_at = match strong.token(&client).await {
             Ok(token) => {
                 failures = 0;
                 match token.refresh_at(strong.skew) {
@@ -712,8 +719,14 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A client for the sources, which ignore it: these tests send nothing.
+    fn client() -> Client {
+        static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+        CLIENT.get_or_init(Client::new).clone()
+    }
+
     fn counting_source(calls: Arc<AtomicUsize>, lifetime: Option<Duration>) -> impl TokenSource {
-        source_fn(move || {
+        source_fn(move |_| {
             let calls = calls.clone();
             async move {
                 let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
@@ -735,7 +748,9 @@ mod tests {
         let tasks: Vec<_> = (0..100)
             .map(|_| {
                 let cache = cache.clone();
-                tokio::spawn(async move { cache.token().await.map(|t| t.value().to_owned()) })
+                tokio::spawn(
+                    async move { cache.token(&client()).await.map(|t| t.value().to_owned()) },
+                )
             })
             .collect();
         for task in tasks {
@@ -750,13 +765,13 @@ mod tests {
         let cache = Arc::new(
             TokenCache::new(counting_source(calls.clone(), None)).with_token(Token::new("old")),
         );
-        let rejected = cache.token().await.unwrap();
+        let rejected = cache.token(&client()).await.unwrap();
         let tasks: Vec<_> = (0..100)
             .map(|_| {
                 let (cache, rejected) = (cache.clone(), rejected.clone());
                 tokio::spawn(async move {
                     cache
-                        .refresh_rejected(&rejected)
+                        .refresh_rejected(&rejected, &client())
                         .await
                         .map(|t| t.value().to_owned())
                 })
@@ -773,13 +788,13 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         let cache =
             TokenCache::new(counting_source(calls.clone(), None)).with_token(Token::new("old"));
-        let old = cache.token().await.unwrap();
-        let new = cache.refresh_rejected(&old).await.unwrap();
-        let again = cache.refresh_rejected(&old).await.unwrap();
+        let old = cache.token(&client()).await.unwrap();
+        let new = cache.refresh_rejected(&old, &client()).await.unwrap();
+        let again = cache.refresh_rejected(&old, &client()).await.unwrap();
         assert!(Arc::ptr_eq(&new, &again));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // The new value, rejected in turn, is refreshed once more: once per value.
-        cache.refresh_rejected(&new).await.unwrap();
+        cache.refresh_rejected(&new, &client()).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -787,7 +802,7 @@ mod tests {
     async fn a_failed_fetch_is_shared_by_its_waiters_and_not_repeated() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
-        let cache = Arc::new(TokenCache::new(source_fn(move || {
+        let cache = Arc::new(TokenCache::new(source_fn(move |_| {
             let counter = counter.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -800,7 +815,7 @@ mod tests {
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let cache = cache.clone();
-                tokio::spawn(async move { cache.token().await })
+                tokio::spawn(async move { cache.token(&client()).await })
             })
             .collect();
         for task in tasks {
@@ -813,7 +828,7 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // A later caller tries again: a failure is not cached forever.
-        assert!(cache.token().await.is_err());
+        assert!(cache.token(&client()).await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -825,11 +840,11 @@ mod tests {
             Some(Duration::from_secs(300)),
         ))
         .skew(Duration::from_secs(30));
-        assert_eq!(cache.token().await.unwrap().value(), "token-1");
+        assert_eq!(cache.token(&client()).await.unwrap().value(), "token-1");
         tokio::time::advance(Duration::from_secs(269)).await;
-        assert_eq!(cache.token().await.unwrap().value(), "token-1");
+        assert_eq!(cache.token(&client()).await.unwrap().value(), "token-1");
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(cache.token().await.unwrap().value(), "token-2");
+        assert_eq!(cache.token(&client()).await.unwrap().value(), "token-2");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -842,12 +857,12 @@ mod tests {
             calls.clone(),
             Some(Duration::from_secs(20)),
         ));
-        cache.token().await.unwrap();
+        cache.token(&client()).await.unwrap();
         tokio::time::advance(Duration::from_secs(9)).await;
-        cache.token().await.unwrap();
+        cache.token(&client()).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tokio::time::advance(Duration::from_secs(1)).await;
-        cache.token().await.unwrap();
+        cache.token(&client()).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
@@ -858,7 +873,7 @@ mod tests {
     struct ReenteringSource(std::sync::OnceLock<Hook>);
 
     impl TokenSource for ReenteringSource {
-        async fn fetch(&self) -> Result<Token, TokenError> {
+        async fn fetch(&self, _client: &Client) -> Result<Token, TokenError> {
             if let Some(hook) = self.0.get() {
                 hook().await;
             }
@@ -876,12 +891,12 @@ mod tests {
             let weak = weak.clone();
             Box::pin(async move {
                 if let Some(cache) = weak.upgrade() {
-                    let _ = cache.token().await;
+                    let _ = cache.token(&client()).await;
                 }
             })
         });
         let _ = cache.source().0.set(hook);
-        let token = tokio::time::timeout(Duration::from_secs(5), cache.token())
+        let token = tokio::time::timeout(Duration::from_secs(5), cache.token(&client()))
             .await
             .expect("no deadlock")
             .unwrap();
@@ -957,9 +972,9 @@ mod tests {
             ))
             .skew(Duration::from_secs(30)),
         );
-        let refresher = BackgroundRefresh::spawn(&cache);
+        let refresher = BackgroundRefresh::spawn(&cache, client());
         // The first caller waits for the first token rather than fetching a second one.
-        assert_eq!(cache.token().await.unwrap().value(), "token-1");
+        assert_eq!(cache.token(&client()).await.unwrap().value(), "token-1");
         tokio::time::sleep(Duration::from_secs(271)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(cache.current().unwrap().value(), "token-2");
@@ -973,8 +988,8 @@ mod tests {
             calls.clone(),
             Some(Duration::from_secs(60)),
         )));
-        let refresher = BackgroundRefresh::spawn(&cache);
-        cache.token().await.unwrap();
+        let refresher = BackgroundRefresh::spawn(&cache, client());
+        cache.token(&client()).await.unwrap();
         drop(refresher);
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -987,8 +1002,8 @@ mod tests {
             calls.clone(),
             Some(Duration::from_secs(60)),
         )));
-        let refresher = BackgroundRefresh::spawn(&cache);
-        cache.token().await.unwrap();
+        let refresher = BackgroundRefresh::spawn(&cache, client());
+        cache.token(&client()).await.unwrap();
         drop(cache);
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(refresher.is_finished());
@@ -999,7 +1014,7 @@ mod tests {
     async fn background_refresh_retries_a_failed_fetch() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
-        let cache = Arc::new(TokenCache::new(source_fn(move || {
+        let cache = Arc::new(TokenCache::new(source_fn(move |_| {
             let n = counter.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n < 2 {
@@ -1009,7 +1024,7 @@ mod tests {
                 }
             }
         })));
-        let _refresher = BackgroundRefresh::spawn(&cache);
+        let _refresher = BackgroundRefresh::spawn(&cache, client());
         // Failures are retried after 1 s, then 2 s.
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 3);
