@@ -1,14 +1,18 @@
-//! Logging: what a request and its response looked like, with credentials taken out.
+//! Logging: a tracing span per request and an event per response, with credentials taken out.
 //!
 //! Logging headers and URLs verbatim puts bearer tokens, cookies and signed query strings into
-//! log files. [`Redaction`] decides what is hidden before anything is formatted: the
+//! log files. Here [`Redaction`] decides what is hidden before anything is formatted: the
 //! `Authorization`, `Cookie`, `Set-Cookie` and `Proxy-Authorization` headers, any header named
 //! by the user or marked [sensitive](http::HeaderValue::set_sensitive), the user name and
-//! password of a URL, and optionally query values.
+//! password of a URL, and optionally query values. [`Logging`] writes to `tracing`;
+//! [`LogToService`] is the cookbook's "log to an external service" recipe, sending its records
+//! through the same client without passing through itself, and never failing a request because
+//! the log service failed.
 //!
 //! ```
 //! use http::{HeaderMap, HeaderName, HeaderValue};
-//! use layover::client::logging::{QueryRedaction, Redaction};
+//! use layover::client::Client;
+//! use layover::client::logging::{LogToService, Logging, QueryRedaction, Redaction};
 //! use url::Url;
 //!
 //! let redaction = Redaction::default()
@@ -22,9 +26,15 @@
 //!     redaction.headers(&headers).to_string(),
 //!     r#"{"x-api-key": "[redacted]", "accept": "text/plain"}"#,
 //! );
-//!
 //! let url = Url::parse("https://user:pw@api.example/v1?page=2&sig=abc#top").unwrap();
 //! assert_eq!(redaction.url(&url), "https://api.example/v1?page=2&sig=REDACTED");
+//!
+//! let client = Client::builder()
+//!     .middleware(Logging::new().headers(true).redaction(redaction.clone()))
+//!     .middleware(LogToService::new("http://127.0.0.1:9000/log")?.redaction(redaction))
+//!     .build()?;
+//! # let _ = client;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;

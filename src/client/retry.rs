@@ -4,16 +4,22 @@
 //! replays methods that are safe to replay, honours `Retry-After` in both of its forms, backs off
 //! with full jitter, stops at a total deadline, and shares a retry budget across every request
 //! that goes through it, so a failing upstream sees a bounded amount of extra load instead of a
-//! retry storm.
+//! retry storm. A response it throws away is read away or dropped, never left holding its
+//! connection; a streaming body is replayed only within its replay cap, and otherwise the first
+//! answer comes back marked with why it was not retried ([`GaveUp`]). Every response says how
+//! many attempts it took ([`Attempts`]) and every retry is a tracing event.
 //!
-//! The pieces that decide *whether* and *when* to retry live in [`RetryPolicy`]; [`Retry`] is the
-//! middleware that applies a policy and owns the budget.
+//! What is retried: connect errors (for any method: the request never left), timeouts,
+//! connections closed before a response, and the statuses of the policy, for idempotent
+//! methods or requests carrying an `Idempotency-Key`.
 //!
 //! ```
 //! use std::time::Duration;
 //! use http::StatusCode;
-//! use layover::client::retry::{Budget, RetryPolicy};
+//! use layover::client::Client;
+//! use layover::client::retry::{Attempts, Budget, Retry, RetryPolicy};
 //!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let policy = RetryPolicy::builder()
 //!     .max_attempts(4)
 //!     .statuses([StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE])
@@ -22,8 +28,14 @@
 //!     .total_deadline(Duration::from_secs(60))
 //!     .budget(Budget::default().ratio(0.1))
 //!     .build()?;
-//! assert_eq!(policy.max_attempts(), 4);
-//! # Ok::<(), layover::client::retry::RetryPolicyError>(())
+//! let client = Client::builder().middleware(Retry::new(policy)).build()?;
+//!
+//! let response = client.get("http://127.0.0.1:8080/flaky").send().await?;
+//! if let Some(Attempts(attempts)) = response.extensions().get::<Attempts>() {
+//!     println!("{} after {attempts} attempt(s)", response.status());
+//! }
+//! # Ok(())
+//! # }
 //! ```
 
 use std::fmt;

@@ -1,32 +1,38 @@
-//! Token refresh: a bearer token fetched from a [`TokenSource`], cached, and renewed at most once
-//! per token value however many requests need it at the same time.
+//! Token refresh: a bearer token fetched from a [`TokenSource`], cached, sent to the origins it
+//! is meant for, and renewed at most once per token value however many requests need it at the
+//! same time.
 //!
 //! The aiohttp cookbook's recipes hold an `asyncio.Lock` while they refresh through the same
 //! session, so the refresh request re-enters the middleware and waits on the lock its own caller
-//! holds: a deadlock. Here the lock guards only the call to the source, the source's own HTTP
-//! call runs without middleware, and a refresh that re-enters the cache anyway (a custom source
-//! sending through the full chain) is detected and never waits on itself. Concurrent callers
-//! share one refresh and its outcome, including its error.
+//! holds: a deadlock. Here the lock guards only the call to the source, the built-in source
+//! sends its request without middleware, and a refresh that re-enters the cache anyway (a custom
+//! source sending through the full chain) is detected and never waits on itself. Concurrent
+//! callers share one refresh and its outcome, including its error; a 401 after the refresh is
+//! returned as that 401, never as the refresh endpoint's answer.
 //!
-//! [`TokenCache`] is the single-flight cache; the middleware and the background refresher are
-//! built on it.
+//! - [`TokenAuth`]: the middleware (on a 401, refresh once and replay once; before sending,
+//!   refresh a token within the skew of its expiry).
+//! - [`TokenCache`]: the single-flight cache it is built on, shareable.
+//! - [`RefreshTokenSource`]: an OAuth 2 refresh-token grant, with rotated refresh tokens kept and
+//!   handed to a callback to persist.
+//! - [`BackgroundRefresh`]: renews ahead of expiry from a task that stops when dropped.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use std::time::Duration;
-//! use layover::client::token::{source_fn, Token, TokenCache};
+//! use layover::client::Client;
+//! use layover::client::token::{BackgroundRefresh, RefreshTokenSource, TokenAuth};
 //!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), layover::client::token::TokenError> {
-//! let cache = Arc::new(
-//!     TokenCache::new(source_fn(|_client| async {
-//!         Ok(Token::new("fresh").expires_in(Duration::from_secs(3600)))
-//!     }))
-//!     .skew(Duration::from_secs(60)),
-//! );
-//! let client = layover::client::Client::new();
-//! let token = cache.token(&client).await?;
-//! assert_eq!(token.value(), "fresh");
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let source = RefreshTokenSource::new("https://auth.example/oauth/token", "refresh-123")?
+//!     .client_id("my-app")
+//!     .on_rotate(|rotated| println!("persist the new refresh token {} bytes long", rotated.len()));
+//! let auth = TokenAuth::new(source).origins(["https://api.example"])?;
+//! let client = Client::builder().middleware(auth.clone()).build()?;
+//! // Optional: renew ahead of expiry instead of on the request that finds it expiring.
+//! let _refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
+//!
+//! let me = client.get("https://api.example/me").send().await?;
+//! # let _ = me;
 //! # Ok(())
 //! # }
 //! ```
@@ -227,6 +233,27 @@ pub(crate) fn in_refresh() -> bool {
 /// Either way, callers that arrive while a fetch is running wait for it and share its outcome:
 /// one fetch per token value, whatever the concurrency. The fetch is the only thing run under
 /// the cache's lock.
+///
+/// ```
+/// use std::time::Duration;
+/// use layover::client::Client;
+/// use layover::client::token::{source_fn, Token, TokenCache};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), layover::client::token::TokenError> {
+/// let cache = TokenCache::new(source_fn(|_client| async {
+///     Ok(Token::new("fresh").expires_in(Duration::from_secs(3600)))
+/// }))
+/// .skew(Duration::from_secs(60));
+/// let client = Client::new();
+/// let token = cache.token(&client).await?;
+/// assert_eq!(token.value(), "fresh");
+/// // The server refused it: one refresh, shared by everyone who saw the same refusal.
+/// let next = cache.refresh_rejected(&token, &client).await?;
+/// assert_eq!(next.value(), "fresh");
+/// # Ok(())
+/// # }
+/// ```
 pub struct TokenCache<S> {
     source: S,
     skew: Duration,
