@@ -10,6 +10,11 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use layover::client::retry::{Attempts, Retry, RetryPolicy};
+use layover::client::token::{RefreshTokenSource, Token, TokenAuth, TokenCache};
 use layover::client::{Client, Next, Request, from_fn};
 
 #[tokio::main]
@@ -67,6 +72,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("  body: {:?}\n", response.text().await?);
 
+    println!("5. retry and token refresh on one client: a stale token and a flaky endpoint");
+    let policy = RetryPolicy::builder()
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .build()?;
+    let source = RefreshTokenSource::new(&format!("http://{addr}/token"), "refresh-1")?;
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("stale")),
+    ));
+    let client = Client::builder()
+        .base_url(&format!("http://{addr}/"))
+        .middleware(Retry::new(policy))
+        .middleware(auth)
+        .build()?;
+    let response = client.get("flaky-api").send().await?;
+    let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
+    println!(
+        "  [retry+token] {} after {attempts} attempt(s): 401 with the stale token, one refresh, \
+         a 503, a retry\n",
+        response.status()
+    );
+
     println!("tour finished");
     Ok(())
 }
@@ -83,6 +109,13 @@ async fn start_server() -> std::io::Result<SocketAddr> {
                 )
             }),
         )
+        .route(
+            "/token",
+            axum::routing::post(|| async {
+                axum::Json(serde_json::json!({ "access_token": "fresh", "expires_in": 3600 }))
+            }),
+        )
+        .route("/flaky-api", get(flaky_api))
         .fallback(|| async { StatusCode::NOT_FOUND.into_response() });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -92,4 +125,21 @@ async fn start_server() -> std::io::Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// Accepts only the token `fresh`, and fails the first request that carries it with a 503.
+async fn flaky_api(headers: axum::http::HeaderMap) -> StatusCode {
+    static ACCEPTED: AtomicUsize = AtomicUsize::new(0);
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some("Bearer fresh")
+    {
+        return StatusCode::UNAUTHORIZED;
+    }
+    if ACCEPTED.fetch_add(1, Ordering::SeqCst) == 0 {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
 }

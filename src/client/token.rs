@@ -177,6 +177,8 @@ where
 }
 
 type SharedSource = Arc<dyn StdError + Send + Sync>;
+/// Called with each rotated refresh token.
+type PersistRotated = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Why no token could be had. Cheap to clone: every caller that waited on one failed refresh
 /// gets the same error.
@@ -534,7 +536,7 @@ pub struct RefreshTokenSource {
     refresh_token: Mutex<String>,
     client_id: Option<String>,
     scope: Option<String>,
-    on_rotate: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    on_rotate: Option<PersistRotated>,
 }
 
 impl fmt::Debug for RefreshTokenSource {
