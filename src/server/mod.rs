@@ -1,1 +1,3 @@
 //! Server middleware as tower layers.
+
+pub mod matcher;
