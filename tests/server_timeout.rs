@@ -267,3 +267,83 @@ fn non_error_status_is_a_config_error() {
         TimeoutConfigError::NotAnErrorStatus { status } if status == StatusCode::OK
     ));
 }
+
+/// Counts allocations made on the current thread, so tests running in parallel do not interfere.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: every call is forwarded to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.with(|count| count.set(count.get() + 1));
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    pub fn allocations() -> usize {
+        ALLOCATIONS.with(Cell::get)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn happy_path_through_error_and_timeout_layers_allocates_nothing() {
+    use tower::{Layer, Service, ServiceExt};
+
+    let leaf = tower::service_fn(|_req: http::Request<()>| async {
+        // Yield once so the timer is really registered, as with any handler that waits.
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
+    });
+    let timeout = TimeoutLayer::new(SLOW)
+        .unwrap()
+        .ignore(PathMatcher::regex(r"/stream/\d+").unwrap())
+        .ignore(Rule::with_methods(PathMatcher::exact("/upload").unwrap(), [Method::POST]).unwrap())
+        .path_timeout(PathMatcher::prefix("/reports/").unwrap(), SLOW * 2)
+        .unwrap();
+    let errors = ErrorLayer::new().skip_path(PathMatcher::regex("/legacy/.*").unwrap());
+    let mut service = errors.layer(timeout.layer(leaf));
+    let uri: http::Uri = "/reports/daily?year=2026".parse().unwrap();
+    let request = || {
+        let mut request = http::Request::new(());
+        *request.uri_mut() = uri.clone();
+        request
+    };
+
+    // Warm up: the timer wheel, the regex caches and the URI's shared buffer are set up once.
+    for _ in 0..3 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    let mut requests = Vec::with_capacity(100);
+    requests.extend((0..100).map(|_| request()));
+    let before = counting::allocations();
+    for request in requests.drain(..) {
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        drop(response);
+    }
+    let allocations = counting::allocations() - before;
+    assert_eq!(allocations, 0, "{allocations} allocations for 100 requests");
+}

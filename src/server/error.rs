@@ -813,18 +813,15 @@ impl RequestInfo {
         }
         let (mut parts, _body) = response.into_parts();
         match parts.extensions.remove::<HttpError>() {
-            Some(err) => {
-                // The `HttpError`'s status is the response's, unless an inner layer changed it.
-                let detail = err.detail.clone();
-                self.respond(
-                    parts,
-                    ErrorKind::HttpError,
-                    &detail,
-                    None,
-                    err.problem_type.as_deref(),
-                    err.data.as_ref(),
-                )
-            }
+            // The status is the response's: an inner layer may have changed the error's.
+            Some(err) => self.respond(
+                parts,
+                ErrorKind::HttpError,
+                &err.detail,
+                None,
+                err.problem_type.as_deref(),
+                err.data.as_ref(),
+            ),
             None => self.respond(
                 parts,
                 ErrorKind::EmptyResponse,
@@ -839,17 +836,15 @@ impl RequestInfo {
     fn on_failure<B>(&self, failure: Failure) -> Response<ErrorBody<B>> {
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
-        let (kind, message, expose) = match &failure {
+        let (kind, message, expose) = match failure {
             Failure::Service(err) => (
                 ErrorKind::ServiceError,
-                error_chain(&**err),
+                error_chain(&*err),
                 self.config.expose_error_messages,
             ),
-            Failure::Panic(message) => (
-                ErrorKind::Panic,
-                message.clone(),
-                self.config.expose_panic_messages,
-            ),
+            Failure::Panic(message) => {
+                (ErrorKind::Panic, message, self.config.expose_panic_messages)
+            }
         };
         let detail = if expose {
             message.as_str()
@@ -1029,6 +1024,129 @@ impl<B: Body<Data = Bytes>> Body for ErrorBody<B> {
             BodyKind::Full { bytes } => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty, Full};
+    use tower::ServiceExt;
+
+    fn empty_status(status: StatusCode) -> Response<Empty<Bytes>> {
+        let mut response = Response::new(Empty::new());
+        *response.status_mut() = status;
+        response
+    }
+
+    #[tokio::test]
+    async fn head_error_has_no_body_but_keeps_the_document_length() {
+        let leaf = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(empty_status(StatusCode::NOT_FOUND))
+        });
+        let mut request = Request::new(());
+        *request.method_mut() = Method::HEAD;
+        let response = ErrorLayer::new()
+            .layer(leaf)
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "22");
+        assert!(response.body().is_end_stream());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn handler_choosing_no_content_sends_no_body() {
+        let leaf = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(empty_status(StatusCode::GONE))
+        });
+        let layer = ErrorLayer::new().default_handler(|_ctx| {
+            let mut response = Response::new(Bytes::from_static(b"ignored"));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        });
+        let response = layer.layer(leaf).oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(!response.headers().contains_key(header::CONTENT_LENGTH));
+        assert!(response.body().is_end_stream());
+    }
+
+    #[derive(Clone)]
+    struct NeverReady;
+
+    impl Service<Request<()>> for NeverReady {
+        type Response = Response<Full<Bytes>>;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err(std::io::Error::other("backend pool closed")))
+        }
+
+        fn call(&mut self, _req: Request<()>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+                b"unreachable",
+            )))))
+        }
+    }
+
+    #[tokio::test]
+    async fn poll_ready_error_becomes_500_on_the_next_call() {
+        let service = ErrorLayer::new()
+            .expose_error_messages(true)
+            .layer(NeverReady);
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"detail":"backend pool closed"}"#);
+    }
+
+    #[test]
+    fn extra_data_cannot_override_the_detail() {
+        let mut data = Map::new();
+        data.insert("detail".into(), Value::from("spoofed"));
+        data.insert("code".into(), Value::from(7));
+        let body = render(
+            ErrorFormat::Json,
+            StatusCode::BAD_REQUEST,
+            "real",
+            None,
+            Some(&data),
+        );
+        assert_eq!(&body[..], br#"{"detail":"real","code":7}"#);
+    }
+
+    #[test]
+    fn status_without_a_reason_phrase_gets_a_generic_one() {
+        let status = StatusCode::from_u16(599).unwrap();
+        assert_eq!(reason(status), "Server Error");
+        assert_eq!(reason(StatusCode::from_u16(499).unwrap()), "Client Error");
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        let inner = std::io::Error::other("refused");
+        let outer = std::io::Error::other(WithSource(inner));
+        assert_eq!(error_chain(&outer), "upstream failed: refused");
+    }
+
+    #[derive(Debug)]
+    struct WithSource(std::io::Error);
+
+    impl fmt::Display for WithSource {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("upstream failed")
+        }
+    }
+
+    impl std::error::Error for WithSource {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
         }
     }
 }
