@@ -1,1 +1,5 @@
 //! Server middleware as tower layers.
+
+pub mod cors;
+pub mod forwarded;
+pub mod shield;
