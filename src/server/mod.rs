@@ -2,4 +2,5 @@
 
 pub mod cors;
 pub mod forwarded;
+pub mod matcher;
 pub mod shield;
