@@ -1312,3 +1312,93 @@ async fn urls_rule_methods_apply_to_the_method_a_preflight_asks_for() {
     let not_covered = server.preflight("/options", APP, "DELETE").await;
     assert_eq!(not_covered.body, "options handler");
 }
+
+// CORS headers on error responses made by the error and timeout layers inside it, in both
+// orders of those two layers, and with the error layer outside CORS.
+
+mod with_error_and_timeout_layers {
+    use super::*;
+    use layover::server::{ErrorLayer, TimeoutLayer};
+
+    fn routes() -> Router {
+        Router::new()
+            .route("/hang", get(|| std::future::pending::<&'static str>()))
+            .route("/panic", get(|| async { panic!("boom") as &'static str }))
+            .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+    }
+
+    fn timeout() -> TimeoutLayer {
+        TimeoutLayer::new(Duration::from_millis(20)).unwrap()
+    }
+
+    async fn check(router: Router, path: &str, code: u16) {
+        let server = Server {
+            base: format!("http://{}", serve_router(router).await),
+            calls: Arc::default(),
+        };
+        let reply = server.send("GET", path, &[("origin", APP)]).await;
+        assert_eq!(reply.status, code);
+        assert_eq!(reply.one("access-control-allow-origin"), Some(APP));
+        assert_eq!(reply.one("access-control-allow-credentials"), Some("true"));
+        assert!(reply.vary().contains(&"origin".to_owned()));
+        assert!(reply.body.contains("detail"), "body: {}", reply.body);
+    }
+
+    fn cors() -> CorsLayer {
+        list().allow_credentials(true).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn cors_headers_on_504_with_cors_then_error_then_timeout() {
+        let router = routes()
+            .layer(timeout())
+            .layer(ErrorLayer::new())
+            .layer(cors());
+        check(router, "/hang", 504).await;
+    }
+
+    #[tokio::test]
+    async fn cors_headers_on_504_with_cors_then_timeout_then_error() {
+        let router = routes()
+            .layer(ErrorLayer::new())
+            .layer(timeout())
+            .layer(cors());
+        check(router, "/hang", 504).await;
+    }
+
+    #[tokio::test]
+    async fn cors_headers_on_500_from_a_panic_with_cors_then_error_then_timeout() {
+        let router = routes()
+            .layer(timeout())
+            .layer(ErrorLayer::new())
+            .layer(cors());
+        check(router, "/panic", 500).await;
+    }
+
+    #[tokio::test]
+    async fn cors_headers_on_500_from_a_panic_with_cors_then_timeout_then_error() {
+        let router = routes()
+            .layer(ErrorLayer::new())
+            .layer(timeout())
+            .layer(cors());
+        check(router, "/panic", 500).await;
+    }
+
+    #[tokio::test]
+    async fn cors_headers_on_504_with_error_outside_cors() {
+        let router = routes()
+            .layer(timeout())
+            .layer(cors())
+            .layer(ErrorLayer::new());
+        check(router, "/hang", 504).await;
+    }
+
+    #[tokio::test]
+    async fn cors_headers_on_500_with_error_outside_cors() {
+        let router = routes()
+            .layer(timeout())
+            .layer(cors())
+            .layer(ErrorLayer::new());
+        check(router, "/fail", 500).await;
+    }
+}
