@@ -1112,7 +1112,8 @@ async fn item_43_private_network_is_opt_in() {
 
 #[test]
 fn item_44_invalid_configurations_are_errors() {
-    let cases: Vec<(CorsLayerBuilder, fn(&CorsConfigError) -> bool)> = vec![
+    type Expected = fn(&CorsConfigError) -> bool;
+    let cases: Vec<(CorsLayerBuilder, Expected)> = vec![
         (CorsLayer::builder().allow_origin("*"), |e| {
             matches!(e, CorsConfigError::WildcardInOriginList)
         }),
@@ -1322,7 +1323,7 @@ mod with_error_and_timeout_layers {
 
     fn routes() -> Router {
         Router::new()
-            .route("/hang", get(|| std::future::pending::<&'static str>()))
+            .route("/hang", get(std::future::pending::<&'static str>))
             .route("/panic", get(|| async { panic!("boom") as &'static str }))
             .route("/fail", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
     }
@@ -1400,5 +1401,107 @@ mod with_error_and_timeout_layers {
             .layer(cors())
             .layer(ErrorLayer::new());
         check(router, "/fail", 500).await;
+    }
+}
+
+/// Counts allocations made on the current thread, so tests running in parallel do not
+/// interfere.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: every call is forwarded to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.with(|count| count.set(count.get() + 1));
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    pub fn allocations() -> usize {
+        ALLOCATIONS.with(Cell::get)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+/// Allocations for 100 actual requests through `service`, after a warm-up.
+async fn allocations_for_100<S>(mut service: S, origin: Option<&'static str>) -> usize
+where
+    S: tower::Service<
+            axum::http::Request<()>,
+            Response = axum::http::Response<http_body_util::Empty<bytes::Bytes>>,
+            Error = std::convert::Infallible,
+        >,
+{
+    use tower::ServiceExt;
+    let request = || {
+        let mut request = axum::http::Request::new(());
+        *request.uri_mut() = axum::http::Uri::from_static("/api/items");
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert(header::ORIGIN, HeaderValue::from_static(origin));
+        }
+        request
+    };
+    for _ in 0..3 {
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
+    }
+    let mut requests = Vec::with_capacity(100);
+    requests.extend((0..100).map(|_| request()));
+    let before = counting::allocations();
+    for request in requests.drain(..) {
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        drop(response);
+    }
+    counting::allocations() - before
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn actual_requests_allocate_nothing_beyond_the_inner_service() {
+    use tower::Layer;
+    // The leaf reserves room for a few headers, as any real response with headers has.
+    let leaf = tower::service_fn(|_request: axum::http::Request<()>| async {
+        let mut response = axum::http::Response::new(http_body_util::Empty::new());
+        response.headers_mut().reserve(8);
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let cors = CorsLayer::builder()
+        .allow_origins([APP, "https://second.example"])
+        .allow_origin_regex(r"https://[a-z]+\.preview\.example")
+        .allow_credentials(true)
+        .expose_headers(["x-request-id"])
+        .urls(Rules::new().with(PathMatcher::prefix("/api/").unwrap()))
+        .build()
+        .unwrap();
+    let baseline = allocations_for_100(leaf, Some(APP)).await;
+    for origin in [
+        Some(APP),
+        Some(EVIL),
+        Some("https://a.preview.example"),
+        None,
+    ] {
+        let with_cors = allocations_for_100(cors.layer(leaf), origin).await;
+        assert_eq!(with_cors, baseline, "origin {origin:?}");
     }
 }

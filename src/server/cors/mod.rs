@@ -682,15 +682,11 @@ enum Refusal {
 
 impl Config {
     fn preflight<B: Default>(&self, request: &HeaderMap) -> Response<B> {
-        match self.grant(request) {
-            Ok(granted) => {
-                let mut response = Response::new(B::default());
-                *response.status_mut() = self.preflight_status;
-                let headers = response.headers_mut();
-                headers.extend(granted);
-                self.preflight_vary.apply(headers);
-                response
-            }
+        let mut response = Response::new(B::default());
+        let headers = response.headers_mut();
+        headers.reserve(8);
+        match self.grant(request, headers) {
+            Ok(()) => *response.status_mut() = self.preflight_status,
             Err(refusal) => {
                 tracing::debug!(
                     ?refusal,
@@ -699,16 +695,16 @@ impl Config {
                     headers = ?request.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
                     "CORS preflight refused"
                 );
-                let mut response = Response::new(B::default());
+                headers.clear();
                 *response.status_mut() = self.denied_status;
-                self.preflight_vary.apply(response.headers_mut());
-                response
             }
         }
+        self.preflight_vary.apply(response.headers_mut());
+        response
     }
 
-    /// The headers that grant a preflight, or why it is refused.
-    fn grant(&self, request: &HeaderMap) -> Result<HeaderMap, Refusal> {
+    /// Writes the headers that grant a preflight, or says why it is refused.
+    fn grant(&self, request: &HeaderMap, granted: &mut HeaderMap) -> Result<(), Refusal> {
         let origin = request.get(header::ORIGIN).ok_or(Refusal::Origin)?;
         let allow_origin = self.origin.allow(origin).ok_or(Refusal::Origin)?;
         let requested_method = request
@@ -756,7 +752,6 @@ impl Config {
             };
         }
 
-        let mut granted = HeaderMap::with_capacity(8);
         granted.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
         if self.credentials {
             granted.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
@@ -777,7 +772,7 @@ impl Config {
         {
             granted.insert(ALLOW_PRIVATE_NETWORK, TRUE);
         }
-        Ok(granted)
+        Ok(())
     }
 
     fn apply(&self, action: Action, headers: &mut HeaderMap) {
