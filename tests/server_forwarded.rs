@@ -105,7 +105,14 @@ async fn x_forwarded_proto_from_untrusted_peer_is_ignored() {
 #[tokio::test]
 async fn headers_from_untrusted_peer_are_stripped_by_default() {
     let addr = serve(trusting_only_ten_slash_eight().build().unwrap()).await;
-    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    let report = get_report(
+        addr,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "https"),
+        ],
+    )
+    .await;
     assert_eq!(report["x_forwarded_proto"], Value::Null);
 }
 

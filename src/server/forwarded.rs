@@ -273,8 +273,9 @@ impl ForwardedLayerBuilder {
     }
 
     /// Whether to remove the configured family's headers from requests of untrusted peers,
-    /// so that handlers reading them directly cannot be fooled. On by default; turn it off
-    /// to keep the headers (the layer still ignores them).
+    /// so that handlers reading them directly cannot be fooled (each removal is logged at
+    /// `DEBUG`). On by default; turn it off to keep the headers (the layer still ignores
+    /// them).
     pub fn strip_untrusted(mut self, strip: bool) -> Self {
         self.strip_untrusted = strip;
         self
@@ -468,8 +469,11 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
                 }
             }
         }
-    } else if config.strip_untrusted {
-        strip(&config.family, request.headers_mut());
+    } else if config.strip_untrusted && strip(&config.family, request.headers_mut()) {
+        tracing::debug!(
+            peer = ?peer,
+            "removed forwarded headers sent by a peer that is not a trusted proxy"
+        );
     }
 
     // The effective host: forwarded, else the URI's own authority, else the Host header
@@ -615,22 +619,27 @@ fn parse_node_ip(node: &str) -> Option<IpAddr> {
     ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
-fn strip(family: &Family, headers: &mut HeaderMap) {
+/// Removes the family's headers; says whether there were any.
+fn strip(family: &Family, headers: &mut HeaderMap) -> bool {
+    let mut removed = false;
+    let mut remove = |name: &HeaderName| {
+        // `remove` drops every line of the header, not just the first.
+        removed |= headers.remove(name).is_some();
+    };
     match family {
         Family::XForwarded => {
-            headers.remove(X_FORWARDED_FOR);
-            headers.remove(X_FORWARDED_PROTO);
-            headers.remove(X_FORWARDED_HOST);
+            remove(&X_FORWARDED_FOR);
+            remove(&X_FORWARDED_PROTO);
+            remove(&X_FORWARDED_HOST);
         }
-        Family::Rfc7239 => {
-            headers.remove(FORWARDED);
-        }
+        Family::Rfc7239 => remove(&FORWARDED),
         Family::MatchHeaders(entries) => {
             for (name, _) in entries {
-                headers.remove(name);
+                remove(name);
             }
         }
     }
+    removed
 }
 
 fn rewrite_uri(uri: &mut Uri, scheme: Option<&Scheme>, host: Option<&Authority>) {
@@ -653,5 +662,69 @@ fn rewrite_uri(uri: &mut Uri, scheme: Option<&Scheme>, host: Option<&Authority>)
     }
     if let Ok(rewritten) = Uri::from_parts(parts) {
         *uri = rewritten;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_in_every_form() {
+        let v4 = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(parse_node_ip("192.0.2.1"), v4("192.0.2.1"));
+        assert_eq!(parse_node_ip("192.0.2.1:4711"), v4("192.0.2.1"));
+        assert_eq!(parse_node_ip("\"192.0.2.1:4711\""), v4("192.0.2.1"));
+        assert_eq!(parse_node_ip("2001:db8::1"), v4("2001:db8::1"));
+        assert_eq!(parse_node_ip("\"[2001:db8::1]:4711\""), v4("2001:db8::1"));
+        assert_eq!(parse_node_ip("[2001:db8::1]"), v4("2001:db8::1"));
+        assert_eq!(parse_node_ip("::ffff:10.0.0.1"), v4("10.0.0.1"));
+        assert_eq!(parse_node_ip("unknown"), None);
+        assert_eq!(parse_node_ip("_hidden"), None);
+        assert_eq!(parse_node_ip("192.0.2.1:notaport"), None);
+    }
+
+    #[test]
+    fn rfc7239_elements_pairs_and_quotes() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            FORWARDED,
+            HeaderValue::from_static("for=192.0.2.60;proto=http;by=203.0.113.43"),
+        );
+        headers.append(
+            FORWARDED,
+            HeaderValue::from_static(
+                "For=\"[2001:db8:cafe::17]:4711\"; Host=\"app.example\", garbage",
+            ),
+        );
+        let hops = rfc7239_hops(&headers);
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[0].for_, Some("192.0.2.60"));
+        assert_eq!(hops[0].proto, Some("http"));
+        assert_eq!(hops[1].for_, Some("[2001:db8:cafe::17]:4711"));
+        assert_eq!(hops[1].host, Some("app.example"));
+        assert_eq!(hops[2].for_, None);
+    }
+
+    #[test]
+    fn x_forwarded_lists_align_from_the_right() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("a, b, c"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let hops = x_forwarded_hops(&headers);
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[0].proto, None);
+        assert_eq!(hops[2].proto, Some("https"));
+        assert_eq!(hops[2].for_, Some("c"));
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_networks() {
+        assert_eq!(
+            parse_net("10.1.2.3/8").ok(),
+            "10.0.0.0/8".parse::<IpNet>().ok()
+        );
+        assert_eq!(parse_net("::1").ok(), "::1/128".parse::<IpNet>().ok());
+        assert!(parse_net("localhost").is_err());
     }
 }

@@ -84,7 +84,8 @@ use crate::server::matcher::Rules;
 /// response (the client connection, or an outer timeout) has stopped waiting for it.
 ///
 /// It fires when the response future is dropped before the handler finished; it never
-/// fires for a request that was answered.
+/// fires for a request that was answered. Only shielded requests carry it: on a route that
+/// may not be shielded, extract it as `Option<Extension<ClientGone>>`.
 #[derive(Debug, Clone)]
 pub struct ClientGone(CancellationToken);
 

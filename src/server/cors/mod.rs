@@ -17,6 +17,8 @@
 //! made by an inner layer gets the same headers as a `200`. It never rejects an actual
 //! (non-preflight) request: CORS protects reads in the browser, not the server, and a
 //! disallowed origin still runs the handler; it just gets no `Access-Control-Allow-Origin`.
+//! An `Err` from the inner service has no response to carry headers, so place the error
+//! layer inside this one (see [`server`](crate::server) for the recommended order).
 //!
 //! The default policy allows no origin, the safelisted methods (`GET`, `HEAD`, `POST`), no
 //! extra request header, exposes nothing, sends no max age and no credentials, covers every
