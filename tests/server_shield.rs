@@ -412,3 +412,32 @@ fn empty_path_rules_are_a_config_error() {
         .unwrap_err();
     assert!(matches!(err, ShieldConfigError::NoPaths));
 }
+
+#[tokio::test]
+async fn panic_in_shielded_work_is_rendered_by_an_outer_error_layer() {
+    let shield = ShieldLayer::builder().build().unwrap();
+    let router = app(Arc::default())
+        .layer(shield)
+        .layer(layover::server::ErrorLayer::new());
+    let addr = serve(router).await;
+    let (code, body) = status(addr, "POST", "/panic").await;
+    assert_eq!(code, 500);
+    assert!(body.contains("Internal Server Error"), "body: {body}");
+}
+
+#[tokio::test]
+async fn shield_inside_a_timeout_keeps_the_work_going_after_the_504() {
+    let counters = Arc::new(Counters::default());
+    let router = app(counters.clone())
+        .layer(ShieldLayer::builder().build().unwrap())
+        .layer(layover::server::TimeoutLayer::new(Duration::from_millis(20)).unwrap());
+    let addr = serve(router).await;
+    // The handler completes only once its response future has been dropped, which here is
+    // the timeout's doing: the client is still connected when it gets the 504.
+    let (code, _) = status(addr, "POST", "/disconnect").await;
+    assert_eq!(code, 504);
+    eventually("handler completed", || {
+        counters.completed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
