@@ -347,3 +347,19 @@ async fn happy_path_through_error_and_timeout_layers_allocates_nothing() {
     let allocations = counting::allocations() - before;
     assert_eq!(allocations, 0, "{allocations} allocations for 100 requests");
 }
+
+#[tokio::test(start_paused = true)]
+async fn rules_see_the_raw_path_the_router_routes_on() {
+    // `/a%2Fslow` is one segment for axum's router, so a rule for `/a/` must not apply to it.
+    let app = Router::new()
+        .route("/a/slow", get(slow))
+        .route("/{segment}", get(slow));
+    let layer = TimeoutLayer::new(SHORT)
+        .unwrap()
+        .ignore(PathMatcher::prefix("/a/").unwrap());
+    let addr = serve(app.layer(layer)).await;
+    let response = send(addr, Method::GET, "/a/slow").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = send(addr, Method::GET, "/a%2Fslow").await;
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+}

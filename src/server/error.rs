@@ -441,6 +441,11 @@ impl ErrorContext<'_> {
         self.data
     }
 
+    /// The RFC 9457 `type` URI of an [`HttpError`], if it set one.
+    pub fn problem_type(&self) -> Option<&str> {
+        self.problem_type
+    }
+
     /// The method of the request.
     pub fn method(&self) -> &Method {
         &self.request.method
