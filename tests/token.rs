@@ -121,6 +121,32 @@ async fn a_401_after_the_refresh_is_returned_as_that_401() {
 }
 
 #[tokio::test]
+async fn a_request_whose_stream_cannot_be_replayed_gets_its_401_back() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", None, None),
+        _ => status(401, "expired"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let chunks =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("upload"))]);
+    let response = bounded(
+        client_with(auth)
+            .post(server.url("/upload"))
+            .body(layover::client::Body::wrap_stream(chunks))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.hits_to("/upload"), 1);
+    assert_eq!(server.seen()[0].body, b"upload");
+}
+
+#[tokio::test]
 async fn a_refresh_endpoint_answering_401_is_a_typed_error_without_deadlock() {
     let server = FaultServer::start(|_, _| status(401, "no")).await;
     let source = RefreshTokenSource::new(&server.url("/token"), "revoked").unwrap();
@@ -527,6 +553,28 @@ async fn a_connect_tunnel_carries_the_proxy_credentials_and_not_the_api_token() 
         Some(basic("svc", "pw").as_str())
     );
     assert_eq!(seen.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn a_custom_proxy_authorization_is_sent_as_configured() {
+    let proxy = FaultServer::start(|_, _| status(200, "via proxy")).await;
+    let client = Client::builder()
+        .proxy(
+            Proxy::http(&proxy.url(""))
+                .unwrap()
+                .custom_auth(HeaderValue::from_static("Bearer proxy-token")),
+        )
+        .build()
+        .unwrap();
+    client
+        .get("http://127.0.0.1:9/resource")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.seen()[0].header("proxy-authorization"),
+        Some("Bearer proxy-token")
+    );
 }
 
 #[test]
