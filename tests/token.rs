@@ -415,10 +415,15 @@ async fn rotated_refresh_tokens_are_kept_and_persisted() {
     assert_eq!(cache.source().refresh_token(), "r3");
 }
 
-#[tokio::test]
-async fn the_background_refresher_and_the_first_request_share_the_first_fetch() {
+#[tokio::test(start_paused = true)]
+async fn the_first_request_waits_for_the_background_refreshers_first_token() {
     let server = FaultServer::start(|seen, _| match seen.path() {
-        "/token" => token_json("a1", Some(3600), None),
+        // A slow token endpoint: the refresher's first fetch is still running when the
+        // request arrives.
+        "/token" => match token_json("a1", Some(3600), None) {
+            Reply::Respond(answer) => answer.delay(Duration::from_secs(5)).reply(),
+            other => other,
+        },
         _ => api(seen, "a1"),
     })
     .await;
@@ -426,12 +431,14 @@ async fn the_background_refresher_and_the_first_request_share_the_first_fetch() 
     let auth = TokenAuth::new(source);
     let client = client_with(auth.clone());
     let _refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
+    while server.hits_to("/token") == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let response = bounded(client.get(server.url("/api")).send())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    // Let the refresher run: it finds the token fetched and goes to sleep.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(bearers(&server, "/api"), [Some("Bearer a1".to_owned())]);
     assert_eq!(server.hits_to("/token"), 1);
 }
 

@@ -70,6 +70,8 @@ pub struct Answer {
     pub keep_alive: bool,
     /// Announce this Content-Length instead of the body's, then stall after the body.
     pub announced_length: Option<u64>,
+    /// Wait this long (on the tokio clock) before answering.
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Answer {
@@ -80,7 +82,13 @@ impl Answer {
             body: Vec::new(),
             keep_alive: false,
             announced_length: None,
+            delay: None,
         }
+    }
+
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -202,6 +210,9 @@ async fn serve(
                 std::future::pending::<()>().await;
             }
             Reply::Respond(answer) => {
+                if let Some(delay) = answer.delay {
+                    tokio::time::sleep(delay).await;
+                }
                 let length = answer.announced_length.unwrap_or(answer.body.len() as u64);
                 let mut head = format!(
                     "HTTP/1.1 {} Scripted\r\ncontent-length: {length}\r\n",
