@@ -1,0 +1,247 @@
+//! The error a policy check returns.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use url::Url;
+
+use super::rule::Rule;
+
+/// How an IPv6 address carries an IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Embedding {
+    /// `::ffff:a.b.c.d` (RFC 4291).
+    Ipv4Mapped,
+    /// `::a.b.c.d`, deprecated IPv4-compatible (RFC 4291).
+    Ipv4Compatible,
+    /// `::ffff:0:a.b.c.d`, obsolete SIIT IPv4-translated (RFC 2765).
+    Ipv4Translated,
+    /// `64:ff9b::a.b.c.d`, the NAT64 well-known prefix (RFC 6052).
+    Nat64,
+    /// A NAT64 prefix the operator declared to the policy (RFC 6052 layouts).
+    Nat64Declared,
+    /// `2002:wwxx:yyzz::/48`, 6to4 (RFC 3056).
+    SixToFour,
+    /// `2001::/32`, Teredo, with the client address bit-inverted (RFC 4380).
+    Teredo,
+}
+
+impl Embedding {
+    /// A short stable name, e.g. `"ipv4-mapped"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Embedding::Ipv4Mapped => "ipv4-mapped",
+            Embedding::Ipv4Compatible => "ipv4-compatible",
+            Embedding::Ipv4Translated => "ipv4-translated",
+            Embedding::Nat64 => "nat64",
+            Embedding::Nat64Declared => "nat64-declared",
+            Embedding::SixToFour => "6to4",
+            Embedding::Teredo => "teredo",
+        }
+    }
+}
+
+/// Which check refused the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The URL check: scheme, user info, port, host name or IP literal.
+    Url,
+    /// The guarded resolver: a name, or what the name resolved to.
+    Resolve,
+    /// The address of a connection that was already open (the tripwire).
+    Connect,
+}
+
+/// A destination refused by the SSRF [`Policy`](super::Policy).
+///
+/// It carries a stable [`Rule`] id, the [`Stage`] that refused, and, once
+/// the client fills them in, the URL and the redirect hop. Its `Display`
+/// never shows what a host *name* resolved to, so it is safe to hand to the
+/// user who supplied the URL; [`Refusal::addr`] has the address for logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Refusal {
+    rule: Rule,
+    stage: Stage,
+    url: Option<Url>,
+    hop: Option<u32>,
+    host: Option<String>,
+    addr: Option<IpAddr>,
+    embedded: Option<(Embedding, Ipv4Addr)>,
+}
+
+impl Refusal {
+    pub(crate) fn new(rule: Rule, stage: Stage) -> Self {
+        Refusal {
+            rule,
+            stage,
+            url: None,
+            hop: None,
+            host: None,
+            addr: None,
+            embedded: None,
+        }
+    }
+
+    pub(crate) fn with_host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    pub(crate) fn with_addr(
+        mut self,
+        addr: IpAddr,
+        embedded: Option<(Embedding, Ipv4Addr)>,
+    ) -> Self {
+        self.addr = Some(addr);
+        self.embedded = embedded;
+        self
+    }
+
+    /// Records the URL that was refused (the client does this for you).
+    pub fn with_url(mut self, url: Url) -> Self {
+        self.url = Some(url);
+        self
+    }
+
+    /// Records the redirect hop that was refused, 0 for the first request
+    /// (the client does this for you).
+    pub fn with_hop(mut self, hop: u32) -> Self {
+        self.hop = Some(hop);
+        self
+    }
+
+    /// The rule that refused the destination.
+    pub fn rule(&self) -> Rule {
+        self.rule
+    }
+
+    /// The check that refused the destination.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The refused URL, when known.
+    pub fn url(&self) -> Option<&Url> {
+        self.url.as_ref()
+    }
+
+    /// The redirect hop, when known: 0 is the first request.
+    pub fn hop(&self) -> Option<u32> {
+        self.hop
+    }
+
+    /// The host name that was refused or resolved, when the destination was a name.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// The refused address, when the refusal is about an address.
+    ///
+    /// For a name this is what the name resolved to: log it, but do not show
+    /// it to whoever supplied the URL.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.addr
+    }
+
+    /// The IPv4 address found inside a refused IPv6 address, and how it was embedded.
+    pub fn embedded(&self) -> Option<(Embedding, Ipv4Addr)> {
+        self.embedded
+    }
+
+    fn reason(&self) -> &'static str {
+        match (self.stage, self.rule) {
+            (_, Rule::NoHost) => "the URL has no host",
+            (_, Rule::Scheme) => "the scheme is not allowed",
+            (_, Rule::Userinfo) => "the URL carries credentials",
+            (_, Rule::Port) => "the port is not allowed",
+            (_, Rule::HostInvalid) => "the host name is malformed",
+            (_, Rule::UserHostNotAllowed) => "the host is not on the allow list",
+            (_, Rule::ZoneId) if self.stage == Stage::Resolve => {
+                "host resolved to a denied address"
+            }
+            (_, Rule::ZoneId) => "IPv6 zone ids are not allowed",
+            (_, rule) if !rule.is_address_rule() => "the host name is denied",
+            (Stage::Url, _) => "the address is denied",
+            (Stage::Resolve, _) => "host resolved to a denied address",
+            (Stage::Connect, _) => "the connected peer address is denied",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "refused by SSRF policy: {} (rule {}",
+            self.reason(),
+            self.rule
+        )?;
+        // An address written in the URL is no secret; one found through DNS
+        // or on a socket is, so only literals are printed.
+        if let (Stage::Url, Some(addr)) = (self.stage, self.addr) {
+            write!(f, ", address {addr}")?;
+            if let Some((embedding, v4)) = self.embedded {
+                write!(f, " carrying {v4} as {}", embedding.as_str())?;
+            }
+        }
+        f.write_str(")")?;
+        if let Some(url) = &self.url {
+            write!(f, " for {}", Redacted(url))?;
+        }
+        if let Some(hop) = self.hop {
+            write!(f, " at hop {hop}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Shows a URL without its user info.
+struct Redacted<'a>(&'a Url);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.username().is_empty() && self.0.password().is_none() {
+            return f.write_str(self.0.as_str());
+        }
+        let mut url = self.0.clone();
+        // Both setters only fail for URLs that cannot have user info.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        f.write_str(url.as_str())
+    }
+}
+
+/// Finds a [`Refusal`] in an error's `source()` chain.
+///
+/// reqwest and hyper wrap the errors of a resolver or a connector in their
+/// own; this walks the chain (looking inside `std::io::Error` too, whose
+/// `source()` skips the error it wraps) and returns the refusal, if any.
+///
+/// ```
+/// use layover::client::ssrf::{find_refusal, Policy};
+///
+/// let url = url::Url::parse("http://127.0.0.1/").unwrap();
+/// let refusal = Policy::default().check_url(&url).unwrap_err();
+/// let wrapped = std::io::Error::other(refusal);
+/// assert_eq!(find_refusal(&wrapped).unwrap().rule().as_str(), "ipv4-loopback");
+/// ```
+pub fn find_refusal<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refusal> {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(refusal) = err.downcast_ref::<Refusal>() {
+            return Some(refusal);
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            if let Some(refusal) = find_refusal(inner) {
+                return Some(refusal);
+            }
+        }
+        current = err.source();
+    }
+    None
+}
