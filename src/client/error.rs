@@ -155,6 +155,16 @@ impl Error {
         Error::new(ErrorKind::BodyNotReplayable).with_message(reason)
     }
 
+    /// A destination the SSRF policy refused; the refusal stays reachable as the source.
+    pub(crate) fn refused(refusal: super::ssrf::Refusal) -> Self {
+        let message = refusal.summary();
+        let mut err = Error::new(ErrorKind::Refused).with_message(message);
+        if let Some(url) = refusal.url() {
+            err.inner.url = Some(url.clone());
+        }
+        err.with_source(refusal)
+    }
+
     pub(crate) fn decode(source: impl Into<BoxError>) -> Self {
         Error::new(ErrorKind::Decode).with_source(source)
     }
@@ -233,6 +243,23 @@ impl Error {
             Detail::Depth(depth) => Some(depth),
             _ => None,
         }
+    }
+
+    /// The SSRF refusal behind an [`ErrorKind::Refused`] error: its rule id, the hop, and
+    /// (for logs only) the refused address.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// use layover::client::{Client, ssrf::Policy};
+    ///
+    /// let client = Client::builder().ssrf_policy(Policy::default()).build().unwrap();
+    /// let err = client.get("http://169.254.169.254/").send().await.unwrap_err();
+    /// assert_eq!(err.refusal().unwrap().rule().as_str(), "ipv4-link-local");
+    /// # }
+    /// ```
+    pub fn refusal(&self) -> Option<&super::ssrf::Refusal> {
+        let source = self.inner.source.as_deref()?;
+        super::ssrf::find_refusal(source)
     }
 
     /// True for the request-building failures ([`ErrorKind::Builder`]).

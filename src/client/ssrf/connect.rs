@@ -75,11 +75,13 @@ where
                 return Err("SSRF guard: the peer address of a new connection is unknown".into());
             };
             let verdict = policy.judge_socket(peer, Some(peer.port())).map_err(|denied| {
-                tracing::error!(
-                    %peer,
-                    rule = denied.rule.as_str(),
-                    "SSRF tripwire: connected to a denied address; a connect path skipped the guard"
-                );
+                if !policy.is_report_only() {
+                    tracing::error!(
+                        %peer,
+                        rule = denied.rule.as_str(),
+                        "SSRF tripwire: connected to a denied address; a connect path skipped the guard"
+                    );
+                }
                 Refusal::new(denied.rule, Stage::Connect).with_addr(peer.ip(), denied.embedded)
             });
             policy.enforce(verdict)?;

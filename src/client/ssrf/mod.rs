@@ -38,12 +38,9 @@
 //! # Ok::<(), layover::client::ssrf::PolicyError>(())
 //! ```
 
-// Used by the client transport once it is wired in.
-#[allow(dead_code)]
 mod connect;
 mod policy;
 mod refusal;
-#[allow(dead_code)]
 mod resolver;
 mod rule;
 mod tables;
@@ -51,11 +48,9 @@ mod tables;
 #[cfg(test)]
 mod table_test;
 
-#[allow(unused_imports)]
 pub(crate) use connect::PeerCheckLayer;
 pub use policy::{MixedAnswers, Policy, PolicyBuilder, PolicyError};
 pub use refusal::{Embedding, Refusal, Stage, find_refusal};
 pub use resolver::GuardedResolver;
-#[allow(unused_imports)]
 pub(crate) use resolver::with_destination_port;
 pub use rule::Rule;

@@ -170,14 +170,10 @@ impl Refusal {
     }
 }
 
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "refused by SSRF policy: {} (rule {}",
-            self.reason(),
-            self.rule
-        )?;
+impl Refusal {
+    /// The reason, the rule and (for literals only) the address, without the URL.
+    fn write_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (rule {}", self.reason(), self.rule)?;
         // An address written in the URL is no secret; one found through DNS
         // or on a socket is, so only literals are printed.
         if let (Stage::Url, Some(addr)) = (self.stage, self.addr) {
@@ -186,7 +182,29 @@ impl fmt::Display for Refusal {
                 write!(f, " carrying {v4} as {}", embedding.as_str())?;
             }
         }
-        f.write_str(")")?;
+        f.write_str(")")
+    }
+
+    /// The message without the URL, for errors that print the URL themselves.
+    pub(crate) fn summary(&self) -> String {
+        struct Summary<'a>(&'a Refusal);
+        impl fmt::Display for Summary<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.write_summary(f)?;
+                if let Some(hop) = self.0.hop {
+                    write!(f, " at hop {hop}")?;
+                }
+                Ok(())
+            }
+        }
+        Summary(self).to_string()
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("refused by SSRF policy: ")?;
+        self.write_summary(f)?;
         if let Some(url) = &self.url {
             write!(f, " for {}", Redacted(url))?;
         }
