@@ -20,6 +20,30 @@
 //! compatible, SIIT, NAT64, 6to4, Teredo) are judged by the IPv4 table.
 //! Each refusal names a stable [`Rule`] id.
 //!
+//! Turn the guard on with
+//! [`ClientBuilder::ssrf_policy`](crate::client::ClientBuilder::ssrf_policy); a refused request
+//! fails with [`ErrorKind::Refused`](crate::client::ErrorKind::Refused) and
+//! [`Error::refusal`](crate::client::Error::refusal) says why:
+//!
+//! ```no_run
+//! use layover::client::{Client, ssrf::Policy};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder()
+//!     .ssrf_policy(Policy::builder().allow_addr("127.0.0.1:8080").build()?)
+//!     .build()?;
+//!
+//! // Delivered: the one internal address and port the policy allows.
+//! client.post("http://127.0.0.1:8080/hook").body("{}").send().await?;
+//! // Refused before any connection is made.
+//! let err = client.get("http://169.254.169.254/latest/meta-data/").send().await.unwrap_err();
+//! assert_eq!(err.refusal().map(|r| r.rule().as_str()), Some("ipv4-link-local"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The policy on its own judges URLs and addresses without any I/O:
+//!
 //! ```
 //! use layover::client::ssrf::{Policy, Rule};
 //! use url::Url;

@@ -1047,7 +1047,7 @@ mod tests {
         assert_eq!(
             message,
             "refused by SSRF policy: the address is denied (rule ipv4-loopback, address ::ffff:127.0.0.1 \
-             carrying 127.0.0.1 as ipv4-mapped) for http://[::ffff:7f00:1]:81/x at hop 2"
+             carrying 127.0.0.1 as ipv4-mapped) for http://[::ffff:7f00:1]:81/x at redirect hop 2"
         );
     }
 

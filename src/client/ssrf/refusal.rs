@@ -60,8 +60,14 @@ pub enum Stage {
 /// the client fills them in, the URL and the redirect hop. Its `Display`
 /// never shows what a host *name* resolved to, so it is safe to hand to the
 /// user who supplied the URL; [`Refusal::addr`] has the address for logs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Refusal {
+    // Boxed: a refusal travels inside `Result`s on the happy path's signatures.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Inner {
     rule: Rule,
     stage: Stage,
     url: Option<Url>,
@@ -74,18 +80,20 @@ pub struct Refusal {
 impl Refusal {
     pub(crate) fn new(rule: Rule, stage: Stage) -> Self {
         Refusal {
-            rule,
-            stage,
-            url: None,
-            hop: None,
-            host: None,
-            addr: None,
-            embedded: None,
+            inner: Box::new(Inner {
+                rule,
+                stage,
+                url: None,
+                hop: None,
+                host: None,
+                addr: None,
+                embedded: None,
+            }),
         }
     }
 
     pub(crate) fn with_host(mut self, host: impl Into<String>) -> Self {
-        self.host = Some(host.into());
+        self.inner.host = Some(host.into());
         self
     }
 
@@ -94,47 +102,47 @@ impl Refusal {
         addr: IpAddr,
         embedded: Option<(Embedding, Ipv4Addr)>,
     ) -> Self {
-        self.addr = Some(addr);
-        self.embedded = embedded;
+        self.inner.addr = Some(addr);
+        self.inner.embedded = embedded;
         self
     }
 
     /// Records the URL that was refused (the client does this for you).
     pub fn with_url(mut self, url: Url) -> Self {
-        self.url = Some(url);
+        self.inner.url = Some(url);
         self
     }
 
     /// Records the redirect hop that was refused, 0 for the first request
     /// (the client does this for you).
     pub fn with_hop(mut self, hop: u32) -> Self {
-        self.hop = Some(hop);
+        self.inner.hop = Some(hop);
         self
     }
 
     /// The rule that refused the destination.
     pub fn rule(&self) -> Rule {
-        self.rule
+        self.inner.rule
     }
 
     /// The check that refused the destination.
     pub fn stage(&self) -> Stage {
-        self.stage
+        self.inner.stage
     }
 
     /// The refused URL, when known.
     pub fn url(&self) -> Option<&Url> {
-        self.url.as_ref()
+        self.inner.url.as_ref()
     }
 
     /// The redirect hop, when known: 0 is the first request.
     pub fn hop(&self) -> Option<u32> {
-        self.hop
+        self.inner.hop
     }
 
     /// The host name that was refused or resolved, when the destination was a name.
     pub fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+        self.inner.host.as_deref()
     }
 
     /// The refused address, when the refusal is about an address.
@@ -142,23 +150,23 @@ impl Refusal {
     /// For a name this is what the name resolved to: log it, but do not show
     /// it to whoever supplied the URL.
     pub fn addr(&self) -> Option<IpAddr> {
-        self.addr
+        self.inner.addr
     }
 
     /// The IPv4 address found inside a refused IPv6 address, and how it was embedded.
     pub fn embedded(&self) -> Option<(Embedding, Ipv4Addr)> {
-        self.embedded
+        self.inner.embedded
     }
 
     fn reason(&self) -> &'static str {
-        match (self.stage, self.rule) {
+        match (self.inner.stage, self.inner.rule) {
             (_, Rule::NoHost) => "the URL has no host",
             (_, Rule::Scheme) => "the scheme is not allowed",
             (_, Rule::Userinfo) => "the URL carries credentials",
             (_, Rule::Port) => "the port is not allowed",
             (_, Rule::HostInvalid) => "the host name is malformed",
             (_, Rule::UserHostNotAllowed) => "the host is not on the allow list",
-            (_, Rule::ZoneId) if self.stage == Stage::Resolve => {
+            (_, Rule::ZoneId) if self.inner.stage == Stage::Resolve => {
                 "host resolved to a denied address"
             }
             (_, Rule::ZoneId) => "IPv6 zone ids are not allowed",
@@ -173,16 +181,24 @@ impl Refusal {
 impl Refusal {
     /// The reason, the rule and (for literals only) the address, without the URL.
     fn write_summary(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (rule {}", self.reason(), self.rule)?;
+        write!(f, "{} (rule {}", self.reason(), self.inner.rule)?;
         // An address written in the URL is no secret; one found through DNS
         // or on a socket is, so only literals are printed.
-        if let (Stage::Url, Some(addr)) = (self.stage, self.addr) {
+        if let (Stage::Url, Some(addr)) = (self.inner.stage, self.inner.addr) {
             write!(f, ", address {addr}")?;
-            if let Some((embedding, v4)) = self.embedded {
+            if let Some((embedding, v4)) = self.inner.embedded {
                 write!(f, " carrying {v4} as {}", embedding.as_str())?;
             }
         }
         f.write_str(")")
+    }
+
+    /// Names the redirect hop; the first request (hop 0) needs no mention.
+    fn write_hop(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.inner.hop {
+            Some(hop) if hop > 0 => write!(f, " at redirect hop {hop}"),
+            _ => Ok(()),
+        }
     }
 
     /// The message without the URL, for errors that print the URL themselves.
@@ -191,13 +207,33 @@ impl Refusal {
         impl fmt::Display for Summary<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.write_summary(f)?;
-                if let Some(hop) = self.0.hop {
-                    write!(f, " at hop {hop}")?;
-                }
-                Ok(())
+                self.0.write_hop(f)
             }
         }
         Summary(self).to_string()
+    }
+}
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Inner {
+            rule,
+            stage,
+            url,
+            hop,
+            host,
+            addr,
+            embedded,
+        } = &*self.inner;
+        f.debug_struct("Refusal")
+            .field("rule", rule)
+            .field("stage", stage)
+            .field("url", &url.as_ref().map(|url| Redacted(url).to_string()))
+            .field("hop", hop)
+            .field("host", host)
+            .field("addr", addr)
+            .field("embedded", embedded)
+            .finish()
     }
 }
 
@@ -205,13 +241,10 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("refused by SSRF policy: ")?;
         self.write_summary(f)?;
-        if let Some(url) = &self.url {
+        if let Some(url) = &self.inner.url {
             write!(f, " for {}", Redacted(url))?;
         }
-        if let Some(hop) = self.hop {
-            write!(f, " at hop {hop}")?;
-        }
-        Ok(())
+        self.write_hop(f)
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) async fn with_destination_port<F: Future>(port: u16, future: F) -> F:
 /// as long as one allowed address remains. Answers with an IPv6 zone id are
 /// always denied.
 ///
+/// [`ClientBuilder::ssrf_policy`](crate::client::ClientBuilder::ssrf_policy)
+/// installs one for you; this type is public for plain reqwest clients.
+///
 /// reqwest does not tell a resolver which port it will connect to. Inside
 /// a layover client the port is known and port-restricted rules apply;
 /// used on its own with a plain reqwest client, port-restricted allow
