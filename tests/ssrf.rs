@@ -208,6 +208,10 @@ async fn numeric_spellings_of_loopback_are_refused_before_connecting() {
         "[::ffff:7f00:1]",
         "[::127.0.0.1]",
         "localhost",
+        // The zero address reaches local listeners on Linux.
+        "0",
+        "0.0.0.0",
+        "[::]",
     ] {
         let err = client
             .get(format!("http://{host}:{port}/"))
@@ -255,6 +259,37 @@ async fn redirect_to_ipv4_mapped_loopback_is_refused_at_the_hop() {
     let refusal = refusal_of(&err);
     assert_eq!(refusal.rule(), Rule::Ipv4Loopback);
     assert_eq!(refusal.hop(), Some(1));
+    assert_eq!(canary.connections().await, 0);
+}
+
+#[tokio::test]
+async fn every_redirect_status_and_location_form_is_checked_at_the_hop() {
+    let server = TestServer::start().await;
+    let canary = Canary::bind("127.0.0.1:0").await;
+    let client = guarded_client(&server, None);
+    let q = canary.port();
+
+    for status in ["301", "302", "303", "307", "308"] {
+        for location in [
+            format!("http://127.0.0.1:{q}/"),
+            format!("//127.0.0.1:{q}/"),
+            format!("/\\127.0.0.1:{q}/"),
+            format!("http://2130706433:{q}/"),
+            format!("http://user@127.0.0.1:{q}/"),
+        ] {
+            let query =
+                serde_urlencoded::to_string([("status", status), ("to", &location)]).unwrap();
+            let err = client
+                .post(server.url(&format!("/redirect?{query}")))
+                .body("payload")
+                .send()
+                .await
+                .unwrap_err();
+            let refusal = refusal_of(&err);
+            assert_eq!(refusal.hop(), Some(1), "{status} {location}");
+            assert_eq!(refusal.stage(), Stage::Url, "{status} {location}");
+        }
+    }
     assert_eq!(canary.connections().await, 0);
 }
 

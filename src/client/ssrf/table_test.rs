@@ -528,3 +528,83 @@ fn every_range_edge_of_the_tables_is_covered() {
         "edges missing from IP_ROWS: {missing:?}"
     );
 }
+
+/// Addresses to try every spelling of: each table edge and its neighbours,
+/// and a fixed spread over the whole IPv4 space.
+fn sample_ipv4() -> Vec<u32> {
+    let mut sample: Vec<u32> = super::tables::IPV4
+        .iter()
+        .flat_map(|row| {
+            [
+                row.start.wrapping_sub(1),
+                row.start,
+                row.end,
+                row.end.wrapping_add(1),
+            ]
+        })
+        .collect();
+    // A multiplicative walk (Knuth's constant is odd, so it visits distinct values).
+    sample.extend((0..4096u32).map(|i| i.wrapping_mul(0x9E37_79B1)));
+    sample
+}
+
+#[test]
+fn every_ipv4_spelling_gets_the_verdict_of_the_address() {
+    let policy = Policy::default();
+    let mut failures = Vec::new();
+    for bits in sample_ipv4() {
+        let v4 = std::net::Ipv4Addr::from(bits);
+        let [a, b, c, d] = v4.octets();
+        let expected = verdict(policy.check_ip(IpAddr::V4(v4)));
+        let spellings = [
+            format!("{v4}"),
+            format!("{bits}"),
+            format!("0x{bits:x}"),
+            format!("0{a:o}.0{b:o}.0{c:o}.0{d:o}"),
+            format!("{a}.{b}.{}", u32::from(c) << 8 | u32::from(d)),
+            format!("{a}.{}", bits & 0x00ff_ffff),
+            format!("0x{a:x}.0x{b:x}.0x{c:x}.0x{d:x}"),
+            format!("{v4}."),
+            format!("[::ffff:{v4}]"),
+            format!("[64:ff9b::{v4}]"),
+        ];
+        for host in spellings {
+            let url = format!("http://{host}/");
+            let got = match Url::parse(&url) {
+                Ok(url) => verdict(policy.check_url(&url)),
+                Err(err) => format!("unparseable ({err})"),
+            };
+            if got != expected {
+                failures.push(format!("{url} = {got}, but {v4} = {expected}"));
+            }
+        }
+        // Forms that are denied whatever they carry name the IPv4 rule when it denies.
+        for (host, own_rule) in [
+            (format!("[::ffff:0:{v4}]"), "ipv6-ipv4-translated"),
+            (
+                format!("[2002:{:x}:{:x}::1]", bits >> 16, bits & 0xffff),
+                "ipv6-6to4",
+            ),
+        ] {
+            let url = format!("http://{host}/");
+            let got = match Url::parse(&url) {
+                Ok(url) => verdict(policy.check_url(&url)),
+                Err(err) => format!("unparseable ({err})"),
+            };
+            let want = if expected == PASS {
+                own_rule
+            } else {
+                expected.as_str()
+            };
+            if got != want {
+                failures.push(format!("{url} = {got}, want {want}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} spellings failed:\n{}",
+        failures.len(),
+        failures[..failures.len().min(40)].join("\n")
+    );
+}
