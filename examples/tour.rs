@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
+use layover::client::ssrf::Policy;
 use layover::client::{Client, Next, Request, Response, from_fn};
 
 #[tokio::main]
@@ -18,22 +19,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::panic::set_hook(Box::new(|_| {
         println!("  [server] a handler panicked: logged, never sent to the client");
     }));
-    let demo_routes = Router::new().route(
-        "/old-place",
-        get(|| async {
-            (
-                StatusCode::MOVED_PERMANENTLY,
-                [(header::LOCATION, "/hello")],
-            )
-        }),
-    );
+    let demo_routes = Router::new()
+        .route(
+            "/old-place",
+            get(|| async {
+                (
+                    StatusCode::MOVED_PERMANENTLY,
+                    [(header::LOCATION, "/hello")],
+                )
+            }),
+        )
+        .route(
+            "/to-metadata",
+            get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, "http://169.254.169.254/latest/meta-data/")],
+                )
+            }),
+        );
     let server = server_stack::start_with(demo_routes).await?;
     let base = format!("http://{}/", server.addr);
     println!("server: forwarded -> CORS -> error -> timeout -> shield, on {base}\n");
 
+    // The SSRF guard allows exactly the tour's own server, by address and port.
+    let ssrf = Policy::builder()
+        .allow_addr(&server.addr.to_string())
+        .build()?;
     let client = Client::builder()
         .base_url(&base)
         .timeout(Duration::from_secs(5))
+        .ssrf_policy(ssrf)
         .middleware(from_fn(|req: Request, next: Next| async move {
             let started = Instant::now();
             let line = format!("{} {} (hop {})", req.method(), req.url().path(), req.hop());
@@ -122,6 +138,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .orders_stored
             .load(std::sync::atomic::Ordering::SeqCst)
     );
+
+    println!("9. the SSRF guard: a redirect to the metadata service is refused at the hop");
+    let refused = client.get("to-metadata").send().await;
+    if let Some(refusal) = refused.as_ref().err().and_then(|err| err.refusal()) {
+        println!(
+            "  refused before connecting: rule {}, hop {:?}",
+            refusal.rule(),
+            refusal.hop()
+        );
+    }
+    println!();
 
     println!("tour finished");
     Ok(())
