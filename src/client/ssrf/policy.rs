@@ -12,6 +12,9 @@ use super::refusal::{Refusal, Stage};
 use super::rule::Rule;
 use super::tables::{Builtin, Denied};
 
+/// `::ffff:0:0/96`: rules inside it are refused, allow rules covering it too.
+const IPV4_MAPPED: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
+
 /// Well-known cloud metadata names, refused before any DNS query.
 const METADATA_NAMES: &[&str] = &[
     "metadata",
@@ -434,11 +437,9 @@ impl AddrRule {
             return Err(invalid("host bits set after the prefix length"));
         }
         if let IpNet::V6(v6) = net {
-            let mapped = Ipv6Net::new(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96)
-                .map_err(|_| invalid("internal error"))?;
-            if mapped.contains(&v6) || v6.contains(&mapped) {
+            if IPV4_MAPPED.contains(&v6) {
                 return Err(invalid(
-                    "covers IPv4-mapped addresses; write the IPv4 network instead",
+                    "written in IPv4-mapped form; write the IPv4 network instead",
                 ));
             }
         }
@@ -639,10 +640,17 @@ impl PolicyBuilder {
     /// Deny rules win over allow rules. An allow rule with ports applies
     /// only where the destination port is known (URL checks, the client's
     /// resolver and connections). Rules written in IPv4-mapped IPv6 form are
-    /// refused: write the IPv4 network. A rule covering loopback or
-    /// link-local space wholesale, or everything, is logged as a warning.
+    /// refused (write the IPv4 network), and so are IPv6 allow rules that
+    /// contain all of `::ffff:0:0/96` (`::/0` would allow every IPv4 address
+    /// through its mapped form). A rule covering loopback or link-local
+    /// space wholesale, or everything, is logged as a warning.
     pub fn allow_addr(mut self, rule: &str) -> Self {
         match AddrRule::parse(rule) {
+            Ok(parsed) if matches!(parsed.net, IpNet::V6(v6) if v6.contains(&IPV4_MAPPED)) => self
+                .fail(PolicyError::InvalidAddrRule {
+                    rule: rule.to_owned(),
+                    reason: "covers every IPv4-mapped address, so it would allow all of IPv4",
+                }),
             Ok(parsed) => {
                 if parsed.is_wholesale_local() {
                     tracing::warn!(
@@ -1060,6 +1068,8 @@ mod tests {
         assert!(err(Policy::builder().allow_addr("127.0.0.1:90-80")).contains("empty port range"));
         assert!(err(Policy::builder().allow_addr("::ffff:0:0/96")).contains("IPv4-mapped"));
         assert!(err(Policy::builder().deny_addr("[::ffff:10.0.0.1]:80")).contains("IPv4-mapped"));
+        assert!(err(Policy::builder().allow_addr("::/0")).contains("IPv4-mapped"));
+        assert!(Policy::builder().deny_addr("::/0").build().is_ok());
         assert!(err(Policy::builder().schemes(["gopher"])).contains("\"gopher\""));
         assert!(err(Policy::builder().schemes(Vec::<String>::new())).contains("empty"));
         assert!(err(Policy::builder().ports([80, 0])).contains("port 0"));
