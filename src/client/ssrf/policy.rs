@@ -83,7 +83,6 @@ struct Inner {
     allow_userinfo: bool,
     ports: Option<Vec<u16>>,
     allow_hosts: Vec<HostPattern>,
-    allow_hosts_closed: bool,
     deny_hosts: Vec<HostPattern>,
     allow_rules: Vec<AddrRule>,
     deny_rules: Vec<AddrRule>,
@@ -99,7 +98,6 @@ impl Default for Inner {
             allow_userinfo: false,
             ports: None,
             allow_hosts: Vec::new(),
-            allow_hosts_closed: false,
             deny_hosts: Vec::new(),
             allow_rules: Vec::new(),
             deny_rules: Vec::new(),
@@ -200,7 +198,7 @@ impl Policy {
             Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
             Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
         };
-        if inner.allow_hosts_closed
+        if !inner.allow_hosts.is_empty()
             && !inner
                 .allow_rules
                 .iter()
@@ -250,7 +248,7 @@ impl Policy {
         if let Some(rule) = builtin_name_rule(name) {
             return Err(rule);
         }
-        if inner.allow_hosts_closed {
+        if !inner.allow_hosts.is_empty() {
             return Err(Rule::UserHostNotAllowed);
         }
         Ok(())
@@ -614,7 +612,6 @@ impl PolicyBuilder {
         match HostPattern::parse(pattern) {
             Ok(pattern) => {
                 self.inner.allow_hosts.push(pattern);
-                self.inner.allow_hosts_closed = true;
                 self
             }
             Err(error) => self.fail(error),
