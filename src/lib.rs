@@ -1,4 +1,4 @@
-//! layover: composable async HTTP middleware for both sides of the wire.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,4 +1,692 @@
-//! The client: a cheap-to-clone HTTP client with a middleware chain.
+//! The client: a cheap-to-clone HTTP client on reqwest with a middleware chain.
+//!
+//! [`Client`] owns a reqwest client (TLS, pooling, HTTP/1 and 2) and adds what reqwest-middleware
+//! cannot: the chain runs once per redirect hop because layover, not reqwest, follows redirects;
+//! a middleware can send requests through the same client without recursing for ever; and a
+//! request can replace the client's middleware list (aiohttp's semantics), with extending it a
+//! separate, explicit call.
+//!
+//! ```no_run
+//! use layover::client::{from_fn, Client, Next, Request};
+//!
+//! # async fn run() -> Result<(), layover::client::Error> {
+//! let client = Client::builder()
+//!     .base_url("http://127.0.0.1:8080/")
+//!     .middleware(from_fn(|req: Request, next: Next| async move {
+//!         println!("-> {} {}", req.method(), req.url());
+//!         next.run(req).await
+//!     }))
+//!     .build()?;
+//!
+//! let greeting = client.get("hello").send().await?.text().await?;
+//! // The same request without any middleware:
+//! let quiet = client.get("hello").no_middleware().send().await?;
+//! # let _ = (greeting, quiet);
+//! # Ok(())
+//! # }
+//! ```
+
+mod body;
+mod error;
+mod middleware;
+mod redirect;
+mod request;
+mod response;
 
 pub mod digest;
 pub mod ssrf;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde::Serialize;
+use url::Url;
+
+pub use body::Body;
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use middleware::{Chain, FromFn, Middleware, Next, Pending, from_fn};
+pub use request::Request;
+pub use response::{Redirect, Response};
+
+const DEFAULT_USER_AGENT: &str = concat!("layover/", env!("CARGO_PKG_VERSION"));
+const DEFAULT_MAX_REDIRECTS: usize = 10;
+const DEFAULT_MAX_NESTING: usize = 8;
+
+tokio::task_local! {
+    /// How many `send` calls are running inside each other in this task: a request sent from
+    /// inside a middleware runs while the outer one is being polled.
+    static NESTING: usize;
+}
+
+/// An HTTP client with a middleware chain. Cloning it is cheap and shares the connection pool,
+/// the configuration and the middlewares.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientRef>,
+}
+
+struct ClientRef {
+    http: reqwest::Client,
+    base_url: Option<Url>,
+    default_headers: HeaderMap,
+    timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    max_redirects: usize,
+    max_nesting: usize,
+    chain: Chain,
+}
+
+impl Client {
+    /// A client with the default configuration and no middleware.
+    ///
+    /// # Panics
+    ///
+    /// When the TLS backend cannot be initialised, like `reqwest::Client::new`; use
+    /// [`Client::builder`] to get that as an error instead.
+    pub fn new() -> Client {
+        match ClientBuilder::new().build() {
+            Ok(client) => client,
+            Err(err) => panic!("the default layover client could not be built: {err}"),
+        }
+    }
+
+    /// A builder to configure a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// A `GET` request.
+    pub fn get<U: IntoUrl>(&self, url: U) -> RequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    /// A `POST` request.
+    pub fn post<U: IntoUrl>(&self, url: U) -> RequestBuilder {
+        self.request(Method::POST, url)
+    }
+
+    /// A `PUT` request.
+    pub fn put<U: IntoUrl>(&self, url: U) -> RequestBuilder {
+        self.request(Method::PUT, url)
+    }
+
+    /// A `PATCH` request.
+    pub fn patch<U: IntoUrl>(&self, url: U) -> RequestBuilder {
+        self.request(Method::PATCH, url)
+    }
+
+    /// A `DELETE` request.
+    pub fn delete<U: IntoUrl>(&self, url: U) -> RequestBuilder {
+        self.request(Method::DELETE, url)
+    }
+
+    /// A `HEAD` request.
+    pub fn head<U: IntoUrl>(&self, url: U) -> RequestBuilder {
+        self.request(Method::HEAD, url)
+    }
+
+    /// A request with any method. A relative URL is joined to the base URL; without a base URL
+    /// it is an [`ErrorKind::Builder`] error when the request is sent.
+    pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
+        let request = url
+            .into_url(self.inner.base_url.as_ref())
+            .map(|url| Request::new(method, url));
+        RequestBuilder {
+            client: self.clone(),
+            request,
+            headers: HeaderMap::new(),
+            chain: ChainChoice::Inherit,
+            follow_redirects: true,
+            timeout: self.inner.timeout,
+        }
+    }
+
+    /// The client's own middleware list.
+    pub fn middlewares(&self) -> &Chain {
+        &self.inner.chain
+    }
+
+    pub(crate) fn max_redirects(&self) -> usize {
+        self.inner.max_redirects
+    }
+
+    /// The end of every chain: one attempt on the wire.
+    pub(crate) async fn transport(&self, request: Request) -> Result<Response> {
+        let Request {
+            method,
+            url,
+            headers,
+            body,
+            attempt_timeout,
+            ..
+        } = request;
+        let body = body
+            .into_transport()
+            .map_err(|err| err.with_url(url.clone()))?;
+        let mut outgoing = reqwest::Request::new(method, url.clone());
+        *outgoing.headers_mut() = headers;
+        *outgoing.body_mut() = body;
+        *outgoing.timeout_mut() = attempt_timeout.or(self.inner.attempt_timeout);
+        match self.inner.http.execute(outgoing).await {
+            Ok(response) => Ok(Response::from_reqwest(response, url)),
+            Err(err) => Err(Error::from_reqwest(err).with_url(url)),
+        }
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base_url.as_ref().map(Url::as_str))
+            .field("middlewares", &self.inner.chain.len())
+            .field("max_redirects", &self.inner.max_redirects)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Client`]. Every setter states its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use layover::client::Client;
+///
+/// let client = Client::builder()
+///     .base_url("https://api.example.test/v1/")
+///     .user_agent("my-service/1.0")
+///     .timeout(Duration::from_secs(30))
+///     .max_redirects(5)
+///     .build()
+///     .unwrap();
+/// # let _ = client;
+/// ```
+#[must_use]
+pub struct ClientBuilder {
+    base_url: Option<std::result::Result<Url, String>>,
+    default_headers: HeaderMap,
+    user_agent: HeaderValue,
+    timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    max_redirects: usize,
+    max_nesting: usize,
+    chain: Chain,
+    error: Option<Error>,
+}
+
+impl ClientBuilder {
+    /// A builder with the defaults.
+    pub fn new() -> Self {
+        ClientBuilder {
+            base_url: None,
+            default_headers: HeaderMap::new(),
+            user_agent: HeaderValue::from_static(DEFAULT_USER_AGENT),
+            timeout: None,
+            attempt_timeout: None,
+            connect_timeout: None,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            max_nesting: DEFAULT_MAX_NESTING,
+            chain: Chain::new(),
+            error: None,
+        }
+    }
+
+    /// The URL relative request URLs are joined to (with [`Url::join`]: end it with `/` to
+    /// keep its last path segment). Default: none, and relative URLs are an error.
+    pub fn base_url(mut self, base_url: &str) -> Self {
+        self.base_url = Some(Url::parse(base_url).map_err(|_| base_url.to_owned()));
+        self
+    }
+
+    /// Headers sent with every request; a header a request sets replaces the default of the
+    /// same name. Default: none.
+    pub fn default_headers(mut self, headers: HeaderMap) -> Self {
+        self.default_headers = headers;
+        self
+    }
+
+    /// The `User-Agent` header. Default: `layover/<version>`.
+    pub fn user_agent(mut self, user_agent: &str) -> Self {
+        match HeaderValue::from_str(user_agent) {
+            Ok(value) => self.user_agent = value,
+            Err(_) => self.fail(Error::builder(format!(
+                "the user agent {user_agent:?} is not a valid header value"
+            ))),
+        }
+        self
+    }
+
+    /// How long one `send` may take in all: every hop, every attempt a middleware makes, and
+    /// the time middlewares spend themselves. Default: no limit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long one attempt on the wire may take, up to the response head; a retry middleware
+    /// sees it as a timeout error it can retry. Default: no limit.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// How long opening a connection may take. Default: no limit of its own.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How many redirects one request may follow before it fails with
+    /// [`ErrorKind::TooManyRedirects`]. Default: 10.
+    pub fn max_redirects(mut self, max_redirects: usize) -> Self {
+        self.max_redirects = max_redirects;
+        self
+    }
+
+    /// How deep requests sent from inside middlewares may nest before they fail with
+    /// [`ErrorKind::Recursion`]. Default: 8.
+    pub fn max_nesting(mut self, max_nesting: usize) -> Self {
+        self.max_nesting = max_nesting;
+        self
+    }
+
+    /// Adds a middleware to the client's list; the first added is the outermost.
+    /// Default: no middleware.
+    pub fn middleware<M: Middleware>(mut self, middleware: M) -> Self {
+        self.chain = self.chain.with(middleware);
+        self
+    }
+
+    /// Adds a middleware already behind an `Arc`, sharing its state with other users of it.
+    pub fn middleware_arc<M: Middleware>(mut self, middleware: Arc<M>) -> Self {
+        self.chain = self.chain.with_arc(middleware);
+        self
+    }
+
+    fn fail(&mut self, err: Error) {
+        self.error.get_or_insert(err);
+    }
+
+    /// Builds the client, or returns the first configuration error.
+    pub fn build(self) -> Result<Client> {
+        if let Some(err) = self.error {
+            return Err(err);
+        }
+        let base_url = match self.base_url {
+            None => None,
+            Some(Ok(url)) => Some(check_scheme(url)?),
+            Some(Err(text)) => {
+                return Err(Error::builder(format!(
+                    "the base URL {text:?} is not an absolute URL"
+                )));
+            }
+        };
+        let mut default_headers = self.default_headers;
+        if !default_headers.contains_key(USER_AGENT) {
+            default_headers.insert(USER_AGENT, self.user_agent);
+        }
+        let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(timeout) = self.connect_timeout {
+            http = http.connect_timeout(timeout);
+        }
+        let http = http.build().map_err(|err| {
+            Error::with_kind_and_source(ErrorKind::Builder, err)
+                .with_message("the HTTP transport could not be built")
+        })?;
+        Ok(Client {
+            inner: Arc::new(ClientRef {
+                http,
+                base_url,
+                default_headers,
+                timeout: self.timeout,
+                attempt_timeout: self.attempt_timeout,
+                max_redirects: self.max_redirects,
+                max_nesting: self.max_nesting,
+                chain: self.chain,
+            }),
+        })
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder::new()
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("middlewares", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_scheme(url: Url) -> Result<Url> {
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        scheme => Err(Error::builder(format!(
+            "the URL {url} has the scheme {scheme:?}; only http and https are supported"
+        ))),
+    }
+}
+
+/// What a request URL can be given as: a string (absolute, or relative to the base URL) or a
+/// parsed [`Url`].
+pub trait IntoUrl: into_url::Sealed {}
+
+mod into_url {
+    use super::{Error, Result, Url, check_scheme};
+
+    pub trait Sealed {
+        fn into_url(self, base: Option<&Url>) -> Result<Url>;
+    }
+
+    impl Sealed for Url {
+        fn into_url(self, _base: Option<&Url>) -> Result<Url> {
+            check_scheme(self)
+        }
+    }
+
+    impl Sealed for &Url {
+        fn into_url(self, _base: Option<&Url>) -> Result<Url> {
+            check_scheme(self.clone())
+        }
+    }
+
+    impl Sealed for &str {
+        fn into_url(self, base: Option<&Url>) -> Result<Url> {
+            let parsed = match (Url::parse(self), base) {
+                (Ok(url), _) => url,
+                (Err(url::ParseError::RelativeUrlWithoutBase), Some(base)) => {
+                    base.join(self).map_err(|err| {
+                        Error::builder(format!("the URL {self:?} is not valid: {err}"))
+                    })?
+                }
+                (Err(url::ParseError::RelativeUrlWithoutBase), None) => {
+                    return Err(Error::builder(format!(
+                        "the URL {self:?} is relative and the client has no base URL"
+                    )));
+                }
+                (Err(err), _) => {
+                    return Err(Error::builder(format!(
+                        "the URL {self:?} is not valid: {err}"
+                    )));
+                }
+            };
+            check_scheme(parsed)
+        }
+    }
+
+    impl Sealed for String {
+        fn into_url(self, base: Option<&Url>) -> Result<Url> {
+            self.as_str().into_url(base)
+        }
+    }
+
+    impl Sealed for &String {
+        fn into_url(self, base: Option<&Url>) -> Result<Url> {
+            self.as_str().into_url(base)
+        }
+    }
+}
+
+impl IntoUrl for Url {}
+impl IntoUrl for &Url {}
+impl IntoUrl for &str {}
+impl IntoUrl for String {}
+impl IntoUrl for &String {}
+
+enum ChainChoice {
+    /// The client's list.
+    Inherit,
+    /// This list instead of the client's (an empty one runs no middleware).
+    Replace(Chain),
+    /// The client's list followed by these.
+    Extend(Chain),
+}
+
+/// A request being built. Nothing is sent until [`send`](RequestBuilder::send); an invalid
+/// input is kept and reported by `send` as an [`ErrorKind::Builder`] error naming it.
+#[must_use = "a request is sent only by `send`"]
+pub struct RequestBuilder {
+    client: Client,
+    request: Result<Request>,
+    headers: HeaderMap,
+    chain: ChainChoice,
+    follow_redirects: bool,
+    timeout: Option<Duration>,
+}
+
+impl RequestBuilder {
+    fn update(mut self, change: impl FnOnce(&mut Request, &mut HeaderMap) -> Result<()>) -> Self {
+        if let Ok(request) = &mut self.request {
+            if let Err(err) = change(request, &mut self.headers) {
+                self.request = Err(err);
+            }
+        }
+        self
+    }
+
+    /// Adds a header; it replaces the client's default of the same name. Setting the same name
+    /// twice on the request sends both values.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.get("http://example.test/").header("x-trace", "abc");
+    /// # let _ = request;
+    /// ```
+    pub fn header<K, V>(self, name: K, value: V) -> Self
+    where
+        K: AsRef<[u8]>,
+        V: TryInto<HeaderValue>,
+    {
+        let name = HeaderName::from_bytes(name.as_ref()).map_err(|_| {
+            Error::builder(format!(
+                "{:?} is not a valid header name",
+                String::from_utf8_lossy(name.as_ref())
+            ))
+        });
+        let value = value.try_into();
+        self.update(|_, headers| {
+            let name = name?;
+            let value = value.map_err(|_| {
+                Error::builder(format!("the value of the header `{name}` is not valid"))
+            })?;
+            headers.append(name, value);
+            Ok(())
+        })
+    }
+
+    /// Adds every header of `headers`, replacing the client's defaults of the same names.
+    pub fn headers(self, headers: HeaderMap) -> Self {
+        self.update(|_, own| {
+            own.extend(headers);
+            Ok(())
+        })
+    }
+
+    /// Sets `Authorization: Bearer <token>`.
+    pub fn bearer_auth(self, token: impl fmt::Display) -> Self {
+        let value = HeaderValue::try_from(format!("Bearer {token}"));
+        self.update(|_, headers| {
+            let mut value = value
+                .map_err(|_| Error::builder("the bearer token is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(http::header::AUTHORIZATION, value);
+            Ok(())
+        })
+    }
+
+    /// Appends query parameters, serialised with `serde_urlencoded`.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.get("http://example.test/search").query(&[("q", "rust"), ("page", "2")]);
+    /// # let _ = request;
+    /// ```
+    pub fn query<T: Serialize + ?Sized>(self, query: &T) -> Self {
+        let encoded = serde_urlencoded::to_string(query);
+        self.update(|request, _| {
+            let encoded = encoded.map_err(|err| {
+                Error::builder(format!("the query could not be serialised: {err}"))
+            })?;
+            if encoded.is_empty() {
+                return Ok(());
+            }
+            let joined = match request.url.query() {
+                Some(existing) if !existing.is_empty() => format!("{existing}&{encoded}"),
+                _ => encoded,
+            };
+            request.url.set_query(Some(&joined));
+            Ok(())
+        })
+    }
+
+    /// Sets a JSON body and, unless already set, `Content-Type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(self, json: &T) -> Self {
+        let encoded = serde_json::to_vec(json);
+        self.update(|request, headers| {
+            let encoded = encoded.map_err(|err| {
+                Error::builder(format!("the JSON body could not be serialised: {err}"))
+            })?;
+            request.body = Body::from(encoded);
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets a URL-encoded form body and, unless already set,
+    /// `Content-Type: application/x-www-form-urlencoded`.
+    pub fn form<T: Serialize + ?Sized>(self, form: &T) -> Self {
+        let encoded = serde_urlencoded::to_string(form);
+        self.update(|request, headers| {
+            let encoded = encoded.map_err(|err| {
+                Error::builder(format!("the form body could not be serialised: {err}"))
+            })?;
+            request.body = Body::from(encoded);
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the body: bytes, a string, or a stream made with [`Body::wrap_stream`].
+    pub fn body(self, body: impl Into<Body>) -> Self {
+        let body = body.into();
+        self.update(|request, _| {
+            request.body = body;
+            Ok(())
+        })
+    }
+
+    /// How long this call may take in all, replacing the client's
+    /// [`timeout`](ClientBuilder::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Whether redirects are followed. Default: yes; when not, a 3xx is returned as it is.
+    pub fn follow_redirects(mut self, follow: bool) -> Self {
+        self.follow_redirects = follow;
+        self
+    }
+
+    /// Runs `chain` for this request instead of the client's list: nothing is merged, as with
+    /// aiohttp's `middlewares=` argument. An empty chain runs no middleware.
+    pub fn middlewares(mut self, chain: Chain) -> Self {
+        self.chain = ChainChoice::Replace(chain);
+        self
+    }
+
+    /// Runs no middleware for this request (the connection policy still applies).
+    pub fn no_middleware(self) -> Self {
+        self.middlewares(Chain::new())
+    }
+
+    /// Adds `middleware` after the list this request would otherwise run (the client's, unless
+    /// [`middlewares`](Self::middlewares) replaced it).
+    pub fn extend_middleware<M: Middleware>(mut self, middleware: M) -> Self {
+        self.chain = match self.chain {
+            ChainChoice::Inherit => ChainChoice::Extend(Chain::new().with(middleware)),
+            ChainChoice::Replace(chain) => ChainChoice::Replace(chain.with(middleware)),
+            ChainChoice::Extend(chain) => ChainChoice::Extend(chain.with(middleware)),
+        };
+        self
+    }
+
+    /// Attaches typed data that middlewares read from [`Request::extensions`].
+    pub fn extension<T: Clone + Send + Sync + 'static>(self, value: T) -> Self {
+        self.update(|request, _| {
+            request.extensions.insert(value);
+            Ok(())
+        })
+    }
+
+    /// Sends the request through the middleware chain, following redirects.
+    pub async fn send(self) -> Result<Response> {
+        let RequestBuilder {
+            client,
+            request,
+            headers,
+            chain,
+            follow_redirects,
+            timeout,
+        } = self;
+        let mut request = request?;
+        request.original_url = Arc::new(request.url.clone());
+        request.headers = client.inner.default_headers.clone();
+        request.headers.extend(headers);
+        let chain = match chain {
+            ChainChoice::Inherit => client.inner.chain.clone(),
+            ChainChoice::Replace(chain) => chain,
+            ChainChoice::Extend(extra) => client.inner.chain.then(&extra),
+        };
+        let nesting = NESTING.try_with(|nesting| *nesting).unwrap_or(0) + 1;
+        if nesting > client.inner.max_nesting {
+            return Err(Error::recursion(nesting).with_url(request.url));
+        }
+        let original_url = Arc::clone(&request.original_url);
+        let run = NESTING.scope(
+            nesting,
+            redirect::send(client, request, chain, follow_redirects),
+        );
+        match timeout {
+            None => run.await,
+            Some(timeout) => match tokio::time::timeout(timeout, run).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::timeout()
+                    .with_url((*original_url).clone())
+                    .with_message(format!("the request took longer than {timeout:?}"))),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for RequestBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("RequestBuilder");
+        match &self.request {
+            Ok(request) => debug
+                .field("method", request.method())
+                .field("url", &request.url().as_str()),
+            Err(err) => debug.field("error", err),
+        };
+        debug.finish_non_exhaustive()
+    }
+}

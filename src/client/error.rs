@@ -1,0 +1,356 @@
+//! The one error type of the client.
+//!
+//! Every failure a caller can meet while building or sending a request is an [`Error`]; what went
+//! wrong is told by [`Error::kind`], and the cause (a `reqwest::Error`, an SSRF refusal, a
+//! middleware's own error) is reachable through [`std::error::Error::source`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::StatusCode;
+use url::Url;
+
+use super::response::Redirect;
+
+/// A boxed error that can cross threads: what middlewares and body streams may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `Result` with the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error`] is: the question a caller branches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request could not be built: a bad URL, header name or value, or body serialisation.
+    Builder,
+    /// No connection could be opened (refused, unreachable, DNS failure, TLS handshake).
+    Connect,
+    /// A deadline passed: the whole call's timeout, or one attempt's.
+    Timeout,
+    /// The connection failed after it was open (closed early, protocol error, body read error).
+    Transport,
+    /// The connection policy (the SSRF guard) refused the destination.
+    Refused,
+    /// More redirects than the client allows; the error carries the redirect history.
+    TooManyRedirects,
+    /// Middlewares kept sending requests through the client from inside the chain.
+    Recursion,
+    /// A body had to be sent again (retry, 307/308 redirect) but could not be replayed.
+    BodyNotReplayable,
+    /// A middleware failed with an error of its own.
+    Middleware,
+    /// [`Response::error_for_status`](super::Response::error_for_status) met a 4xx or 5xx status.
+    Status,
+    /// A response body could not be decoded (JSON, UTF-8).
+    Decode,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Builder => "invalid request",
+            ErrorKind::Connect => "connection failed",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Transport => "transport error",
+            ErrorKind::Refused => "refused by the connection policy",
+            ErrorKind::TooManyRedirects => "too many redirects",
+            ErrorKind::Recursion => "middleware recursion limit reached",
+            ErrorKind::BodyNotReplayable => "request body cannot be sent again",
+            ErrorKind::Middleware => "middleware error",
+            ErrorKind::Status => "error status",
+            ErrorKind::Decode => "response body could not be decoded",
+        }
+    }
+}
+
+/// The client's error: a kind, the URL it happened at when there is one, and a cause.
+///
+/// ```
+/// # async fn run() {
+/// let client = layover::client::Client::new();
+/// match client.get("http://127.0.0.1:9/").send().await {
+///     Ok(response) => println!("{}", response.status()),
+///     Err(err) if err.is_connect() => println!("nobody listens at {:?}", err.url()),
+///     Err(err) => println!("failed: {err}"),
+/// }
+/// # }
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    url: Option<Url>,
+    message: Option<Cow<'static, str>>,
+    detail: Detail,
+    source: Option<BoxError>,
+}
+
+enum Detail {
+    None,
+    Status(StatusCode),
+    Redirects(Vec<Redirect>),
+    Depth(usize),
+}
+
+impl Error {
+    fn new(kind: ErrorKind) -> Self {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                url: None,
+                message: None,
+                detail: Detail::None,
+                source: None,
+            }),
+        }
+    }
+
+    /// An error of a middleware's own, reported with [`ErrorKind::Middleware`].
+    ///
+    /// ```
+    /// use layover::client::{Error, ErrorKind};
+    ///
+    /// let err = Error::middleware(std::io::Error::other("signing key missing"));
+    /// assert_eq!(err.kind(), ErrorKind::Middleware);
+    /// ```
+    pub fn middleware(source: impl Into<BoxError>) -> Self {
+        Error::new(ErrorKind::Middleware).with_source(source)
+    }
+
+    pub(crate) fn builder(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::new(ErrorKind::Builder).with_message(message)
+    }
+
+    pub(crate) fn timeout() -> Self {
+        Error::new(ErrorKind::Timeout)
+    }
+
+    pub(crate) fn from_status(status: StatusCode, url: Url) -> Self {
+        let mut err = Error::new(ErrorKind::Status).with_url(url);
+        err.inner.detail = Detail::Status(status);
+        err
+    }
+
+    pub(crate) fn too_many_redirects(history: Vec<Redirect>, url: Url) -> Self {
+        let limit = history.len();
+        let mut err = Error::new(ErrorKind::TooManyRedirects)
+            .with_url(url)
+            .with_message(format!("the limit of {limit} redirects was reached"));
+        err.inner.detail = Detail::Redirects(history);
+        err
+    }
+
+    pub(crate) fn recursion(depth: usize) -> Self {
+        let mut err = Error::new(ErrorKind::Recursion).with_message(format!(
+            "{depth} requests were nested inside each other's middleware chains"
+        ));
+        err.inner.detail = Detail::Depth(depth);
+        err
+    }
+
+    pub(crate) fn body_not_replayable(reason: &'static str) -> Self {
+        Error::new(ErrorKind::BodyNotReplayable).with_message(reason)
+    }
+
+    pub(crate) fn decode(source: impl Into<BoxError>) -> Self {
+        Error::new(ErrorKind::Decode).with_source(source)
+    }
+
+    pub(crate) fn with_kind_and_source(kind: ErrorKind, source: impl Into<BoxError>) -> Self {
+        Error::new(kind).with_source(source)
+    }
+
+    /// Maps a reqwest error to the matching kind, keeping it as the source.
+    pub(crate) fn from_reqwest(err: reqwest::Error) -> Self {
+        let kind = if err.is_timeout() {
+            ErrorKind::Timeout
+        } else if err.is_connect() {
+            ErrorKind::Connect
+        } else if err.is_decode() {
+            ErrorKind::Decode
+        } else if err.is_builder() {
+            ErrorKind::Builder
+        } else {
+            ErrorKind::Transport
+        };
+        Error::new(kind).with_source(err)
+    }
+
+    pub(crate) fn with_url(mut self, url: Url) -> Self {
+        self.inner.url = Some(url);
+        self
+    }
+
+    pub(crate) fn with_url_if_missing(mut self, url: &Url) -> Self {
+        if self.inner.url.is_none() {
+            self.inner.url = Some(url.clone());
+        }
+        self
+    }
+
+    pub(crate) fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.inner.message = Some(message.into());
+        self
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The URL of the request that failed, when the failure belongs to one.
+    pub fn url(&self) -> Option<&Url> {
+        self.inner.url.as_ref()
+    }
+
+    /// The status that [`Response::error_for_status`](super::Response::error_for_status) refused.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self.inner.detail {
+            Detail::Status(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The redirects followed before the limit was reached ([`ErrorKind::TooManyRedirects`]).
+    pub fn redirect_history(&self) -> Option<&[Redirect]> {
+        match &self.inner.detail {
+            Detail::Redirects(history) => Some(history),
+            _ => None,
+        }
+    }
+
+    /// How deep the requests were nested when the recursion limit stopped them.
+    pub fn recursion_depth(&self) -> Option<usize> {
+        match self.inner.detail {
+            Detail::Depth(depth) => Some(depth),
+            _ => None,
+        }
+    }
+
+    /// True for the request-building failures ([`ErrorKind::Builder`]).
+    pub fn is_builder(&self) -> bool {
+        self.kind() == ErrorKind::Builder
+    }
+
+    /// True when no connection could be opened.
+    pub fn is_connect(&self) -> bool {
+        self.kind() == ErrorKind::Connect
+    }
+
+    /// True when a deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// True when the connection failed after it was open.
+    pub fn is_transport(&self) -> bool {
+        self.kind() == ErrorKind::Transport
+    }
+
+    /// True when the connection policy refused the destination.
+    pub fn is_refused(&self) -> bool {
+        self.kind() == ErrorKind::Refused
+    }
+
+    /// True when the redirect limit was reached.
+    pub fn is_redirect(&self) -> bool {
+        self.kind() == ErrorKind::TooManyRedirects
+    }
+
+    /// True when the middleware recursion limit was reached.
+    pub fn is_recursion(&self) -> bool {
+        self.kind() == ErrorKind::Recursion
+    }
+
+    /// True when a body had to be replayed and could not be.
+    pub fn is_body_not_replayable(&self) -> bool {
+        self.kind() == ErrorKind::BodyNotReplayable
+    }
+
+    /// True for a middleware's own error.
+    pub fn is_middleware(&self) -> bool {
+        self.kind() == ErrorKind::Middleware
+    }
+
+    /// True for an error status refused by `error_for_status`.
+    pub fn is_status(&self) -> bool {
+        self.kind() == ErrorKind::Status
+    }
+
+    /// True when a response body could not be decoded.
+    pub fn is_decode(&self) -> bool {
+        self.kind() == ErrorKind::Decode
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("layover::client::Error");
+        debug.field("kind", &self.inner.kind);
+        if let Some(url) = &self.inner.url {
+            debug.field("url", &url.as_str());
+        }
+        if let Some(message) = &self.inner.message {
+            debug.field("message", message);
+        }
+        if let Some(source) = &self.inner.source {
+            debug.field("source", source);
+        }
+        debug.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.inner.kind.describe())?;
+        if let Detail::Status(status) = self.inner.detail {
+            write!(f, " {status}")?;
+        }
+        if let Some(url) = &self.inner.url {
+            write!(f, " for {url}")?;
+        }
+        if let Some(message) = &self.inner.message {
+            write!(f, ": {message}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_and_small() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Error>();
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_names_kind_status_and_url() {
+        let url = Url::parse("http://example.test/a").unwrap();
+        let err = Error::from_status(StatusCode::NOT_FOUND, url);
+        assert_eq!(
+            err.to_string(),
+            "error status 404 Not Found for http://example.test/a"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! The client middleware chain: [`Middleware`], [`Next`], [`from_fn`] and [`Chain`].
+//!
+//! A middleware receives the request and the rest of the chain, and returns a response, exactly
+//! like an aiohttp client middleware: it may change the request, answer by itself without
+//! calling [`Next::run`], or call it several times (a retry, a challenge answer). Unlike
+//! reqwest-middleware's, the chain runs once per redirect hop, so a middleware sees where every
+//! hop goes, and [`Next::client`] gives it the client to send requests of its own.
+//!
+//! The first middleware added is the outermost: with `[a, b]`, `a` sees the request first and
+//! the response last.
+//!
+//! ```
+//! use layover::client::{from_fn, Client, Next, Request};
+//!
+//! # fn build() -> Result<Client, layover::client::Error> {
+//! let client = Client::builder()
+//!     .middleware(from_fn(|mut req: Request, next: Next| async move {
+//!         let hop = http::HeaderValue::from(req.hop());
+//!         req.headers_mut().insert("x-request-hop", hop);
+//!         next.run(req).await
+//!     }))
+//!     .build()?;
+//! # Ok(client)
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::Client;
+use super::error::Result;
+use super::request::Request;
+use super::response::Response;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A client middleware: an async function of the request and the rest of the chain.
+///
+/// Implement it with an `async fn`:
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use layover::client::{Middleware, Next, Request, Response, Result};
+///
+/// struct CountRequests(AtomicUsize);
+///
+/// impl Middleware for CountRequests {
+///     async fn handle(&self, req: Request, next: Next) -> Result<Response> {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         next.run(req).await
+///     }
+/// }
+/// ```
+pub trait Middleware: Send + Sync + 'static {
+    /// Handles one request: call `next.run(req)` to pass it on, or answer without it.
+    fn handle(&self, req: Request, next: Next) -> impl Future<Output = Result<Response>> + Send;
+}
+
+/// The object-safe form the chain stores: one boxed future per middleware call.
+trait DynMiddleware: Send + Sync + 'static {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> BoxFuture<Result<Response>>;
+}
+
+impl<M: Middleware> DynMiddleware for M {
+    fn call(self: Arc<Self>, req: Request, next: Next) -> BoxFuture<Result<Response>> {
+        Box::pin(async move { self.handle(req, next).await })
+    }
+}
+
+/// A middleware made from an async closure by [`from_fn`].
+#[derive(Clone)]
+pub struct FromFn<F> {
+    f: F,
+}
+
+/// Makes a middleware of an async closure taking the request and the rest of the chain.
+///
+/// ```
+/// use layover::client::{from_fn, Next, Request};
+///
+/// let log = from_fn(|req: Request, next: Next| async move {
+///     println!("{} {} (hop {})", req.method(), req.url(), req.hop());
+///     let response = next.run(req).await?;
+///     println!("-> {}", response.status());
+///     Ok(response)
+/// });
+/// # let _ = log;
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> FromFn<F>
+where
+    F: Fn(Request, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response>> + Send + 'static,
+{
+    FromFn { f }
+}
+
+impl<F, Fut> Middleware for FromFn<F>
+where
+    F: Fn(Request, Next) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response>> + Send + 'static,
+{
+    fn handle(&self, req: Request, next: Next) -> impl Future<Output = Result<Response>> + Send {
+        (self.f)(req, next)
+    }
+}
+
+impl<F> fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FromFn").finish_non_exhaustive()
+    }
+}
+
+/// An ordered list of middlewares, cheap to clone (one `Arc`), built once and shared by every
+/// request that uses it.
+///
+/// ```
+/// use layover::client::{from_fn, Chain, Next, Request};
+///
+/// let chain = Chain::new()
+///     .with(from_fn(|req: Request, next: Next| async move { next.run(req).await }))
+///     .with(from_fn(|req: Request, next: Next| async move { next.run(req).await }));
+/// assert_eq!(chain.len(), 2);
+/// assert!(Chain::new().is_empty());
+/// ```
+#[derive(Clone, Default)]
+pub struct Chain {
+    middlewares: Arc<[Arc<dyn DynMiddleware>]>,
+}
+
+impl Chain {
+    /// An empty chain: requests go straight to the transport.
+    pub fn new() -> Self {
+        Chain {
+            middlewares: Arc::new([]),
+        }
+    }
+
+    /// The chain with `middleware` added as the innermost one.
+    pub fn with<M: Middleware>(self, middleware: M) -> Self {
+        self.with_arc(Arc::new(middleware))
+    }
+
+    /// The chain with a middleware already behind an `Arc` added as the innermost one, for a
+    /// middleware instance shared with other chains (its state is shared too).
+    pub fn with_arc<M: Middleware>(self, middleware: Arc<M>) -> Self {
+        let mut middlewares = self.middlewares.to_vec();
+        middlewares.push(middleware);
+        Chain {
+            middlewares: middlewares.into(),
+        }
+    }
+
+    /// This chain followed by every middleware of `inner`.
+    pub fn then(&self, inner: &Chain) -> Chain {
+        if inner.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return inner.clone();
+        }
+        let middlewares: Vec<_> = self
+            .middlewares
+            .iter()
+            .chain(inner.middlewares.iter())
+            .cloned()
+            .collect();
+        Chain {
+            middlewares: middlewares.into(),
+        }
+    }
+
+    /// How many middlewares the chain holds.
+    pub fn len(&self) -> usize {
+        self.middlewares.len()
+    }
+
+    /// True when the chain holds no middleware.
+    pub fn is_empty(&self) -> bool {
+        self.middlewares.is_empty()
+    }
+}
+
+impl fmt::Debug for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chain")
+            .field("len", &self.middlewares.len())
+            .finish()
+    }
+}
+
+/// The rest of the chain, ending in the transport.
+///
+/// It can be run any number of times, one after the other: clone the request first with
+/// [`Request::try_clone`]. It also carries the client, for requests a middleware sends itself.
+#[derive(Clone)]
+pub struct Next {
+    client: Client,
+    chain: Chain,
+    position: usize,
+}
+
+impl Next {
+    pub(crate) fn new(client: Client, chain: Chain) -> Self {
+        Next {
+            client,
+            chain,
+            position: 0,
+        }
+    }
+
+    /// Passes the request to the rest of the chain and, after it, the transport.
+    pub fn run(&self, req: Request) -> Pending {
+        let future = match self.chain.middlewares.get(self.position) {
+            Some(middleware) => {
+                let rest = Next {
+                    client: self.client.clone(),
+                    chain: self.chain.clone(),
+                    position: self.position + 1,
+                };
+                Arc::clone(middleware).call(req, rest)
+            }
+            None => {
+                let client = self.client.clone();
+                Box::pin(async move { client.transport(req).await })
+            }
+        };
+        Pending { future }
+    }
+
+    /// The client this chain belongs to, for requests the middleware sends itself.
+    ///
+    /// Such a request runs the client's own middleware list unless it picks another one with
+    /// [`RequestBuilder::no_middleware`](super::RequestBuilder::no_middleware) or
+    /// [`RequestBuilder::middlewares`](super::RequestBuilder::middlewares). A chain that keeps
+    /// sending requests from inside itself fails with
+    /// [`ErrorKind::Recursion`](super::ErrorKind::Recursion) once the nesting passes the
+    /// client's limit.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// How many middlewares are left before the transport.
+    pub fn remaining(&self) -> usize {
+        self.chain.len() - self.position
+    }
+}
+
+impl fmt::Debug for Next {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Next")
+            .field("remaining", &self.remaining())
+            .finish()
+    }
+}
+
+/// The future of [`Next::run`]: the rest of the chain's response.
+#[must_use = "futures do nothing unless polled"]
+pub struct Pending {
+    future: BoxFuture<Result<Response>>,
+}
+
+impl Future for Pending {
+    type Output = Result<Response>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}

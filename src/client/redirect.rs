@@ -1,0 +1,165 @@
+//! The redirect loop: layover, not reqwest, follows redirects, running the whole chain once per
+//! hop so that no hop escapes the middlewares or the connection policy.
+//!
+//! The rules, hop by hop:
+//! - 303 turns every method but `HEAD` into `GET`; 301 and 302 turn `POST` into `GET`; a method
+//!   turned into `GET` loses its body and the headers that describe it.
+//! - 307 and 308 (and 301/302 for methods other than `POST`) keep the method and the body; a
+//!   body that cannot be sent again is an
+//!   [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) error, never an
+//!   empty body.
+//! - `Location` is resolved against the URL of the hop; a missing or unusable `Location` (not a
+//!   URL, not http or https) ends the loop and the 3xx response is returned as it is.
+//! - A hop to another origin (which includes https to http) drops every `Authorization`,
+//!   `Cookie` and `Proxy-Authorization` header, for this hop and all later ones.
+//! - Each hop starts from the request the caller built, so what a middleware changed on one hop
+//!   is not carried to the next.
+
+use http::header::{
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
+    CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
+};
+use http::{Method, StatusCode};
+use url::Url;
+
+use super::Client;
+use super::body::Body;
+use super::error::{Error, Result};
+use super::middleware::{Chain, Next};
+use super::request::Request;
+use super::response::{Redirect, Response};
+
+/// Sends `request` through `chain`, following redirects when `follow` is set.
+pub(crate) async fn send(
+    client: Client,
+    mut request: Request,
+    chain: Chain,
+    follow: bool,
+) -> Result<Response> {
+    let mut history = Vec::new();
+    loop {
+        let hop_url = request.url.clone();
+        let mut response = Next::new(client.clone(), chain.clone())
+            .run(request.share())
+            .await
+            .map_err(|err| err.with_url_if_missing(&hop_url))?;
+        if !follow {
+            return Ok(response);
+        }
+        let Some(location) = redirect_target(&response) else {
+            response.set_history(history);
+            return Ok(response);
+        };
+        if history.len() >= client.max_redirects() {
+            response.discard().await;
+            return Err(Error::too_many_redirects(history, location));
+        }
+
+        let status = response.status();
+        if turns_into_get(status, &request.method) {
+            request.method = Method::GET;
+            request.body = Body::empty();
+            for name in [
+                CONTENT_TYPE,
+                CONTENT_LENGTH,
+                CONTENT_ENCODING,
+                CONTENT_LANGUAGE,
+                CONTENT_LOCATION,
+                TRANSFER_ENCODING,
+            ] {
+                request.headers.remove(name);
+            }
+        } else if !request.body.is_replayable() {
+            response.discard().await;
+            return Err(Error::body_not_replayable(
+                "a redirect asked for the streaming body to be sent again",
+            )
+            .with_url(location));
+        }
+        if crosses_origin(&request.url, &location) {
+            for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
+                request.headers.remove(name);
+            }
+        }
+
+        history.push(Redirect::new(
+            request.method.clone(),
+            response.url().clone(),
+            status,
+            response.headers().clone(),
+            location.clone(),
+        ));
+        response.discard().await;
+        request.url = location;
+        request.hop += 1;
+    }
+}
+
+/// Where a redirect response points, when it is a redirect the loop follows.
+fn redirect_target(response: &Response) -> Option<Url> {
+    match response.status() {
+        StatusCode::MOVED_PERMANENTLY
+        | StatusCode::FOUND
+        | StatusCode::SEE_OTHER
+        | StatusCode::TEMPORARY_REDIRECT
+        | StatusCode::PERMANENT_REDIRECT => {}
+        _ => return None,
+    }
+    let location = response.headers().get(LOCATION)?.to_str().ok()?;
+    let target = response.url().join(location).ok()?;
+    matches!(target.scheme(), "http" | "https").then_some(target)
+}
+
+/// Whether a hop leaves the origin the credentials were given for; a change of scheme (https to
+/// http included), host or port does.
+fn crosses_origin(from: &Url, to: &Url) -> bool {
+    from.origin() != to.origin()
+}
+
+fn turns_into_get(status: StatusCode, method: &Method) -> bool {
+    match status {
+        StatusCode::SEE_OTHER => *method != Method::HEAD,
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => *method == Method::POST,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_to_http_on_the_same_host_crosses_origin() {
+        let https = Url::parse("https://example.test/a").unwrap();
+        let http = Url::parse("http://example.test/a").unwrap();
+        let https_explicit_port = Url::parse("https://example.test:443/b").unwrap();
+        let other_port = Url::parse("https://example.test:8443/a").unwrap();
+        assert!(crosses_origin(&https, &http));
+        assert!(!crosses_origin(&https, &https_explicit_port));
+        assert!(crosses_origin(&https, &other_port));
+    }
+
+    #[test]
+    fn method_rewrite_table() {
+        use Method as M;
+        use StatusCode as S;
+        let cases = [
+            (S::MOVED_PERMANENTLY, M::POST, true),
+            (S::MOVED_PERMANENTLY, M::PUT, false),
+            (S::FOUND, M::POST, true),
+            (S::FOUND, M::GET, false),
+            (S::SEE_OTHER, M::PUT, true),
+            (S::SEE_OTHER, M::DELETE, true),
+            (S::SEE_OTHER, M::HEAD, false),
+            (S::TEMPORARY_REDIRECT, M::POST, false),
+            (S::PERMANENT_REDIRECT, M::POST, false),
+        ];
+        for (status, method, expected) in cases {
+            assert_eq!(
+                turns_into_get(status, &method),
+                expected,
+                "{status} {method}"
+            );
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The request a middleware sees: owned, mutable, and aware of the hop it belongs to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Extensions, HeaderMap, Method};
+use url::Url;
+
+use super::body::Body;
+use super::error::{Error, Result};
+
+/// One request on its way through the middleware chain.
+///
+/// The redirect loop builds a fresh `Request` for every hop from the request the caller built,
+/// so what a middleware changes here (a header, the URL, the body) applies to this hop and to
+/// the attempts a middleware makes inside it, never to the next hop.
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) extensions: Extensions,
+    pub(crate) hop: u32,
+    pub(crate) original_url: Arc<Url>,
+}
+
+impl Request {
+    /// A request with no headers and an empty body, for a middleware that builds one by hand.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use layover::client::Request;
+    ///
+    /// let url = url::Url::parse("http://example.test/").unwrap();
+    /// let request = Request::new(Method::GET, url);
+    /// assert_eq!(request.hop(), 0);
+    /// ```
+    pub fn new(method: Method, url: Url) -> Self {
+        let original_url = Arc::new(url.clone());
+        Request {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+            attempt_timeout: None,
+            extensions: Extensions::new(),
+            hop: 0,
+            original_url,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The method, to change it.
+    pub fn method_mut(&mut self) -> &mut Method {
+        &mut self.method
+    }
+
+    /// The URL this hop goes to.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The URL, to change it. The connection policy checks the URL as it is when the request
+    /// reaches the transport, so a middleware cannot send it anywhere the policy forbids.
+    pub fn url_mut(&mut self) -> &mut Url {
+        &mut self.url
+    }
+
+    /// The headers, the client's defaults already merged in.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The headers, to change them.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Body {
+        &self.body
+    }
+
+    /// The body, to replace it.
+    pub fn body_mut(&mut self) -> &mut Body {
+        &mut self.body
+    }
+
+    /// The time one attempt may take on the wire, from sending to the response head. `None`
+    /// means no limit of its own (the whole call's timeout still applies).
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
+    }
+
+    /// Sets the time one attempt may take on the wire.
+    pub fn set_attempt_timeout(&mut self, timeout: Option<Duration>) {
+        self.attempt_timeout = timeout;
+    }
+
+    /// Typed per-request data: values the caller attached with
+    /// [`RequestBuilder::extension`](super::RequestBuilder::extension), and what middlewares pass
+    /// to each other.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Typed per-request data, to change it.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// Which hop this is: 0 for the request as the caller sent it, 1 after the first redirect,
+    /// and so on.
+    pub fn hop(&self) -> u32 {
+        self.hop
+    }
+
+    /// The URL the caller asked for, before any redirect.
+    pub fn original_url(&self) -> &Url {
+        &self.original_url
+    }
+
+    /// A copy for another attempt (a retry, a challenge answer).
+    ///
+    /// Fails with [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) when the
+    /// body is a stream that cannot be sent again; a stream with a replay cap is shared with the
+    /// copy, and only a send past its cap fails.
+    pub fn try_clone(&self) -> Result<Request> {
+        if !self.body.is_replayable() {
+            return Err(
+                Error::body_not_replayable("the streaming body has already been sent")
+                    .with_url(self.url.clone()),
+            );
+        }
+        if self.body.is_stream() && !self.body.is_replayable_stream() {
+            return Err(Error::body_not_replayable(
+                "the streaming body has no replay cap, so it can be sent only once",
+            )
+            .with_url(self.url.clone()));
+        }
+        Ok(self.share())
+    }
+
+    /// A copy sharing the body, for the redirect loop: whether the body can be sent again is
+    /// decided at send time.
+    pub(crate) fn share(&self) -> Request {
+        Request {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: self.body.share(),
+            attempt_timeout: self.attempt_timeout,
+            extensions: self.extensions.clone(),
+            hop: self.hop,
+            original_url: Arc::clone(&self.original_url),
+        }
+    }
+}

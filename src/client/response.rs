@@ -1,0 +1,316 @@
+//! Responses: from the network, or made by a middleware that answers without it.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use http::{Extensions, HeaderMap, Method, StatusCode, Version};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::error::{Error, Result};
+
+/// How many bytes of an unwanted response body are read so that its connection can go back to
+/// the pool; a longer body is dropped, which closes the connection instead.
+const DISCARD_LIMIT: usize = 64 * 1024;
+
+/// A response, as the chain returns it to the caller.
+pub struct Response {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+    url: Url,
+    remote_addr: Option<SocketAddr>,
+    history: Vec<Redirect>,
+    body: ResponseBody,
+}
+
+enum ResponseBody {
+    Full(Bytes),
+    /// The network body, read through reqwest. Its headers were moved out into the `Response`.
+    Incoming(reqwest::Response),
+}
+
+/// One redirect the client followed on the way to the final response.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    method: Method,
+    url: Url,
+    status: StatusCode,
+    headers: HeaderMap,
+    location: Url,
+}
+
+impl Redirect {
+    pub(crate) fn new(
+        method: Method,
+        url: Url,
+        status: StatusCode,
+        headers: HeaderMap,
+        location: Url,
+    ) -> Self {
+        Redirect {
+            method,
+            url,
+            status,
+            headers,
+            location,
+        }
+    }
+
+    /// The method of the request that was redirected.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The URL of the request that was redirected.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The redirect status (301, 302, 303, 307 or 308).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The headers of the redirect response.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Where the redirect pointed, resolved against the request URL.
+    pub fn location(&self) -> &Url {
+        &self.location
+    }
+}
+
+impl Response {
+    /// A response made without the network, for a middleware that answers by itself (a cache, a
+    /// fake for tests, a refusal with a body).
+    ///
+    /// ```
+    /// use layover::client::Response;
+    ///
+    /// let url = url::Url::parse("http://example.test/cached").unwrap();
+    /// let response = Response::from_http(http::Response::new("from cache"), url);
+    /// assert_eq!(response.status(), 200);
+    /// ```
+    pub fn from_http<B: Into<Bytes>>(response: http::Response<B>, url: Url) -> Self {
+        let (parts, body) = response.into_parts();
+        Response {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            extensions: parts.extensions,
+            url,
+            remote_addr: None,
+            history: Vec::new(),
+            body: ResponseBody::Full(body.into()),
+        }
+    }
+
+    pub(crate) fn from_reqwest(mut response: reqwest::Response, url: Url) -> Self {
+        Response {
+            status: response.status(),
+            version: response.version(),
+            headers: std::mem::take(response.headers_mut()),
+            extensions: std::mem::take(response.extensions_mut()),
+            url,
+            remote_addr: response.remote_addr(),
+            history: Vec::new(),
+            body: ResponseBody::Incoming(response),
+        }
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Sets the status code (for a middleware rewriting a response).
+    pub fn set_status(&mut self, status: StatusCode) {
+        self.status = status;
+    }
+
+    /// The HTTP version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The headers, to change them.
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.headers
+    }
+
+    /// Typed data attached to the response by the transport or by middlewares.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Typed data attached to the response, to change it.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
+    }
+
+    /// The URL of the request that produced this response: after redirects, the last hop's.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The address of the peer the response came from; `None` for a response that a
+    /// middleware made.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+
+    /// The redirects followed before this response, first one first.
+    pub fn history(&self) -> &[Redirect] {
+        &self.history
+    }
+
+    pub(crate) fn set_history(&mut self, history: Vec<Redirect>) {
+        self.history = history;
+    }
+
+    /// `Err` with [`ErrorKind::Status`](super::ErrorKind::Status) for a 4xx or 5xx status;
+    /// the response itself otherwise.
+    ///
+    /// ```
+    /// use layover::client::Response;
+    ///
+    /// let url = url::Url::parse("http://example.test/").unwrap();
+    /// let mut response = http::Response::new("");
+    /// *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+    /// let err = Response::from_http(response, url).error_for_status().unwrap_err();
+    /// assert_eq!(err.status(), Some(http::StatusCode::BAD_GATEWAY));
+    /// ```
+    pub fn error_for_status(self) -> Result<Self> {
+        match self.status_error() {
+            Some(err) => Err(err),
+            None => Ok(self),
+        }
+    }
+
+    /// Like [`error_for_status`](Self::error_for_status), keeping the response.
+    pub fn error_for_status_ref(&self) -> Result<&Self> {
+        match self.status_error() {
+            Some(err) => Err(err),
+            None => Ok(self),
+        }
+    }
+
+    fn status_error(&self) -> Option<Error> {
+        (self.status.is_client_error() || self.status.is_server_error())
+            .then(|| Error::from_status(self.status, self.url.clone()))
+    }
+
+    /// The next chunk of the body, `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
+        match &mut self.body {
+            ResponseBody::Full(bytes) if bytes.is_empty() => Ok(None),
+            ResponseBody::Full(bytes) => Ok(Some(std::mem::take(bytes))),
+            ResponseBody::Incoming(response) => response
+                .chunk()
+                .await
+                .map_err(|err| Error::from_reqwest(err).with_url_if_missing(&self.url)),
+        }
+    }
+
+    /// The whole body.
+    pub async fn bytes(self) -> Result<Bytes> {
+        match self.body {
+            ResponseBody::Full(bytes) => Ok(bytes),
+            ResponseBody::Incoming(response) => response
+                .bytes()
+                .await
+                .map_err(|err| Error::from_reqwest(err).with_url(self.url)),
+        }
+    }
+
+    /// The whole body as UTF-8 text.
+    ///
+    /// A body that is not UTF-8 is an [`ErrorKind::Decode`](super::ErrorKind::Decode) error
+    /// rather than text with replacement characters; read [`bytes`](Self::bytes) to decode
+    /// another charset.
+    pub async fn text(self) -> Result<String> {
+        let url = self.url.clone();
+        let bytes = self.bytes().await?;
+        String::from_utf8(bytes.into()).map_err(|err| Error::decode(err.utf8_error()).with_url(url))
+    }
+
+    /// The whole body deserialized from JSON.
+    pub async fn json<T: DeserializeOwned>(self) -> Result<T> {
+        let url = self.url.clone();
+        let bytes = self.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|err| Error::decode(err).with_url(url))
+    }
+
+    /// The body as a stream of chunks.
+    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        futures_util::stream::unfold(Some(self), |state| async move {
+            let mut response = state?;
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                Ok(None) => None,
+                Err(err) => Some((Err(err), None)),
+            }
+        })
+    }
+
+    /// Reads and drops the rest of a short body so its connection can be reused; a body longer
+    /// than 64 KiB is dropped unread, which closes its connection. For a middleware that throws
+    /// a response away (a retry, an answered challenge).
+    pub async fn discard(mut self) {
+        if let ResponseBody::Full(_) = self.body {
+            return;
+        }
+        let announced = self
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > DISCARD_LIMIT as u64) {
+            return;
+        }
+        let mut read = 0;
+        while let Ok(Some(chunk)) = self.chunk().await {
+            read += chunk.len();
+            if read > DISCARD_LIMIT {
+                return;
+            }
+        }
+    }
+
+    /// Reads the whole body into memory, so that the response can be read more than once by
+    /// the middlewares it passes through. Returns the bytes that were read.
+    pub async fn buffer(&mut self) -> Result<Bytes> {
+        if let ResponseBody::Full(bytes) = &self.body {
+            return Ok(bytes.clone());
+        }
+        let mut buffer = BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            buffer.extend_from_slice(&chunk);
+        }
+        let bytes = buffer.freeze();
+        self.body = ResponseBody::Full(bytes.clone());
+        Ok(bytes)
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("url", &self.url.as_str())
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("history", &self.history.len())
+            .finish()
+    }
+}

@@ -1,0 +1,112 @@
+//! A loopback test server that records what it saw and answers by path.
+//!
+//! - `/status/{code}`: that status, empty body
+//! - `/redirect?status={code}&to={url}`: that status with `Location: {url}` (no `to`: no Location)
+//! - `/hops/{n}`: 302 to `/hops/{n-1}` until `/hops/0`, which answers 200 `done`
+//! - `/loop`: 302 to itself
+//! - anything else: 200 `ok`
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+/// One request as the server received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A running server on 127.0.0.1; it stops when the test's runtime ends.
+#[derive(Clone)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let app = Router::new().fallback(answer).with_state(Arc::clone(&seen));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        TestServer { addr, seen }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.seen()
+            .iter()
+            .map(|seen| seen.uri.path().to_owned())
+            .collect()
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|seen| seen.uri.path() == path)
+            .count()
+    }
+}
+
+async fn answer(
+    State(seen): State<Arc<Mutex<Vec<Seen>>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    seen.lock().unwrap().push(Seen {
+        method,
+        uri: uri.clone(),
+        headers,
+        body,
+    });
+    let path = uri.path();
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = StatusCode::from_u16(code.parse().unwrap()).unwrap();
+        return status.into_response();
+    }
+    if path == "/redirect" {
+        let query: Vec<(String, String)> =
+            serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap();
+        let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let status = StatusCode::from_u16(get("status").unwrap().parse().unwrap()).unwrap();
+        return match get("to") {
+            Some(to) => (status, [(header::LOCATION, to)]).into_response(),
+            None => status.into_response(),
+        };
+    }
+    if let Some(n) = path.strip_prefix("/hops/") {
+        let n: u32 = n.parse().unwrap();
+        if n == 0 {
+            return "done".into_response();
+        }
+        return (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("/hops/{}", n - 1))],
+        )
+            .into_response();
+    }
+    if path == "/loop" {
+        return (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response();
+    }
+    "ok".into_response()
+}
