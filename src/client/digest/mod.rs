@@ -52,6 +52,8 @@ use http::header::{
 use http::{Method, StatusCode};
 use url::Url;
 
+use super::{Error, Middleware, Next, Request, Response, Result};
+
 use self::answer::Credentials;
 use self::challenge::DigestChallenge;
 use self::space::{Lease, Spaces};
@@ -314,6 +316,9 @@ impl DigestAuth {
         if !self.preemptive {
             return Ok(None);
         }
+        if !self.spaces().covers(url) {
+            return Ok(None);
+        }
         let cnonce = self.new_cnonce()?;
         let Some(lease) = self.spaces().lease(url, cnonce) else {
             return Ok(None);
@@ -382,6 +387,100 @@ impl DigestAuth {
             header,
             nonce: lease.challenge.nonce,
         })
+    }
+}
+
+/// An answer sent on the current call: the nonce it used, and whether that
+/// nonce came from a challenge in this call (`fresh`) or from the stored
+/// space (a preemptive answer).
+struct Sent {
+    nonce: String,
+    fresh: bool,
+}
+
+impl Middleware for DigestAuth {
+    async fn handle(&self, mut req: Request, next: Next) -> Result<Response> {
+        let answer_header = self.answer_header();
+        if req.headers().contains_key(&answer_header) {
+            // The caller authenticates this request by itself.
+            return next.run(req).await;
+        }
+        if self.target == Target::Origin && req.url().origin() != req.original_url().origin() {
+            // A redirect led to another origin: the credentials were given
+            // for the origin the caller asked for, not for this one.
+            let mut response = next.run(req).await?;
+            if response.status() == self.challenge_status() {
+                response.extensions_mut().insert(DigestFailure::CrossOrigin);
+            }
+            return Ok(response);
+        }
+
+        let mut sent = None;
+        let preemptive = self
+            .preemptive_answer(req.method(), req.url(), req.body().as_bytes())
+            .map_err(|err| Error::middleware(err).with_url(req.url().clone()))?;
+        if let Some(answered) = preemptive {
+            req.headers_mut().insert(&answer_header, answered.header);
+            sent = Some(Sent {
+                nonce: answered.nonce,
+                fresh: false,
+            });
+        }
+
+        let mut stale_retried = false;
+        loop {
+            let replay = req.try_clone();
+            let mut response = next.run(req).await?;
+            if response.status() != self.challenge_status() {
+                if let Some(sent) = &sent {
+                    self.adopt_next_nonce(response.headers(), response.url(), &sent.nonce);
+                }
+                return Ok(response);
+            }
+            let challenge = match self.read_challenge(response.headers()) {
+                Ok(challenge) => challenge,
+                Err(failure) => {
+                    response.extensions_mut().insert(failure);
+                    return Ok(response);
+                }
+            };
+            if sent.as_ref().is_some_and(|sent| sent.fresh) {
+                // An answer to a fresh nonce was refused. Only `stale=true`
+                // says the credentials were right, and that is believed once.
+                if !challenge.stale || stale_retried {
+                    response
+                        .extensions_mut()
+                        .insert(DigestFailure::CredentialsRejected);
+                    return Ok(response);
+                }
+                stale_retried = true;
+            }
+            let mut retry = replay?;
+            let answered = match self.answer_challenge(
+                challenge,
+                retry.method(),
+                retry.url(),
+                retry.body().as_bytes(),
+            ) {
+                Ok(answered) => answered,
+                Err(Unanswered::Failure(failure)) => {
+                    response.extensions_mut().insert(failure);
+                    return Ok(response);
+                }
+                Err(Unanswered::Error(err)) => {
+                    let url = response.url().clone();
+                    response.discard().await;
+                    return Err(Error::middleware(err).with_url(url));
+                }
+            };
+            response.discard().await;
+            retry.headers_mut().insert(&answer_header, answered.header);
+            sent = Some(Sent {
+                nonce: answered.nonce,
+                fresh: true,
+            });
+            req = retry;
+        }
     }
 }
 

@@ -146,6 +146,14 @@ impl Spaces {
         self.entries[0].lease(fresh_cnonce)
     }
 
+    /// Whether a known space covers `url`.
+    pub(crate) fn covers(&self, url: &Url) -> bool {
+        let origin = self.origin_of(url);
+        self.entries
+            .iter()
+            .any(|space| space.covers(&origin, url.path()))
+    }
+
     /// Leases the most recent space covering `url`, for a preemptive answer.
     pub(crate) fn lease(&mut self, url: &Url, fresh_cnonce: String) -> Option<Lease> {
         let origin = self.origin_of(url);
