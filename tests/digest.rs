@@ -40,8 +40,9 @@ struct Policy {
     raw: Option<Vec<String>>,
     /// 407 / `Proxy-Authenticate` / `Proxy-Authorization`, `uri` in absolute form.
     proxy: bool,
-    /// Answers every correct response with `stale=true`.
-    always_stale: bool,
+    /// How many correct answers to refuse with `stale=true` (their nonce
+    /// expires as they arrive).
+    stale_answers: usize,
     /// Sends `Authentication-Info: nextnonce=...` with every success.
     next_nonce: bool,
     user: String,
@@ -59,7 +60,7 @@ impl Default for Policy {
             before: Vec::new(),
             raw: None,
             proxy: false,
-            always_stale: false,
+            stale_answers: 0,
             next_nonce: false,
             user: USER.to_owned(),
             password: PASSWORD.to_owned(),
@@ -256,9 +257,6 @@ async fn serve(
             (status, "missing".to_owned())
         }
         Verdict::Stale => {
-            if !state.nonces.contains_key(&state.current) || policy.always_stale {
-                state.issue_nonce();
-            }
             challenge(
                 &state,
                 &policy,
@@ -507,7 +505,11 @@ fn verify(
     if get("response") != Some(expected.as_str()) {
         return Verdict::Rejected("response".into());
     }
-    if policy.always_stale {
+    if policy.stale_answers > 0 {
+        state.policy.stale_answers -= 1;
+        state.nonces.remove(&nonce);
+        state.expired.insert(nonce);
+        state.issue_nonce();
         return Verdict::Stale;
     }
     Verdict::Accepted
@@ -655,9 +657,26 @@ async fn stale_nonce_is_answered_again_with_the_new_nonce() {
 }
 
 #[tokio::test]
+async fn stale_after_a_fresh_answer_is_answered_again() {
+    let server = DigestServer::start(Policy {
+        stale_answers: 1,
+        ..Policy::default()
+    })
+    .await;
+    let response = client(credentials().preemptive(false))
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(failure(&response), None);
+    assert_eq!(verdicts(&server), ["missing", "stale", "accepted"]);
+}
+
+#[tokio::test]
 async fn stale_is_believed_only_once_per_request() {
     let server = DigestServer::start(Policy {
-        always_stale: true,
+        stale_answers: usize::MAX,
         ..Policy::default()
     })
     .await;
