@@ -146,7 +146,7 @@ impl DigestServer {
         self.hits()
             .iter()
             .filter_map(|hit| hit.authorization.as_deref())
-            .filter_map(|value| parse_authorization(value))
+            .filter_map(parse_authorization)
             .filter_map(|params| params.get(name).cloned())
             .collect()
     }
@@ -822,6 +822,10 @@ async fn unanswerable_challenges_come_back_with_the_reason() {
             DigestFailure::SessionWithoutQop("MD5-sess".into()),
         ),
         (vec![r#"Basic realm="r""#], DigestFailure::NoDigestChallenge),
+        (
+            vec![r#"Digest realm="unterminated, nonce=n"#],
+            DigestFailure::MalformedChallenge,
+        ),
         (vec![], DigestFailure::NoDigestChallenge),
     ];
     for (raw, expected) in cases {

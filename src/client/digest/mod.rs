@@ -12,16 +12,55 @@
 //! an error: the `401` comes back with a [`DigestFailure`] in its extensions,
 //! and later requests are unaffected.
 //!
+//! ```no_run
+//! use layover::client::Client;
+//! use layover::client::digest::{DigestAuth, DigestFailure};
+//!
+//! # async fn run() -> Result<(), layover::client::Error> {
+//! let client = Client::builder()
+//!     .middleware(DigestAuth::new("Mufasa", "Circle of Life"))
+//!     .build()?;
+//!
+//! let response = client.get("http://camera.local/axis-cgi/param.cgi?action=list").send().await?;
+//! if let Some(failure) = response.extensions().get::<DigestFailure>() {
+//!     eprintln!("not authenticated: {failure}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Other configurations:
+//!
 //! ```
 //! use layover::client::digest::DigestAuth;
 //!
-//! let digest = DigestAuth::new("Mufasa", "Circle of Life");
 //! // Answer only after a 401, never ahead of it:
 //! let cautious = DigestAuth::new("Mufasa", "Circle of Life").preemptive(false);
 //! // Credentials for a forward proxy (407 + Proxy-Authenticate):
 //! let proxy = DigestAuth::proxy("proxy-user", "proxy-password");
-//! # let _ = (digest, cautious, proxy);
+//! # let _ = (cautious, proxy);
 //! ```
+//!
+//! # How a request goes
+//!
+//! 1. A request that already carries `Authorization` (`Proxy-Authorization`
+//!    for a proxy) is left alone: the caller authenticates it.
+//! 2. On a redirect hop to an origin other than the one the caller asked for,
+//!    nothing is answered: a `401` comes back with
+//!    [`DigestFailure::CrossOrigin`].
+//! 3. Inside a known protection space the request is answered preemptively
+//!    with the stored nonce and the next nonce count.
+//! 4. A `401` with an answerable Digest challenge is answered once, on a copy
+//!    of the request ([`Request::try_clone`]: a body that cannot be sent again
+//!    is an [`ErrorKind::BodyNotReplayable`](super::ErrorKind) error). If that
+//!    answer is refused with `stale=true` it is redone once with the new
+//!    nonce; any other refusal is returned with
+//!    [`DigestFailure::CredentialsRejected`]. At most three attempts go out.
+//! 5. A success carrying `Authentication-Info: nextnonce=...` moves the space
+//!    to the next nonce.
+//!
+//! A challenge that cannot be answered changes no stored state, so later
+//! requests are unaffected. The state lock is never held across an `.await`.
 //!
 //! # Choices where the RFCs leave room
 //!
@@ -112,7 +151,7 @@ pub enum DigestFailure {
 }
 
 /// An error that stops a request the middleware could otherwise answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DigestError {
     /// The server only offers `qop=auth-int`, which hashes the body, and the
@@ -126,17 +165,6 @@ pub enum DigestError {
     /// non-empty run of printable ASCII without `"` or `\`.
     #[error("the client nonce {0:?} is not printable ASCII")]
     InvalidCnonce(String),
-}
-
-impl PartialEq for DigestError {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::AuthIntNeedsBufferedBody, Self::AuthIntNeedsBufferedBody) => true,
-            (Self::Random(a), Self::Random(b)) => a == b,
-            (Self::InvalidCnonce(a), Self::InvalidCnonce(b)) => a == b,
-            _ => false,
-        }
-    }
 }
 
 /// Who is being answered: an origin server or a forward proxy.
@@ -201,9 +229,11 @@ impl DigestAuth {
     /// `Proxy-Authorization`.
     ///
     /// The proxy is one protection space for every target, and the answer's
-    /// `uri` is the absolute form a proxy receives. Only plain `http://`
-    /// requests reach a middleware through a proxy; `https://` goes through a
-    /// `CONNECT` tunnel that the transport opens.
+    /// `uri` is the absolute form a proxy receives. Because the proxy is the
+    /// same on every redirect hop, a `407` is answered on every hop, unlike an
+    /// origin's `401`. Only plain `http://` requests reach a middleware through
+    /// a proxy (reqwest takes the proxy from `HTTP_PROXY` and friends);
+    /// `https://` goes through a `CONNECT` tunnel that the transport opens.
     pub fn proxy(username: impl Into<String>, password: impl Into<String>) -> Self {
         Self::with_target(username.into(), password.into(), Target::Proxy)
     }
@@ -381,8 +411,9 @@ impl DigestAuth {
         // The user name is percent-encoded unless printable, the cnonce is
         // checked, the uri is percent-encoded by `url`: only bytes echoed
         // from the challenge could fail here.
-        let header = HeaderValue::try_from(answer.header)
+        let mut header = HeaderValue::try_from(answer.header)
             .map_err(|_| Unanswered::Failure(DigestFailure::MalformedChallenge))?;
+        header.set_sensitive(true);
         Ok(Answered {
             header,
             nonce: lease.challenge.nonce,
