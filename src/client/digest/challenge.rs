@@ -155,7 +155,8 @@ impl<'a> Cursor<'a> {
         while self.peek().is_some_and(&accept) {
             self.pos += 1;
         }
-        // Only ASCII bytes are accepted, so both ends are char boundaries.
+        // Every caller stops at an ASCII byte or the end, so both ends are
+        // char boundaries.
         &self.input[start..self.pos]
     }
 

@@ -52,7 +52,7 @@
 //!    with the stored nonce and the next nonce count.
 //! 4. A `401` with an answerable Digest challenge is answered once, on a copy
 //!    of the request ([`Request::try_clone`]: a body that cannot be sent again
-//!    is an [`ErrorKind::BodyNotReplayable`](super::ErrorKind) error). If that
+//!    is an [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) error). If that
 //!    answer is refused with `stale=true` it is redone once with the new
 //!    nonce; any other refusal is returned with
 //!    [`DigestFailure::CredentialsRejected`]. At most three attempts go out.
@@ -75,6 +75,12 @@
 //!   `username*=UTF-8''...`; with `userhash=true` the name is hashed instead.
 //! - `-sess` algorithms keep one client nonce per server nonce, so the session
 //!   key is the same whether a server hashes it once or per request.
+//! - Concurrent requests share a nonce and take nonce counts in the order they
+//!   are prepared; a server that insists on strictly increasing counts on the
+//!   wire may refuse one that overtook another, and that request is answered
+//!   again with the fresh challenge.
+//! - `rspauth` in `Authentication-Info` (the server proving it knows the
+//!   password too) is not checked.
 
 mod algorithm;
 mod answer;

@@ -15,6 +15,9 @@ use super::challenge::DigestChallenge;
 /// Spaces kept at most; the least recently challenged is dropped first.
 const MAX_SPACES: usize = 64;
 
+/// `domain` paths kept at most for one space.
+const MAX_PREFIXES: usize = 64;
+
 /// What an answer needs from the stored state: the challenge, the next nonce
 /// count for its nonce, and the client nonce to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +119,7 @@ impl Spaces {
         fresh_cnonce: String,
     ) -> Option<Lease> {
         let origin = self.origin_of(url);
-        let prefixes = if self.per_origin {
+        let mut prefixes = if self.per_origin {
             domain_prefixes(challenge.domain.as_deref(), url)
         } else {
             None
@@ -127,10 +130,28 @@ impl Spaces {
             .position(|space| space.origin == origin && space.challenge.realm == challenge.realm)
             .map(|index| self.entries.remove(index));
         let (nonce_count, session_cnonce) = match previous {
-            Some(space) if space.challenge.nonce == challenge.nonce => {
-                (space.nonce_count, space.session_cnonce)
+            Some(space) => {
+                // One realm is one space: a server that names different
+                // `domain`s for one realm on different paths (Apache does, per
+                // <Location>) widens it rather than moving it.
+                prefixes = match (space.prefixes, prefixes) {
+                    (Some(mut known), Some(named)) => {
+                        for prefix in named {
+                            if !known.contains(&prefix) && known.len() < MAX_PREFIXES {
+                                known.push(prefix);
+                            }
+                        }
+                        Some(known)
+                    }
+                    _ => None,
+                };
+                if space.challenge.nonce == challenge.nonce {
+                    (space.nonce_count, space.session_cnonce)
+                } else {
+                    (0, None)
+                }
             }
-            _ => (0, None),
+            None => (0, None),
         };
         self.entries.insert(
             0,
@@ -254,6 +275,25 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[test]
+    fn domains_named_for_one_realm_add_up() {
+        let mut spaces = Spaces::new(true);
+        spaces.store(
+            &url("http://a.test/private/"),
+            challenge(r#"nonce="n1", domain="/private/""#),
+            "c".into(),
+        );
+        spaces.store(
+            &url("http://a.test/other/"),
+            challenge(r#"nonce="n2", domain="/other/""#),
+            "c".into(),
+        );
+        assert!(covered(&mut spaces, "http://a.test/private/x"));
+        assert!(covered(&mut spaces, "http://a.test/other/x"));
+        assert!(!covered(&mut spaces, "http://a.test/elsewhere"));
+        assert_eq!(spaces.len(), 1);
     }
 
     #[test]
