@@ -48,6 +48,7 @@ use url::Url;
 pub use body::Body;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use middleware::{Chain, FromFn, Middleware, Next, Pending, from_fn};
+use redirect::Draft;
 pub use request::Request;
 pub use response::{Redirect, Response};
 
@@ -131,13 +132,16 @@ impl Client {
     /// A request with any method. A relative URL is joined to the base URL; without a base URL
     /// it is an [`ErrorKind::Builder`] error when the request is sent.
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
-        let request = url
-            .into_url(self.inner.base_url.as_ref())
-            .map(|url| Request::new(method, url));
+        let request = url.into_url(self.inner.base_url.as_ref()).map(|url| Draft {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+            extensions: http::Extensions::new(),
+        });
         RequestBuilder {
             client: self.clone(),
             request,
-            headers: HeaderMap::new(),
             chain: ChainChoice::Inherit,
             follow_redirects: true,
             timeout: self.inner.timeout,
@@ -151,6 +155,14 @@ impl Client {
 
     pub(crate) fn max_redirects(&self) -> usize {
         self.inner.max_redirects
+    }
+
+    pub(crate) fn default_headers(&self) -> &HeaderMap {
+        &self.inner.default_headers
+    }
+
+    pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
+        self.inner.attempt_timeout
     }
 
     /// The end of every chain: one attempt on the wire.
@@ -169,7 +181,7 @@ impl Client {
         let mut outgoing = reqwest::Request::new(method, url.clone());
         *outgoing.headers_mut() = headers;
         *outgoing.body_mut() = body;
-        *outgoing.timeout_mut() = attempt_timeout.or(self.inner.attempt_timeout);
+        *outgoing.timeout_mut() = attempt_timeout;
         match self.inner.http.execute(outgoing).await {
             Ok(response) => Ok(Response::from_reqwest(response, url)),
             Err(err) => Err(Error::from_reqwest(err).with_url(url)),
@@ -459,17 +471,16 @@ enum ChainChoice {
 #[must_use = "a request is sent only by `send`"]
 pub struct RequestBuilder {
     client: Client,
-    request: Result<Request>,
-    headers: HeaderMap,
+    request: Result<Draft>,
     chain: ChainChoice,
     follow_redirects: bool,
     timeout: Option<Duration>,
 }
 
 impl RequestBuilder {
-    fn update(mut self, change: impl FnOnce(&mut Request, &mut HeaderMap) -> Result<()>) -> Self {
+    fn update(mut self, change: impl FnOnce(&mut Draft) -> Result<()>) -> Self {
         if let Ok(request) = &mut self.request {
-            if let Err(err) = change(request, &mut self.headers) {
+            if let Err(err) = change(request) {
                 self.request = Err(err);
             }
         }
@@ -496,7 +507,8 @@ impl RequestBuilder {
             ))
         });
         let value = value.try_into();
-        self.update(|_, headers| {
+        self.update(|request| {
+            let headers = &mut request.headers;
             let name = name?;
             let value = value.map_err(|_| {
                 Error::builder(format!("the value of the header `{name}` is not valid"))
@@ -508,8 +520,8 @@ impl RequestBuilder {
 
     /// Adds every header of `headers`, replacing the client's defaults of the same names.
     pub fn headers(self, headers: HeaderMap) -> Self {
-        self.update(|_, own| {
-            own.extend(headers);
+        self.update(|request| {
+            request.headers.extend(headers);
             Ok(())
         })
     }
@@ -517,7 +529,8 @@ impl RequestBuilder {
     /// Sets `Authorization: Bearer <token>`.
     pub fn bearer_auth(self, token: impl fmt::Display) -> Self {
         let value = HeaderValue::try_from(format!("Bearer {token}"));
-        self.update(|_, headers| {
+        self.update(|request| {
+            let headers = &mut request.headers;
             let mut value = value
                 .map_err(|_| Error::builder("the bearer token is not a valid header value"))?;
             value.set_sensitive(true);
@@ -535,7 +548,7 @@ impl RequestBuilder {
     /// ```
     pub fn query<T: Serialize + ?Sized>(self, query: &T) -> Self {
         let encoded = serde_urlencoded::to_string(query);
-        self.update(|request, _| {
+        self.update(|request| {
             let encoded = encoded.map_err(|err| {
                 Error::builder(format!("the query could not be serialised: {err}"))
             })?;
@@ -554,13 +567,15 @@ impl RequestBuilder {
     /// Sets a JSON body and, unless already set, `Content-Type: application/json`.
     pub fn json<T: Serialize + ?Sized>(self, json: &T) -> Self {
         let encoded = serde_json::to_vec(json);
-        self.update(|request, headers| {
+        self.update(|request| {
             let encoded = encoded.map_err(|err| {
                 Error::builder(format!("the JSON body could not be serialised: {err}"))
             })?;
             request.body = Body::from(encoded);
-            if !headers.contains_key(CONTENT_TYPE) {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if !request.headers.contains_key(CONTENT_TYPE) {
+                request
+                    .headers
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
             Ok(())
         })
@@ -570,13 +585,13 @@ impl RequestBuilder {
     /// `Content-Type: application/x-www-form-urlencoded`.
     pub fn form<T: Serialize + ?Sized>(self, form: &T) -> Self {
         let encoded = serde_urlencoded::to_string(form);
-        self.update(|request, headers| {
+        self.update(|request| {
             let encoded = encoded.map_err(|err| {
                 Error::builder(format!("the form body could not be serialised: {err}"))
             })?;
             request.body = Body::from(encoded);
-            if !headers.contains_key(CONTENT_TYPE) {
-                headers.insert(
+            if !request.headers.contains_key(CONTENT_TYPE) {
+                request.headers.insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/x-www-form-urlencoded"),
                 );
@@ -588,7 +603,7 @@ impl RequestBuilder {
     /// Sets the body: bytes, a string, or a stream made with [`Body::wrap_stream`].
     pub fn body(self, body: impl Into<Body>) -> Self {
         let body = body.into();
-        self.update(|request, _| {
+        self.update(|request| {
             request.body = body;
             Ok(())
         })
@@ -632,7 +647,7 @@ impl RequestBuilder {
 
     /// Attaches typed data that middlewares read from [`Request::extensions`].
     pub fn extension<T: Clone + Send + Sync + 'static>(self, value: T) -> Self {
-        self.update(|request, _| {
+        self.update(|request| {
             request.extensions.insert(value);
             Ok(())
         })
@@ -643,15 +658,11 @@ impl RequestBuilder {
         let RequestBuilder {
             client,
             request,
-            headers,
             chain,
             follow_redirects,
             timeout,
         } = self;
-        let mut request = request?;
-        request.original_url = Arc::new(request.url.clone());
-        request.headers = client.inner.default_headers.clone();
-        request.headers.extend(headers);
+        let draft = request?;
         let chain = match chain {
             ChainChoice::Inherit => client.inner.chain.clone(),
             ChainChoice::Replace(chain) => chain,
@@ -659,21 +670,26 @@ impl RequestBuilder {
         };
         let nesting = NESTING.try_with(|nesting| *nesting).unwrap_or(0) + 1;
         if nesting > client.inner.max_nesting {
-            return Err(Error::recursion(nesting).with_url(request.url));
+            return Err(Error::recursion(nesting).with_url(draft.url));
         }
-        let original_url = Arc::clone(&request.original_url);
+        let Some(timeout) = timeout else {
+            return NESTING
+                .scope(
+                    nesting,
+                    redirect::send(client, draft, chain, follow_redirects),
+                )
+                .await;
+        };
+        let url = draft.url.clone();
         let run = NESTING.scope(
             nesting,
-            redirect::send(client, request, chain, follow_redirects),
+            redirect::send(client, draft, chain, follow_redirects),
         );
-        match timeout {
-            None => run.await,
-            Some(timeout) => match tokio::time::timeout(timeout, run).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::timeout()
-                    .with_url((*original_url).clone())
-                    .with_message(format!("the request took longer than {timeout:?}"))),
-            },
+        match tokio::time::timeout(timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout()
+                .with_url(url)
+                .with_message(format!("the request took longer than {timeout:?}"))),
         }
     }
 }
@@ -683,8 +699,8 @@ impl fmt::Debug for RequestBuilder {
         let mut debug = f.debug_struct("RequestBuilder");
         match &self.request {
             Ok(request) => debug
-                .field("method", request.method())
-                .field("url", &request.url().as_str()),
+                .field("method", &request.method)
+                .field("url", &request.url.as_str()),
             Err(err) => debug.field("error", err),
         };
         debug.finish_non_exhaustive()

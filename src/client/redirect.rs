@@ -15,11 +15,13 @@
 //! - Each hop starts from the request the caller built, so what a middleware changed on one hop
 //!   is not carried to the next.
 
+use std::sync::Arc;
+
 use http::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
     CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
-use http::{Method, StatusCode};
+use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode};
 use url::Url;
 
 use super::Client;
@@ -29,20 +31,108 @@ use super::middleware::{Chain, Next};
 use super::request::Request;
 use super::response::{Redirect, Response};
 
-/// Sends `request` through `chain`, following redirects when `follow` is set.
+const CREDENTIAL_HEADERS: [HeaderName; 3] = [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION];
+const BODY_HEADERS: [HeaderName; 6] = [
+    CONTENT_TYPE,
+    CONTENT_LENGTH,
+    CONTENT_ENCODING,
+    CONTENT_LANGUAGE,
+    CONTENT_LOCATION,
+    TRANSFER_ENCODING,
+];
+
+/// The request as the caller built it, before the client's defaults are merged in: every hop
+/// is made from it afresh.
+#[derive(Debug)]
+pub(crate) struct Draft {
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    /// The request's own headers; they replace the client's defaults of the same names.
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Body,
+    pub(crate) extensions: Extensions,
+}
+
+/// The redirect loop's state: the caller's request and what the redirects so far changed.
+struct Hops {
+    method: Method,
+    original_url: Arc<Url>,
+    /// Where the next hop goes; `None` while it is the original URL.
+    url: Option<Url>,
+    headers: HeaderMap,
+    body: Body,
+    extensions: Extensions,
+    hop: u32,
+    /// Set once a hop left the original origin: credentials are never sent again.
+    credentials_dropped: bool,
+    /// Set once a redirect turned the method into `GET`: the body and its headers are gone.
+    body_dropped: bool,
+}
+
+impl Hops {
+    fn new(draft: Draft) -> Self {
+        Hops {
+            method: draft.method,
+            original_url: Arc::new(draft.url),
+            url: None,
+            headers: draft.headers,
+            body: draft.body,
+            extensions: draft.extensions,
+            hop: 0,
+            credentials_dropped: false,
+            body_dropped: false,
+        }
+    }
+
+    fn url(&self) -> &Url {
+        self.url.as_ref().unwrap_or(&self.original_url)
+    }
+
+    /// The request for the next hop: the client's defaults, the caller's headers over them,
+    /// minus what the redirects so far took away.
+    fn request(&self, client: &Client) -> Request {
+        let mut headers = client.default_headers().clone();
+        if !self.headers.is_empty() {
+            headers.extend(self.headers.clone());
+        }
+        if self.credentials_dropped {
+            for name in CREDENTIAL_HEADERS {
+                headers.remove(name);
+            }
+        }
+        if self.body_dropped {
+            for name in BODY_HEADERS {
+                headers.remove(name);
+            }
+        }
+        Request {
+            method: self.method.clone(),
+            url: self.url().clone(),
+            headers,
+            body: self.body.share(),
+            attempt_timeout: client.attempt_timeout(),
+            extensions: self.extensions.clone(),
+            hop: self.hop,
+            original_url: Arc::clone(&self.original_url),
+        }
+    }
+}
+
+/// Sends the request the caller built through `chain`, following redirects when `follow` is
+/// set.
 pub(crate) async fn send(
     client: Client,
-    mut request: Request,
+    draft: Draft,
     chain: Chain,
     follow: bool,
 ) -> Result<Response> {
+    let mut hops = Hops::new(draft);
     let mut history = Vec::new();
     loop {
-        let hop_url = request.url.clone();
         let mut response = Next::new(client.clone(), chain.clone())
-            .run(request.share())
+            .run(hops.request(&client))
             .await
-            .map_err(|err| err.with_url_if_missing(&hop_url))?;
+            .map_err(|err| err.with_url_if_missing(hops.url()))?;
         if !follow {
             return Ok(response);
         }
@@ -56,42 +146,32 @@ pub(crate) async fn send(
         }
 
         let status = response.status();
-        if turns_into_get(status, &request.method) {
-            request.method = Method::GET;
-            request.body = Body::empty();
-            for name in [
-                CONTENT_TYPE,
-                CONTENT_LENGTH,
-                CONTENT_ENCODING,
-                CONTENT_LANGUAGE,
-                CONTENT_LOCATION,
-                TRANSFER_ENCODING,
-            ] {
-                request.headers.remove(name);
-            }
-        } else if !request.body.is_replayable() {
+        let redirected_method = hops.method.clone();
+        if turns_into_get(status, &hops.method) {
+            hops.method = Method::GET;
+            hops.body = Body::empty();
+            hops.body_dropped = true;
+        } else if !hops.body.is_replayable() {
             response.discard().await;
             return Err(Error::body_not_replayable(
                 "a redirect asked for the streaming body to be sent again",
             )
             .with_url(location));
         }
-        if crosses_origin(&request.url, &location) {
-            for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
-                request.headers.remove(name);
-            }
+        if crosses_origin(hops.url(), &location) {
+            hops.credentials_dropped = true;
         }
 
         history.push(Redirect::new(
-            request.method.clone(),
+            redirected_method,
             response.url().clone(),
             status,
             response.headers().clone(),
             location.clone(),
         ));
         response.discard().await;
-        request.url = location;
-        request.hop += 1;
+        hops.url = Some(location);
+        hops.hop += 1;
     }
 }
 
@@ -111,9 +191,11 @@ fn redirect_target(response: &Response) -> Option<Url> {
 }
 
 /// Whether a hop leaves the origin the credentials were given for; a change of scheme (https to
-/// http included), host or port does.
+/// http included), host or port does. Compared field by field: `Url::origin` allocates.
 fn crosses_origin(from: &Url, to: &Url) -> bool {
-    from.origin() != to.origin()
+    from.scheme() != to.scheme()
+        || from.host_str() != to.host_str()
+        || from.port_or_known_default() != to.port_or_known_default()
 }
 
 fn turns_into_get(status: StatusCode, method: &Method) -> bool {

@@ -1,1 +1,51 @@
-//! Server middleware as tower layers.
+//! Server middleware as tower layers, for axum's `Router::layer`, `tower::ServiceBuilder` or a
+//! bare hyper server.
+//!
+//! Every layer is generic over the inner service and the request and response body types, and
+//! acts on responses rather than errors, so an error or timeout response made by an inner layer
+//! still passes through every outer layer on its way out.
+//!
+//! Recommended order, outermost first:
+//!
+//! 1. forwarded: the scheme (and host, client address) from a trusted proxy, so every layer
+//!    below sees the real request;
+//! 2. CORS: outside the error and timeout layers, so their responses get CORS headers too;
+//! 3. [`error`]: renders what the layers below produce (empty 4xx/5xx, [`HttpError`], timeouts,
+//!    service errors, panics) as JSON;
+//! 4. [`timeout`]: bounds the time to the response head;
+//! 5. shield: keeps chosen handlers running when the client goes away;
+//! 6. the handler.
+//!
+//! With axum, `Router::layer` wraps bottom-up, so the last `.layer(..)` call is the outermost
+//! layer; with `ServiceBuilder` the first one is.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{Router, routing::get};
+//! use layover::server::{ErrorLayer, TimeoutLayer};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(TimeoutLayer::new(Duration::from_secs(30))?) // inner
+//!     .layer(ErrorLayer::new()); // outer
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! All `urls`, `ignore` and per-path rules use the one [`matcher`].
+
+pub mod cors;
+pub mod error;
+pub mod forwarded;
+pub mod matcher;
+pub mod shield;
+pub mod timeout;
+
+pub use cors::CorsLayer;
+pub use error::{ErrorBody, ErrorFormat, ErrorLayer, HttpError};
+pub use forwarded::ForwardedLayer;
+pub use matcher::{PathMap, PathMatcher, Rule, Rules};
+pub use shield::ShieldLayer;
+pub use timeout::TimeoutLayer;

@@ -1,0 +1,1157 @@
+//! Turns error responses without a body, handler errors, inner service errors and panics into
+//! JSON error documents, and leaves every other response alone.
+//!
+//! aiohttp-middlewares' `error_middleware` catches *exceptions*, so it also rewrites raised
+//! redirects and 2xx statuses, drops every header (`Location`, `Allow`, `WWW-Authenticate`) and
+//! sends `str(exception)` of any 500 to the client. This layer acts on *responses* instead:
+//!
+//! - A 4xx or 5xx response whose body is known to be empty (axum's 404 and 405, a bare
+//!   `StatusCode::UNAUTHORIZED`) gets a body `{"detail": "<reason phrase>"}`. Its status and
+//!   all its headers (`Allow`, `WWW-Authenticate`, `Retry-After`, `Location`, `Set-Cookie`, ...)
+//!   are kept; only `Content-Type` and `Content-Length` are replaced.
+//! - A response made from an [`HttpError`] (a handler's typed error, or a timeout from
+//!   [`TimeoutLayer`](super::timeout::TimeoutLayer)) is rendered from its status, detail and
+//!   extra data, in the configured [`ErrorFormat`].
+//! - An error returned by the inner service, or a panic while it runs, becomes a 500 whose
+//!   detail is the generic `"Internal Server Error"`: the message is logged, and sent only when
+//!   [`ErrorLayer::expose_error_messages`] or [`ErrorLayer::expose_panic_messages`] says so.
+//! - 1xx, 2xx and 3xx responses, and 4xx/5xx responses that already have a body, pass through
+//!   untouched, body included. A response to `HEAD`, and a 204 or 304, never gets a body.
+//!
+//! Responses are rendered as `application/json` by default, or as RFC 9457
+//! `application/problem+json` (`type`, `title`, `status`, `detail`) with
+//! [`ErrorFormat::ProblemJson`]. Per-path handlers ([`ErrorLayer::handler`], first match wins)
+//! and a default handler replace the built-in rendering; [`ErrorLayer::skip_status`] and
+//! [`ErrorLayer::skip_path`] leave some responses alone. Rendered 5xx are logged at `ERROR`
+//! level, 4xx at `DEBUG`, with the method and path of the request.
+//!
+//! The service's error type is [`Infallible`]: put the layer where axum wants infallible
+//! services, instead of `HandleErrorLayer`.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use http::StatusCode;
+//! use layover::server::error::{ErrorLayer, HttpError};
+//!
+//! async fn item() -> Result<String, axum::response::Response> {
+//!     // `?` turns the `HttpError` into a response the layer renders.
+//!     Err(HttpError::new(StatusCode::CONFLICT, "item is locked").with_field("retry_in", 30))?
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/item", get(item))
+//!     .layer(ErrorLayer::new().expose_panic_messages(false));
+//! // GET /item   -> 409 {"detail":"item is locked","retry_in":30}
+//! // GET /nope   -> 404 {"detail":"Not Found"}
+//! // POST /item  -> 405 {"detail":"Method Not Allowed"}, `Allow: GET,HEAD` kept
+//! ```
+//!
+//! # Using `HttpError` from axum
+//!
+//! layover does not depend on axum, so `HttpError` cannot implement axum's `IntoResponse`.
+//! It converts into any `http::Response<B>` whose body can be made from `Bytes`, which includes
+//! `axum::response::Response`: return `Result<T, axum::response::Response>` and use `?` as
+//! above, or wrap it in your application's error type:
+//!
+//! ```
+//! use axum::response::{IntoResponse, Response};
+//! use layover::server::error::HttpError;
+//!
+//! struct AppError(HttpError);
+//!
+//! impl IntoResponse for AppError {
+//!     fn into_response(self) -> Response {
+//!         self.0.into()
+//!     }
+//! }
+//! ```
+//!
+//! Without the layer, the response still carries the JSON body in the default format.
+//!
+//! # Panics
+//!
+//! Panics in `Service::call` of the inner service and while polling its response future are
+//! caught. A panic while the response *body* streams cannot become a 500 any more (the head has
+//! been sent) and is not caught.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::response::Parts;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::{Map, Value};
+use tower::BoxError;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::matcher::{PathMap, Rule, Rules};
+
+const GENERIC_DETAIL: &str = "Internal Server Error";
+
+/// The shape of a rendered error document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorFormat {
+    /// `application/json`: `{"detail": "..."}` plus the error's extra data.
+    #[default]
+    Json,
+    /// RFC 9457 `application/problem+json`: `type` (`about:blank` unless the error sets one),
+    /// `title` (the reason phrase), `status`, `detail`, plus the error's extra data as extension
+    /// members.
+    ProblemJson,
+}
+
+impl ErrorFormat {
+    pub(crate) fn content_type(self) -> HeaderValue {
+        match self {
+            ErrorFormat::Json => HeaderValue::from_static("application/json"),
+            ErrorFormat::ProblemJson => HeaderValue::from_static("application/problem+json"),
+        }
+    }
+
+    fn reserved(self, key: &str) -> bool {
+        match self {
+            ErrorFormat::Json => key == "detail",
+            ErrorFormat::ProblemJson => matches!(key, "type" | "title" | "status" | "detail"),
+        }
+    }
+}
+
+/// One rendered document; serialised straight from borrowed parts, without building a map.
+struct Document<'a> {
+    format: ErrorFormat,
+    status: StatusCode,
+    detail: &'a str,
+    problem_type: Option<&'a str>,
+    data: Option<&'a Map<String, Value>>,
+}
+
+impl Serialize for Document<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if self.format == ErrorFormat::ProblemJson {
+            map.serialize_entry("type", self.problem_type.unwrap_or("about:blank"))?;
+            map.serialize_entry("title", reason(self.status))?;
+            map.serialize_entry("status", &self.status.as_u16())?;
+        }
+        map.serialize_entry("detail", self.detail)?;
+        for (key, value) in self.data.into_iter().flatten() {
+            if !self.format.reserved(key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Renders an error document. Shared by every layer that answers with an error.
+pub(crate) fn render(
+    format: ErrorFormat,
+    status: StatusCode,
+    detail: &str,
+    problem_type: Option<&str>,
+    data: Option<&Map<String, Value>>,
+) -> Bytes {
+    let document = Document {
+        format,
+        status,
+        detail,
+        problem_type,
+        data,
+    };
+    // Serialising strings and `Value`s into a Vec cannot fail; the fallback is belt and braces.
+    match serde_json::to_vec(&document) {
+        Ok(body) => Bytes::from(body),
+        Err(_) => Bytes::from_static(b"{\"detail\":\"Internal Server Error\"}"),
+    }
+}
+
+/// The reason phrase of a status, or a generic one for statuses without a canonical phrase.
+fn reason(status: StatusCode) -> &'static str {
+    status
+        .canonical_reason()
+        .unwrap_or(if status.is_server_error() {
+            "Server Error"
+        } else if status.is_client_error() {
+            "Client Error"
+        } else {
+            "Unknown Status"
+        })
+}
+
+/// Puts an error document's headers into response parts: replaces `Content-Type` and
+/// `Content-Length`, keeps every other header. Returns the body to send, which is empty for
+/// `HEAD`, 1xx, 204 and 304; a `HEAD` response keeps the `Content-Length` the `GET` would have.
+fn prepare_parts(
+    parts: &mut Parts,
+    method: Option<&Method>,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+) -> Bytes {
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    let status = parts.status;
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Bytes::new();
+    }
+    match content_type {
+        Some(content_type) => parts.headers.insert(header::CONTENT_TYPE, content_type),
+        None => parts.headers.remove(header::CONTENT_TYPE),
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if method == Some(&Method::HEAD) {
+        Bytes::new()
+    } else {
+        body
+    }
+}
+
+/// Builds a response from parts and an error document (see [`prepare_parts`]). Shared by every
+/// layer that answers with an error.
+pub(crate) fn into_error_response<B>(
+    mut parts: Parts,
+    method: Option<&Method>,
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+) -> Response<ErrorBody<B>> {
+    let body = prepare_parts(&mut parts, method, content_type, body);
+    Response::from_parts(parts, ErrorBody::full(body))
+}
+
+/// A typed error for handlers: a status, a detail meant for the client, and extra JSON data.
+///
+/// It converts into an `http::Response<B>` (for any body `B: From<Bytes>`, such as
+/// `axum::response::Response`) with a JSON body `{"detail": ..., ...data}` and the error in the
+/// response extensions, where [`ErrorLayer`] finds it and renders it in its own format. The
+/// detail is sent as given, for 5xx too: it is the handler's deliberate message. Headers added
+/// with [`HttpError::with_header`] go on the response.
+///
+/// ```
+/// use http::{StatusCode, header};
+/// use layover::server::error::HttpError;
+///
+/// let err = HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, "name is too long")
+///     .with_field("field", "name")
+///     .with_field("max_length", 40);
+/// let response: http::Response<bytes::Bytes> = err.into();
+/// assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+/// assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+/// assert_eq!(
+///     response.body().as_ref(),
+///     br#"{"detail":"name is too long","field":"name","max_length":40}"#
+/// );
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpError {
+    status: StatusCode,
+    detail: Cow<'static, str>,
+    problem_type: Option<Cow<'static, str>>,
+    data: Option<Map<String, Value>>,
+    headers: HeaderMap,
+}
+
+impl HttpError {
+    /// An error with this status and detail.
+    ///
+    /// The layer renders 4xx and 5xx statuses only; an `HttpError` with another status is sent
+    /// as converted, with no body for 1xx, 204 and 304.
+    pub fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            problem_type: None,
+            data: None,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// An error with this status whose detail is the reason phrase (`"Not Found"`).
+    pub fn from_status(status: StatusCode) -> Self {
+        Self::new(status, reason(status))
+    }
+
+    /// Adds one member to the extra data, replacing a member of the same name.
+    ///
+    /// Members named like the document's own fields (`detail`; with problem details also
+    /// `type`, `title`, `status`) are not rendered: set those with the constructors.
+    pub fn with_field(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.data
+            .get_or_insert_with(Map::new)
+            .insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds every member of `data` to the extra data (see [`HttpError::with_field`]).
+    pub fn with_data(mut self, data: Map<String, Value>) -> Self {
+        self.data.get_or_insert_with(Map::new).extend(data);
+        self
+    }
+
+    /// Sets the RFC 9457 `type` URI, rendered with [`ErrorFormat::ProblemJson`] (default
+    /// `about:blank`).
+    pub fn with_problem_type(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
+        self.problem_type = Some(uri.into());
+        self
+    }
+
+    /// Adds a header to the response (appended, so `Set-Cookie` may be given several times).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The detail sent to the client.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The extra data, if any was added.
+    pub fn data(&self) -> Option<&Map<String, Value>> {
+        self.data.as_ref()
+    }
+
+    /// The RFC 9457 `type` URI, if one was set.
+    pub fn problem_type(&self) -> Option<&str> {
+        self.problem_type.as_deref()
+    }
+
+    /// Converts into a response with a JSON body in the default format.
+    ///
+    /// The same as `.into()`; handy where the body type is inferred.
+    pub fn into_response<B: From<Bytes>>(self) -> Response<B> {
+        self.into()
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.detail)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl From<StatusCode> for HttpError {
+    fn from(status: StatusCode) -> Self {
+        Self::from_status(status)
+    }
+}
+
+impl<B: From<Bytes>> From<HttpError> for Response<B> {
+    fn from(mut err: HttpError) -> Self {
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = err.status;
+        parts.headers = std::mem::take(&mut err.headers);
+        let body = render(
+            ErrorFormat::Json,
+            err.status,
+            &err.detail,
+            err.problem_type.as_deref(),
+            err.data.as_ref(),
+        );
+        parts.extensions.insert(err);
+        let body = prepare_parts(
+            &mut parts,
+            None,
+            Some(ErrorFormat::Json.content_type()),
+            body,
+        );
+        Response::from_parts(parts, B::from(body))
+    }
+}
+
+/// Where an error being rendered came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A 4xx or 5xx response with an empty body, such as axum's 404 and 405.
+    EmptyResponse,
+    /// A response made from an [`HttpError`] (by a handler, or by a timeout).
+    HttpError,
+    /// The inner service returned an error.
+    ServiceError,
+    /// The inner service panicked.
+    Panic,
+}
+
+/// What a custom error handler sees.
+#[derive(Debug)]
+pub struct ErrorContext<'a> {
+    kind: ErrorKind,
+    status: StatusCode,
+    detail: &'a str,
+    internal_message: Option<&'a str>,
+    problem_type: Option<&'a str>,
+    data: Option<&'a Map<String, Value>>,
+    request: &'a RequestInfo,
+    response_headers: &'a HeaderMap,
+}
+
+impl ErrorContext<'_> {
+    /// Where the error came from.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The status of the error.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The detail that is safe to send: the reason phrase, the `HttpError`'s detail, or the
+    /// generic `"Internal Server Error"` unless messages are exposed.
+    pub fn detail(&self) -> &str {
+        self.detail
+    }
+
+    /// The panic message or the inner service's error message, for logging. Not meant for the
+    /// client.
+    pub fn internal_message(&self) -> Option<&str> {
+        self.internal_message
+    }
+
+    /// The extra data of an [`HttpError`].
+    pub fn data(&self) -> Option<&Map<String, Value>> {
+        self.data
+    }
+
+    /// The RFC 9457 `type` URI of an [`HttpError`], if it set one.
+    pub fn problem_type(&self) -> Option<&str> {
+        self.problem_type
+    }
+
+    /// The method of the request.
+    pub fn method(&self) -> &Method {
+        &self.request.method
+    }
+
+    /// The URI of the request.
+    pub fn uri(&self) -> &Uri {
+        &self.request.uri
+    }
+
+    /// The headers of the request.
+    pub fn request_headers(&self) -> &HeaderMap {
+        &self.request.headers
+    }
+
+    /// The headers of the response being rendered; they are kept, and the handler's own
+    /// headers are set over them.
+    pub fn response_headers(&self) -> &HeaderMap {
+        self.response_headers
+    }
+
+    /// The built-in rendering of this error in `format`, for handlers that only adjust it.
+    pub fn render(&self, format: ErrorFormat) -> Response<Bytes> {
+        let body = render(
+            format,
+            self.status,
+            self.detail,
+            self.problem_type,
+            self.data,
+        );
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, format.content_type());
+        response
+    }
+}
+
+type Handler = Arc<dyn Fn(&ErrorContext<'_>) -> Response<Bytes> + Send + Sync>;
+
+/// A configuration the error layer refuses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorConfigError {
+    /// A status given to [`ErrorLayer::skip_status`] is not a 4xx or 5xx, which the layer never
+    /// rewrites anyway.
+    #[error(
+        "status {status} is not a 4xx or 5xx status, which are the only ones the error layer rewrites"
+    )]
+    NotAnErrorStatus {
+        /// The refused status.
+        status: StatusCode,
+    },
+}
+
+#[derive(Clone, Default)]
+struct Config {
+    format: ErrorFormat,
+    expose_panic_messages: bool,
+    expose_error_messages: bool,
+    handlers: PathMap<Handler>,
+    default_handler: Option<Handler>,
+    skip_statuses: Vec<StatusCode>,
+    skip_paths: Rules,
+}
+
+/// Renders error responses as JSON; see the [module docs](self).
+#[derive(Clone, Default)]
+pub struct ErrorLayer {
+    config: Arc<Config>,
+}
+
+impl ErrorLayer {
+    /// A layer with the defaults: [`ErrorFormat::Json`], no custom handler, nothing skipped,
+    /// panic and error messages not exposed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The document format. Default: [`ErrorFormat::Json`].
+    pub fn format(mut self, format: ErrorFormat) -> Self {
+        self.config().format = format;
+        self
+    }
+
+    /// Whether a panic message is sent as the detail of the 500. Default: `false`, the detail
+    /// is `"Internal Server Error"` (the message is logged either way).
+    pub fn expose_panic_messages(mut self, expose: bool) -> Self {
+        self.config().expose_panic_messages = expose;
+        self
+    }
+
+    /// Whether the message of an error returned by the inner service is sent as the detail of
+    /// the 500. Default: `false`, the detail is `"Internal Server Error"` (the message is logged
+    /// either way).
+    pub fn expose_error_messages(mut self, expose: bool) -> Self {
+        self.config().expose_error_messages = expose;
+        self
+    }
+
+    /// Renders errors of requests that `rule` matches with `handler`. Rules are tried in the
+    /// order they were added; the first match wins. Default: no per-path handler.
+    ///
+    /// The handler's status, headers and body are used; the headers of the original response
+    /// are kept unless the handler sets the same header. Its body is dropped for `HEAD`, 204
+    /// and 304. A panicking handler falls back to the built-in rendering.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Response, header};
+    /// use layover::server::error::ErrorLayer;
+    /// use layover::server::matcher::PathMatcher;
+    ///
+    /// let layer = ErrorLayer::new().handler(PathMatcher::prefix("/pages/")?, |ctx| {
+    ///     let mut page = Response::new(Bytes::from(format!("<h1>{}</h1>", ctx.detail())));
+    ///     *page.status_mut() = ctx.status();
+    ///     page.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
+    ///     page
+    /// });
+    /// # Ok::<(), layover::server::matcher::MatcherError>(())
+    /// ```
+    pub fn handler<F>(mut self, rule: impl Into<Rule>, handler: F) -> Self
+    where
+        F: Fn(&ErrorContext<'_>) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.config().handlers.push(rule, Arc::new(handler));
+        self
+    }
+
+    /// Renders errors that no per-path handler matches with `handler` instead of the built-in
+    /// rendering. Default: none.
+    pub fn default_handler<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&ErrorContext<'_>) -> Response<Bytes> + Send + Sync + 'static,
+    {
+        self.config().default_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Leaves responses with this status as they are. Default: none.
+    ///
+    /// Errors and panics of the inner service are still rendered, as there is no response to
+    /// leave alone.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorConfigError::NotAnErrorStatus`] when `status` is not 4xx or 5xx.
+    pub fn skip_status(mut self, status: StatusCode) -> Result<Self, ErrorConfigError> {
+        if !(status.is_client_error() || status.is_server_error()) {
+            return Err(ErrorConfigError::NotAnErrorStatus { status });
+        }
+        self.config().skip_statuses.push(status);
+        Ok(self)
+    }
+
+    /// Leaves responses to requests that `rule` matches as they are. Default: none.
+    ///
+    /// Errors and panics of the inner service are still rendered.
+    pub fn skip_path(mut self, rule: impl Into<Rule>) -> Self {
+        self.config().skip_paths.push(rule);
+        self
+    }
+}
+
+impl fmt::Debug for ErrorLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.config;
+        f.debug_struct("ErrorLayer")
+            .field("format", &config.format)
+            .field("expose_panic_messages", &config.expose_panic_messages)
+            .field("expose_error_messages", &config.expose_error_messages)
+            .field("handlers", &config.handlers.len())
+            .field("default_handler", &config.default_handler.is_some())
+            .field("skip_statuses", &config.skip_statuses)
+            .field("skip_paths", &config.skip_paths)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for ErrorLayer {
+    type Service = ErrorService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ErrorService {
+            inner,
+            config: self.config.clone(),
+            ready_error: None,
+        }
+    }
+}
+
+/// The service made by [`ErrorLayer`].
+pub struct ErrorService<S> {
+    inner: S,
+    config: Arc<Config>,
+    // An error from the inner `poll_ready`, answered as a 500 by the next call.
+    ready_error: Option<BoxError>,
+}
+
+impl<S: Clone> Clone for ErrorService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            ready_error: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ErrorService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ErrorBody<ResBody>>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.ready_error.is_none() {
+            if let Err(err) = ready!(self.inner.poll_ready(cx)) {
+                self.ready_error = Some(err.into());
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        let (method, path) = (req.method(), req.uri().path());
+        let handler = config
+            .handlers
+            .get(method, path)
+            .or(config.default_handler.as_ref())
+            .cloned();
+        let request = RequestInfo {
+            config: config.clone(),
+            skip_path: config.skip_paths.matches(method, path),
+            method: method.clone(),
+            uri: req.uri().clone(),
+            // Only a custom handler reads the request headers: copy them for it alone.
+            headers: if handler.is_some() {
+                req.headers().clone()
+            } else {
+                HeaderMap::new()
+            },
+            handler,
+        };
+        let state = match self.ready_error.take() {
+            Some(err) => State::Failed {
+                failure: Some(Failure::Service(err)),
+            },
+            None => match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+                Ok(future) => State::Running { future },
+                Err(payload) => State::Failed {
+                    failure: Some(Failure::Panic(panic_message(payload))),
+                },
+            },
+        };
+        ResponseFuture { state, request }
+    }
+}
+
+struct RequestInfo {
+    config: Arc<Config>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    handler: Option<Handler>,
+    skip_path: bool,
+}
+
+impl fmt::Debug for RequestInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestInfo")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Failure {
+    Service(BoxError),
+    Panic(String),
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+pin_project! {
+    /// Response future of [`ErrorService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+        request: RequestInfo,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running { #[pin] future: F },
+        Failed { failure: Option<Failure> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ErrorBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let failure = match this.state.project() {
+            StateProj::Running { future } => {
+                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(Ok(response))) => {
+                        return Poll::Ready(Ok(this.request.on_response(response)));
+                    }
+                    Ok(Poll::Ready(Err(err))) => Failure::Service(err.into()),
+                    Err(payload) => Failure::Panic(panic_message(payload)),
+                }
+            }
+            StateProj::Failed { failure } => failure.take().unwrap_or_else(|| {
+                Failure::Panic("response future polled after completion".into())
+            }),
+        };
+        Poll::Ready(Ok(this.request.on_failure(failure)))
+    }
+}
+
+impl RequestInfo {
+    fn on_response<B: Body<Data = Bytes>>(&self, response: Response<B>) -> Response<ErrorBody<B>> {
+        let status = response.status();
+        if !(status.is_client_error() || status.is_server_error())
+            || self.skip_path
+            || self.config.skip_statuses.contains(&status)
+        {
+            return response.map(ErrorBody::inner);
+        }
+        let is_empty =
+            response.body().is_end_stream() || response.body().size_hint().exact() == Some(0);
+        if !is_empty && response.extensions().get::<HttpError>().is_none() {
+            return response.map(ErrorBody::inner);
+        }
+        let (mut parts, _body) = response.into_parts();
+        match parts.extensions.remove::<HttpError>() {
+            // The status is the response's: an inner layer may have changed the error's.
+            Some(err) => self.respond(
+                parts,
+                ErrorKind::HttpError,
+                &err.detail,
+                None,
+                err.problem_type.as_deref(),
+                err.data.as_ref(),
+            ),
+            None => self.respond(
+                parts,
+                ErrorKind::EmptyResponse,
+                reason(status),
+                None,
+                None,
+                None,
+            ),
+        }
+    }
+
+    fn on_failure<B>(&self, failure: Failure) -> Response<ErrorBody<B>> {
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+        let (kind, message, expose) = match failure {
+            Failure::Service(err) => (
+                ErrorKind::ServiceError,
+                error_chain(&*err),
+                self.config.expose_error_messages,
+            ),
+            Failure::Panic(message) => {
+                (ErrorKind::Panic, message, self.config.expose_panic_messages)
+            }
+        };
+        let detail = if expose {
+            message.as_str()
+        } else {
+            GENERIC_DETAIL
+        };
+        self.respond(parts, kind, detail, Some(&message), None, None)
+    }
+
+    fn respond<B>(
+        &self,
+        mut parts: Parts,
+        kind: ErrorKind,
+        detail: &str,
+        internal_message: Option<&str>,
+        problem_type: Option<&str>,
+        data: Option<&Map<String, Value>>,
+    ) -> Response<ErrorBody<B>> {
+        let status = parts.status;
+        self.log(kind, status, detail, internal_message);
+        let format = self.config.format;
+        let custom = self.handler.as_ref().and_then(|handler| {
+            let context = ErrorContext {
+                kind,
+                status,
+                detail,
+                internal_message,
+                problem_type,
+                data,
+                request: self,
+                response_headers: &parts.headers,
+            };
+            match catch_unwind(AssertUnwindSafe(|| handler(&context))) {
+                Ok(response) => Some(response),
+                Err(payload) => {
+                    tracing::error!(
+                        panic = %panic_message(payload),
+                        "error handler panicked; using the built-in rendering"
+                    );
+                    None
+                }
+            }
+        });
+        match custom {
+            Some(custom) => {
+                let (custom_parts, body) = custom.into_parts();
+                parts.status = custom_parts.status;
+                let content_type = custom_parts.headers.get(header::CONTENT_TYPE).cloned();
+                let mut last_name = None;
+                for (name, value) in custom_parts.headers {
+                    // `HeaderMap`'s iterator yields a name once, then `None` for its other values.
+                    match name {
+                        Some(name) => {
+                            parts.headers.insert(name.clone(), value);
+                            last_name = Some(name);
+                        }
+                        None => {
+                            if let Some(name) = &last_name {
+                                parts.headers.append(name.clone(), value);
+                            }
+                        }
+                    }
+                }
+                into_error_response(parts, Some(&self.method), content_type, body)
+            }
+            None => {
+                let body = render(format, status, detail, problem_type, data);
+                into_error_response(parts, Some(&self.method), Some(format.content_type()), body)
+            }
+        }
+    }
+
+    fn log(&self, kind: ErrorKind, status: StatusCode, detail: &str, internal: Option<&str>) {
+        let path = self.uri.path();
+        if status.is_server_error() {
+            tracing::error!(
+                status = status.as_u16(),
+                method = %self.method,
+                path,
+                ?kind,
+                detail,
+                error = internal,
+                "request failed"
+            );
+        } else {
+            tracing::debug!(
+                status = status.as_u16(),
+                method = %self.method,
+                path,
+                ?kind,
+                detail,
+                "request failed"
+            );
+        }
+    }
+}
+
+/// `err: source: source ...`, the way the error is logged and, when exposed, sent.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        message.push_str(": ");
+        message.push_str(&err.to_string());
+        source = err.source();
+    }
+    message
+}
+
+pin_project! {
+    /// The response body of the server layers: the inner service's body, or a rendered error
+    /// document.
+    pub struct ErrorBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
+        Inner { #[pin] body: B },
+        Full { bytes: Option<Bytes> },
+    }
+}
+
+impl<B> ErrorBody<B> {
+    /// Wraps the inner service's body.
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            kind: BodyKind::Inner { body },
+        }
+    }
+
+    /// A complete body; an empty one ends at once.
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        let bytes = if bytes.is_empty() { None } else { Some(bytes) };
+        Self {
+            kind: BodyKind::Full { bytes },
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ErrorBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            BodyKind::Inner { body } => f.debug_tuple("ErrorBody::Inner").field(body).finish(),
+            BodyKind::Full { bytes } => f.debug_tuple("ErrorBody::Full").field(bytes).finish(),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for ErrorBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Inner { body } => body.poll_frame(cx),
+            BodyKindProj::Full { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Full { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Full { bytes } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty, Full};
+    use tower::ServiceExt;
+
+    fn empty_status(status: StatusCode) -> Response<Empty<Bytes>> {
+        let mut response = Response::new(Empty::new());
+        *response.status_mut() = status;
+        response
+    }
+
+    #[tokio::test]
+    async fn head_error_has_no_body_but_keeps_the_document_length() {
+        let leaf = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(empty_status(StatusCode::NOT_FOUND))
+        });
+        let mut request = Request::new(());
+        *request.method_mut() = Method::HEAD;
+        let response = ErrorLayer::new()
+            .layer(leaf)
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "22");
+        assert!(response.body().is_end_stream());
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.is_empty());
+    }
+
+    #[tokio::test]
+    async fn handler_choosing_no_content_sends_no_body() {
+        let leaf = tower::service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(empty_status(StatusCode::GONE))
+        });
+        let layer = ErrorLayer::new().default_handler(|_ctx| {
+            let mut response = Response::new(Bytes::from_static(b"ignored"));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        });
+        let response = layer.layer(leaf).oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(!response.headers().contains_key(header::CONTENT_LENGTH));
+        assert!(response.body().is_end_stream());
+    }
+
+    #[derive(Clone)]
+    struct NeverReady;
+
+    impl Service<Request<()>> for NeverReady {
+        type Response = Response<Full<Bytes>>;
+        type Error = std::io::Error;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Err(std::io::Error::other("backend pool closed")))
+        }
+
+        fn call(&mut self, _req: Request<()>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+                b"unreachable",
+            )))))
+        }
+    }
+
+    #[tokio::test]
+    async fn poll_ready_error_becomes_500_on_the_next_call() {
+        let service = ErrorLayer::new()
+            .expose_error_messages(true)
+            .layer(NeverReady);
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"detail":"backend pool closed"}"#);
+    }
+
+    #[test]
+    fn extra_data_cannot_override_the_detail() {
+        let mut data = Map::new();
+        data.insert("detail".into(), Value::from("spoofed"));
+        data.insert("code".into(), Value::from(7));
+        let body = render(
+            ErrorFormat::Json,
+            StatusCode::BAD_REQUEST,
+            "real",
+            None,
+            Some(&data),
+        );
+        assert_eq!(&body[..], br#"{"detail":"real","code":7}"#);
+    }
+
+    #[test]
+    fn status_without_a_reason_phrase_gets_a_generic_one() {
+        let status = StatusCode::from_u16(599).unwrap();
+        assert_eq!(reason(status), "Server Error");
+        assert_eq!(reason(StatusCode::from_u16(499).unwrap()), "Client Error");
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        let inner = std::io::Error::other("refused");
+        let outer = std::io::Error::other(WithSource(inner));
+        assert_eq!(error_chain(&outer), "upstream failed: refused");
+    }
+
+    #[derive(Debug)]
+    struct WithSource(std::io::Error);
+
+    impl fmt::Display for WithSource {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("upstream failed")
+        }
+    }
+
+    impl std::error::Error for WithSource {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+}

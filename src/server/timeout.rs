@@ -1,0 +1,302 @@
+//! Answers a request whose response head is not ready in time with a 504 in the error layer's
+//! JSON shape, with per-path durations and rules to exempt paths or path-and-method pairs.
+//!
+//! aiohttp-middlewares' `timeout_middleware` raises `TimeoutError`, which its own error
+//! middleware turns into `500 {"detail": ""}`; tower-http's `TimeoutLayer` answers with an
+//! empty body and has one duration for every route. This layer answers with a response, not an
+//! error: `504 {"detail": "Request timed out"}` (the status is configurable), carrying an
+//! [`HttpError`] so an outer [`ErrorLayer`](super::error::ErrorLayer) renders it like every
+//! other error (as problem details, or with a custom handler), and an outer CORS layer adds its
+//! headers to it. [`TimeoutLayer::path_timeout`] sets durations per path (first match wins) and
+//! [`TimeoutLayer::ignore`] exempts streams, uploads or websockets.
+//!
+//! # What the timeout covers
+//!
+//! The clock starts when the request reaches this layer and stops when the inner service has
+//! produced the response **head** (status and headers). It covers the inner layers and the
+//! handler, including the handler reading the request body. It does **not** cover streaming the
+//! response body: once the head is ready the body flows with no limit from this layer, so a
+//! server-sent-event stream or a large download is never cut (and never replaced by an error
+//! page after its head was sent).
+//!
+//! On timeout the inner response future is **dropped**: the handler is cancelled at the
+//! `.await` it was waiting on, and nothing after it runs. Put a shield layer inside this one for
+//! work that must finish anyway.
+//!
+//! The happy path allocates nothing: the only per-request cost is the timer, and the 504 body is
+//! rendered when the layer is built.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{Router, routing::{get, post}};
+//! use http::{Method, StatusCode};
+//! use layover::server::matcher::{PathMatcher, Rule};
+//! use layover::server::timeout::TimeoutLayer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let timeout = TimeoutLayer::new(Duration::from_secs(10))?
+//!     // Slow reports get a minute; the first matching rule wins.
+//!     .path_timeout(PathMatcher::prefix("/reports/")?, Duration::from_secs(60))?
+//!     // Event streams and uploads are not limited.
+//!     .ignore(PathMatcher::exact("/events")?)
+//!     .ignore(Rule::with_methods(PathMatcher::exact("/upload")?, [Method::POST])?)
+//!     .status(StatusCode::SERVICE_UNAVAILABLE)?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/events", get(|| async { "stream" }))
+//!     .route("/upload", post(|| async { "stored" }))
+//!     .layer(timeout);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::error::{ErrorBody, ErrorFormat, HttpError, into_error_response, render};
+use super::matcher::{PathMap, Rule, Rules};
+
+const DETAIL: &str = "Request timed out";
+
+/// A configuration the timeout layer refuses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TimeoutConfigError {
+    /// A duration is zero, which would time out every request that waits for anything.
+    #[error("timeout for {what} is zero; use `ignore` to exempt requests from the timeout")]
+    ZeroDuration {
+        /// `"every request"`, or the path pattern of a per-path duration.
+        what: String,
+    },
+    /// The timeout status is not a 4xx or 5xx status.
+    #[error("timeout status {status} is not a 4xx or 5xx status")]
+    NotAnErrorStatus {
+        /// The refused status.
+        status: StatusCode,
+    },
+}
+
+#[derive(Clone)]
+struct Config {
+    duration: Duration,
+    status: StatusCode,
+    body: Bytes,
+    ignore: Rules,
+    durations: PathMap<Duration>,
+}
+
+/// Bounds the time to the response head; see the [module docs](self).
+#[derive(Clone)]
+pub struct TimeoutLayer {
+    config: Arc<Config>,
+}
+
+impl TimeoutLayer {
+    /// A layer that gives every request `duration` and answers 504 when it runs out.
+    ///
+    /// # Errors
+    ///
+    /// [`TimeoutConfigError::ZeroDuration`] when `duration` is zero.
+    pub fn new(duration: Duration) -> Result<Self, TimeoutConfigError> {
+        if duration.is_zero() {
+            return Err(TimeoutConfigError::ZeroDuration {
+                what: "every request".to_owned(),
+            });
+        }
+        let status = StatusCode::GATEWAY_TIMEOUT;
+        Ok(Self {
+            config: Arc::new(Config {
+                duration,
+                status,
+                body: render(ErrorFormat::Json, status, DETAIL, None, None),
+                ignore: Rules::new(),
+                durations: PathMap::new(),
+            }),
+        })
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The status of a timed-out request. Default: 504 Gateway Timeout (503 suits a server
+    /// behind a proxy that retries 503s; 408 makes browsers resend the request).
+    ///
+    /// # Errors
+    ///
+    /// [`TimeoutConfigError::NotAnErrorStatus`] when `status` is not 4xx or 5xx.
+    pub fn status(mut self, status: StatusCode) -> Result<Self, TimeoutConfigError> {
+        if !(status.is_client_error() || status.is_server_error()) {
+            return Err(TimeoutConfigError::NotAnErrorStatus { status });
+        }
+        let config = self.config();
+        config.status = status;
+        config.body = render(ErrorFormat::Json, status, DETAIL, None, None);
+        Ok(self)
+    }
+
+    /// Exempts requests that `rule` matches from the timeout (a [`Rule`] with methods exempts
+    /// only those methods). Any matching rule exempts. Default: none.
+    pub fn ignore(mut self, rule: impl Into<Rule>) -> Self {
+        self.config().ignore.push(rule);
+        self
+    }
+
+    /// Gives requests that `rule` matches `duration` instead of the layer's. Rules are tried in
+    /// the order they were added; the first match wins. Ignore rules are checked first.
+    ///
+    /// # Errors
+    ///
+    /// [`TimeoutConfigError::ZeroDuration`] when `duration` is zero.
+    pub fn path_timeout(
+        mut self,
+        rule: impl Into<Rule>,
+        duration: Duration,
+    ) -> Result<Self, TimeoutConfigError> {
+        let rule = rule.into();
+        if duration.is_zero() {
+            return Err(TimeoutConfigError::ZeroDuration {
+                what: rule.path().as_str().to_owned(),
+            });
+        }
+        self.config().durations.push(rule, duration);
+        Ok(self)
+    }
+
+    /// The duration, if any, for a request with this method and raw path.
+    fn duration_for(&self, method: &Method, path: &str) -> Option<Duration> {
+        let config = &self.config;
+        if config.ignore.matches(method, path) {
+            return None;
+        }
+        Some(
+            config
+                .durations
+                .get(method, path)
+                .copied()
+                .unwrap_or(config.duration),
+        )
+    }
+}
+
+impl fmt::Debug for TimeoutLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutLayer")
+            .field("duration", &self.config.duration)
+            .field("status", &self.config.status)
+            .field("ignore", &self.config.ignore)
+            .field("durations", &self.config.durations)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = TimeoutService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TimeoutService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`TimeoutLayer`].
+#[derive(Clone)]
+pub struct TimeoutService<S> {
+    inner: S,
+    layer: TimeoutLayer,
+}
+
+impl<S: fmt::Debug> fmt::Debug for TimeoutService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TimeoutService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ErrorBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let sleep = self
+            .layer
+            .duration_for(req.method(), req.uri().path())
+            .map(tokio::time::sleep);
+        let is_head = req.method() == Method::HEAD;
+        ResponseFuture {
+            inner: self.inner.call(req),
+            sleep,
+            config: self.layer.config.clone(),
+            is_head,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`TimeoutService`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        config: Arc<Config>,
+        is_head: bool,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ErrorBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map(|response| response.map(ErrorBody::inner)));
+        }
+        let Some(sleep) = this.sleep.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        ready!(sleep.poll(cx));
+        tracing::debug!(status = this.config.status.as_u16(), "request timed out");
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = this.config.status;
+        parts
+            .extensions
+            .insert(HttpError::new(this.config.status, DETAIL));
+        let method = this.is_head.then_some(&Method::HEAD);
+        Poll::Ready(Ok(into_error_response(
+            parts,
+            method,
+            Some(ErrorFormat::Json.content_type()),
+            this.config.body.clone(),
+        )))
+    }
+}
