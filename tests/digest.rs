@@ -761,6 +761,24 @@ async fn cross_origin_redirect_carries_no_authorization() {
 }
 
 #[tokio::test]
+async fn cross_origin_401_without_digest_has_no_digest_failure() {
+    let victim = DigestServer::start(Policy::default()).await;
+    let other = DigestServer::start(Policy {
+        raw: Some(vec![r#"Bearer realm="api""#.to_owned()]),
+        ..Policy::default()
+    })
+    .await;
+    victim.redirect("/go", &other.url("/collect"));
+    let response = client(credentials())
+        .get(victim.url("/go"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure(&response), None);
+}
+
+#[tokio::test]
 async fn same_origin_redirect_is_answered_preemptively() {
     let server = DigestServer::start(Policy::default()).await;
     server.redirect("/start", "/protected");

@@ -446,7 +446,9 @@ impl Middleware for DigestAuth {
             // A redirect led to another origin: the credentials were given
             // for the origin the caller asked for, not for this one.
             let mut response = next.run(req).await?;
-            if response.status() == self.challenge_status() {
+            if response.status() == self.challenge_status()
+                && self.read_challenge(response.headers()) != Err(DigestFailure::NoDigestChallenge)
+            {
                 response.extensions_mut().insert(DigestFailure::CrossOrigin);
             }
             return Ok(response);
