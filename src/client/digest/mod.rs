@@ -164,14 +164,21 @@ pub enum DigestError {
     /// request body is a stream that is not in memory.
     #[error("the server requires qop=auth-int, which needs a buffered request body")]
     AuthIntNeedsBufferedBody,
-    /// The system random source failed while making a client nonce.
-    #[error("cannot generate a Digest client nonce: {0}")]
-    Random(#[from] getrandom::Error),
+    /// The operating system's random source failed while making a client
+    /// nonce.
+    #[error("cannot generate a Digest client nonce")]
+    Random(#[source] RandomSourceError),
     /// The configured client-nonce source returned something that is not a
     /// non-empty run of printable ASCII without `"` or `\`.
     #[error("the client nonce {0:?} is not printable ASCII")]
     InvalidCnonce(String),
 }
+
+/// The operating system's random source failed; the cause of
+/// [`DigestError::Random`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RandomSourceError(getrandom::Error);
 
 /// Who is being answered: an origin server or a forward proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +326,8 @@ impl DigestAuth {
             }
             None => {
                 let mut bytes = [0u8; 16];
-                getrandom::fill(&mut bytes)?;
+                getrandom::fill(&mut bytes)
+                    .map_err(|err| DigestError::Random(RandomSourceError(err)))?;
                 Ok(algorithm::to_hex(&bytes))
             }
         }
