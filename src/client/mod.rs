@@ -33,6 +33,7 @@ mod redirect;
 mod request;
 mod response;
 
+pub mod digest;
 pub mod ssrf;
 
 use std::fmt;
