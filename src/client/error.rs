@@ -323,7 +323,7 @@ impl fmt::Debug for Error {
         let mut debug = f.debug_struct("layover::client::Error");
         debug.field("kind", &self.inner.kind);
         if let Some(url) = &self.inner.url {
-            debug.field("url", &url.as_str());
+            debug.field("url", &format_args!("{}", Redacted(url)));
         }
         if let Some(message) = &self.inner.message {
             debug.field("message", message);
@@ -342,12 +342,29 @@ impl fmt::Display for Error {
             write!(f, " {status}")?;
         }
         if let Some(url) = &self.inner.url {
-            write!(f, " for {url}")?;
+            write!(f, " for {}", Redacted(url))?;
         }
         if let Some(message) = &self.inner.message {
             write!(f, ": {message}")?;
         }
         Ok(())
+    }
+}
+
+/// A URL shown without its user name and password: error messages end up in logs.
+struct Redacted<'a>(&'a Url);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.0;
+        if url.username().is_empty() && url.password().is_none() {
+            return f.write_str(url.as_str());
+        }
+        let mut shown = url.clone();
+        // Only fails for URLs that cannot have credentials, which then have none to hide.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        f.write_str(shown.as_str())
     }
 }
 
@@ -369,6 +386,18 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Error>();
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_and_debug_hide_credentials_in_the_url() {
+        let url = Url::parse("http://user:hunter2@example.test/a").unwrap();
+        let err = Error::from_status(StatusCode::BAD_GATEWAY, url);
+        assert_eq!(
+            err.to_string(),
+            "error status 502 Bad Gateway for http://example.test/a"
+        );
+        assert!(!format!("{err:?}").contains("hunter2"));
+        assert!(!format!("{err:?}").contains("user"));
     }
 
     #[test]
