@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use layover::client::retry::{Attempts, Retry, RetryPolicy};
+use layover::client::ssrf::Policy;
 use layover::client::token::{RefreshTokenSource, Token, TokenAuth, TokenCache};
 use layover::client::{Client, Next, Request, Response, from_fn};
 
@@ -34,6 +35,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .route(
+            "/to-metadata",
+            get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, "http://169.254.169.254/latest/meta-data/")],
+                )
+            }),
+        )
+        .route(
             "/token",
             axum::routing::post(|| async {
                 axum::Json(serde_json::json!({ "access_token": "fresh", "expires_in": 3600 }))
@@ -44,9 +54,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{}/", server.addr);
     println!("server: forwarded -> CORS -> error -> timeout -> shield, on {base}\n");
 
+    // The SSRF guard allows exactly the tour's own server, by address and port.
+    let ssrf = Policy::builder()
+        .allow_addr(&server.addr.to_string())
+        .build()?;
     let client = Client::builder()
         .base_url(&base)
         .timeout(Duration::from_secs(5))
+        .ssrf_policy(ssrf)
         .middleware(from_fn(|req: Request, next: Next| async move {
             let started = Instant::now();
             let line = format!("{} {} (hop {})", req.method(), req.url().path(), req.hop());
@@ -134,7 +149,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.orders_stored.load(Ordering::SeqCst)
     );
 
-    println!("9. retry and token refresh on one client: a stale token and a flaky endpoint");
+    println!("9. the SSRF guard: a redirect to the metadata service is refused at the hop");
+    let refused = client.get("to-metadata").send().await;
+    if let Some(refusal) = refused.as_ref().err().and_then(|err| err.refusal()) {
+        println!(
+            "  refused before connecting: rule {}, hop {:?}",
+            refusal.rule(),
+            refusal.hop()
+        );
+    }
+    println!();
+
+    println!("10. retry and token refresh on one client: a stale token and a flaky endpoint");
     let policy = RetryPolicy::builder()
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
         .build()?;
@@ -142,12 +168,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).with_token(Token::new("stale")),
     ));
-    let client = Client::builder()
+    let api_client = Client::builder()
         .base_url(&base)
         .middleware(Retry::new(policy))
         .middleware(auth)
         .build()?;
-    let response = client.get("flaky-api").send().await?;
+    let response = api_client.get("flaky-api").send().await?;
     let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
     println!(
         "  [retry+token] {} after {attempts} attempt(s): 401 with the stale token, one refresh, \

@@ -504,42 +504,24 @@ async fn requests_through_a_proxy_carry_its_configured_credentials() {
     );
 }
 
-#[tokio::test]
-async fn a_proxy_authorization_header_from_the_client_defaults_is_never_sent() {
-    let proxy = FaultServer::start(|_, _| status(200, "via proxy")).await;
+#[test]
+fn a_proxy_authorization_default_header_is_refused_at_build() {
     let mut headers = api_authorization();
     headers.insert(
         "proxy-authorization",
         HeaderValue::from_static("Basic bGVha2Vk"),
     );
-    let client = Client::builder()
+    let err = Client::builder()
         .default_headers(headers)
-        .proxy(Proxy::http(&proxy.url("")).unwrap().basic_auth("svc", "pw"))
+        .proxy(
+            Proxy::http("http://127.0.0.1:3128")
+                .unwrap()
+                .basic_auth("svc", "pw"),
+        )
         .build()
-        .unwrap();
-    client
-        .get("http://127.0.0.1:9/resource")
-        .send()
-        .await
-        .unwrap();
-    let seen = &proxy.seen()[0];
-    assert_eq!(
-        seen.header("proxy-authorization"),
-        Some(basic("svc", "pw").as_str())
-    );
-}
-
-#[tokio::test]
-async fn a_proxy_authorization_header_never_reaches_an_origin_server() {
-    let server = FaultServer::start(|_, _| status(200, "direct")).await;
-    let client = Client::new();
-    client
-        .get(server.url("/"))
-        .header("proxy-authorization", "Basic bGVha2Vk")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(server.seen()[0].header("proxy-authorization"), None);
+        .unwrap_err();
+    assert!(err.is_builder());
+    assert!(err.to_string().contains("Proxy-Authorization"), "{err}");
 }
 
 #[tokio::test]
@@ -582,6 +564,18 @@ async fn a_custom_proxy_authorization_is_sent_as_configured() {
         proxy.seen()[0].header("proxy-authorization"),
         Some("Bearer proxy-token")
     );
+}
+
+#[test]
+fn a_proxy_with_an_ssrf_policy_is_refused_at_build() {
+    let policy = layover::client::ssrf::Policy::builder().build().unwrap();
+    let err = Client::builder()
+        .ssrf_policy(policy)
+        .proxy(Proxy::all("http://127.0.0.1:3128").unwrap())
+        .build()
+        .unwrap_err();
+    assert!(err.is_builder());
+    assert!(err.to_string().contains("SSRF"), "{err}");
 }
 
 #[test]
