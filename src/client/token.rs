@@ -403,7 +403,8 @@ impl<S: TokenSource> TokenCache<S> {
 /// - A refresh that fails is an [`ErrorKind::Middleware`](super::ErrorKind::Middleware) error
 ///   whose source is the [`TokenError`].
 /// - The token goes only to the origin of the request's original URL, or to the origins set
-///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to.
+///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to. Where
+///   it goes, it replaces any `Authorization` the request carried.
 pub struct TokenAuth<S> {
     cache: Arc<TokenCache<S>>,
     origins: Option<Arc<[Origin]>>,
