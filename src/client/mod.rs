@@ -337,6 +337,11 @@ impl ClientBuilder {
 
     /// How deep requests sent from inside middlewares may nest before they fail with
     /// [`ErrorKind::Recursion`]. Default: 8.
+    ///
+    /// Nesting is counted within a task: a request sent while another request of the same task
+    /// is in its chain is one level deeper. A request sent from a task the middleware spawns
+    /// starts again at zero (it cannot overflow the first task's stack, but it is not bounded
+    /// either).
     pub fn max_nesting(mut self, max_nesting: usize) -> Self {
         self.max_nesting = max_nesting;
         self
