@@ -7,9 +7,9 @@
 //! requests with reqwest rather than a WebDriver crate.
 //!
 //! Starting Chromium takes about a second, so the tests share one session behind a lock:
-//! [`browser`] waits for the lock and hands out a [`Tab`]. Each test serves its page and its
-//! API on fresh loopback ports, so neither the HTTP cache nor the preflight cache of one test
-//! can answer another's requests.
+//! [`browser`] waits for the lock, empties the HTTP cache and hands out a [`Tab`]. Each test
+//! serves its page and its API on fresh loopback ports, so the preflight cache of one test
+//! cannot answer another's requests either.
 //!
 //! The session lives in a static, and statics are never dropped, so the driver cannot be
 //! stopped from a `Drop`. Instead it is tied to the test process by a pipe: a small shell
@@ -146,19 +146,28 @@ struct Session {
 
 static SESSION: OnceCell<Result<Mutex<Session>, String>> = OnceCell::const_new();
 
-/// Waits for the shared browser, starting it on first use. Panics, with how to install them,
-/// when Chromium or ChromeDriver is missing.
+/// Waits for the shared browser, starting it on first use, and empties its HTTP cache. Panics,
+/// with how to install them, when Chromium or ChromeDriver is missing.
 pub async fn browser() -> Tab {
     let session = match SESSION.get_or_init(start).await {
         Ok(session) => session,
         Err(message) => panic!("{message}"),
     };
-    Tab {
+    let tab = Tab {
         session: session.lock().await,
         // A client per test: each test has its own runtime, and pooled connections must not
         // outlive the runtime that made them.
         http: http_client(),
-    }
+    };
+    // A port freed by an earlier test may be handed to this one, and the cache is keyed by
+    // URL: start empty so that no earlier response can answer this test's requests.
+    tab.command(
+        reqwest::Method::POST,
+        "goog/cdp/execute",
+        json!({ "cmd": "Network.clearBrowserCache", "params": {} }),
+    )
+    .await;
+    tab
 }
 
 /// The shared browser, held by one test at a time.
