@@ -18,8 +18,6 @@
 //! The shell then kills the whole group, chromedriver and every Chromium process, and removes
 //! the temporary profile.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
