@@ -308,6 +308,55 @@ async fn credentialed_get_answered_with_a_wildcard_origin_is_unreadable() {
     with_credentials.assert_blocked();
 }
 
+/// The explicit opt-in echoes any origin with credentials, but never `null`.
+#[tokio::test]
+async fn credentialed_get_with_any_origin_echoed_is_readable_by_an_unlisted_page() {
+    let page = Page::start().await;
+    let api = Api::start(
+        CorsLayer::builder()
+            .allow_any_origin()
+            .allow_credentials(true)
+            .dangerously_allow_credentials_with_any_origin()
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    let response = tab
+        .fetch(&api.url("/item"), json!({ "credentials": "include" }))
+        .await
+        .readable();
+
+    assert_eq!(response.body, "item");
+}
+
+#[tokio::test]
+async fn credentialed_get_with_any_origin_echoed_is_unreadable_from_a_null_origin() {
+    let page = Page::start().await;
+    let api = Api::start(
+        CorsLayer::builder()
+            .allow_any_origin()
+            .allow_credentials(true)
+            .dangerously_allow_credentials_with_any_origin()
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    tab.fetch_from_sandboxed_iframe(&api.url("/item"), json!({ "credentials": "include" }))
+        .await
+        .assert_blocked();
+
+    assert_eq!(
+        api.seen(Method::GET, "/item")[0].origin.as_deref(),
+        Some("null")
+    );
+}
+
 // Preflighted requests.
 
 #[tokio::test]
@@ -423,6 +472,60 @@ async fn preflighted_get_with_authorization_is_readable_with_allow_any_header() 
     assert_eq!(api.count(Method::OPTIONS, "/item"), 1);
 }
 
+#[tokio::test]
+async fn preflighted_put_from_an_unlisted_origin_is_refused_before_the_handler() {
+    let page = Page::start().await;
+    let api = Api::start(
+        CorsLayer::builder()
+            .allow_origin("http://127.0.0.1:1")
+            .allow_methods(["PUT"])
+            .allow_headers(["x-layover"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    tab.fetch(&api.url("/item"), put_with("X-Layover"))
+        .await
+        .assert_blocked();
+
+    assert_eq!(api.count(Method::OPTIONS, "/item"), 1);
+    assert_eq!(api.count(Method::PUT, "/item"), 0);
+}
+
+/// With credentials `*` is a literal name, so mirroring is the way to allow any header,
+/// `Authorization` included.
+#[tokio::test]
+async fn credentialed_preflight_with_mirrored_headers_allows_authorization() {
+    let page = Page::start().await;
+    let api = Api::start(
+        allowing(&page)
+            .mirror_request_headers()
+            .allow_credentials(true)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    let response = tab
+        .fetch(
+            &api.url("/item"),
+            json!({
+                "headers": { "Authorization": "Bearer t0ken", "X-Layover": "1" },
+                "credentials": "include",
+            }),
+        )
+        .await
+        .readable();
+
+    assert_eq!(response.body, "item");
+    assert_eq!(api.count(Method::OPTIONS, "/item"), 1);
+}
+
 // Exposed headers.
 
 #[tokio::test]
@@ -463,6 +566,37 @@ async fn unexposed_header_is_hidden_from_the_page() {
 
     assert_eq!(response.body, "data");
     assert_eq!(response.headers.get("x-internal"), None);
+}
+
+/// With credentials `Access-Control-Expose-Headers: *` would expose a header named `*`, so
+/// `expose_any_header` lists the response's own header names instead.
+#[tokio::test]
+async fn any_header_exposed_with_credentials_is_readable_by_the_page() {
+    let page = Page::start().await;
+    let api = Api::start(
+        allowing(&page)
+            .expose_any_header()
+            .allow_credentials(true)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    let response = tab
+        .fetch(&api.url("/data"), json!({ "credentials": "include" }))
+        .await
+        .readable();
+
+    assert_eq!(
+        response.headers.get("x-request-id").map(String::as_str),
+        Some("42")
+    );
+    assert_eq!(
+        response.headers.get("x-internal").map(String::as_str),
+        Some("secret")
+    );
 }
 
 // Error responses made inside the CORS layer.
