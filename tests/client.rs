@@ -804,3 +804,108 @@ impl TextStatus for Response {
         (status, self.text().await.unwrap())
     }
 }
+
+/// Everything a log line could show of an error: its `Debug`, and the `Display` of every error
+/// in its `source()` chain.
+fn everything_shown(err: &layover::client::Error) -> String {
+    let mut shown = format!("{err:?}");
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(cause) = source {
+        shown.push_str(&format!(" / {cause}"));
+        source = cause.source();
+    }
+    shown
+}
+
+#[tokio::test]
+async fn transport_error_never_shows_url_credentials_in_its_source_chain() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = Client::builder()
+        .middleware(from_fn(|mut req: Request, next: Next| async move {
+            // Credentials in the URL reach reqwest, which puts the URL into its own error.
+            req.url_mut().set_username("user").unwrap();
+            req.url_mut().set_password(Some("hunter2")).unwrap();
+            next.run(req).await
+        }))
+        .build()
+        .unwrap();
+    let err = client
+        .get(format!("http://{addr}/gone"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    let shown = everything_shown(&err);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("/gone"), "the URL is still named: {shown}");
+}
+
+#[tokio::test]
+async fn unsupported_scheme_error_hides_url_credentials() {
+    let err = Client::new()
+        .get("ftp://user:hunter2@files.example.test/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_builder());
+    assert!(!everything_shown(&err).contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("files.example.test"), "{err}");
+}
+
+#[tokio::test]
+async fn location_without_fragment_inherits_the_fragment_of_the_redirected_url() {
+    let server = TestServer::start().await;
+    let response = Client::new()
+        .get(server.url("/hops/2#section"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.url().path(), "/hops/0");
+    assert_eq!(response.url().fragment(), Some("section"));
+    let locations: Vec<Option<&str>> = response
+        .history()
+        .iter()
+        .map(|redirect| redirect.location().fragment())
+        .collect();
+    assert_eq!(locations, [Some("section"), Some("section")]);
+}
+
+#[tokio::test]
+async fn location_with_its_own_fragment_keeps_it() {
+    let server = TestServer::start().await;
+    let response = Client::new()
+        .get(server.url("/redirect?status=302&to=/next%23own#mine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.url().path(), "/next");
+    assert_eq!(response.url().fragment(), Some("own"));
+}
+
+#[tokio::test]
+async fn location_with_raw_utf8_is_followed_percent_encoded() {
+    let server = TestServer::start().await;
+    // The server sends `Location: /café` with the two UTF-8 bytes of `é` as they are.
+    let response = Client::new()
+        .get(server.url("/redirect?status=302&to=/caf%C3%A9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.paths(), ["/redirect", "/caf%C3%A9"]);
+}
+
+#[tokio::test]
+async fn bytes_stream_can_be_read_with_next_without_pinning() {
+    use futures_util::StreamExt;
+    let server = TestServer::start().await;
+    let response = Client::new().get(server.url("/")).send().await.unwrap();
+    let mut chunks = response.bytes_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(body, b"ok");
+}

@@ -174,6 +174,9 @@ impl Error {
     }
 
     /// Maps a reqwest error to the matching kind, keeping it as the source.
+    ///
+    /// The URL reqwest attached is removed: reqwest shows it whole, user name and password
+    /// included, in its `Display` and `Debug`, and this error keeps the URL itself (redacted).
     pub(crate) fn from_reqwest(err: reqwest::Error) -> Self {
         let kind = if err.is_timeout() {
             ErrorKind::Timeout
@@ -186,7 +189,7 @@ impl Error {
         } else {
             ErrorKind::Transport
         };
-        Error::new(kind).with_source(err)
+        Error::new(kind).with_source(err.without_url())
     }
 
     pub(crate) fn with_url(mut self, url: Url) -> Self {
@@ -352,7 +355,7 @@ impl fmt::Display for Error {
 }
 
 /// A URL shown without its user name and password: error messages end up in logs.
-struct Redacted<'a>(&'a Url);
+pub(crate) struct Redacted<'a>(pub(crate) &'a Url);
 
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

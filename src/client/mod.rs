@@ -496,7 +496,8 @@ fn check_scheme(url: Url) -> Result<Url> {
     match url.scheme() {
         "http" | "https" => Ok(url),
         scheme => Err(Error::builder(format!(
-            "the URL {url} has the scheme {scheme:?}; only http and https are supported"
+            "the URL {} has the scheme {scheme:?}; only http and https are supported",
+            error::Redacted(&url)
         ))),
     }
 }

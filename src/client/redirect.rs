@@ -8,8 +8,10 @@
 //!   body that cannot be sent again is an
 //!   [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) error, never an
 //!   empty body.
-//! - `Location` is resolved against the URL of the hop; a missing or unusable `Location` (not a
-//!   URL, not http or https) ends the loop and the 3xx response is returned as it is.
+//! - `Location` is resolved against the URL of the hop (raw UTF-8 in it is percent-encoded),
+//!   and inherits the hop URL's fragment when it has none (RFC 9110, section 10.2.2); a missing
+//!   or unusable `Location` (not UTF-8, not a URL, not http or https) ends the loop and the 3xx
+//!   response is returned as it is.
 //! - A hop to another origin (which includes https to http) drops every `Authorization`,
 //!   `Cookie` and `Proxy-Authorization` header, for this hop and all later ones.
 //! - Each hop starts from the request the caller built, so what a middleware changed on one hop
@@ -185,8 +187,13 @@ fn redirect_target(response: &Response) -> Option<Url> {
         | StatusCode::PERMANENT_REDIRECT => {}
         _ => return None,
     }
-    let location = response.headers().get(LOCATION)?.to_str().ok()?;
-    let target = response.url().join(location).ok()?;
+    // Servers do send raw UTF-8 in `Location`; `Url::join` percent-encodes it, as browsers do.
+    let location = std::str::from_utf8(response.headers().get(LOCATION)?.as_bytes()).ok()?;
+    let mut target = response.url().join(location).ok()?;
+    // RFC 9110, 10.2.2: a `Location` without a fragment inherits the redirected URL's.
+    if target.fragment().is_none() {
+        target.set_fragment(response.url().fragment());
+    }
     matches!(target.scheme(), "http" | "https").then_some(target)
 }
 

@@ -252,16 +252,32 @@ impl Response {
         serde_json::from_slice(&bytes).map_err(|err| Error::decode(err).with_url(url))
     }
 
-    /// The body as a stream of chunks.
-    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
-        futures_util::stream::unfold(Some(self), |state| async move {
-            let mut response = state?;
-            match response.chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
-                Ok(None) => None,
-                Err(err) => Some((Err(err), None)),
-            }
-        })
+    /// The body as a stream of chunks. The stream is `Unpin`, so `StreamExt::next` works on it
+    /// without pinning it first.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// # async fn run(response: layover::client::Response) -> layover::client::Result<()> {
+    /// let mut chunks = response.bytes_stream();
+    /// while let Some(chunk) = chunks.next().await {
+    ///     println!("{} bytes", chunk?.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static {
+        // Boxed once per stream so that callers need not pin it (reqwest's stream is `Unpin`).
+        Box::pin(futures_util::stream::unfold(
+            Some(self),
+            |state| async move {
+                let mut response = state?;
+                match response.chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                    Ok(None) => None,
+                    Err(err) => Some((Err(err), None)),
+                }
+            },
+        ))
     }
 
     /// Reads and drops the rest of a short body so its connection can be reused; a body longer
