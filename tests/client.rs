@@ -909,3 +909,117 @@ async fn bytes_stream_can_be_read_with_next_without_pinning() {
     }
     assert_eq!(body, b"ok");
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_also_bounds_reading_the_body() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .attempt_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let response = client.get(server.url("/stall")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let err = response.bytes().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.url().unwrap().path(), "/stall");
+}
+
+#[tokio::test]
+async fn url_credentials_are_sent_as_basic_auth_and_taken_out_of_the_url() {
+    let server = TestServer::start().await;
+    let url = format!("http://us%65r:p%40ss@{}/private", server.addr);
+    let response = Client::new().get(url).send().await.unwrap();
+    // base64("user:p@ss")
+    assert_eq!(
+        server.seen()[0].headers["authorization"],
+        "Basic dXNlcjpwQHNz"
+    );
+    assert_eq!(response.url().username(), "");
+    assert_eq!(response.url().password(), None);
+}
+
+#[tokio::test]
+async fn url_credentials_are_dropped_on_a_cross_origin_hop() {
+    let first = TestServer::start().await;
+    let second = TestServer::start().await;
+    let url = format!(
+        "http://user:secret@{}/redirect?status=302&to={}",
+        first.addr,
+        second.url("/landing")
+    );
+    Client::new().get(url).send().await.unwrap();
+    assert!(first.seen()[0].headers.contains_key("authorization"));
+    assert!(!second.seen()[0].headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn basic_auth_sets_the_rfc_7617_header() {
+    let server = TestServer::start().await;
+    let client = Client::new();
+    client
+        .get(server.url("/"))
+        .basic_auth("Aladdin", Some("open sesame"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(server.url("/"))
+        .basic_auth("Aladdin", None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    let seen = server.seen();
+    assert_eq!(
+        seen[0].headers["authorization"],
+        "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    );
+    assert_eq!(seen[1].headers["authorization"], "Basic QWxhZGRpbjo=");
+}
+
+#[tokio::test]
+async fn awaiting_the_request_builder_sends_it() {
+    let server = TestServer::start().await;
+    let response = Client::new().get(server.url("/")).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "ok");
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn request_builder_try_clone_sends_the_same_request_twice() {
+    let server = TestServer::start().await;
+    let request = Client::new()
+        .put(server.url("/again"))
+        .header("x-copy", "1")
+        .body("payload");
+    let copy = request.try_clone().unwrap();
+    request.send().await.unwrap();
+    copy.send().await.unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    for hit in seen {
+        assert_eq!(hit.method, Method::PUT);
+        assert_eq!(hit.headers["x-copy"], "1");
+        assert_eq!(hit.body, "payload");
+    }
+}
+
+#[tokio::test]
+async fn request_builder_with_a_stream_or_an_error_cannot_be_cloned() {
+    let client = Client::new();
+    let streaming = client
+        .post("http://127.0.0.1:9/")
+        .body(Body::wrap_stream(stream_body(&["a"])));
+    assert!(streaming.try_clone().is_none());
+    let broken = client.get("http://127.0.0.1:9/").header("bad header", "v");
+    assert!(broken.try_clone().is_none());
+}
+
+#[tokio::test]
+async fn content_length_comes_from_the_response() {
+    let server = TestServer::start().await;
+    let client = Client::new();
+    let known = client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(known.content_length(), Some(2));
+    let streamed = client.get(server.url("/stall")).send().await.unwrap();
+    assert_eq!(streamed.content_length(), None);
+}

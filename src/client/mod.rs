@@ -41,10 +41,12 @@ pub mod ssrf;
 pub mod token;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, PROXY_AUTHORIZATION, USER_AGENT};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, PROXY_AUTHORIZATION, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Serialize;
 use url::Url;
@@ -137,14 +139,26 @@ impl Client {
 
     /// A request with any method. A relative URL is joined to the base URL; without a base URL
     /// it is an [`ErrorKind::Builder`] error when the request is sent.
+    ///
+    /// A user name and password in the URL are taken out of it and sent as
+    /// `Authorization: Basic`, as reqwest does; like any credential header, they are dropped
+    /// when a redirect leaves the origin.
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
-        let request = url.into_url(self.inner.base_url.as_ref()).map(|url| Draft {
-            method,
-            url,
-            headers: HeaderMap::new(),
-            body: Body::empty(),
-            extensions: http::Extensions::new(),
-        });
+        let request = url
+            .into_url(self.inner.base_url.as_ref())
+            .and_then(|mut url| {
+                let mut headers = HeaderMap::new();
+                if let Some(credentials) = take_url_credentials(&mut url)? {
+                    headers.insert(AUTHORIZATION, credentials);
+                }
+                Ok(Draft {
+                    method,
+                    url,
+                    headers,
+                    body: Body::empty(),
+                    extensions: http::Extensions::new(),
+                })
+            });
         RequestBuilder {
             client: self.clone(),
             request,
@@ -310,13 +324,18 @@ impl ClientBuilder {
 
     /// How long one `send` may take in all: every hop, every attempt a middleware makes, and
     /// the time middlewares spend themselves. Default: no limit.
+    ///
+    /// It ends when `send` returns the response head; reading the body of that response is
+    /// bounded by the [`attempt_timeout`](Self::attempt_timeout) instead.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// How long one attempt on the wire may take, up to the response head; a retry middleware
-    /// sees it as a timeout error it can retry. Default: no limit.
+    /// How long one attempt on the wire may take, from sending the request until its response
+    /// body has been read (like reqwest's own `timeout`). A retry middleware sees an attempt
+    /// that passes it before the response head as a timeout error it can retry; past the head,
+    /// reading the body fails with [`ErrorKind::Timeout`]. Default: no limit.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -502,6 +521,34 @@ fn check_scheme(url: Url) -> Result<Url> {
     }
 }
 
+/// Takes the user name and password out of `url`, as the value of a Basic `Authorization`
+/// header. They are percent-decoded first: the URL holds them encoded.
+fn take_url_credentials(url: &mut Url) -> Result<Option<HeaderValue>> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(None);
+    }
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).collect::<Vec<u8>>();
+    let username = decode(url.username());
+    let password = url.password().map(decode);
+    // Only fails for URLs that cannot hold credentials, and this one held some.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    basic_auth_value(&username, password.as_deref()).map(Some)
+}
+
+/// `Basic base64(user:password)`, marked sensitive.
+fn basic_auth_value(username: &[u8], password: Option<&[u8]>) -> Result<HeaderValue> {
+    use base64::Engine as _;
+    let mut credentials = username.to_vec();
+    credentials.push(b':');
+    credentials.extend_from_slice(password.unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+        .map_err(|_| Error::builder("the basic credentials are not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// What a request URL can be given as: a string (absolute, or relative to the base URL) or a
 /// parsed [`Url`].
 pub trait IntoUrl: into_url::Sealed {}
@@ -568,6 +615,7 @@ impl IntoUrl for &str {}
 impl IntoUrl for String {}
 impl IntoUrl for &String {}
 
+#[derive(Clone)]
 enum ChainChoice {
     /// The client's list.
     Inherit,
@@ -577,9 +625,10 @@ enum ChainChoice {
     Extend(Chain),
 }
 
-/// A request being built. Nothing is sent until [`send`](RequestBuilder::send); an invalid
-/// input is kept and reported by `send` as an [`ErrorKind::Builder`] error naming it.
-#[must_use = "a request is sent only by `send`"]
+/// A request being built. Nothing is sent until [`send`](RequestBuilder::send) (or `.await` on
+/// the builder, which is the same); an invalid input is kept and reported by `send` as an
+/// [`ErrorKind::Builder`] error naming it.
+#[must_use = "a request is sent only by `send` or `.await`"]
 pub struct RequestBuilder {
     client: Client,
     request: Result<Draft>,
@@ -637,6 +686,29 @@ impl RequestBuilder {
         })
     }
 
+    /// Sets `Authorization: Basic` with these credentials (RFC 7617), replacing any
+    /// `Authorization` set on the request before. The value is marked sensitive.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.get("http://example.test/").basic_auth("aladdin", Some("opensesame"));
+    /// # let _ = request;
+    /// ```
+    pub fn basic_auth<U, P>(self, username: U, password: Option<P>) -> Self
+    where
+        U: fmt::Display,
+        P: fmt::Display,
+    {
+        let username = username.to_string();
+        let password = password.map(|password| password.to_string());
+        self.update(|request| {
+            let value =
+                basic_auth_value(username.as_bytes(), password.as_deref().map(str::as_bytes))?;
+            request.headers.insert(AUTHORIZATION, value);
+            Ok(())
+        })
+    }
+
     /// Sets `Authorization: Bearer <token>`.
     pub fn bearer_auth(self, token: impl fmt::Display) -> Self {
         let value = HeaderValue::try_from(format!("Bearer {token}"));
@@ -645,7 +717,7 @@ impl RequestBuilder {
             let mut value = value
                 .map_err(|_| Error::builder("the bearer token is not a valid header value"))?;
             value.set_sensitive(true);
-            headers.insert(http::header::AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, value);
             Ok(())
         })
     }
@@ -720,7 +792,7 @@ impl RequestBuilder {
         })
     }
 
-    /// How long this call may take in all, replacing the client's
+    /// How long this call may take in all, up to the response head, replacing the client's
     /// [`timeout`](ClientBuilder::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -764,7 +836,38 @@ impl RequestBuilder {
         })
     }
 
+    /// A copy of this builder, to send the same request again; `None` when the body is a
+    /// stream or the builder holds an input error.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.post("http://example.test/").body("payload");
+    /// let again = request.try_clone().expect("a buffered body can be copied");
+    /// # let _ = (request, again);
+    /// ```
+    pub fn try_clone(&self) -> Option<RequestBuilder> {
+        let draft = self.request.as_ref().ok()?;
+        if draft.body.is_stream() {
+            return None;
+        }
+        Some(RequestBuilder {
+            client: self.client.clone(),
+            request: Ok(Draft {
+                method: draft.method.clone(),
+                url: draft.url.clone(),
+                headers: draft.headers.clone(),
+                body: draft.body.share(),
+                extensions: draft.extensions.clone(),
+            }),
+            chain: self.chain.clone(),
+            follow_redirects: self.follow_redirects,
+            timeout: self.timeout,
+        })
+    }
+
     /// Sends the request through the middleware chain, following redirects.
+    ///
+    /// Awaiting the builder itself does the same: `client.get(url).await`.
     pub async fn send(self) -> Result<Response> {
         let RequestBuilder {
             client,
@@ -802,6 +905,16 @@ impl RequestBuilder {
                 .with_url(url)
                 .with_message(format!("the request took longer than {timeout:?}"))),
         }
+    }
+}
+
+impl std::future::IntoFuture for RequestBuilder {
+    type Output = Result<Response>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Response>> + Send>>;
+
+    /// Sends the request, as [`send`](RequestBuilder::send) does.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
     }
 }
 

@@ -92,8 +92,9 @@ impl Request {
         &mut self.body
     }
 
-    /// The time one attempt may take on the wire, from sending to the response head. `None`
-    /// means no limit of its own (the whole call's timeout still applies).
+    /// The time one attempt may take on the wire, from sending until the response body has
+    /// been read. `None` means no limit of its own (the whole call's timeout still applies
+    /// until the response head).
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout
     }

@@ -170,6 +170,24 @@ impl Response {
         self.remote_addr
     }
 
+    /// The length of the body when it is known in advance: from `Content-Length`, or the
+    /// size of a body a middleware made. `None` for a body of unknown length (chunked, or
+    /// ended by closing the connection).
+    ///
+    /// ```
+    /// use layover::client::Response;
+    ///
+    /// let url = url::Url::parse("http://example.test/").unwrap();
+    /// let response = Response::from_http(http::Response::new("12345"), url);
+    /// assert_eq!(response.content_length(), Some(5));
+    /// ```
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.body {
+            ResponseBody::Full(bytes) => u64::try_from(bytes.len()).ok(),
+            ResponseBody::Incoming(response) => response.content_length(),
+        }
+    }
+
     /// The redirects followed before this response, first one first.
     pub fn history(&self) -> &[Redirect] {
         &self.history

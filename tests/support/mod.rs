@@ -4,6 +4,7 @@
 //! - `/redirect?status={code}&to={url}`: that status with `Location: {url}` (no `to`: no Location)
 //! - `/hops/{n}`: 302 to `/hops/{n-1}` until `/hops/0`, which answers 200 `done`
 //! - `/loop`: 302 to itself
+//! - `/stall`: 200 with the body `part`, then nothing more, never ending
 //! - anything else: 200 `ok`
 
 #![allow(dead_code)]
@@ -16,6 +17,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 
 /// One request as the server received it.
 #[derive(Clone, Debug)]
@@ -104,6 +106,12 @@ async fn answer(
             [(header::LOCATION, format!("/hops/{}", n - 1))],
         )
             .into_response();
+    }
+    if path == "/stall" {
+        let first =
+            futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("part")) });
+        let body = axum::body::Body::from_stream(first.chain(futures_util::stream::pending()));
+        return body.into_response();
     }
     if path == "/loop" {
         return (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response();
