@@ -1023,3 +1023,31 @@ async fn content_length_comes_from_the_response() {
     let streamed = client.get(server.url("/stall")).send().await.unwrap();
     assert_eq!(streamed.content_length(), None);
 }
+
+/// A resolver that never answers, so that connecting runs out of the connect timeout.
+struct SilentDns;
+
+impl reqwest::dns::Resolve for SilentDns {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(futures_util::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_timeout_is_a_connect_error_that_is_also_a_timeout() {
+    let client = Client::builder()
+        .dns_resolver(Arc::new(SilentDns))
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = client
+        .post("http://unanswered.test/upload")
+        .body("never sent")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err:?}");
+    assert!(err.is_connect());
+    assert!(err.is_timeout());
+    assert_eq!(err.url().unwrap().path(), "/upload");
+}
