@@ -1051,3 +1051,84 @@ async fn connect_timeout_is_a_connect_error_that_is_also_a_timeout() {
     assert!(err.is_timeout());
     assert_eq!(err.url().unwrap().path(), "/upload");
 }
+
+#[tokio::test]
+async fn cross_origin_hop_drops_credentials_from_the_default_headers() {
+    let first = TestServer::start().await;
+    let second = TestServer::start().await;
+    let mut defaults = http::HeaderMap::new();
+    defaults.insert("authorization", "Bearer default".parse().unwrap());
+    defaults.insert("cookie", "session=default".parse().unwrap());
+    defaults.insert("x-kept", "yes".parse().unwrap());
+    let client = Client::builder().default_headers(defaults).build().unwrap();
+    let url = first.url(&format!(
+        "/redirect?status=302&to={}",
+        second.url("/landing")
+    ));
+    client.get(url).send().await.unwrap();
+    assert_eq!(first.seen()[0].headers["authorization"], "Bearer default");
+    let landed = &second.seen()[0].headers;
+    assert!(!landed.contains_key("authorization"));
+    assert!(!landed.contains_key("cookie"));
+    assert_eq!(landed["x-kept"], "yes");
+}
+
+#[tokio::test]
+async fn credentials_are_not_restored_when_a_later_hop_returns_to_the_origin() {
+    let home = TestServer::start().await;
+    let away = TestServer::start().await;
+    let back_home = away.url(&format!(
+        "/redirect?{}",
+        serde_urlencoded::to_string([("status", "302"), ("to", &home.url("/back"))]).unwrap()
+    ));
+    let url = home.url(&format!(
+        "/redirect?{}",
+        serde_urlencoded::to_string([("status", "302"), ("to", &back_home)]).unwrap()
+    ));
+    Client::new()
+        .get(url)
+        .header("authorization", "Bearer home")
+        .send()
+        .await
+        .unwrap();
+    let seen = home.seen();
+    assert_eq!(home.paths(), ["/redirect", "/back"]);
+    assert!(seen[0].headers.contains_key("authorization"));
+    assert!(!seen[1].headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn max_redirects_zero_makes_the_first_redirect_an_error() {
+    let server = TestServer::start().await;
+    let client = Client::builder().max_redirects(0).build().unwrap();
+    let err = client.get(server.url("/hops/1")).send().await.unwrap_err();
+    assert!(err.is_redirect());
+    assert!(err.redirect_history().unwrap().is_empty());
+    assert_eq!(server.paths(), ["/hops/1"]);
+}
+
+#[tokio::test]
+async fn max_nesting_zero_is_refused_at_build() {
+    let err = Client::builder().max_nesting(0).build().unwrap_err();
+    assert!(err.is_builder());
+    assert!(err.to_string().contains("max_nesting"), "{err}");
+}
+
+#[tokio::test]
+async fn max_nesting_one_allows_the_request_but_no_nested_one() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .max_nesting(1)
+        .middleware(from_fn(|req: Request, next: Next| async move {
+            if req.url().path() == "/outer" {
+                let inner = next.client().get("/inner").no_middleware().send().await;
+                assert!(inner.unwrap_err().is_recursion());
+            }
+            next.run(req).await
+        }))
+        .build()
+        .unwrap();
+    client.get("/outer").send().await.unwrap();
+    assert_eq!(server.paths(), ["/outer"]);
+}

@@ -349,13 +349,17 @@ impl ClientBuilder {
 
     /// How many redirects one request may follow before it fails with
     /// [`ErrorKind::TooManyRedirects`]. Default: 10.
+    ///
+    /// With 0, the first redirect is that error; to get the 3xx response itself instead, use
+    /// [`RequestBuilder::follow_redirects`]`(false)`.
     pub fn max_redirects(mut self, max_redirects: usize) -> Self {
         self.max_redirects = max_redirects;
         self
     }
 
     /// How deep requests sent from inside middlewares may nest before they fail with
-    /// [`ErrorKind::Recursion`]. Default: 8.
+    /// [`ErrorKind::Recursion`]: 1 allows none, 2 one level, and so on. Default: 8. `build`
+    /// refuses 0, which would refuse every request.
     ///
     /// Nesting is counted within a task: a request sent while another request of the same task
     /// is in its chain is one level deeper. A request sent from a task the middleware spawns
@@ -429,6 +433,11 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client> {
         if let Some(err) = self.error {
             return Err(err);
+        }
+        if self.max_nesting == 0 {
+            return Err(Error::builder(
+                "max_nesting is 0, which would refuse every request: it counts the request itself",
+            ));
         }
         let base_url = match self.base_url {
             None => None,
