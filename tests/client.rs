@@ -1132,3 +1132,31 @@ async fn max_nesting_one_allows_the_request_but_no_nested_one() {
     client.get("/outer").send().await.unwrap();
     assert_eq!(server.paths(), ["/outer"]);
 }
+
+#[tokio::test]
+async fn original_url_stays_the_callers_after_a_middleware_changes_the_url() {
+    let server = TestServer::start().await;
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let client = Client::builder()
+        .middleware(from_fn(|mut req: Request, next: Next| async move {
+            if req.hop() == 0 {
+                req.url_mut().set_path("/hops/1");
+            }
+            next.run(req).await
+        }))
+        .middleware(from_fn(move |req: Request, next: Next| {
+            record.lock().unwrap().push((
+                req.url().path().to_owned(),
+                req.original_url().path().to_owned(),
+            ));
+            next.run(req)
+        }))
+        .build()
+        .unwrap();
+    client.get(server.url("/asked")).send().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let expected = [("/hops/1", "/asked"), ("/hops/0", "/asked")]
+        .map(|(url, original)| (url.to_owned(), original.to_owned()));
+    assert_eq!(seen, expected);
+}

@@ -58,7 +58,9 @@ pub(crate) struct Draft {
 /// The redirect loop's state: the caller's request and what the redirects so far changed.
 struct Hops {
     method: Method,
-    original_url: Arc<Url>,
+    original_url: Url,
+    /// The original URL shared with the requests of the later hops, made at the first redirect.
+    shared_original_url: Option<Arc<Url>>,
     /// Where the next hop goes; `None` while it is the original URL.
     url: Option<Url>,
     headers: HeaderMap,
@@ -75,7 +77,8 @@ impl Hops {
     fn new(draft: Draft) -> Self {
         Hops {
             method: draft.method,
-            original_url: Arc::new(draft.url),
+            original_url: draft.url,
+            shared_original_url: None,
             url: None,
             headers: draft.headers,
             body: draft.body,
@@ -92,7 +95,7 @@ impl Hops {
 
     /// The request for the next hop: the client's defaults, the caller's headers over them,
     /// minus what the redirects so far took away.
-    fn request(&self, client: &Client) -> Request {
+    fn request(&mut self, client: &Client) -> Request {
         let mut headers = client.default_headers().clone();
         if !self.headers.is_empty() {
             headers.extend(self.headers.clone());
@@ -107,6 +110,14 @@ impl Hops {
                 headers.remove(name);
             }
         }
+        // The first hop's request is its own original URL (see `Request::original_url`).
+        let original_url = match &self.url {
+            None => None,
+            Some(_) => Some(Arc::clone(
+                self.shared_original_url
+                    .get_or_insert_with(|| Arc::new(self.original_url.clone())),
+            )),
+        };
         Request {
             method: self.method.clone(),
             url: self.url().clone(),
@@ -115,7 +126,7 @@ impl Hops {
             attempt_timeout: client.attempt_timeout(),
             extensions: self.extensions.clone(),
             hop: self.hop,
-            original_url: Arc::clone(&self.original_url),
+            original_url,
         }
     }
 }

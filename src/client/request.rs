@@ -23,7 +23,9 @@ pub struct Request {
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) extensions: Extensions,
     pub(crate) hop: u32,
-    pub(crate) original_url: Arc<Url>,
+    /// The URL before any redirect; `None` while that is `url` itself (the first hop, its URL
+    /// untouched), so that the common request holds one copy of its URL, not two.
+    pub(crate) original_url: Option<Arc<Url>>,
 }
 
 impl Request {
@@ -38,7 +40,6 @@ impl Request {
     /// assert_eq!(request.hop(), 0);
     /// ```
     pub fn new(method: Method, url: Url) -> Self {
-        let original_url = Arc::new(url.clone());
         Request {
             method,
             url,
@@ -47,7 +48,7 @@ impl Request {
             attempt_timeout: None,
             extensions: Extensions::new(),
             hop: 0,
-            original_url,
+            original_url: None,
         }
     }
 
@@ -69,6 +70,9 @@ impl Request {
     /// The URL, to change it. The connection policy checks the URL as it is when the request
     /// reaches the transport, so a middleware cannot send it anywhere the policy forbids.
     pub fn url_mut(&mut self) -> &mut Url {
+        if self.original_url.is_none() {
+            self.original_url = Some(Arc::new(self.url.clone()));
+        }
         &mut self.url
     }
 
@@ -124,7 +128,7 @@ impl Request {
 
     /// The URL the caller asked for, before any redirect.
     pub fn original_url(&self) -> &Url {
-        &self.original_url
+        self.original_url.as_deref().unwrap_or(&self.url)
     }
 
     /// A copy for another attempt (a retry, a challenge answer).
@@ -159,7 +163,7 @@ impl Request {
             attempt_timeout: self.attempt_timeout,
             extensions: self.extensions.clone(),
             hop: self.hop,
-            original_url: Arc::clone(&self.original_url),
+            original_url: self.original_url.clone(),
         }
     }
 }
