@@ -1160,3 +1160,29 @@ async fn original_url_stays_the_callers_after_a_middleware_changes_the_url() {
         .map(|(url, original)| (url.to_owned(), original.to_owned()));
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn chain_that_reenters_itself_from_spawned_tasks_fails_with_a_recursion_error() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .max_nesting(4)
+        .middleware(from_fn(|req: Request, next: Next| async move {
+            let client = next.client().clone();
+            let nested = tokio::spawn(async move { client.get("/again").send().await });
+            nested.await.map_err(layover::client::Error::middleware)??;
+            next.run(req).await
+        }))
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.get("/start").send(),
+    )
+    .await
+    .expect("the recursion ends by itself")
+    .unwrap_err();
+    assert!(err.is_recursion(), "{err:?}");
+    assert_eq!(err.recursion_depth(), Some(5));
+    assert!(server.seen().is_empty(), "no request went out");
+}

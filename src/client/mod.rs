@@ -74,6 +74,11 @@ tokio::task_local! {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<ClientRef>,
+    /// How deeply nested the request was that this handle was given to: 0 for a client the
+    /// caller built, the request's depth for the one a middleware gets from [`Next::client`].
+    /// A request sent with it counts from there, even from a task the middleware spawned,
+    /// where the task-local count does not reach.
+    nesting: usize,
 }
 
 struct ClientRef {
@@ -361,10 +366,11 @@ impl ClientBuilder {
     /// [`ErrorKind::Recursion`]: 1 allows none, 2 one level, and so on. Default: 8. `build`
     /// refuses 0, which would refuse every request.
     ///
-    /// Nesting is counted within a task: a request sent while another request of the same task
-    /// is in its chain is one level deeper. A request sent from a task the middleware spawns
-    /// starts again at zero (it cannot overflow the first task's stack, but it is not bounded
-    /// either).
+    /// A request sent while another request of the same task is in its chain is one level
+    /// deeper, and so is a request sent with the client a middleware gets from
+    /// [`Next::client`], even from a task the middleware spawns. A clone of the client made
+    /// outside the chain and used from a spawned task starts again at zero (it cannot overflow
+    /// the first task's stack, but it is not bounded either).
     pub fn max_nesting(mut self, max_nesting: usize) -> Self {
         self.max_nesting = max_nesting;
         self
@@ -491,6 +497,7 @@ impl ClientBuilder {
                 .with_message("the HTTP transport could not be built")
         })?;
         Ok(Client {
+            nesting: 0,
             inner: Arc::new(ClientRef {
                 http,
                 base_url,
@@ -891,10 +898,13 @@ impl RequestBuilder {
             ChainChoice::Replace(chain) => chain,
             ChainChoice::Extend(extra) => client.inner.chain.then(&extra),
         };
-        let nesting = NESTING.try_with(|nesting| *nesting).unwrap_or(0) + 1;
+        let outer = NESTING.try_with(|nesting| *nesting).unwrap_or(0);
+        let nesting = outer.max(client.nesting) + 1;
         if nesting > client.inner.max_nesting {
             return Err(Error::recursion(nesting).with_url(draft.url));
         }
+        // The middlewares of this request get a client that remembers how deep it is.
+        let client = Client { nesting, ..client };
         let Some(timeout) = timeout else {
             return NESTING
                 .scope(
