@@ -1186,3 +1186,48 @@ async fn chain_that_reenters_itself_from_spawned_tasks_fails_with_a_recursion_er
     assert_eq!(err.recursion_depth(), Some(5));
     assert!(server.seen().is_empty(), "no request went out");
 }
+
+#[tokio::test]
+async fn text_drops_a_leading_byte_order_mark_and_refuses_invalid_utf8() {
+    let server = TestServer::start().await;
+    let answer_with = |body: &'static [u8]| {
+        from_fn(move |req: Request, _next: Next| async move {
+            Ok(Response::from_http(
+                http::Response::new(body),
+                req.url().clone(),
+            ))
+        })
+    };
+    let client = Client::new();
+    let with_bom = client
+        .get(server.url("/"))
+        .middlewares(Chain::new().with(answer_with(b"\xEF\xBB\xBFhello")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_bom.text().await.unwrap(), "hello");
+    let latin1 = client
+        .get(server.url("/"))
+        .middlewares(Chain::new().with(answer_with(b"caf\xE9")))
+        .send()
+        .await
+        .unwrap();
+    assert!(latin1.text().await.unwrap_err().is_decode());
+}
+
+#[tokio::test]
+async fn redirect_302_of_a_put_with_a_one_shot_stream_is_a_typed_error() {
+    let server = TestServer::start().await;
+    let url = server.url(&format!(
+        "/redirect?status=302&to={}",
+        server.url("/target")
+    ));
+    let err = Client::new()
+        .put(url)
+        .body(Body::wrap_stream(stream_body(&["a", "b"])))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_body_not_replayable(), "{err:?}");
+    assert_eq!(server.count("/target"), 0, "never sent with an empty body");
+}

@@ -254,12 +254,16 @@ impl Response {
 
     /// The whole body as UTF-8 text.
     ///
-    /// A body that is not UTF-8 is an [`ErrorKind::Decode`](super::ErrorKind::Decode) error
-    /// rather than text with replacement characters; read [`bytes`](Self::bytes) to decode
-    /// another charset.
+    /// A leading byte order mark is dropped, as reqwest and browsers do. A body that is not
+    /// UTF-8 is an [`ErrorKind::Decode`](super::ErrorKind::Decode) error rather than text with
+    /// replacement characters; read [`bytes`](Self::bytes) to decode another charset.
     pub async fn text(self) -> Result<String> {
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
         let url = self.url.clone();
-        let bytes = self.bytes().await?;
+        let mut bytes = self.bytes().await?;
+        if bytes.starts_with(BOM) {
+            bytes = bytes.slice(BOM.len()..);
+        }
         String::from_utf8(bytes.into()).map_err(|err| Error::decode(err.utf8_error()).with_url(url))
     }
 
