@@ -1231,3 +1231,25 @@ async fn redirect_302_of_a_put_with_a_one_shot_stream_is_a_typed_error() {
     assert!(err.is_body_not_replayable(), "{err:?}");
     assert_eq!(server.count("/target"), 0, "never sent with an empty body");
 }
+
+#[tokio::test]
+async fn cross_origin_hop_drops_a_host_header_the_caller_set() {
+    let first = TestServer::start().await;
+    let second = TestServer::start().await;
+    let url = first.url(&format!(
+        "/redirect?status=302&to={}",
+        second.url("/landing")
+    ));
+    Client::new()
+        .get(url)
+        .header("host", "vhost.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.seen()[0].headers["host"], "vhost.test");
+    let landed = second.seen()[0].headers["host"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(landed, second.addr.to_string());
+}

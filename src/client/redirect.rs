@@ -13,7 +13,8 @@
 //!   or unusable `Location` (not UTF-8, not a URL, not http or https) ends the loop and the 3xx
 //!   response is returned as it is.
 //! - A hop to another origin (which includes https to http) drops every `Authorization`,
-//!   `Cookie` and `Proxy-Authorization` header, for this hop and all later ones.
+//!   `Cookie` and `Proxy-Authorization` header, and a `Host` header the caller set, for this
+//!   hop and all later ones.
 //! - Each hop starts from the request the caller built, so what a middleware changed on one hop
 //!   is not carried to the next.
 
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use http::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
-    CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
+    CONTENT_TYPE, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
 use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode};
 use url::Url;
@@ -104,6 +105,9 @@ impl Hops {
             for name in CREDENTIAL_HEADERS {
                 headers.remove(name);
             }
+            // A `Host` the caller set names the origin it was set for; without it, the
+            // connection fills in the host of the URL the hop goes to.
+            headers.remove(HOST);
         }
         if self.body_dropped {
             for name in BODY_HEADERS {
