@@ -1253,3 +1253,38 @@ async fn cross_origin_hop_drops_a_host_header_the_caller_set() {
         .to_owned();
     assert_eq!(landed, second.addr.to_string());
 }
+
+#[tokio::test]
+async fn url_credentials_are_refused_by_an_ssrf_policy_that_forbids_user_info() {
+    use layover::client::ssrf::Policy;
+    let server = TestServer::start().await;
+    let addr = server.addr.to_string();
+    let strict = Policy::builder().allow_addr(&addr).build().unwrap();
+    let client = Client::builder().ssrf_policy(strict).build().unwrap();
+    let err = client
+        .get(format!("http://user:hunter2@{addr}/private"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_refused(), "{err:?}");
+    assert_eq!(err.refusal().unwrap().rule().as_str(), "userinfo");
+    assert!(!everything_shown(&err).contains("hunter2"));
+    assert!(server.seen().is_empty());
+
+    let lenient = Policy::builder()
+        .allow_addr(&addr)
+        .allow_userinfo(true)
+        .build()
+        .unwrap();
+    let client = Client::builder().ssrf_policy(lenient).build().unwrap();
+    client
+        .get(format!("http://user:hunter2@{addr}/private"))
+        .send()
+        .await
+        .unwrap();
+    // base64("user:hunter2")
+    assert_eq!(
+        server.seen()[0].headers["authorization"],
+        "Basic dXNlcjpodW50ZXIy"
+    );
+}

@@ -147,12 +147,15 @@ impl Client {
     ///
     /// A user name and password in the URL are taken out of it and sent as
     /// `Authorization: Basic`, as reqwest does; like any credential header, they are dropped
-    /// when a redirect leaves the origin.
+    /// when a redirect leaves the origin. With an [SSRF policy](ClientBuilder::ssrf_policy)
+    /// that does not [allow user info](ssrf::PolicyBuilder::allow_userinfo), such a URL is
+    /// refused instead, as the policy would refuse it at the transport.
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
         let request = url
             .into_url(self.inner.base_url.as_ref())
             .and_then(|mut url| {
                 let mut headers = HeaderMap::new();
+                self.judge_url_credentials(&url)?;
                 if let Some(credentials) = take_url_credentials(&mut url)? {
                     headers.insert(AUTHORIZATION, credentials);
                 }
@@ -170,6 +173,20 @@ impl Client {
             chain: ChainChoice::Inherit,
             follow_redirects: true,
             timeout: self.inner.timeout,
+        }
+    }
+
+    /// Lets the SSRF policy judge the credentials of a URL before they are taken out of it:
+    /// at the transport, its `userinfo` rule would no longer see them.
+    fn judge_url_credentials(&self, url: &Url) -> Result<()> {
+        let Some(policy) = &self.inner.ssrf else {
+            return Ok(());
+        };
+        match policy.check_url(url) {
+            Err(refusal) if refusal.rule() == ssrf::Rule::Userinfo => policy
+                .enforce(Err(refusal))
+                .map_err(|refusal| Error::refused(refusal.with_hop(0))),
+            _ => Ok(()),
         }
     }
 
