@@ -1288,3 +1288,16 @@ async fn url_credentials_are_refused_by_an_ssrf_policy_that_forbids_user_info() 
         "Basic dXNlcjpodW50ZXIy"
     );
 }
+
+#[tokio::test]
+async fn redirect_bodies_are_drained_so_every_hop_reuses_the_connection() {
+    let server = TestServer::start().await;
+    let response = Client::new()
+        .get(server.url("/hops-with-body/3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "done");
+    assert_eq!(server.seen().len(), 4);
+    assert_eq!(server.connections(), 1);
+}

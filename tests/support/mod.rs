@@ -3,6 +3,7 @@
 //! - `/status/{code}`: that status, empty body
 //! - `/redirect?status={code}&to={url}`: that status with `Location: {url}` (no `to`: no Location)
 //! - `/hops/{n}`: 302 to `/hops/{n-1}` until `/hops/0`, which answers 200 `done`
+//! - `/hops-with-body/{n}`: the same, each 302 with a 32 KiB body (longer than one read)
 //! - `/loop`: 302 to itself
 //! - `/stall`: 200 with the body `part`, then nothing more, never ending
 //! - anything else: 200 `ok`
@@ -10,6 +11,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -33,6 +35,7 @@ pub struct Seen {
 pub struct TestServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl TestServer {
@@ -41,8 +44,22 @@ impl TestServer {
         let app = Router::new().fallback(answer).with_state(Arc::clone(&seen));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        TestServer { addr, seen }
+        TestServer {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    /// How many connections the server accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -112,6 +129,15 @@ async fn answer(
             futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("part")) });
         let body = axum::body::Body::from_stream(first.chain(futures_util::stream::pending()));
         return body.into_response();
+    }
+    if let Some(n) = path.strip_prefix("/hops-with-body/") {
+        let n: u32 = n.parse().unwrap();
+        if n == 0 {
+            return "done".into_response();
+        }
+        let next = format!("/hops-with-body/{}", n - 1);
+        let body = "moved ".repeat(32 * 1024 / 6);
+        return (StatusCode::FOUND, [(header::LOCATION, next)], body).into_response();
     }
     if path == "/loop" {
         return (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response();
