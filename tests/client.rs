@@ -1301,3 +1301,24 @@ async fn redirect_bodies_are_drained_so_every_hop_reuses_the_connection() {
     assert_eq!(server.seen().len(), 4);
     assert_eq!(server.connections(), 1);
 }
+
+#[tokio::test]
+async fn connection_closed_before_a_response_is_a_transport_error() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 1024];
+        let _ = socket.read(&mut request).await;
+        // Closed without a byte of response.
+    });
+    let err = Client::new()
+        .get(format!("http://{addr}/hang-up"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
+    assert!(!err.is_timeout() && !err.is_connect());
+    assert_eq!(err.url().unwrap().path(), "/hang-up");
+}
