@@ -182,6 +182,9 @@ impl Client {
         let Some(policy) = &self.inner.ssrf else {
             return Ok(());
         };
+        if url.username().is_empty() && url.password().is_none() {
+            return Ok(());
+        }
         match policy.check_url(url) {
             Err(refusal) if refusal.rule() == ssrf::Rule::Userinfo => policy
                 .enforce(Err(refusal))
