@@ -1322,3 +1322,30 @@ async fn connection_closed_before_a_response_is_a_transport_error() {
     assert!(!err.is_timeout() && !err.is_connect());
     assert_eq!(err.url().unwrap().path(), "/hang-up");
 }
+
+#[tokio::test]
+async fn version_sets_the_http_version_of_the_request() {
+    let server = TestServer::start().await;
+    let seen_by_middleware = Arc::new(Mutex::new(None));
+    let record = Arc::clone(&seen_by_middleware);
+    let client = Client::builder()
+        .middleware(from_fn(move |req: Request, next: Next| {
+            *record.lock().unwrap() = Some(req.version());
+            next.run(req)
+        }))
+        .build()
+        .unwrap();
+    client
+        .get(server.url("/"))
+        .version(http::Version::HTTP_10)
+        .send()
+        .await
+        .unwrap();
+    client.get(server.url("/")).send().await.unwrap();
+    let versions: Vec<_> = server.seen().iter().map(|seen| seen.version).collect();
+    assert_eq!(versions, [http::Version::HTTP_10, http::Version::HTTP_11]);
+    assert_eq!(
+        *seen_by_middleware.lock().unwrap(),
+        Some(http::Version::HTTP_11)
+    );
+}

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE, PROXY_AUTHORIZATION, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use serde::Serialize;
 use url::Url;
 
@@ -165,6 +165,7 @@ impl Client {
                     headers,
                     body: Body::empty(),
                     extensions: http::Extensions::new(),
+                    version: Version::HTTP_11,
                 })
             });
         RequestBuilder {
@@ -222,6 +223,7 @@ impl Client {
             headers,
             body,
             attempt_timeout,
+            version,
             hop,
             ..
         } = request;
@@ -237,6 +239,7 @@ impl Client {
         *outgoing.headers_mut() = headers;
         *outgoing.body_mut() = body;
         *outgoing.timeout_mut() = attempt_timeout;
+        *outgoing.version_mut() = version;
         let execute = self.inner.http.execute(outgoing);
         let result = match (&self.inner.ssrf, url.port_or_known_default()) {
             // The guarded resolver judges port-restricted rules with the port it runs for.
@@ -828,6 +831,21 @@ impl RequestBuilder {
         })
     }
 
+    /// The HTTP version to ask for. Default: HTTP/1.1, and HTTP/2 when TLS negotiates it;
+    /// `HTTP_10` sends an HTTP/1.0 request; `HTTP_2` over a connection that is HTTP/1 fails.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.get("http://example.test/").version(http::Version::HTTP_10);
+    /// # let _ = request;
+    /// ```
+    pub fn version(self, version: Version) -> Self {
+        self.update(|request| {
+            request.version = version;
+            Ok(())
+        })
+    }
+
     /// How long this call may take in all, up to the response head, replacing the client's
     /// [`timeout`](ClientBuilder::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -894,6 +912,7 @@ impl RequestBuilder {
                 headers: draft.headers.clone(),
                 body: draft.body.share(),
                 extensions: draft.extensions.clone(),
+                version: draft.version,
             }),
             chain: self.chain.clone(),
             follow_redirects: self.follow_redirects,

@@ -24,7 +24,7 @@ use http::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
     CONTENT_TYPE, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
-use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode};
+use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode, Version};
 use url::Url;
 
 use super::Client;
@@ -54,6 +54,7 @@ pub(crate) struct Draft {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Body,
     pub(crate) extensions: Extensions,
+    pub(crate) version: Version,
 }
 
 /// The redirect loop's state: the caller's request and what the redirects so far changed.
@@ -67,6 +68,7 @@ struct Hops {
     headers: HeaderMap,
     body: Body,
     extensions: Extensions,
+    version: Version,
     hop: u32,
     /// Set once a hop left the original origin: credentials are never sent again.
     credentials_dropped: bool,
@@ -84,6 +86,7 @@ impl Hops {
             headers: draft.headers,
             body: draft.body,
             extensions: draft.extensions,
+            version: draft.version,
             hop: 0,
             credentials_dropped: false,
             body_dropped: false,
@@ -129,6 +132,7 @@ impl Hops {
             body: self.body.share(),
             attempt_timeout: client.attempt_timeout(),
             extensions: self.extensions.clone(),
+            version: self.version,
             hop: self.hop,
             original_url,
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Extensions, HeaderMap, Method};
+use http::{Extensions, HeaderMap, Method, Version};
 use url::Url;
 
 use super::body::Body;
@@ -22,6 +22,7 @@ pub struct Request {
     pub(crate) body: Body,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) extensions: Extensions,
+    pub(crate) version: Version,
     pub(crate) hop: u32,
     /// The URL before any redirect; `None` while that is `url` itself (the first hop, its URL
     /// untouched), so that the common request holds one copy of its URL, not two.
@@ -47,6 +48,7 @@ impl Request {
             body: Body::empty(),
             attempt_timeout: None,
             extensions: Extensions::new(),
+            version: Version::HTTP_11,
             hop: 0,
             original_url: None,
         }
@@ -94,6 +96,17 @@ impl Request {
     /// The body, to replace it.
     pub fn body_mut(&mut self) -> &mut Body {
         &mut self.body
+    }
+
+    /// The HTTP version asked for: HTTP/1.1 unless the caller chose another (an HTTP/2
+    /// connection, negotiated by TLS, is used whatever this says).
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The HTTP version, to change it.
+    pub fn version_mut(&mut self) -> &mut Version {
+        &mut self.version
     }
 
     /// The time one attempt may take on the wire, from sending until the response body has
@@ -162,6 +175,7 @@ impl Request {
             body: self.body.share(),
             attempt_timeout: self.attempt_timeout,
             extensions: self.extensions.clone(),
+            version: self.version,
             hop: self.hop,
             original_url: self.original_url.clone(),
         }

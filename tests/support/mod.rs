@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
@@ -25,6 +25,7 @@ use futures_util::StreamExt;
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: Method,
+    pub version: Version,
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -88,12 +89,14 @@ impl TestServer {
 async fn answer(
     State(seen): State<Arc<Mutex<Vec<Seen>>>>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     seen.lock().unwrap().push(Seen {
         method,
+        version,
         uri: uri.clone(),
         headers,
         body,
