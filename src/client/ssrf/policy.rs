@@ -52,7 +52,8 @@ pub enum MixedAnswers {
 /// port except 0, no user info in URLs, the host-name rules (`localhost`,
 /// `*.localhost`, `*.local`, `*.home.arpa`, `*.internal`, metadata names),
 /// and every special-purpose address of the IANA registries denied, with
-/// IPv4 addresses embedded in IPv6 judged by the IPv4 table.
+/// IPv4 addresses embedded in IPv6 judged by the IPv4 table; DNS lookups
+/// are bounded to 10 seconds and 16 addresses.
 ///
 /// An address is judged in this order, and the first step that answers wins:
 ///
