@@ -722,8 +722,8 @@ impl PolicyBuilder {
     /// A lookup that takes longer fails with an `std::io::Error` of kind
     /// [`TimedOut`](std::io::ErrorKind::TimedOut), which the client reports as
     /// [`ErrorKind::Timeout`](crate::client::ErrorKind::Timeout): a DNS server that never
-    /// answers cannot hold a request for ever, even without a request timeout. The duration
-    /// must not be zero.
+    /// answers cannot hold a request for ever, even without a request timeout. It applies in
+    /// report-only mode too. The duration must not be zero.
     pub fn dns_timeout(mut self, timeout: Duration) -> Self {
         if timeout.is_zero() {
             return self.fail(PolicyError::InvalidDnsLimit {
