@@ -1326,3 +1326,31 @@ async fn a_response_to_an_unanswered_request_is_not_verified() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_proxy_407_after_an_answer_is_returned_not_verified() {
+    // Challenges bare requests like an origin, and refuses answered ones the
+    // way a proxy in front of it would.
+    async fn origin_behind_proxy(headers: HeaderMap) -> AxumResponse {
+        if headers.contains_key(header::AUTHORIZATION) {
+            let challenge = [(header::PROXY_AUTHENTICATE, r#"Basic realm="proxy""#)];
+            (StatusCode::PROXY_AUTHENTICATION_REQUIRED, challenge).into_response()
+        } else {
+            let challenge = [(
+                header::WWW_AUTHENTICATE,
+                r#"Digest realm="r", nonce="n", qop=auth"#,
+            )];
+            (StatusCode::UNAUTHORIZED, challenge).into_response()
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(origin_behind_proxy);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let response = client(credentials().verify_server(true))
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+}

@@ -56,7 +56,10 @@
 //!    answer is refused with `stale=true` it is redone once with the new
 //!    nonce; any other refusal is returned with
 //!    [`DigestFailure::CredentialsRejected`]. At most three attempts go out.
-//! 5. A success carrying `Authentication-Info: nextnonce=...` moves the space
+//! 5. With [`verify_server`](DigestAuth::verify_server) on, the response to
+//!    an answered request must carry the server's `rspauth`, or the request
+//!    fails.
+//! 6. A success carrying `Authentication-Info: nextnonce=...` moves the space
 //!    to the next nonce.
 //!
 //! A challenge that cannot be answered changes no stored state, so later
@@ -607,7 +610,11 @@ impl Middleware for DigestAuth {
             let mut response = next.run(req).await?;
             if response.status() != self.challenge_status() {
                 if let Some(sent) = &sent {
-                    if self.verify_server {
+                    // A proxy's 407 in front of the origin is not the
+                    // origin's answer and carries no proof of it.
+                    let from_proxy = self.target == Target::Origin
+                        && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+                    if self.verify_server && !from_proxy {
                         if let Err(err) = self.check_server(&mut response, &sent.proof).await {
                             response.discard().await;
                             return Err(err);
