@@ -1354,3 +1354,22 @@ async fn a_proxy_407_after_an_answer_is_returned_not_verified() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::PROXY_AUTHENTICATION_REQUIRED);
 }
+
+#[tokio::test]
+async fn a_redirect_back_from_another_origin_carries_no_authorization() {
+    let victim = DigestServer::start(Policy::default()).await;
+    let other = DigestServer::start(Policy::default()).await;
+    victim.redirect("/go", &other.url("/public/bounce"));
+    other.redirect("/public/bounce", &victim.url("/admin/delete"));
+    let response = client(credentials())
+        .get(victim.url("/go"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure(&response), Some(DigestFailure::CrossOrigin));
+    let hits = victim.hits();
+    assert_eq!(verdicts(&victim), ["missing", "accepted", "missing"]);
+    assert_eq!(hits[2].target, "/admin/delete");
+    assert_eq!(hits[2].authorization, None);
+}

@@ -46,7 +46,8 @@
 //! 1. A request that already carries `Authorization` (`Proxy-Authorization`
 //!    for a proxy) is left alone: the caller authenticates it.
 //! 2. On a redirect hop to an origin other than the one the caller asked for,
-//!    nothing is answered: a `401` comes back with
+//!    or back to it after a hop elsewhere (the other origin chose where the
+//!    request goes), nothing is answered: a `401` comes back with
 //!    [`DigestFailure::CrossOrigin`].
 //! 3. Inside a known protection space the request is answered preemptively
 //!    with the stored nonce and the next nonce count.
@@ -152,8 +153,10 @@ pub enum DigestFailure {
     /// The server challenged again an answer made with a fresh nonce.
     #[error("the server rejected the Digest credentials")]
     CredentialsRejected,
-    /// The challenge came from an origin the request was redirected to; the
-    /// credentials are only sent to the origin the request was made to.
+    /// The challenge came from an origin the request was redirected to (or
+    /// from the original origin after a redirect through another one); the
+    /// credentials are only sent to the origin the request was made to, on
+    /// hops that never left it.
     #[error("Digest challenge from a cross-origin redirect target not answered")]
     CrossOrigin,
     /// The server kept one nonce for 2^32 - 1 requests; the count cannot go on.
@@ -580,9 +583,12 @@ impl Middleware for DigestAuth {
             // The caller authenticates this request by itself.
             return next.run(req).await;
         }
-        if self.target == Target::Origin && req.url().origin() != req.original_url().origin() {
+        if self.target == Target::Origin
+            && (req.left_origin || req.url().origin() != req.original_url().origin())
+        {
             // A redirect led to another origin: the credentials were given
-            // for the origin the caller asked for, not for this one.
+            // for the origin the caller asked for, not for this one, nor for
+            // a request to it that another origin aimed.
             let mut response = next.run(req).await?;
             if response.status() == self.challenge_status()
                 && self.read_challenge(response.headers()) != Err(DigestFailure::NoDigestChallenge)
