@@ -117,6 +117,9 @@ fn domain_prefixes(domain: Option<&str>, url: &Url) -> Option<Vec<String>> {
         .filter_map(|entry| url.join(entry).ok())
         .filter(|resolved| resolved.origin() == origin)
         .map(|resolved| resolved.path().to_owned())
+        // A longer list narrows the space to its first entries: at worst an
+        // extra 401, never an answer outside what the server named.
+        .take(MAX_PREFIXES)
         .collect();
     // An empty or unusable `domain` means the whole origin (RFC 7616 3.3).
     (!prefixes.is_empty()).then_some(prefixes)
@@ -459,6 +462,23 @@ mod tests {
         assert_eq!(oldest.map(|l| l.nonce_count), Some(1));
         let recent = spaces.store(&target, challenge(r#"nonce="n98""#), "c".into());
         assert_eq!(recent.map(|l| l.nonce_count), Some(2));
+    }
+
+    #[test]
+    fn a_long_domain_list_is_bounded() {
+        let mut spaces = Spaces::new(true);
+        let domain: String = (0..10_000).map(|i| format!("/p{i} ")).collect();
+        spaces.store(
+            &url("http://a.test/p0"),
+            challenge(&format!(r#"nonce="n", domain="{domain}""#)),
+            "c".into(),
+        );
+        assert_eq!(
+            spaces.entries[0].prefixes.as_ref().map(Vec::len),
+            Some(MAX_PREFIXES)
+        );
+        assert!(covered(&mut spaces, "http://a.test/p0/x"));
+        assert!(!covered(&mut spaces, "http://a.test/p9999"));
     }
 
     #[test]
