@@ -1373,3 +1373,23 @@ async fn a_redirect_back_from_another_origin_carries_no_authorization() {
     assert_eq!(hits[2].target, "/admin/delete");
     assert_eq!(hits[2].authorization, None);
 }
+
+#[tokio::test]
+async fn concurrent_answers_never_repeat_a_nonce_count() {
+    let server = DigestServer::start(Policy::default()).await;
+    let client = client(credentials());
+    client.get(server.url("/")).send().await.unwrap();
+    let requests = (0..32).map(|i| client.get(server.url(&format!("/item/{i}"))).send());
+    for response in futures_util::future::join_all(requests).await {
+        response.unwrap();
+    }
+    let pairs: Vec<(String, String)> = server
+        .hits()
+        .iter()
+        .filter_map(|hit| hit.authorization.as_deref())
+        .filter_map(parse_authorization)
+        .map(|params| (params["nonce"].clone(), params["nc"].clone()))
+        .collect();
+    let unique: HashSet<&(String, String)> = pairs.iter().collect();
+    assert_eq!(unique.len(), pairs.len(), "{pairs:?}");
+}
