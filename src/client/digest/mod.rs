@@ -532,13 +532,15 @@ impl DigestAuth {
         };
         // The echoes are optional, but when present they must be the ones sent.
         let qop = proof.qop.map(answer::Qop::as_str);
+        // rspauth covers all three already; the echoes are read leniently
+        // (case, leading zeros) and only have to name what was sent.
         let echoes_match = challenge::find_param(&params, "qop")
-            .is_none_or(|echo| Some(echo) == qop)
+            .is_none_or(|echo| qop.is_some_and(|sent| echo.eq_ignore_ascii_case(sent)))
             && challenge::find_param(&params, "cnonce")
                 .is_none_or(|echo| qop.is_some() && echo == proof.cnonce)
             && challenge::find_param(&params, "nc").is_none_or(|echo| {
                 qop.is_some()
-                    && echo.len() == 8
+                    && echo.bytes().all(|b| b.is_ascii_hexdigit())
                     && u32::from_str_radix(echo, 16) == Ok(proof.nonce_count)
             });
         if !echoes_match {
@@ -890,6 +892,64 @@ mod tests {
             .expect("in the space");
         assert_eq!(next.proof.challenge.nonce, "n2");
         assert_eq!(param(&next, "nc").as_deref(), Some("00000001"));
+    }
+
+    #[tokio::test]
+    async fn rspauth_echoes_are_read_leniently_but_must_match() {
+        let auth = fixed(DigestAuth::new("u", "p")).verify_server(true);
+        let target = url("http://h/x");
+        let challenge = auth
+            .read_challenge(&headers(
+                WWW_AUTHENTICATE,
+                &[r#"Digest realm="r", nonce="n", qop=auth"#],
+            ))
+            .expect("answerable");
+        let answered = auth
+            .answer_challenge(challenge, &Method::GET, &target, None)
+            .expect("answered");
+        let proof = &answered.proof;
+        let request = answer::Request {
+            method: "",
+            uri: &proof.uri,
+            qop: proof.qop,
+            body: &[],
+            nonce_count: proof.nonce_count,
+            cnonce: &proof.cnonce,
+        };
+        let rspauth = answer::expected_rspauth(&auth.credentials, &proof.challenge, &request, b"");
+        let check = |info: String| {
+            let response = http::Response::builder()
+                .header("authentication-info", info)
+                .body(Vec::<u8>::new())
+                .expect("response");
+            let mut response = Response::from_http(response, target.clone());
+            let auth = auth.clone();
+            async move {
+                auth.check_server(&mut response, proof)
+                    .await
+                    .map_err(|err| err.to_string())
+            }
+        };
+        assert_eq!(check(format!(r#"rspauth="{rspauth}""#)).await, Ok(()));
+        assert_eq!(
+            check(format!(
+                r#"rspauth="{}", qop=AUTH, nc=1, cnonce="0a4f113b""#,
+                rspauth.to_uppercase()
+            ))
+            .await,
+            Ok(())
+        );
+        for wrong in [
+            format!(r#"rspauth="{rspauth}", nc=00000002"#),
+            format!(r#"rspauth="{rspauth}", nc=+1"#),
+            format!(r#"rspauth="{rspauth}", qop=auth-int"#),
+            format!(r#"rspauth="{rspauth}", cnonce="other""#),
+            r#"rspauth="0123""#.to_owned(),
+            format!(r#"rspauth="{rspauth}", rspauth="{rspauth}""#),
+            "qop=auth".to_owned(),
+        ] {
+            assert!(check(wrong.clone()).await.is_err(), "{wrong}");
+        }
     }
 
     #[test]
