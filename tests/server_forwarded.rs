@@ -420,3 +420,116 @@ fn match_headers_with_host_forwarding_is_a_config_error() {
         ForwardedConfigError::MatchHeadersCarryOnlyScheme
     ));
 }
+
+fn rfc7239_trusting_loopback() -> ForwardedLayerBuilder {
+    connect_info(ForwardedLayer::builder())
+        .rfc7239()
+        .client(true)
+        .host(true)
+}
+
+#[tokio::test]
+async fn rfc7239_comma_inside_quoted_string_does_not_split_elements() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[("forwarded", "for=203.0.113.9;by=\"_a,b\";proto=https")],
+    )
+    .await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn rfc7239_semicolon_inside_quoted_string_is_not_a_pair() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[("forwarded", "for=203.0.113.9;by=\"_x;proto=https;y=z\"")],
+    )
+    .await;
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn rfc7239_quoted_ipv6_with_port_then_unknown_element() {
+    let layer = rfc7239_trusting_loopback()
+        .trusted_proxies(["127.0.0.0/8", "2001:db8::/32"])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[(
+            "forwarded",
+            "for=unknown;proto=https, for=\"[2001:db8::1]:4711\";proto=https",
+        )],
+    )
+    .await;
+    // The walk passes the trusted 2001:db8::1 and stops at the `unknown` element.
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["client"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn rfc7239_backslash_escapes_in_quoted_strings_are_unescaped() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[(
+            "forwarded",
+            "for=\"203.0.113.9\";by=\"_\\\"q\\\\\";host=\"app.ex\\ample:8443\"",
+        )],
+    )
+    .await;
+    assert_eq!(report["client"], "203.0.113.9");
+    assert_eq!(report["host"], "app.example:8443");
+}
+
+#[tokio::test]
+async fn rfc7239_malformed_element_from_trusted_proxy_ignores_whole_header() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    for malformed in [
+        "for=203.0.113.9;proto=https, garbage",
+        "for=203.0.113.9;proto=https junk",
+        "for=\"203.0.113.9;proto=https",
+        "for=203.0.113.9;proto=https;proto=http",
+        "for=2001:db8::1;proto=https",
+        "for=203.0.113.9;=https",
+        "for=203.0.113.9;proto=",
+    ] {
+        let report = get_report(addr, &[("forwarded", malformed)]).await;
+        assert_eq!(report["scheme"], "http", "{malformed}");
+        assert_eq!(report["client"], "127.0.0.1", "{malformed}");
+        assert_eq!(report["trusted"], true, "{malformed}");
+    }
+}
+
+#[tokio::test]
+async fn rfc7239_malformed_line_among_several_ignores_every_line() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("http://{addr}/"))
+        .header("forwarded", "for=\"_unterminated")
+        .header("forwarded", "for=203.0.113.9;proto=https")
+        .send()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["client"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn rfc7239_empty_list_elements_and_spaces_around_semicolons_are_accepted() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[("forwarded", " , for=203.0.113.9 ; proto=https ;, ,")],
+    )
+    .await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["client"], "203.0.113.9");
+}
