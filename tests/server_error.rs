@@ -704,3 +704,16 @@ async fn rewrite_bodies_leaves_bodies_of_unknown_size_alone() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.text().await.unwrap(), "streamed text");
 }
+
+#[tokio::test]
+async fn rendered_error_drops_the_content_encoding_of_the_replaced_body() {
+    let app = Router::new().route(
+        "/gone",
+        get(|| async { (StatusCode::GONE, [(header::CONTENT_ENCODING, "gzip")]) }),
+    );
+    let addr = serve(app.layer(ErrorLayer::new())).await;
+    let response = get_url(addr, "/gone").await;
+    assert_eq!(response.status(), StatusCode::GONE);
+    assert_eq!(response.headers().get(header::CONTENT_ENCODING), None);
+    assert_eq!(json_body(response).await, json!({"detail": "Gone"}));
+}

@@ -8,7 +8,8 @@
 //! - A 4xx or 5xx response whose body is known to be empty (axum's 404 and 405, a bare
 //!   `StatusCode::UNAUTHORIZED`) gets a body `{"detail": "<reason phrase>"}`. Its status and
 //!   all its headers (`Allow`, `WWW-Authenticate`, `Retry-After`, `Location`, `Set-Cookie`, ...)
-//!   are kept; only `Content-Type` and `Content-Length` are replaced.
+//!   are kept; only `Content-Type` and `Content-Length` are replaced (and a `Content-Encoding`
+//!   that described the replaced body is removed).
 //! - A response made from an [`HttpError`] (a handler's typed error, or a timeout from
 //!   [`TimeoutLayer`](super::timeout::TimeoutLayer)) is rendered from its status, detail and
 //!   extra data, in the configured [`ErrorFormat`].
@@ -564,8 +565,9 @@ impl ErrorLayer {
     /// Default: `false`, such responses pass through untouched.
     ///
     /// When on, a body is rewritten only if its size is known exactly in advance and is at most
-    /// 8 KiB, and its `Content-Type` is neither `application/json` nor a `+json` type; every
-    /// other body still streams through untouched, so nothing is buffered without a bound. The
+    /// 8 KiB, its `Content-Type` is neither `application/json` nor a `+json` type and it has no
+    /// `Content-Encoding`; every other body still streams through untouched, so nothing is
+    /// buffered without a bound. The
     /// body is read before the response goes out. For a 4xx, its text (when it is UTF-8 and
     /// not blank) becomes the detail: it was written for the client, like axum's extractor
     /// rejections (`Failed to parse the request body as JSON: ...`). For a 5xx, the detail is
@@ -898,6 +900,7 @@ impl RequestInfo {
             && response.extensions().get::<HttpError>().is_none()
             && !body.is_end_stream()
             && matches!(body.size_hint().exact(), Some(1..=REWRITE_LIMIT))
+            && !response.headers().contains_key(header::CONTENT_ENCODING)
             && !response
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -983,6 +986,8 @@ impl RequestInfo {
     ) -> Response<ErrorBody<B>> {
         let status = parts.status;
         self.log(kind, status, detail, internal_message);
+        // The body is replaced by an identity-encoded document (a custom handler may set its own).
+        parts.headers.remove(header::CONTENT_ENCODING);
         let format = self.config.format;
         let custom = self.handler.as_ref().and_then(|handler| {
             let context = ErrorContext {
