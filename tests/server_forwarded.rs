@@ -469,7 +469,7 @@ async fn rfc7239_quoted_ipv6_with_port_then_unknown_element() {
     .await;
     // The walk passes the trusted 2001:db8::1 and stops at the `unknown` element.
     assert_eq!(report["scheme"], "https");
-    assert_eq!(report["client"], "127.0.0.1");
+    assert_eq!(report["client"], Value::Null);
 }
 
 #[tokio::test]
@@ -532,4 +532,34 @@ async fn rfc7239_empty_list_elements_and_spaces_around_semicolons_are_accepted()
     .await;
     assert_eq!(report["scheme"], "https");
     assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn garbage_in_the_believed_x_forwarded_for_hop_gives_no_client() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[("x-forwarded-for", "203.0.113.9, not-an-ip, 10.0.0.2:8080")],
+    )
+    .await;
+    // 10.0.0.2 (port and all) is a trusted hop; the walk stops at the garbage, which names no
+    // client: the peer, a proxy, must not be reported as the client.
+    assert_eq!(report["client"], Value::Null);
+    assert_eq!(report["peer"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn trusted_peer_without_forwarded_headers_is_the_client() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[]).await;
+    assert_eq!(report["client"], "127.0.0.1");
 }

@@ -109,6 +109,11 @@ impl ForwardedInfo {
 
     /// The client address: the forwarded one when client forwarding is enabled and
     /// believed, else the peer address.
+    ///
+    /// `None` when a trusted proxy's forwarded headers were read but the hop they point at
+    /// gives no readable address (`for=unknown`, an obfuscated `for=_hidden`, garbage in
+    /// `X-Forwarded-For`, or no `for` at all): the peer is then a proxy, and reporting its
+    /// address as the client's would be wrong.
     pub fn client(&self) -> Option<IpAddr> {
         self.client
     }
@@ -273,7 +278,8 @@ impl ForwardedLayerBuilder {
     }
 
     /// Also take the client address from the proxy (`X-Forwarded-For` or `for=`) into
-    /// [`ForwardedInfo::client`]. Off by default (the client is then the peer).
+    /// [`ForwardedInfo::client`], which is `None` when the proxy's value is not an address.
+    /// Off by default (the client is then the peer).
     pub fn client(mut self, enabled: bool) -> Self {
         self.client = enabled;
         self
@@ -442,7 +448,9 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
 
     let mut scheme = None;
     let mut host = None;
-    let mut client = None;
+    // `Some(_)` once a believed hop was chosen with client forwarding on: the peer is then a
+    // proxy, never the client, even when the hop's address is `unknown` or unreadable.
+    let mut client: Option<Option<IpAddr>> = None;
     if trusted {
         let headers = request.headers();
         match &config.family {
@@ -474,7 +482,7 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
                             .and_then(|h| Authority::try_from(h).ok());
                     }
                     if config.client {
-                        client = hops[chosen].for_.as_deref().and_then(parse_node_ip);
+                        client = Some(hops[chosen].for_.as_deref().and_then(parse_node_ip));
                     }
                 }
             }
@@ -505,7 +513,7 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
             .or_else(|| request.uri().scheme().cloned())
             .unwrap_or(Scheme::HTTP),
         host,
-        client: client.or(peer),
+        client: client.unwrap_or(peer),
         peer,
         trusted,
     };
