@@ -563,3 +563,34 @@ async fn trusted_peer_without_forwarded_headers_is_the_client() {
     let report = get_report(addr, &[]).await;
     assert_eq!(report["client"], "127.0.0.1");
 }
+
+/// The peer as a dual-stack (`[::]`) listener reports an IPv4 client: IPv4-mapped IPv6.
+fn mapped_peer(builder: ForwardedLayerBuilder) -> ForwardedLayerBuilder {
+    builder.peer_addr_with(|ext| {
+        ext.get::<ConnectInfo<SocketAddr>>()
+            .map(|c| match c.0.ip() {
+                std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
+                ip => ip,
+            })
+    })
+}
+
+#[tokio::test]
+async fn ipv4_mapped_peer_is_compared_as_ipv4() {
+    let addr = serve(mapped_peer(ForwardedLayer::builder()).build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["peer"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn ipv4_mapped_trusted_network_matches_ipv4_peers() {
+    let layer = mapped_peer(ForwardedLayer::builder())
+        .trusted_proxies(["::ffff:127.0.0.0/104"])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["trusted"], true);
+    assert_eq!(report["scheme"], "https");
+}

@@ -259,7 +259,8 @@ impl ForwardedLayerBuilder {
 
     /// The trusted proxies, as IP addresses or CIDR networks (`"10.0.0.0/8"`, `"::1"`),
     /// replacing the default of loopback only (`127.0.0.0/8` and `::1`). Entries are
-    /// validated by [`build`](Self::build). IPv4-mapped IPv6 peers are compared as IPv4.
+    /// validated by [`build`](Self::build). IPv4-mapped IPv6 peers are compared as IPv4, and
+    /// an IPv4-mapped entry (`::ffff:10.0.0.0/104`) means the IPv4 network it maps.
     pub fn trusted_proxies<I, T>(mut self, proxies: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -359,13 +360,29 @@ impl ForwardedLayerBuilder {
 
 fn parse_net(entry: &str) -> Result<IpNet, ForwardedConfigError> {
     let entry_trimmed = entry.trim();
-    if let Ok(net) = entry_trimmed.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match entry_trimmed.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => entry_trimmed
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| ForwardedConfigError::InvalidTrustedProxy(entry.to_owned()))?,
+    };
+    Ok(canonical_net(net))
+}
+
+/// Addresses are compared in canonical form (IPv4-mapped IPv6 as IPv4), so an IPv4-mapped
+/// network (`::ffff:10.0.0.0/104`) is turned into the IPv4 network it covers; otherwise it
+/// could never match anything.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(len)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        {
+            if let Ok(v4) = ipnet::Ipv4Net::new(v4, len) {
+                return IpNet::V4(v4);
+            }
+        }
     }
-    entry_trimmed
-        .parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| ForwardedConfigError::InvalidTrustedProxy(entry.to_owned()))
+    net
 }
 
 /// A [`Layer`] that applies forwarded scheme, host and client information from trusted
@@ -908,6 +925,14 @@ mod tests {
             "10.0.0.0/8".parse::<IpNet>().ok()
         );
         assert_eq!(parse_net("::1").ok(), "::1/128".parse::<IpNet>().ok());
+        assert_eq!(
+            parse_net("::ffff:10.0.0.0/104").ok(),
+            "10.0.0.0/8".parse::<IpNet>().ok()
+        );
+        assert_eq!(
+            parse_net("::ffff:192.0.2.7").ok(),
+            "192.0.2.7/32".parse::<IpNet>().ok()
+        );
         assert!(parse_net("localhost").is_err());
     }
 }
