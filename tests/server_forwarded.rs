@@ -594,3 +594,23 @@ async fn ipv4_mapped_trusted_network_matches_ipv4_peers() {
     assert_eq!(report["trusted"], true);
     assert_eq!(report["scheme"], "https");
 }
+
+#[tokio::test]
+async fn rfc7239_header_lines_are_combined_in_order() {
+    let layer = rfc7239_trusting_loopback()
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("http://{addr}/"))
+        .header("forwarded", "for=203.0.113.9;proto=https")
+        .header("forwarded", "for=10.0.0.2")
+        .send()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(report["client"], "203.0.113.9");
+    assert_eq!(report["scheme"], "https");
+}
