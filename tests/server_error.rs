@@ -619,6 +619,15 @@ fn rejecting_app() -> Router {
             get(|| async { (StatusCode::BAD_REQUEST, axum::Json(json!({"own": "shape"}))) }),
         )
         .route(
+            "/html",
+            get(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    axum::response::Html("<h1>no such page</h1>"),
+                )
+            }),
+        )
+        .route(
             "/large",
             get(|| async { (StatusCode::BAD_REQUEST, "x".repeat(9000)) }),
         )
@@ -716,4 +725,13 @@ async fn rendered_error_drops_the_content_encoding_of_the_replaced_body() {
     assert_eq!(response.status(), StatusCode::GONE);
     assert_eq!(response.headers().get(header::CONTENT_ENCODING), None);
     assert_eq!(json_body(response).await, json!({"detail": "Gone"}));
+}
+
+#[tokio::test]
+async fn rewrite_bodies_leaves_html_pages_alone() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let response = get_url(addr, "/html").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(content_type(&response), Some("text/html; charset=utf-8"));
+    assert_eq!(response.text().await.unwrap(), "<h1>no such page</h1>");
 }

@@ -17,7 +17,7 @@
 //!   detail is the generic `"Internal Server Error"`: the message is logged, and sent only when
 //!   [`ErrorLayer::expose_error_messages`] or [`ErrorLayer::expose_panic_messages`] says so.
 //! - 1xx, 2xx and 3xx responses, and 4xx/5xx responses that already have a body, pass through
-//!   untouched, body included, unless [`ErrorLayer::rewrite_bodies`] asks for small non-JSON
+//!   untouched, body included, unless [`ErrorLayer::rewrite_bodies`] asks for small plain-text
 //!   error bodies (such as axum's plain-text extractor rejections) to be rendered too. A
 //!   response to `HEAD`, and a 204 or 304, never gets a body.
 //!
@@ -404,7 +404,7 @@ pub enum ErrorKind {
     ServiceError,
     /// The inner service panicked.
     Panic,
-    /// A 4xx or 5xx response with a small non-JSON body, rendered because
+    /// A 4xx or 5xx response with a small plain-text body, rendered because
     /// [`ErrorLayer::rewrite_bodies`] is on.
     RewrittenBody,
 }
@@ -561,18 +561,17 @@ impl ErrorLayer {
         self
     }
 
-    /// Whether 4xx and 5xx responses that already have a small non-JSON body are rendered too.
+    /// Whether 4xx and 5xx responses that already have a small plain-text body are rendered too.
     /// Default: `false`, such responses pass through untouched.
     ///
     /// When on, a body is rewritten only if its size is known exactly in advance and is at most
-    /// 8 KiB, its `Content-Type` is neither `application/json` nor a `+json` type and it has no
-    /// `Content-Encoding`; every other body still streams through untouched, so nothing is
-    /// buffered without a bound. The
-    /// body is read before the response goes out. For a 4xx, its text (when it is UTF-8 and
-    /// not blank) becomes the detail: it was written for the client, like axum's extractor
-    /// rejections (`Failed to parse the request body as JSON: ...`). For a 5xx, the detail is
-    /// the reason phrase and the text is only logged, unless
-    /// [`expose_error_messages`](Self::expose_error_messages) is on.
+    /// 8 KiB, its `Content-Type` is `text/plain` or absent (JSON documents and HTML pages are
+    /// left alone) and it has no `Content-Encoding`; every other body still streams through
+    /// untouched, so nothing is buffered without a bound. The body is read before the response
+    /// goes out. For a 4xx, its text (when it is UTF-8 and not blank) becomes the detail: it
+    /// was written for the client, like axum's extractor rejections (`Failed to parse the
+    /// request body as JSON: ...`). For a 5xx, the detail is the reason phrase and the text is
+    /// only logged, unless [`expose_error_messages`](Self::expose_error_messages) is on.
     ///
     /// ```
     /// use axum::{Json, Router, routing::post};
@@ -888,7 +887,7 @@ where
 }
 
 impl RequestInfo {
-    /// Whether `response` is an error with a small non-JSON body to read and render
+    /// Whether `response` is an error with a small plain-text body to read and render
     /// ([`ErrorLayer::rewrite_bodies`]).
     fn should_rewrite<B: Body>(&self, response: &Response<B>) -> bool {
         let status = response.status();
@@ -901,10 +900,10 @@ impl RequestInfo {
             && !body.is_end_stream()
             && matches!(body.size_hint().exact(), Some(1..=REWRITE_LIMIT))
             && !response.headers().contains_key(header::CONTENT_ENCODING)
-            && !response
+            && response
                 .headers()
                 .get(header::CONTENT_TYPE)
-                .is_some_and(is_json)
+                .is_none_or(is_plain_text)
     }
 
     /// Renders an error whose body was read: `text` is the body when it was read whole and is
@@ -1065,20 +1064,13 @@ impl RequestInfo {
     }
 }
 
-/// Whether a `Content-Type` is JSON: `application/json` or a `+json` structured syntax suffix.
-fn is_json(content_type: &HeaderValue) -> bool {
-    let Ok(value) = content_type.to_str() else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    let Some((kind, subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    kind.eq_ignore_ascii_case("application")
-        && (subtype.eq_ignore_ascii_case("json")
-            || subtype.len() >= 5
-                && subtype.is_char_boundary(subtype.len() - 5)
-                && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
+/// Whether a `Content-Type` is `text/plain`, with any parameters.
+fn is_plain_text(content_type: &HeaderValue) -> bool {
+    content_type
+        .to_str()
+        .ok()
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/plain"))
 }
 
 /// `err: source: source ...`, the way the error is logged and, when exposed, sent.
