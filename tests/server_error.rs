@@ -735,3 +735,16 @@ async fn rewrite_bodies_leaves_html_pages_alone() {
     assert_eq!(content_type(&response), Some("text/html; charset=utf-8"));
     assert_eq!(response.text().await.unwrap(), "<h1>no such page</h1>");
 }
+
+#[tokio::test]
+async fn rewrite_bodies_sends_the_text_of_a_5xx_only_when_exposed() {
+    let layer = ErrorLayer::new()
+        .rewrite_bodies(true)
+        .expose_error_messages(true);
+    let addr = serve(rejecting_app().layer(layer)).await;
+    let response = get_url(addr, "/leaky").await;
+    assert_eq!(
+        json_body(response).await,
+        json!({"detail": "db password is hunter2"})
+    );
+}
