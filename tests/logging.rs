@@ -320,6 +320,35 @@ async fn log_records_are_redacted_too() {
     assert!(record.contains("signature=REDACTED"), "{record}");
 }
 
+#[tokio::test]
+async fn a_logged_error_hides_query_values_too() {
+    let (logs, _guard) = capture_logs();
+    let log_server = FaultServer::start(|_, _| status(204, "")).await;
+    let redaction = Redaction::default().query(QueryRedaction::Keys(vec!["sig".into()]));
+    let client = Client::builder()
+        .middleware(Logging::new().redaction(redaction.clone()))
+        .middleware(
+            LogToService::new(&log_server.url("/log"))
+                .unwrap()
+                .redaction(redaction),
+        )
+        .build()
+        .unwrap();
+    let err = client
+        .get(closed_port_url("/a?sig=sig-secret"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    let warnings = logs.lines_with("request failed");
+    assert_eq!(warnings.len(), 1, "{}", logs.text());
+    assert!(!warnings[0].contains("sig-secret"), "{}", warnings[0]);
+    assert!(warnings[0].contains("sig=REDACTED"), "{}", warnings[0]);
+    let record = String::from_utf8_lossy(&log_server.seen()[0].body).into_owned();
+    assert!(!record.contains("sig-secret"), "{record}");
+    assert!(record.contains("\"error\""), "{record}");
+}
+
 #[test]
 fn a_log_endpoint_that_is_not_a_url_is_refused() {
     let err = LogToService::new("/log").unwrap_err();

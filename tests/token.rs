@@ -147,6 +147,31 @@ async fn a_request_whose_stream_cannot_be_replayed_gets_its_401_back() {
 }
 
 #[tokio::test]
+async fn a_request_whose_stream_outgrew_its_replay_cap_gets_its_401_back() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", None, None),
+        _ => status(401, "expired"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let chunks =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("upload"))]);
+    let response = bounded(
+        client_with(auth)
+            .post(server.url("/upload"))
+            .body(layover::client::Body::wrap_stream_replayable(chunks, 4))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.hits_to("/upload"), 1);
+}
+
+#[tokio::test]
 async fn a_refresh_endpoint_answering_401_is_a_typed_error_without_deadlock() {
     let server = FaultServer::start(|_, _| status(401, "no")).await;
     let source = RefreshTokenSource::new(&server.url("/token"), "revoked").unwrap();

@@ -254,7 +254,8 @@ impl Middleware for Logging {
                 }
             }
             Err(err) => {
-                tracing::warn!(parent: &span, duration_ms, error = %err, "request failed");
+                let error = err.to_string_with_url(|url| self.redaction.url(url));
+                tracing::warn!(parent: &span, duration_ms, error = %error, "request failed");
             }
         }
         outcome
@@ -336,7 +337,11 @@ impl Middleware for LogToService {
                 .as_ref()
                 .ok()
                 .map(|response| response.status().as_u16()),
-            error: outcome.as_ref().err().map(ToString::to_string),
+            // The error names the URL too: shown through the same redaction.
+            error: outcome
+                .as_ref()
+                .err()
+                .map(|err| err.to_string_with_url(|url| self.redaction.url(url))),
             duration_ms: started.elapsed().as_millis() as u64,
         };
         let sent = client

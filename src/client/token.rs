@@ -509,7 +509,8 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let Some(mut replay) = replay else {
+        // A capped stream can be sent again only if what it sent fitted under its cap.
+        let Some(mut replay) = replay.filter(|replay| replay.body().is_replayable()) else {
             tracing::debug!("401 not retried: the request body cannot be replayed");
             return Ok(response);
         };
@@ -691,9 +692,11 @@ impl TokenResponse {
 /// Keeps a [`TokenCache`] fresh from a background task; the task stops when this is dropped.
 ///
 /// The task fetches a token at once (a request that arrives first waits for that same fetch),
-/// then sleeps until the token is due for renewal and renews it ahead of expiry. A failed fetch
-/// is tried again after 1 s, then 2 s, 4 s, ... up to 60 s. A token with no expiry is never
-/// renewed in the background (a 401 still renews it through the middleware).
+/// then sleeps until the token is due for renewal and renews it ahead of expiry, never more
+/// often than once a second (a token endpoint that hands out tokens already due, say with
+/// `expires_in: 0`, is not hammered). A failed fetch is tried again after 1 s, then 2 s, 4 s,
+/// ... up to 60 s. A token with no expiry is never renewed in the background (a 401 still
+/// renews it through the middleware).
 #[derive(Debug)]
 pub struct BackgroundRefresh {
     task: JoinHandle<()>,
@@ -724,6 +727,9 @@ impl Drop for BackgroundRefresh {
     }
 }
 
+/// The shortest wait between two background renewals.
+const MIN_BACKGROUND_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn refresh_loop<S: TokenSource>(cache: Weak<TokenCache<S>>, client: Client) {
     let mut failures = 0u32;
     loop {
@@ -734,7 +740,8 @@ async fn refresh_loop<S: TokenSource>(cache: Weak<TokenCache<S>>, client: Client
             Ok(token) => {
                 failures = 0;
                 match token.refresh_at(strong.skew) {
-                    Some(at) => at,
+                    // A token due at once (or already expired) must not make this loop spin.
+                    Some(at) => at.max(Instant::now() + MIN_BACKGROUND_INTERVAL),
                     None => return,
                 }
             }
@@ -1046,6 +1053,23 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(refresher.is_finished());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_refresh_of_tokens_already_due_does_not_spin() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        // `expires_in: 0`: every token is due for renewal the moment it arrives.
+        let cache = Arc::new(TokenCache::new(counting_source(
+            calls.clone(),
+            Some(Duration::ZERO),
+        )));
+        let _refresher = BackgroundRefresh::spawn(&cache, client());
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 11);
     }
 
     #[tokio::test(start_paused = true)]
