@@ -358,6 +358,15 @@ async fn a_huge_retry_after_without_a_cap_stops_at_the_deadline_instead_of_panic
     assert_eq!(server.hits(), 1);
 }
 
+#[tokio::test]
+async fn a_total_deadline_too_far_to_represent_is_no_deadline() {
+    let server = FaultServer::start(fail_first(1, status(503, "busy"))).await;
+    let policy = no_wait().total_deadline(Duration::MAX);
+    let response = client(policy).get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(attempts(&response), Some(2));
+}
+
 #[tokio::test(start_paused = true)]
 async fn backoff_grows_exponentially_up_to_its_maximum() {
     let server = FaultServer::start(fail_first(3, status(502, "bad gateway"))).await;

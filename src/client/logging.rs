@@ -267,7 +267,9 @@ impl Middleware for Logging {
 ///
 /// The record is a JSON object: `method`, `url` (redacted), `hop`, `status` (or `error`) and
 /// `duration_ms`. A log service that fails, refuses or does not answer within the timeout
-/// (default 5 s) is reported as a WARN event and never fails the request.
+/// (default 5 s) is reported as a WARN event and never fails the request. The record is sent
+/// before the response is handed on, so a slow log service delays each response by up to the
+/// timeout: keep it short.
 #[derive(Debug, Clone)]
 pub struct LogToService {
     endpoint: Url,

@@ -651,7 +651,10 @@ impl fmt::Display for Failure {
 impl Middleware for Retry {
     async fn handle(&self, mut request: Request, next: Next) -> Result<Response> {
         let policy = &*self.policy;
-        let deadline = policy.total_deadline.map(|total| Instant::now() + total);
+        // A deadline too far to represent (`Duration::MAX`) is no deadline.
+        let deadline = policy
+            .total_deadline
+            .and_then(|total| Instant::now().checked_add(total));
         if let Some(budget) = &self.budget {
             budget.deposit();
         }

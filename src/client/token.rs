@@ -80,9 +80,11 @@ impl Token {
         }
     }
 
-    /// Sets the expiry to `lifetime` from now (OAuth 2's `expires_in`).
+    /// Sets the expiry to `lifetime` from now (OAuth 2's `expires_in`). A lifetime too long
+    /// to represent as an instant (a token endpoint's `expires_in` of `u64::MAX` seconds) is
+    /// no expiry at all.
     pub fn expires_in(mut self, lifetime: Duration) -> Self {
-        self.expires_at = Some(Instant::now() + lifetime);
+        self.expires_at = Instant::now().checked_add(lifetime);
         self
     }
 
@@ -972,6 +974,15 @@ mod tests {
         let parsed = TokenResponse::parse(br#"{"access_token":"a1"}"#).unwrap();
         assert_eq!(parsed.token.expiry(), None);
         assert!(parsed.refresh_token.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn token_response_with_an_absurd_lifetime_is_a_token_without_expiry() {
+        let parsed =
+            TokenResponse::parse(br#"{"access_token":"a1","expires_in":18446744073709551615}"#)
+                .unwrap();
+        assert_eq!(parsed.token.value(), "a1");
+        assert_eq!(parsed.token.expiry(), None);
     }
 
     #[test]
