@@ -262,6 +262,38 @@ async fn an_expiring_token_is_refreshed_before_sending_through_the_same_client()
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_refresh_ahead_of_expiry_still_sends_the_unexpired_token() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => status(503, "down for maintenance"),
+        _ => api(seen, "old"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let cache = TokenCache::new(source)
+        .skew(Duration::from_secs(30))
+        .with_token(Token::new("old").expires_in(Duration::from_secs(100)));
+    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    tokio::time::advance(Duration::from_secs(75)).await;
+    let response = bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.hits_to("/token"), 1);
+    // Once it has expired, the failure is the caller's.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let err = bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        token_error(&err),
+        TokenError::Endpoint {
+            status: StatusCode::SERVICE_UNAVAILABLE
+        }
+    ));
+    assert_eq!(server.hits_to("/api"), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_token_outside_the_skew_is_used_without_refresh() {
     let server = FaultServer::start(|seen, _| match seen.path() {
         "/token" => token_json("new", Some(3600), None),

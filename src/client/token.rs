@@ -125,6 +125,10 @@ impl Token {
         )
     }
 
+    fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| Instant::now() >= at)
+    }
+
     fn needs_refresh(&self, skew: Duration) -> bool {
         self.refresh_at(skew)
             .is_some_and(|refresh_at| Instant::now() >= refresh_at)
@@ -403,7 +407,9 @@ impl<S: TokenSource> TokenCache<S> {
 ///   is replayed once with the new one; whatever the replay answers, 401 included, is the
 ///   caller's answer. A request whose streaming body cannot be replayed gets its 401 back.
 /// - A refresh that fails is an [`ErrorKind::Middleware`](super::ErrorKind::Middleware) error
-///   whose source is the [`TokenError`].
+///   whose source is the [`TokenError`], except a refresh ahead of expiry (within the skew):
+///   while the current token has not expired it is still sent, and the failure is a WARN
+///   event.
 /// - The token goes only to the origin of the request's original URL, or to the origins set
 ///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to. Where
 ///   it goes, it replaces any `Authorization` the request carried.
@@ -500,11 +506,17 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
         if in_refresh() || !self.sends_token_to(&request) {
             return next.run(request).await;
         }
-        let token = self
-            .cache
-            .token(next.client())
-            .await
-            .map_err(Error::middleware)?;
+        let token = match self.cache.token(next.client()).await {
+            Ok(token) => token,
+            // A refresh ahead of expiry failed: the token still works until it expires.
+            Err(err) => match self.cache.current().filter(|token| !token.is_expired()) {
+                Some(token) => {
+                    tracing::warn!(error = %err, "token refresh failed; sending the current token until it expires");
+                    token
+                }
+                None => return Err(Error::middleware(err)),
+            },
+        };
         set_bearer(&mut request, &token)?;
         let replay = request.try_clone().ok();
         let response = next.run(request).await?;
