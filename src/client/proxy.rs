@@ -30,6 +30,11 @@ use super::{Error, ErrorKind, Result};
 ///
 /// Once a proxy is configured, the proxy settings of the environment (`HTTP_PROXY`, ...) are
 /// ignored.
+///
+/// What the proxy sees depends on the scheme of the request, not on this configuration: an
+/// `https` request goes through a `CONNECT` tunnel and the proxy sees only the `CONNECT` with
+/// its own credentials, while a plain `http` request is relayed whole, so the proxy reads its
+/// `Authorization`, cookies and body like the server does. Send credentials over `https`.
 #[derive(Clone)]
 pub struct Proxy {
     pub(crate) inner: reqwest::Proxy,
@@ -48,7 +53,8 @@ impl Proxy {
         Proxy::wrap(url, reqwest::Proxy::all(url))
     }
 
-    /// Sends `http` requests only through the proxy at `url`.
+    /// Sends `http` requests only through the proxy at `url`; the proxy relays them whole,
+    /// credentials included.
     pub fn http(url: &str) -> Result<Proxy> {
         Proxy::wrap(url, reqwest::Proxy::http(url))
     }
