@@ -250,6 +250,32 @@ async fn a_connect_error_is_retried_even_for_a_post() {
 }
 
 #[tokio::test]
+async fn a_connect_error_resends_a_streaming_body_that_was_never_read() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let client = Client::builder()
+        .middleware(Retry::new(no_wait().build().unwrap()))
+        .middleware(from_fn(move |req: Request, next: Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            next.run(req)
+        }))
+        .build()
+        .unwrap();
+    let err = client
+        .put(format!("http://{addr}/upload"))
+        .body(Body::wrap_stream_replayable(chunks(&["a", "b"]), 64))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    assert_eq!(err.gave_up(), Some(GaveUp::MaxAttempts), "{err}");
+    assert_eq!(sent.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
 async fn a_request_refused_by_the_connection_policy_is_not_retried() {
     let server = FaultServer::start(|_, _| status(200, "ok")).await;
     let sent = Arc::new(AtomicUsize::new(0));
