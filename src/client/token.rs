@@ -379,7 +379,12 @@ impl<S: TokenSource> TokenCache<S> {
                 }
             }
         }
-        let fetched = REFRESHING.scope((), self.source.fetch(client)).await;
+        let fetched = REFRESHING
+            .scope((), self.source.fetch(client))
+            .await
+            // A token that cannot be sent is a failed fetch: cached, it would fail every
+            // request until it expired (or forever, without an expiry).
+            .and_then(|token| token.bearer_header().map(|_| token));
         let mut state = self.lock_state();
         state.fetches += 1;
         match fetched {
@@ -888,6 +893,23 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // A later caller tries again: a failure is not cached forever.
         assert!(cache.token(&client()).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_that_cannot_be_sent_is_not_cached() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let cache = TokenCache::new(source_fn(move |_| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(Token::new(if n == 0 { "bad\r\nvalue" } else { "good" })) }
+        }));
+        assert!(matches!(
+            cache.token(&client()).await,
+            Err(TokenError::InvalidToken)
+        ));
+        assert!(cache.current().is_none());
+        assert_eq!(cache.token(&client()).await.unwrap().value(), "good");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
