@@ -276,6 +276,25 @@ async fn a_connect_error_resends_a_streaming_body_that_was_never_read() {
 }
 
 #[tokio::test]
+async fn a_middleware_error_is_not_retried() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let client = Client::builder()
+        .middleware(Retry::new(no_wait().build().unwrap()))
+        .middleware(from_fn(move |_req: Request, _next: Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Err(layover::client::Error::middleware("signing key missing")) }
+        }))
+        .build()
+        .unwrap();
+    let err = client.get("http://127.0.0.1:9/").send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Middleware);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(err.attempts(), Some(1));
+    assert_eq!(err.gave_up(), None);
+}
+
+#[tokio::test]
 async fn a_request_refused_by_the_connection_policy_is_not_retried() {
     let server = FaultServer::start(|_, _| status(200, "ok")).await;
     let sent = Arc::new(AtomicUsize::new(0));
