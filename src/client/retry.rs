@@ -6,8 +6,10 @@
 //! that goes through it, so a failing upstream sees a bounded amount of extra load instead of a
 //! retry storm. A response it throws away is read away or dropped, never left holding its
 //! connection; a streaming body is replayed only within its replay cap, and otherwise the first
-//! answer comes back marked with why it was not retried ([`GaveUp`]). Every response says how
-//! many attempts it took ([`Attempts`]) and every retry is a tracing event.
+//! answer comes back marked with why it was not retried ([`GaveUp`]; for an error,
+//! [`Error::gave_up`](super::Error::gave_up), also in its message). Every response says how
+//! many attempts it took ([`Attempts`]; for an error, [`Error::attempts`](super::Error::attempts))
+//! and every retry is a tracing event.
 //!
 //! What is retried: connect errors (for any method: the request never left), timeouts,
 //! connections closed before a response, and the statuses of the policy, for idempotent
