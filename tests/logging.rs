@@ -193,6 +193,20 @@ async fn outside_retry_the_call_is_logged_once_with_the_attempt_count() {
 }
 
 #[tokio::test]
+async fn outside_retry_a_failed_call_is_logged_once_with_the_attempt_count() {
+    let (logs, _guard) = capture_logs();
+    let client = Client::builder()
+        .middleware(Logging::new())
+        .middleware(no_wait_retry())
+        .build()
+        .unwrap();
+    client.get(closed_port_url("/")).send().await.unwrap_err();
+    let events = logs.lines_with("request failed");
+    assert_eq!(events.len(), 1, "{}", logs.text());
+    assert!(events[0].contains("attempts=3"), "{}", events[0]);
+}
+
+#[tokio::test]
 async fn each_redirect_hop_is_logged_with_its_number() {
     let (logs, _guard) = capture_logs();
     let server = FaultServer::start(|seen, _| match seen.path() {

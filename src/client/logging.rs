@@ -183,7 +183,7 @@ impl fmt::Display for RedactedHeaders<'_> {
 /// The span (`http_request`, level INFO) carries `method`, `url` (redacted), `hop` and
 /// `attempt` (set by an outer [`Retry`](super::retry::Retry)); the response event adds
 /// `status`, `duration_ms` and `attempts` (when [`Retry`](super::retry::Retry) is inner), and a
-/// failure is a WARN event with the error. Headers are logged at DEBUG only when enabled, and
+/// failure is a WARN event with the error (and `attempts`, likewise). Headers are logged at DEBUG only when enabled, and
 /// always through the [`Redaction`].
 ///
 /// Where it sits decides what it sees: outermost, one span per call; inside `Retry`, one per
@@ -255,7 +255,13 @@ impl Middleware for Logging {
             }
             Err(err) => {
                 let error = err.to_string_with_url(|url| self.redaction.url(url));
-                tracing::warn!(parent: &span, duration_ms, error = %error, "request failed");
+                tracing::warn!(
+                    parent: &span,
+                    duration_ms,
+                    attempts = err.attempts(),
+                    error = %error,
+                    "request failed"
+                );
             }
         }
         outcome
