@@ -135,6 +135,7 @@ impl Hops {
             version: self.version,
             hop: self.hop,
             original_url,
+            left_origin: self.credentials_dropped,
         }
     }
 }

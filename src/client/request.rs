@@ -27,6 +27,9 @@ pub struct Request {
     /// The URL before any redirect; `None` while that is `url` itself (the first hop, its URL
     /// untouched), so that the common request holds one copy of its URL, not two.
     pub(crate) original_url: Option<Arc<Url>>,
+    /// Set once a redirect on the way here left the original origin, even if
+    /// this hop is back on it: credentials are not sent again.
+    pub(crate) left_origin: bool,
 }
 
 impl Request {
@@ -51,6 +54,7 @@ impl Request {
             version: Version::HTTP_11,
             hop: 0,
             original_url: None,
+            left_origin: false,
         }
     }
 
@@ -178,6 +182,7 @@ impl Request {
             version: self.version,
             hop: self.hop,
             original_url: self.original_url.clone(),
+            left_origin: self.left_origin,
         }
     }
 }
