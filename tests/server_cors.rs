@@ -1505,3 +1505,61 @@ async fn actual_requests_allocate_nothing_beyond_the_inner_service() {
         assert_eq!(with_cors, baseline, "origin {origin:?}");
     }
 }
+
+/// The recommended order in one `ServiceBuilder`, outside any `Router::layer`: CORS wraps the
+/// error and timeout layers, answers preflights itself (which needs the error layer's body to
+/// have an empty `Default`), and puts its headers on the errors they make.
+async fn serve_recommended_stack() -> Server {
+    use layover::server::error::ErrorLayer;
+    use layover::server::timeout::TimeoutLayer;
+    use tower::ServiceBuilder;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let router = app(calls.clone()).route(
+        "/sleep",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            "late"
+        }),
+    );
+    let stack = ServiceBuilder::new()
+        // `axum::serve` wants axum's body type; a hyper server would take the stack as it is.
+        .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
+        .layer(list().build().unwrap())
+        .layer(ErrorLayer::new())
+        .layer(TimeoutLayer::new(Duration::from_millis(50)).unwrap())
+        .service(router);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, tower::make::Shared::new(stack))
+            .await
+            .unwrap()
+    });
+    Server {
+        base: format!("http://{addr}"),
+        calls,
+    }
+}
+
+#[tokio::test]
+async fn cors_outside_error_layer_in_a_service_builder_answers_preflights() {
+    let server = serve_recommended_stack().await;
+    let reply = server.preflight("/r", APP, "GET").await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(reply.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    assert!(reply.body.is_empty());
+    assert_eq!(server.calls(), 0);
+}
+
+#[tokio::test]
+async fn cors_outside_error_layer_in_a_service_builder_grants_error_and_timeout_responses() {
+    let server = serve_recommended_stack().await;
+    let missing = server.send("GET", "/missing", &[("origin", APP)]).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body, r#"{"detail":"Not Found"}"#);
+    assert_eq!(missing.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+    let late = server.send("GET", "/sleep", &[("origin", APP)]).await;
+    assert_eq!(late.status, 504);
+    assert_eq!(late.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
+}

@@ -16,6 +16,7 @@ use layover::server::forwarded::{ForwardedInfo, ForwardedLayer};
 use layover::server::matcher::PathMatcher;
 use layover::server::shield::{ClientGone, ShieldHandle, ShieldLayer};
 use layover::server::timeout::TimeoutLayer;
+use tower::ServiceBuilder;
 
 /// The origin the CORS layer lets in.
 pub const APP_ORIGIN: &str = "https://app.example";
@@ -51,30 +52,33 @@ pub async fn start_with(extra: Router) -> Result<RunningServer, Box<dyn std::err
         .layer(Extension(Arc::clone(&orders_stored)))
         .merge(extra);
 
-    // `Router::layer` wraps bottom-up: the last layer added is the outermost.
-    let app = routes
-        .layer(shield)
-        .layer(TimeoutLayer::new(Duration::from_millis(500))?)
-        .layer(ErrorLayer::new())
-        .layer(
-            CorsLayer::builder()
-                .allow_origin(APP_ORIGIN)
-                .allow_methods(["GET", "POST"])
-                .allow_headers(["content-type"])
-                .expose_headers(["x-request-id"])
-                .max_age(Duration::from_secs(600))
-                .build()?,
-        )
-        .layer(
-            ForwardedLayer::builder()
-                .x_forwarded()
-                .peer_addr_with(|extensions| {
-                    extensions
-                        .get::<ConnectInfo<SocketAddr>>()
-                        .map(|info| info.0.ip())
-                })
-                .build()?,
-        );
+    // One `Router::layer` call with a `ServiceBuilder`: listed outermost first, and the route is
+    // wrapped once instead of once per layer.
+    let app = routes.layer(
+        ServiceBuilder::new()
+            .layer(
+                ForwardedLayer::builder()
+                    .x_forwarded()
+                    .peer_addr_with(|extensions| {
+                        extensions
+                            .get::<ConnectInfo<SocketAddr>>()
+                            .map(|info| info.0.ip())
+                    })
+                    .build()?,
+            )
+            .layer(
+                CorsLayer::builder()
+                    .allow_origin(APP_ORIGIN)
+                    .allow_methods(["GET", "POST"])
+                    .allow_headers(["content-type"])
+                    .expose_headers(["x-request-id"])
+                    .max_age(Duration::from_secs(600))
+                    .build()?,
+            )
+            .layer(ErrorLayer::new())
+            .layer(TimeoutLayer::new(Duration::from_millis(500))?)
+            .layer(shield),
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

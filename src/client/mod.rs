@@ -238,7 +238,10 @@ impl Client {
         let mut outgoing = reqwest::Request::new(method, url.clone());
         *outgoing.headers_mut() = headers;
         *outgoing.body_mut() = body;
-        *outgoing.timeout_mut() = attempt_timeout;
+        if attempt_timeout.is_some() {
+            // `timeout_mut` creates the request's extension map: only when there is one to set.
+            *outgoing.timeout_mut() = attempt_timeout;
+        }
         *outgoing.version_mut() = version;
         let execute = self.inner.http.execute(outgoing);
         let result = match (&self.inner.ssrf, url.port_or_known_default()) {

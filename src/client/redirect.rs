@@ -219,7 +219,7 @@ fn redirect_target(response: &Response) -> Option<Url> {
 
 /// Whether a hop leaves the origin the credentials were given for; a change of scheme (https to
 /// http included), host or port does. Compared field by field: `Url::origin` allocates.
-fn crosses_origin(from: &Url, to: &Url) -> bool {
+pub(crate) fn crosses_origin(from: &Url, to: &Url) -> bool {
     from.scheme() != to.scheme()
         || from.host_str() != to.host_str()
         || from.port_or_known_default() != to.port_or_known_default()

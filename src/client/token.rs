@@ -56,6 +56,9 @@ use super::{Client, Error, Middleware, Next, Request, Response, Result};
 #[derive(Clone)]
 pub struct Token {
     value: String,
+    /// `Bearer <value>`, made once: every request sends it. `None` when the value cannot be a
+    /// header value.
+    bearer: Option<HeaderValue>,
     obtained_at: Instant,
     expires_at: Option<Instant>,
 }
@@ -73,8 +76,16 @@ impl fmt::Debug for Token {
 impl Token {
     /// A token with no known expiry, obtained now.
     pub fn new(value: impl Into<String>) -> Self {
+        let value = value.into();
+        let bearer = HeaderValue::try_from(format!("Bearer {value}"))
+            .ok()
+            .map(|mut header| {
+                header.set_sensitive(true);
+                header
+            });
         Token {
-            value: value.into(),
+            value,
+            bearer,
             obtained_at: Instant::now(),
             expires_at: None,
         }
@@ -106,10 +117,7 @@ impl Token {
 
     /// The `Authorization: Bearer ...` value, marked sensitive so that it is not logged.
     pub fn bearer_header(&self) -> Result<HeaderValue, TokenError> {
-        let mut value = HeaderValue::try_from(format!("Bearer {}", self.value))
-            .map_err(|_| TokenError::InvalidToken)?;
-        value.set_sensitive(true);
-        Ok(value)
+        self.bearer.clone().ok_or(TokenError::InvalidToken)
     }
 
     /// When the token should be replaced: `skew` before its expiry, but never earlier than
@@ -486,12 +494,27 @@ impl<S: TokenSource> TokenAuth<S> {
     }
 
     fn sends_token_to(&self, request: &Request) -> bool {
-        let origin = request.url().origin();
+        let url = request.url();
         match &self.origins {
-            Some(origins) => origins.contains(&origin),
-            None => origin == request.original_url().origin(),
+            Some(origins) => origins.iter().any(|origin| is_origin_of(origin, url)),
+            None => !crate::client::redirect::crosses_origin(request.original_url(), url),
         }
     }
+}
+
+/// Whether `url` belongs to `origin`, compared field by field: `Url::origin` allocates, and
+/// this runs on every request.
+fn is_origin_of(origin: &Origin, url: &Url) -> bool {
+    let Origin::Tuple(scheme, host, port) = origin else {
+        return false;
+    };
+    let same_host = match (host, url.host()) {
+        (url::Host::Domain(a), Some(url::Host::Domain(b))) => a == b,
+        (url::Host::Ipv4(a), Some(url::Host::Ipv4(b))) => *a == b,
+        (url::Host::Ipv6(a), Some(url::Host::Ipv6(b))) => *a == b,
+        _ => false,
+    };
+    same_host && scheme == url.scheme() && url.port_or_known_default() == Some(*port)
 }
 
 /// A token middleware configuration that cannot work.

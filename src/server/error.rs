@@ -1119,6 +1119,14 @@ impl<B> ErrorBody<B> {
     }
 }
 
+/// An empty body, so that a layer outside this one (CORS answering a preflight, shield
+/// answering at its bound) can make a response of its own.
+impl<B> Default for ErrorBody<B> {
+    fn default() -> Self {
+        Self::full(Bytes::new())
+    }
+}
+
 impl<B: fmt::Debug> fmt::Debug for ErrorBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

@@ -779,6 +779,15 @@ fn parse_node_ip(node: &str) -> Option<IpAddr> {
 
 /// Removes the family's headers; says whether there were any.
 fn strip(family: &Family, headers: &mut HeaderMap) -> bool {
+    // Most requests carry no `X-Forwarded-*` header: one pass over the names is cheaper than
+    // three removals by hash.
+    if matches!(family, Family::XForwarded)
+        && !headers
+            .keys()
+            .any(|name| name.as_str().starts_with("x-forwarded-"))
+    {
+        return false;
+    }
     let mut removed = false;
     let mut remove = |name: &HeaderName| {
         // `remove` drops every line of the header, not just the first.
