@@ -36,10 +36,16 @@
 //!
 //! All `urls`, `ignore` and per-path rules use the one [`matcher`].
 
+pub mod cors;
 pub mod error;
+pub mod forwarded;
 pub mod matcher;
+pub mod shield;
 pub mod timeout;
 
+pub use cors::CorsLayer;
 pub use error::{ErrorBody, ErrorFormat, ErrorLayer, HttpError};
+pub use forwarded::ForwardedLayer;
 pub use matcher::{PathMap, PathMatcher, Rule, Rules};
+pub use shield::ShieldLayer;
 pub use timeout::TimeoutLayer;

@@ -1,0 +1,903 @@
+//! Cross-origin resource sharing: answers preflights and adds `Access-Control-*` headers to
+//! every response on the paths it covers, whatever their status.
+//!
+//! Compared with tower-http's `CorsLayer` and aiohttp-middlewares' `cors_middleware`, this
+//! layer treats only a real preflight (`OPTIONS` with both `Origin` and
+//! `Access-Control-Request-Method`) as a preflight, so other `OPTIONS` requests reach your
+//! handler; it checks the requested method and headers and refuses a preflight it would not
+//! grant with a `403` (configurable) instead of a `200` without headers; it matches origins
+//! exactly after normalising them (or with a regex over the *whole* origin, or a predicate);
+//! it merges into `Vary` instead of overwriting it; it sends `Access-Control-Allow-Credentials`
+//! only with an allowed origin; and it refuses at build time, with an error rather than a
+//! panic, a configuration the Fetch standard forbids, such as credentials with any origin.
+//!
+//! The layer owns the `Access-Control-Allow-*`, `-Expose-Headers` and `-Max-Age` response
+//! headers on the paths it covers: a value an inner service set is replaced or removed, so
+//! every response carries at most one of each. It acts on responses, so a `500` or `504`
+//! made by an inner layer gets the same headers as a `200`. It never rejects an actual
+//! (non-preflight) request: CORS protects reads in the browser, not the server, and a
+//! disallowed origin still runs the handler; it just gets no `Access-Control-Allow-Origin`.
+//! An `Err` from the inner service has no response to carry headers, so place the error
+//! layer inside this one (see [`server`](crate::server) for the recommended order).
+//!
+//! The default policy allows no origin, the safelisted methods (`GET`, `HEAD`, `POST`), no
+//! extra request header, exposes nothing, sends no max age and no credentials, covers every
+//! path, answers allowed preflights with `204` and refused ones with `403`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use layover::server::cors::CorsLayer;
+//! use layover::server::matcher::{PathMatcher, Rules};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cors = CorsLayer::builder()
+//!     .allow_origin("https://app.example")
+//!     .allow_origin_regex(r"https://[a-z0-9-]+\.preview\.example")
+//!     .allow_methods(["GET", "POST", "PUT", "DELETE"])
+//!     .allow_headers(["content-type", "authorization"])
+//!     .expose_headers(["x-request-id"])
+//!     .allow_credentials(true)
+//!     .max_age(Duration::from_secs(600))
+//!     .urls(Rules::new().with(PathMatcher::prefix("/api/")?))
+//!     .build()?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/api/items", get(|| async { "[]" }))
+//!     .layer(cors);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+mod allow_origin;
+mod vary;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use self::allow_origin::{OriginPolicy, OriginSpec};
+use self::vary::Vary;
+use crate::server::matcher::Rules;
+
+const REQUEST_PRIVATE_NETWORK: HeaderName =
+    HeaderName::from_static("access-control-request-private-network");
+const ALLOW_PRIVATE_NETWORK: HeaderName =
+    HeaderName::from_static("access-control-allow-private-network");
+const TRUE: HeaderValue = HeaderValue::from_static("true");
+const STAR: HeaderValue = HeaderValue::from_static("*");
+
+/// The response headers the layer owns on the paths it covers.
+const OWNED: [HeaderName; 7] = [
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    header::ACCESS_CONTROL_ALLOW_METHODS,
+    header::ACCESS_CONTROL_ALLOW_HEADERS,
+    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    header::ACCESS_CONTROL_MAX_AGE,
+    ALLOW_PRIVATE_NETWORK,
+];
+
+/// Response headers a browser always lets scripts read, and `Set-Cookie`, which it never
+/// does: neither is worth listing in `Access-Control-Expose-Headers`.
+const NOT_EXPOSED: [HeaderName; 8] = [
+    header::CACHE_CONTROL,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_TYPE,
+    header::EXPIRES,
+    header::LAST_MODIFIED,
+    header::PRAGMA,
+    header::SET_COOKIE,
+];
+
+/// An invalid [`CorsLayer`] configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CorsConfigError {
+    /// An allowed origin is not of the form `scheme://host[:port]` (or `null`).
+    #[error("allowed origin `{origin}` is invalid: {reason}")]
+    InvalidOrigin {
+        /// The origin as given.
+        origin: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `*` was given as an origin in a list; use `allow_any_origin` instead.
+    #[error("`*` is not an origin; use allow_any_origin() instead of listing it")]
+    WildcardInOriginList,
+    /// `allow_any_origin` was combined with listed origins, patterns or predicates.
+    #[error("allow_any_origin() cannot be combined with listed origins, patterns or predicates")]
+    AnyOriginWithOtherOrigins,
+    /// An origin pattern does not compile.
+    #[error("origin regex `{pattern}` is invalid: {source}")]
+    InvalidOriginRegex {
+        /// The pattern as given.
+        pattern: String,
+        /// The compiler's error.
+        #[source]
+        source: regex::Error,
+    },
+    /// Credentials with any origin, which browsers refuse and which would let every site
+    /// read credentialed responses if the origin were echoed.
+    #[error(
+        "allow_credentials(true) with allow_any_origin() is refused; list the origins, or call \
+         dangerously_allow_credentials_with_any_origin() to echo every origin"
+    )]
+    CredentialsWithAnyOrigin,
+    /// Credentials with `Access-Control-Allow-Methods: *`, which browsers take literally.
+    #[error(
+        "allow_credentials(true) with allow_any_method(); list methods or mirror_request_method()"
+    )]
+    CredentialsWithAnyMethod,
+    /// Credentials with `Access-Control-Allow-Headers: *`, which browsers take literally.
+    #[error(
+        "allow_credentials(true) with allow_any_header(); list headers or mirror_request_headers()"
+    )]
+    CredentialsWithAnyHeader,
+    /// `*` inside a method or header list; use the matching `*_any_*` setter.
+    #[error("`*` in {setting}; use the setter for any instead of listing `*`")]
+    WildcardInList {
+        /// Which setting.
+        setting: &'static str,
+    },
+    /// A method is not an HTTP token.
+    #[error("method `{0}` is not a valid HTTP method")]
+    InvalidMethod(String),
+    /// A header name is not valid.
+    #[error("{setting}: `{name}` is not a valid header name")]
+    InvalidHeaderName {
+        /// Which setting.
+        setting: &'static str,
+        /// The name as given.
+        name: String,
+    },
+    /// `Set-Cookie` in the exposed headers: browsers never expose it.
+    #[error("set-cookie can never be exposed to scripts; remove it from expose_headers")]
+    ExposeSetCookie,
+    /// The status for allowed preflights is not a 2xx, so browsers would fail every
+    /// preflight.
+    #[error("preflight status {0} is not a success (2xx) status")]
+    PreflightStatusNotSuccess(StatusCode),
+    /// The status for refused preflights is informational (1xx).
+    #[error("denied preflight status {0} must be 200 or above")]
+    InvalidDeniedPreflightStatus(StatusCode),
+}
+
+#[derive(Debug, Clone)]
+enum ListOrAny {
+    List(Vec<String>),
+    Any,
+    Mirror,
+}
+
+/// Builds a [`CorsLayer`]; every input is checked by [`build`](Self::build).
+pub struct CorsLayerBuilder {
+    origins: OriginSpec,
+    dangerous_any_with_credentials: bool,
+    urls: Option<Rules>,
+    methods: ListOrAny,
+    headers: ListOrAny,
+    expose: Vec<String>,
+    expose_any: bool,
+    max_age: Option<Duration>,
+    credentials: bool,
+    private_network: bool,
+    preflight_status: StatusCode,
+    denied_status: StatusCode,
+}
+
+impl fmt::Debug for CorsLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CorsLayerBuilder")
+            .field("urls", &self.urls)
+            .field("methods", &self.methods)
+            .field("headers", &self.headers)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CorsLayerBuilder {
+    /// Allows one origin, `scheme://host[:port]`, compared exactly with the request's
+    /// `Origin` after normalising this one the way browsers serialise origins (lower-case
+    /// scheme and host, default port dropped: `HTTPS://App.Example:443` is
+    /// `https://app.example`). A path, a trailing `/`, user information or `*` is an error.
+    /// `"null"` allows the opaque `null` origin (sandboxed iframes, `data:` pages, every
+    /// cross-origin redirect), which is rarely what you want; it is the only way that
+    /// origin is ever allowed. Adds to earlier calls. Default: no origin.
+    pub fn allow_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origins.exact.push(origin.into());
+        self
+    }
+
+    /// Allows each of these origins, as [`allow_origin`](Self::allow_origin).
+    pub fn allow_origins<I, T>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.origins
+            .exact
+            .extend(origins.into_iter().map(Into::into));
+        self
+    }
+
+    /// Allows origins matching a regex over the **whole** origin (it is anchored at both
+    /// ends, so `https://app\.example` does not let `https://app.example.evil.test` in).
+    /// Never consulted for `null`. Adds to earlier calls.
+    pub fn allow_origin_regex(mut self, pattern: impl Into<String>) -> Self {
+        self.origins.patterns.push(pattern.into());
+        self
+    }
+
+    /// Allows origins for which the predicate returns `true`. It sees the origin exactly as
+    /// the browser sent it and is never consulted for `null` or for a value that is not
+    /// visible ASCII. Adds to earlier calls.
+    ///
+    /// ```
+    /// # use layover::server::cors::CorsLayer;
+    /// let cors = CorsLayer::builder()
+    ///     .allow_origin_predicate(|origin| origin.ends_with(".corp.example"))
+    ///     .build();
+    /// # assert!(cors.is_ok());
+    /// ```
+    pub fn allow_origin_predicate<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+    {
+        self.origins.predicates.push(Arc::new(predicate));
+        self
+    }
+
+    /// Allows every origin with `Access-Control-Allow-Origin: *`, which is static, so it is
+    /// sent on every response on the covered paths (also without `Origin`) and no
+    /// `Vary: Origin` is needed. Cannot be combined with listed origins, nor with
+    /// credentials (see
+    /// [`dangerously_allow_credentials_with_any_origin`](Self::dangerously_allow_credentials_with_any_origin)).
+    pub fn allow_any_origin(mut self) -> Self {
+        self.origins.any = true;
+        self
+    }
+
+    /// Lets [`allow_any_origin`](Self::allow_any_origin) combine with
+    /// [`allow_credentials`](Self::allow_credentials) by echoing every request origin
+    /// except `null`, with `Vary: Origin`. **Any website can then make credentialed
+    /// requests and read the responses**: use it only for APIs whose credentials are not
+    /// cookies a browser sends by itself.
+    pub fn dangerously_allow_credentials_with_any_origin(mut self) -> Self {
+        self.dangerous_any_with_credentials = true;
+        self
+    }
+
+    /// Limits the layer to requests matching these rules (for a preflight, a rule's methods
+    /// are compared with the method it asks for). Other requests pass through untouched:
+    /// no CORS headers, no `Vary`, and their `OPTIONS` preflights reach the inner service.
+    /// Default: every path.
+    pub fn urls(mut self, rules: Rules) -> Self {
+        self.urls = Some(rules);
+        self
+    }
+
+    /// The methods a preflight may ask for, sent as `Access-Control-Allow-Methods`. Names
+    /// are case-sensitive, as in browsers (`patch` is not `PATCH`). `GET`, `HEAD` and
+    /// `POST` need no listing. Replaces earlier calls. Default: `GET, HEAD, POST`.
+    pub fn allow_methods<I, T>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.methods = ListOrAny::List(methods.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allows any method with `Access-Control-Allow-Methods: *` (an error with credentials,
+    /// where `*` is not a wildcard).
+    pub fn allow_any_method(mut self) -> Self {
+        self.methods = ListOrAny::Any;
+        self
+    }
+
+    /// Allows any method by echoing `Access-Control-Request-Method` (works with
+    /// credentials).
+    pub fn mirror_request_method(mut self) -> Self {
+        self.methods = ListOrAny::Mirror;
+        self
+    }
+
+    /// The request headers a preflight may ask for (case-insensitive), sent as
+    /// `Access-Control-Allow-Headers`. Replaces earlier calls. Default: none.
+    pub fn allow_headers<I, T>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.headers = ListOrAny::List(headers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allows any request header with `Access-Control-Allow-Headers: *`. Browsers never let
+    /// `*` cover `Authorization`, so when a preflight asks for it the answer is
+    /// `*, authorization`. An error with credentials.
+    pub fn allow_any_header(mut self) -> Self {
+        self.headers = ListOrAny::Any;
+        self
+    }
+
+    /// Allows any request header by echoing `Access-Control-Request-Headers` (works with
+    /// credentials).
+    pub fn mirror_request_headers(mut self) -> Self {
+        self.headers = ListOrAny::Mirror;
+        self
+    }
+
+    /// Response headers scripts may read, sent as `Access-Control-Expose-Headers` on actual
+    /// responses. Adds to earlier calls. Default: none.
+    pub fn expose_headers<I, T>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.expose.extend(headers.into_iter().map(Into::into));
+        self
+    }
+
+    /// Exposes every response header: `*` without credentials; with credentials (where `*`
+    /// is a literal name) the names of the response's own headers, built per response.
+    pub fn expose_any_header(mut self) -> Self {
+        self.expose_any = true;
+        self
+    }
+
+    /// How long browsers may cache a preflight, sent as whole seconds in
+    /// `Access-Control-Max-Age` (fractions are dropped; browsers cap it, Chromium at two
+    /// hours). Default: not sent (browsers then use 5 seconds).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// Sends `Access-Control-Allow-Credentials: true` with allowed origins, so browsers
+    /// share responses to requests made with cookies. Default: `false`.
+    pub fn allow_credentials(mut self, allow: bool) -> Self {
+        self.credentials = allow;
+        self
+    }
+
+    /// Answers `Access-Control-Request-Private-Network: true` on an allowed preflight with
+    /// `Access-Control-Allow-Private-Network: true` (the Private Network Access draft, which
+    /// current Chromium no longer sends). Default: `false`.
+    pub fn allow_private_network(mut self, allow: bool) -> Self {
+        self.private_network = allow;
+        self
+    }
+
+    /// The status of an allowed preflight; must be 2xx. Default: `204 No Content`.
+    pub fn preflight_status(mut self, status: StatusCode) -> Self {
+        self.preflight_status = status;
+        self
+    }
+
+    /// The status of a refused preflight (origin, method or headers not allowed), sent
+    /// without CORS headers. Default: `403 Forbidden`.
+    pub fn denied_preflight_status(mut self, status: StatusCode) -> Self {
+        self.denied_status = status;
+        self
+    }
+
+    /// Validates the configuration and prepares every header value.
+    pub fn build(self) -> Result<CorsLayer, CorsConfigError> {
+        if self.credentials && self.origins.any && !self.dangerous_any_with_credentials {
+            return Err(CorsConfigError::CredentialsWithAnyOrigin);
+        }
+        if !self.preflight_status.is_success() {
+            return Err(CorsConfigError::PreflightStatusNotSuccess(
+                self.preflight_status,
+            ));
+        }
+        if self.denied_status.is_informational() {
+            return Err(CorsConfigError::InvalidDeniedPreflightStatus(
+                self.denied_status,
+            ));
+        }
+        let origin = self.origins.build(self.credentials)?;
+
+        let methods = match self.methods {
+            ListOrAny::Any if self.credentials => {
+                return Err(CorsConfigError::CredentialsWithAnyMethod);
+            }
+            ListOrAny::Any => MethodPolicy::Any,
+            ListOrAny::Mirror => MethodPolicy::Mirror,
+            ListOrAny::List(names) => {
+                let mut methods = Vec::with_capacity(names.len());
+                for name in names {
+                    if name == "*" {
+                        return Err(CorsConfigError::WildcardInList {
+                            setting: "allow_methods",
+                        });
+                    }
+                    let method = Method::from_bytes(name.as_bytes())
+                        .map_err(|_| CorsConfigError::InvalidMethod(name.clone()))?;
+                    if !methods.contains(&method) {
+                        methods.push(method);
+                    }
+                }
+                let value = join(methods.iter().map(Method::as_str));
+                MethodPolicy::List { methods, value }
+            }
+        };
+
+        let headers = match self.headers {
+            ListOrAny::Any if self.credentials => {
+                return Err(CorsConfigError::CredentialsWithAnyHeader);
+            }
+            ListOrAny::Any => HeaderPolicy::Any,
+            ListOrAny::Mirror => HeaderPolicy::Mirror,
+            ListOrAny::List(names) => {
+                let names = header_names(names, "allow_headers")?;
+                let value = join(names.iter().map(HeaderName::as_str));
+                HeaderPolicy::List { names, value }
+            }
+        };
+
+        let expose_names = header_names(self.expose, "expose_headers")?;
+        if expose_names.contains(&header::SET_COOKIE) {
+            return Err(CorsConfigError::ExposeSetCookie);
+        }
+        let expose = if self.expose_any {
+            if self.credentials {
+                Expose::ResponseNames
+            } else {
+                Expose::Value(STAR)
+            }
+        } else {
+            join(expose_names.iter().map(HeaderName::as_str)).map_or(Expose::None, Expose::Value)
+        };
+
+        let max_age = self.max_age.map(|age| HeaderValue::from(age.as_secs()));
+
+        let mut actual_vary = Vec::new();
+        if !origin.is_static() {
+            actual_vary.push("origin");
+        }
+        let mut preflight_vary = actual_vary.clone();
+        // Whether a preflight is granted depends on what it asks for.
+        preflight_vary.push("access-control-request-method");
+        preflight_vary.push("access-control-request-headers");
+        if self.private_network {
+            preflight_vary.push("access-control-request-private-network");
+        }
+
+        Ok(CorsLayer {
+            config: Arc::new(Config {
+                origin,
+                urls: self.urls,
+                methods,
+                headers,
+                expose,
+                max_age,
+                credentials: self.credentials,
+                private_network: self.private_network,
+                preflight_status: self.preflight_status,
+                denied_status: self.denied_status,
+                actual_vary: Vary::new(actual_vary),
+                preflight_vary: Vary::new(preflight_vary),
+            }),
+        })
+    }
+}
+
+fn header_names(
+    names: Vec<String>,
+    setting: &'static str,
+) -> Result<Vec<HeaderName>, CorsConfigError> {
+    let mut parsed = Vec::with_capacity(names.len());
+    for name in names {
+        if name == "*" {
+            return Err(CorsConfigError::WildcardInList { setting });
+        }
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| CorsConfigError::InvalidHeaderName { setting, name })?;
+        if !parsed.contains(&header) {
+            parsed.push(header);
+        }
+    }
+    Ok(parsed)
+}
+
+/// Joins validated tokens into one list value; `None` for an empty list.
+fn join<'a>(items: impl Iterator<Item = &'a str>) -> Option<HeaderValue> {
+    let joined = items.collect::<Vec<_>>().join(", ");
+    if joined.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&joined).ok()
+}
+
+#[derive(Debug, Clone)]
+enum MethodPolicy {
+    List {
+        methods: Vec<Method>,
+        value: Option<HeaderValue>,
+    },
+    Any,
+    Mirror,
+}
+
+#[derive(Debug, Clone)]
+enum HeaderPolicy {
+    List {
+        names: Vec<HeaderName>,
+        value: Option<HeaderValue>,
+    },
+    Any,
+    Mirror,
+}
+
+#[derive(Debug, Clone)]
+enum Expose {
+    None,
+    Value(HeaderValue),
+    ResponseNames,
+}
+
+#[derive(Debug)]
+struct Config {
+    origin: OriginPolicy,
+    urls: Option<Rules>,
+    methods: MethodPolicy,
+    headers: HeaderPolicy,
+    expose: Expose,
+    max_age: Option<HeaderValue>,
+    credentials: bool,
+    private_network: bool,
+    preflight_status: StatusCode,
+    denied_status: StatusCode,
+    actual_vary: Vary,
+    preflight_vary: Vary,
+}
+
+/// A [`Layer`] that applies a CORS policy; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct CorsLayer {
+    config: Arc<Config>,
+}
+
+impl CorsLayer {
+    /// Starts a builder with the restrictive defaults listed in the [module docs](self).
+    pub fn builder() -> CorsLayerBuilder {
+        CorsLayerBuilder {
+            origins: OriginSpec::default(),
+            dangerous_any_with_credentials: false,
+            urls: None,
+            methods: ListOrAny::List(vec!["GET".into(), "HEAD".into(), "POST".into()]),
+            headers: ListOrAny::List(Vec::new()),
+            expose: Vec::new(),
+            expose_any: false,
+            max_age: None,
+            credentials: false,
+            private_network: false,
+            preflight_status: StatusCode::NO_CONTENT,
+            denied_status: StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+impl<S> Layer<S> for CorsLayer {
+    type Service = Cors<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Cors {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`CorsLayer`].
+#[derive(Debug, Clone)]
+pub struct Cors<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Cors<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        let headers = request.headers();
+        let preflight = is_preflight(request.method(), headers);
+        if let Some(urls) = &config.urls {
+            let requested = preflight
+                .then(|| headers.get(header::ACCESS_CONTROL_REQUEST_METHOD))
+                .flatten()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+            let method = requested.as_ref().unwrap_or(request.method());
+            if !urls.matches(method, request.uri().path()) {
+                return ResponseFuture {
+                    kind: Kind::Passthrough {
+                        future: self.inner.call(request),
+                    },
+                };
+            }
+        }
+        if preflight {
+            return ResponseFuture {
+                kind: Kind::Preflight {
+                    response: Some(config.preflight(headers)),
+                },
+            };
+        }
+        let action = match headers.get(header::ORIGIN) {
+            None => Action::NoOrigin,
+            Some(origin) => match config.origin.allow(origin) {
+                Some(allow_origin) => Action::Allowed(allow_origin),
+                None => Action::Denied,
+            },
+        };
+        ResponseFuture {
+            kind: Kind::Actual {
+                future: self.inner.call(request),
+                action,
+                config: self.config.clone(),
+            },
+        }
+    }
+}
+
+/// Why a preflight was refused, for the debug log.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Origin,
+    Method,
+    Headers,
+}
+
+impl Config {
+    fn preflight<B: Default>(&self, request: &HeaderMap) -> Response<B> {
+        let mut response = Response::new(B::default());
+        let headers = response.headers_mut();
+        headers.reserve(8);
+        match self.grant(request, headers) {
+            Ok(()) => *response.status_mut() = self.preflight_status,
+            Err(refusal) => {
+                tracing::debug!(
+                    ?refusal,
+                    origin = ?request.get(header::ORIGIN),
+                    method = ?request.get(header::ACCESS_CONTROL_REQUEST_METHOD),
+                    headers = ?request.get(header::ACCESS_CONTROL_REQUEST_HEADERS),
+                    "CORS preflight refused"
+                );
+                headers.clear();
+                *response.status_mut() = self.denied_status;
+            }
+        }
+        self.preflight_vary.apply(response.headers_mut());
+        response
+    }
+
+    /// Writes the headers that grant a preflight, or says why it is refused.
+    fn grant(&self, request: &HeaderMap, granted: &mut HeaderMap) -> Result<(), Refusal> {
+        let origin = request.get(header::ORIGIN).ok_or(Refusal::Origin)?;
+        let allow_origin = self.origin.allow(origin).ok_or(Refusal::Origin)?;
+        let requested_method = request
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .ok_or(Refusal::Method)?;
+        let method =
+            Method::from_bytes(requested_method.as_bytes()).map_err(|_| Refusal::Method)?;
+        let safelisted = method == Method::GET || method == Method::HEAD || method == Method::POST;
+        let allow_methods = match &self.methods {
+            MethodPolicy::List { methods, value } => {
+                if !safelisted && !methods.contains(&method) {
+                    return Err(Refusal::Method);
+                }
+                value.clone()
+            }
+            MethodPolicy::Any => Some(STAR),
+            MethodPolicy::Mirror => Some(requested_method.clone()),
+        };
+
+        let mut allow_headers = None;
+        let requested_headers = request.get_all(header::ACCESS_CONTROL_REQUEST_HEADERS);
+        if requested_headers.iter().next().is_some() {
+            let mut authorization = false;
+            for item in requested_headers
+                .iter()
+                .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+                .map(<[u8]>::trim_ascii)
+                .filter(|item| !item.is_empty())
+            {
+                let name = HeaderName::from_bytes(item).map_err(|_| Refusal::Headers)?;
+                authorization |= name == header::AUTHORIZATION;
+                if let HeaderPolicy::List { names, .. } = &self.headers {
+                    if !names.contains(&name) {
+                        return Err(Refusal::Headers);
+                    }
+                }
+            }
+            allow_headers = match &self.headers {
+                HeaderPolicy::List { value, .. } => value.clone(),
+                HeaderPolicy::Any if authorization => {
+                    Some(HeaderValue::from_static("*, authorization"))
+                }
+                HeaderPolicy::Any => Some(STAR),
+                HeaderPolicy::Mirror => mirror(requested_headers),
+            };
+        }
+
+        granted.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
+        if self.credentials {
+            granted.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
+        }
+        if let Some(value) = allow_methods {
+            granted.insert(header::ACCESS_CONTROL_ALLOW_METHODS, value);
+        }
+        if let Some(value) = allow_headers {
+            granted.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value);
+        }
+        if let Some(value) = &self.max_age {
+            granted.insert(header::ACCESS_CONTROL_MAX_AGE, value.clone());
+        }
+        if self.private_network
+            && request
+                .get(REQUEST_PRIVATE_NETWORK)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+        {
+            granted.insert(ALLOW_PRIVATE_NETWORK, TRUE);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, action: Action, headers: &mut HeaderMap) {
+        for name in OWNED {
+            headers.remove(name);
+        }
+        match action {
+            Action::Allowed(allow_origin) => {
+                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
+                if self.credentials {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
+                }
+                match &self.expose {
+                    Expose::None => {}
+                    Expose::Value(value) => {
+                        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, value.clone());
+                    }
+                    Expose::ResponseNames => {
+                        let names = join(
+                            headers
+                                .keys()
+                                .filter(|name| !NOT_EXPOSED.contains(name))
+                                .filter(|name| !name.as_str().starts_with("access-control-"))
+                                .filter(|name| *name != header::VARY)
+                                .map(HeaderName::as_str),
+                        );
+                        if let Some(names) = names {
+                            headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, names);
+                        }
+                    }
+                }
+            }
+            Action::Denied => {}
+            Action::NoOrigin => {
+                if self.origin.is_static() {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, STAR);
+                }
+            }
+        }
+        self.actual_vary.apply(headers);
+    }
+}
+
+/// Echoes `Access-Control-Request-Headers`; several lines are joined into one.
+fn mirror(lines: header::GetAll<'_, HeaderValue>) -> Option<HeaderValue> {
+    let mut iter = lines.iter();
+    let first = iter.next()?;
+    let rest: Vec<&HeaderValue> = iter.collect();
+    if rest.is_empty() {
+        return Some(first.clone());
+    }
+    let mut joined = first.as_bytes().to_vec();
+    for line in rest {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(line.as_bytes());
+    }
+    HeaderValue::from_bytes(&joined).ok()
+}
+
+/// What to do with the response to an actual (non-preflight) request.
+#[derive(Debug)]
+enum Action {
+    Allowed(HeaderValue),
+    Denied,
+    NoOrigin,
+}
+
+pin_project! {
+    /// The response future of [`Cors`].
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        kind: Kind<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B> {
+        Passthrough {
+            #[pin]
+            future: F,
+        },
+        Actual {
+            #[pin]
+            future: F,
+            action: Action,
+            config: Arc<Config>,
+        },
+        Preflight {
+            response: Option<Response<B>>,
+        },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { future } => future.poll(cx),
+            KindProj::Actual {
+                future,
+                action,
+                config,
+            } => {
+                let mut response = ready!(future.poll(cx))?;
+                let action = std::mem::replace(action, Action::Denied);
+                config.apply(action, response.headers_mut());
+                Poll::Ready(Ok(response))
+            }
+            KindProj::Preflight { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("CORS preflight future polled after completion"),
+            },
+        }
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

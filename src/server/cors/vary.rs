@@ -1,0 +1,120 @@
+//! Merging the layer's names into a response's `Vary` header.
+
+use http::HeaderValue;
+use http::header::{HeaderMap, VARY};
+
+/// The request headers a response depends on, prepared once.
+#[derive(Debug, Clone)]
+pub(super) struct Vary {
+    names: Vec<&'static str>,
+    value: Option<HeaderValue>,
+}
+
+impl Vary {
+    pub(super) fn new(names: Vec<&'static str>) -> Self {
+        let value = (!names.is_empty()).then(|| {
+            // The names are static lower-case tokens, so the joined value is always valid.
+            HeaderValue::from_str(&names.join(", ")).unwrap_or(HeaderValue::from_static("origin"))
+        });
+        Self { names, value }
+    }
+
+    /// Adds the names to `Vary`: inserted as prepared when the response has no `Vary`,
+    /// otherwise appended to what is there, without repeating a name already listed (in
+    /// any case) and leaving `Vary: *` alone.
+    pub(super) fn apply(&self, headers: &mut HeaderMap) {
+        let Some(value) = &self.value else {
+            return;
+        };
+        let mut lines = headers.get_all(VARY).iter().peekable();
+        if lines.peek().is_none() {
+            headers.insert(VARY, value.clone());
+            return;
+        }
+        debug_assert!(self.names.len() <= 8);
+        let mut present = 0u8;
+        let mut combined = String::new();
+        for line in lines {
+            let Ok(line) = line.to_str() else {
+                // An opaque existing value cannot be merged safely; add ours as another line.
+                continue;
+            };
+            for item in line.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                if item == "*" {
+                    return;
+                }
+                if let Some(i) = self.names.iter().position(|n| n.eq_ignore_ascii_case(item)) {
+                    present |= 1 << i;
+                }
+                if !combined.is_empty() {
+                    combined.push_str(", ");
+                }
+                combined.push_str(item);
+            }
+        }
+        let all = (1u16 << self.names.len()) - 1;
+        if u16::from(present) == all {
+            return;
+        }
+        for (i, name) in self.names.iter().enumerate() {
+            if present & (1 << i) == 0 {
+                if !combined.is_empty() {
+                    combined.push_str(", ");
+                }
+                combined.push_str(name);
+            }
+        }
+        match HeaderValue::from_str(&combined) {
+            Ok(merged) => {
+                headers.insert(VARY, merged);
+            }
+            Err(_) => {
+                headers.append(VARY, value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vary(headers: &HeaderMap) -> Vec<&str> {
+        headers
+            .get_all(VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn inserted_when_absent() {
+        let mut headers = HeaderMap::new();
+        Vary::new(vec!["origin"]).apply(&mut headers);
+        assert_eq!(vary(&headers), ["origin"]);
+    }
+
+    #[test]
+    fn appended_to_existing_without_duplicates() {
+        let mut headers = HeaderMap::new();
+        headers.append(VARY, HeaderValue::from_static("Accept-Encoding, Origin"));
+        headers.append(VARY, HeaderValue::from_static("cookie"));
+        Vary::new(vec!["origin", "access-control-request-method"]).apply(&mut headers);
+        assert_eq!(
+            vary(&headers),
+            ["Accept-Encoding, Origin, cookie, access-control-request-method"]
+        );
+    }
+
+    #[test]
+    fn untouched_when_all_present_or_star() {
+        let mut headers = HeaderMap::new();
+        headers.insert(VARY, HeaderValue::from_static("ORIGIN"));
+        Vary::new(vec!["origin"]).apply(&mut headers);
+        assert_eq!(vary(&headers), ["ORIGIN"]);
+
+        headers.insert(VARY, HeaderValue::from_static("*"));
+        Vary::new(vec!["origin"]).apply(&mut headers);
+        assert_eq!(vary(&headers), ["*"]);
+    }
+}

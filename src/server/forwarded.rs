@@ -1,0 +1,730 @@
+//! Believe the scheme, host and client address a reverse proxy reports, but only when the
+//! TCP peer is a proxy you trust.
+//!
+//! `ForwardedLayer` reads one header family, chosen when the layer is built: the
+//! `X-Forwarded-Proto` / `X-Forwarded-Host` / `X-Forwarded-For` trio, RFC 7239 `Forwarded`,
+//! or aiohttp's `match_headers` form (a header name and the value that means HTTPS). It
+//! never reads both families, so a client cannot smuggle a value through the family the
+//! proxy does not overwrite. Unlike reading the headers in a handler (or aiohttp's
+//! `https_middleware`, which believes anyone), the values count only when the peer address
+//! is inside a CIDR allow-list (loopback by default); comma lists are read from the right,
+//! through every hop whose address is itself trusted.
+//!
+//! The result is written into the request: the URI gets the forwarded scheme (and, when
+//! enabled, the forwarded authority), and a [`ForwardedInfo`] extension holds the
+//! effective scheme, host and client address for handlers. From an untrusted peer the
+//! headers of the configured family are removed by default (see
+//! [`ForwardedLayerBuilder::strip_untrusted`]), so nothing further in will read a spoofed
+//! value by accident.
+//!
+//! # Where the peer address comes from
+//!
+//! tower services do not see the socket. The layer asks a peer-address function for it;
+//! the default reads a [`PeerAddr`] extension, which you insert when you accept the
+//! connection. With axum, `into_make_service_with_connect_info::<SocketAddr>()` stores
+//! `axum::extract::ConnectInfo<SocketAddr>` instead; point the layer at it with
+//! [`ForwardedLayerBuilder::peer_addr_with`] (shown below). A request whose peer address
+//! cannot be found is treated as coming from an untrusted peer.
+//!
+//! # Example
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use axum::{Router, extract::ConnectInfo, routing::get, Extension};
+//! use layover::server::forwarded::{ForwardedInfo, ForwardedLayer};
+//!
+//! # fn main() -> Result<(), layover::server::forwarded::ForwardedConfigError> {
+//! let forwarded = ForwardedLayer::builder()
+//!     .x_forwarded()
+//!     .trusted_proxies(["127.0.0.0/8", "::1", "10.0.0.0/8"])
+//!     .host(true)
+//!     .client(true)
+//!     .peer_addr_with(|extensions| {
+//!         extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())
+//!     })
+//!     .build()?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/", get(|Extension(info): Extension<ForwardedInfo>| async move {
+//!         format!("{}://{:?} from {:?}", info.scheme(), info.host(), info.client())
+//!     }))
+//!     .layer(forwarded);
+//! // axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme, Uri};
+use http::{Extensions, Request};
+use ipnet::IpNet;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The peer address of a connection, as a request extension.
+///
+/// Insert it when you accept a connection (for example in a hyper `service_fn` wrapper) and
+/// the default [`ForwardedLayer`] finds it. axum users can instead point the layer at axum's
+/// `ConnectInfo` with [`ForwardedLayerBuilder::peer_addr_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// What the layer concluded about a request, inserted into its extensions.
+///
+/// Every field is the *effective* value: what the trusted proxy reported when it was
+/// believed, otherwise what the connection itself says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardedInfo {
+    scheme: Scheme,
+    host: Option<Authority>,
+    client: Option<IpAddr>,
+    peer: Option<IpAddr>,
+    trusted: bool,
+}
+
+impl ForwardedInfo {
+    /// The scheme the client used: the forwarded one when believed, else the request URI's
+    /// scheme, else `http`.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    /// Whether [`scheme`](Self::scheme) is `https`.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    /// The host the client asked for: the forwarded host when host forwarding is enabled
+    /// and believed, else the request URI's authority, else the `Host` header.
+    pub fn host(&self) -> Option<&Authority> {
+        self.host.as_ref()
+    }
+
+    /// The client address: the forwarded one when client forwarding is enabled and
+    /// believed, else the peer address.
+    pub fn client(&self) -> Option<IpAddr> {
+        self.client
+    }
+
+    /// The TCP peer address, when the peer-address function found one.
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    /// Whether the peer was a trusted proxy, i.e. whether forwarded headers were read.
+    pub fn from_trusted_proxy(&self) -> bool {
+        self.trusted
+    }
+}
+
+/// An invalid [`ForwardedLayer`] configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardedConfigError {
+    /// A trusted proxy entry is neither an IP address nor a CIDR network.
+    #[error("trusted proxy `{0}` is not an IP address or CIDR network")]
+    InvalidTrustedProxy(String),
+    /// A `match_headers` entry names an invalid header.
+    #[error("match header name `{0}` is not a valid header name")]
+    InvalidMatchHeaderName(String),
+    /// A `match_headers` entry has an empty or invalid value.
+    #[error("match header `{name}` has an invalid value `{value}`")]
+    InvalidMatchHeaderValue {
+        /// The header name.
+        name: String,
+        /// The rejected value.
+        value: String,
+    },
+    /// `match_headers` was given no entries, so it could never match.
+    #[error("match_headers needs at least one header")]
+    EmptyMatchHeaders,
+    /// Host or client forwarding was enabled with the `match_headers` family, which carries
+    /// only the scheme.
+    #[error(
+        "host and client forwarding need the X-Forwarded or Forwarded family, not match_headers"
+    )]
+    MatchHeadersCarryOnlyScheme,
+}
+
+/// Which header family the layer reads. Exactly one is read per layer.
+#[derive(Debug, Clone)]
+enum Family {
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-For`.
+    XForwarded,
+    /// RFC 7239 `Forwarded`.
+    Rfc7239,
+    /// aiohttp's form: any listed header whose rightmost value equals (ignoring ASCII case)
+    /// the listed value means HTTPS.
+    MatchHeaders(Vec<(HeaderName, String)>),
+}
+
+type PeerFn = dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync;
+
+struct Config {
+    family: Family,
+    trusted: Vec<IpNet>,
+    host: bool,
+    client: bool,
+    strip_untrusted: bool,
+    peer: Arc<PeerFn>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("family", &self.family)
+            .field("trusted", &self.trusted)
+            .field("host", &self.host)
+            .field("client", &self.client)
+            .field("strip_untrusted", &self.strip_untrusted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`ForwardedLayer`]; see [`ForwardedLayer::builder`].
+pub struct ForwardedLayerBuilder {
+    family: FamilyChoice,
+    trusted: Vec<String>,
+    host: bool,
+    client: bool,
+    strip_untrusted: bool,
+    peer: Arc<PeerFn>,
+}
+
+enum FamilyChoice {
+    XForwarded,
+    Rfc7239,
+    MatchHeaders(Vec<(String, String)>),
+}
+
+impl fmt::Debug for ForwardedLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardedLayerBuilder")
+            .field("trusted", &self.trusted)
+            .field("host", &self.host)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ForwardedLayerBuilder {
+    /// Read `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Forwarded-For` (the default).
+    pub fn x_forwarded(mut self) -> Self {
+        self.family = FamilyChoice::XForwarded;
+        self
+    }
+
+    /// Read RFC 7239 `Forwarded` (`proto=`, `host=`, `for=`) instead of `X-Forwarded-*`.
+    pub fn rfc7239(mut self) -> Self {
+        self.family = FamilyChoice::Rfc7239;
+        self
+    }
+
+    /// aiohttp's `match_headers` form: the request is HTTPS when any of these headers'
+    /// rightmost comma-separated value equals the given value, ignoring ASCII case
+    /// (`[("X-Forwarded-Proto", "https")]` is aiohttp's default). Only the scheme is
+    /// forwarded in this mode, and still only from trusted peers.
+    pub fn match_headers<I, N, V>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        self.family = FamilyChoice::MatchHeaders(
+            headers
+                .into_iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// The trusted proxies, as IP addresses or CIDR networks (`"10.0.0.0/8"`, `"::1"`),
+    /// replacing the default of loopback only (`127.0.0.0/8` and `::1`). Entries are
+    /// validated by [`build`](Self::build). IPv4-mapped IPv6 peers are compared as IPv4.
+    pub fn trusted_proxies<I, T>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.trusted = proxies.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        self
+    }
+
+    /// Also take the host from the proxy (`X-Forwarded-Host` or `host=`) into
+    /// [`ForwardedInfo::host`] and the request URI's authority. Off by default. The `Host`
+    /// header is left as sent.
+    pub fn host(mut self, enabled: bool) -> Self {
+        self.host = enabled;
+        self
+    }
+
+    /// Also take the client address from the proxy (`X-Forwarded-For` or `for=`) into
+    /// [`ForwardedInfo::client`]. Off by default (the client is then the peer).
+    pub fn client(mut self, enabled: bool) -> Self {
+        self.client = enabled;
+        self
+    }
+
+    /// Whether to remove the configured family's headers from requests of untrusted peers,
+    /// so that handlers reading them directly cannot be fooled (each removal is logged at
+    /// `DEBUG`). On by default; turn it off to keep the headers (the layer still ignores
+    /// them).
+    pub fn strip_untrusted(mut self, strip: bool) -> Self {
+        self.strip_untrusted = strip;
+        self
+    }
+
+    /// How to find the TCP peer address of a request. The default reads the [`PeerAddr`]
+    /// extension. For axum's `ConnectInfo`:
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use axum::extract::ConnectInfo;
+    /// # use layover::server::forwarded::ForwardedLayer;
+    /// let layer = ForwardedLayer::builder()
+    ///     .peer_addr_with(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+    ///     .build();
+    /// # assert!(layer.is_ok());
+    /// ```
+    pub fn peer_addr_with<F>(mut self, peer: F) -> Self
+    where
+        F: Fn(&Extensions) -> Option<IpAddr> + Send + Sync + 'static,
+    {
+        self.peer = Arc::new(peer);
+        self
+    }
+
+    /// Validates the configuration and builds the layer.
+    pub fn build(self) -> Result<ForwardedLayer, ForwardedConfigError> {
+        let trusted = self
+            .trusted
+            .iter()
+            .map(|entry| parse_net(entry))
+            .collect::<Result<Vec<_>, _>>()?;
+        let family = match self.family {
+            FamilyChoice::XForwarded => Family::XForwarded,
+            FamilyChoice::Rfc7239 => Family::Rfc7239,
+            FamilyChoice::MatchHeaders(entries) => {
+                if entries.is_empty() {
+                    return Err(ForwardedConfigError::EmptyMatchHeaders);
+                }
+                if self.host || self.client {
+                    return Err(ForwardedConfigError::MatchHeadersCarryOnlyScheme);
+                }
+                let mut parsed = Vec::with_capacity(entries.len());
+                for (name, value) in entries {
+                    let header = HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| ForwardedConfigError::InvalidMatchHeaderName(name.clone()))?;
+                    let trimmed = value.trim();
+                    if trimmed.is_empty() || HeaderValue::from_str(trimmed).is_err() {
+                        return Err(ForwardedConfigError::InvalidMatchHeaderValue { name, value });
+                    }
+                    parsed.push((header, trimmed.to_owned()));
+                }
+                Family::MatchHeaders(parsed)
+            }
+        };
+        Ok(ForwardedLayer {
+            config: Arc::new(Config {
+                family,
+                trusted,
+                host: self.host,
+                client: self.client,
+                strip_untrusted: self.strip_untrusted,
+                peer: self.peer,
+            }),
+        })
+    }
+}
+
+fn parse_net(entry: &str) -> Result<IpNet, ForwardedConfigError> {
+    let entry_trimmed = entry.trim();
+    if let Ok(net) = entry_trimmed.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    entry_trimmed
+        .parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| ForwardedConfigError::InvalidTrustedProxy(entry.to_owned()))
+}
+
+/// A [`Layer`] that applies forwarded scheme, host and client information from trusted
+/// proxies; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct ForwardedLayer {
+    config: Arc<Config>,
+}
+
+impl ForwardedLayer {
+    /// Starts a builder with the defaults: the `X-Forwarded-*` family, trusted proxies
+    /// `127.0.0.0/8` and `::1`, scheme only (host and client off), headers from untrusted
+    /// peers stripped, peer address from the [`PeerAddr`] extension.
+    pub fn builder() -> ForwardedLayerBuilder {
+        ForwardedLayerBuilder {
+            family: FamilyChoice::XForwarded,
+            trusted: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            host: false,
+            client: false,
+            strip_untrusted: true,
+            peer: Arc::new(|ext: &Extensions| ext.get::<PeerAddr>().map(|p| p.0.ip())),
+        }
+    }
+}
+
+impl<S> Layer<S> for ForwardedLayer {
+    type Service = Forwarded<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Forwarded {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`ForwardedLayer`].
+#[derive(Debug, Clone)]
+pub struct Forwarded<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S, B> Service<Request<B>> for Forwarded<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        apply(&self.config, &mut request);
+        self.inner.call(request)
+    }
+}
+
+impl Config {
+    fn is_trusted(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.trusted.iter().any(|net| net.contains(&addr))
+    }
+}
+
+/// What one proxy hop reported.
+#[derive(Default, Clone, Copy)]
+struct Hop<'a> {
+    for_: Option<&'a str>,
+    proto: Option<&'a str>,
+    host: Option<&'a str>,
+}
+
+fn apply<B>(config: &Config, request: &mut Request<B>) {
+    let peer = (config.peer)(request.extensions()).map(|ip| ip.to_canonical());
+    let trusted = peer.is_some_and(|ip| config.is_trusted(ip));
+
+    let mut scheme = None;
+    let mut host = None;
+    let mut client = None;
+    if trusted {
+        let headers = request.headers();
+        match &config.family {
+            Family::MatchHeaders(entries) => {
+                if entries.iter().any(|(name, value)| {
+                    last_item(headers, name).is_some_and(|v| v.eq_ignore_ascii_case(value))
+                }) {
+                    scheme = Some(Scheme::HTTPS);
+                }
+            }
+            family => {
+                let hops = match family {
+                    Family::Rfc7239 => rfc7239_hops(headers),
+                    _ => x_forwarded_hops(headers),
+                };
+                if let Some(chosen) = choose_hop(config, &hops) {
+                    // A field the chosen hop did not report is taken from the nearest hop
+                    // to its right: every one of those was added by a trusted proxy.
+                    let believed = &hops[chosen..];
+                    scheme = believed.iter().find_map(|h| h.proto).and_then(parse_scheme);
+                    if config.host {
+                        host = believed
+                            .iter()
+                            .find_map(|h| h.host)
+                            .filter(|h| !h.contains('@'))
+                            .and_then(|h| Authority::try_from(h).ok());
+                    }
+                    if config.client {
+                        client = hops[chosen].for_.and_then(parse_node_ip);
+                    }
+                }
+            }
+        }
+    } else if config.strip_untrusted && strip(&config.family, request.headers_mut()) {
+        tracing::debug!(
+            peer = ?peer,
+            "removed forwarded headers sent by a peer that is not a trusted proxy"
+        );
+    }
+
+    // The effective host: forwarded, else the URI's own authority, else the Host header
+    // (an origin-form HTTP/1.1 request carries its authority only there).
+    let forwarded_host = host.is_some();
+    let host = host
+        .or_else(|| request.uri().authority().cloned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        });
+    if scheme.is_some() || forwarded_host {
+        rewrite_uri(request.uri_mut(), scheme.as_ref(), host.as_ref());
+    }
+    let info = ForwardedInfo {
+        scheme: scheme
+            .or_else(|| request.uri().scheme().cloned())
+            .unwrap_or(Scheme::HTTP),
+        host,
+        client: client.or(peer),
+        peer,
+        trusted,
+    };
+    request.extensions_mut().insert(info);
+}
+
+/// Index of the hop whose values are believed: walk from the right while the address a
+/// hop reports for its own client is itself a trusted proxy.
+fn choose_hop(config: &Config, hops: &[Hop<'_>]) -> Option<usize> {
+    let mut index = hops.len().checked_sub(1)?;
+    while index > 0 {
+        match hops[index].for_.and_then(parse_node_ip) {
+            Some(ip) if config.is_trusted(ip) => index -= 1,
+            _ => break,
+        }
+    }
+    Some(index)
+}
+
+fn header_items<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+fn last_item<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    header_items(headers, name).filter(|v| !v.is_empty()).last()
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The three lists are aligned from the right: the last item of each was added by the
+/// proxy nearest to us.
+fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop<'_>> {
+    let fors: Vec<&str> = header_items(headers, &X_FORWARDED_FOR).collect();
+    let protos: Vec<&str> = header_items(headers, &X_FORWARDED_PROTO).collect();
+    let hosts: Vec<&str> = header_items(headers, &X_FORWARDED_HOST).collect();
+    let len = fors.len().max(protos.len()).max(hosts.len());
+    (0..len)
+        .map(|i| Hop {
+            for_: aligned(&fors, len, i),
+            proto: aligned(&protos, len, i),
+            host: aligned(&hosts, len, i),
+        })
+        .collect()
+}
+
+fn aligned<'a>(list: &[&'a str], len: usize, index: usize) -> Option<&'a str> {
+    index
+        .checked_sub(len - list.len())
+        .and_then(|j| list.get(j).copied())
+        .filter(|v| !v.is_empty())
+}
+
+const FORWARDED: HeaderName = header::FORWARDED;
+
+/// RFC 7239: `Forwarded: for=192.0.2.60;proto=https;host=example.com, for=10.0.0.1`.
+/// Elements are separated by commas, pairs by semicolons; names are case-insensitive and
+/// values may be quoted strings.
+fn rfc7239_hops(headers: &HeaderMap) -> Vec<Hop<'_>> {
+    header_items(headers, &FORWARDED)
+        .filter(|element| !element.is_empty())
+        .map(|element| {
+            let mut hop = Hop::default();
+            for pair in element.split(';') {
+                let Some((name, value)) = pair.split_once('=') else {
+                    continue;
+                };
+                let value = unquote(value.trim());
+                let slot = match name.trim() {
+                    n if n.eq_ignore_ascii_case("for") => &mut hop.for_,
+                    n if n.eq_ignore_ascii_case("proto") => &mut hop.proto,
+                    n if n.eq_ignore_ascii_case("host") => &mut hop.host,
+                    _ => continue,
+                };
+                if !value.is_empty() {
+                    *slot = Some(value);
+                }
+            }
+            hop
+        })
+        .collect()
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// Only `http` and `https` are accepted, in any case; anything else is ignored.
+fn parse_scheme(proto: &str) -> Option<Scheme> {
+    if proto.eq_ignore_ascii_case("https") {
+        Some(Scheme::HTTPS)
+    } else if proto.eq_ignore_ascii_case("http") {
+        Some(Scheme::HTTP)
+    } else {
+        None
+    }
+}
+
+/// A node as in `X-Forwarded-For` or RFC 7239 `for=`: `192.0.2.1`, `192.0.2.1:4711`,
+/// `2001:db8::1`, `[2001:db8::1]:4711`. `unknown` and obfuscated names yield `None`.
+fn parse_node_ip(node: &str) -> Option<IpAddr> {
+    let node = unquote(node.trim());
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        let (ip, _) = rest.split_once(']')?;
+        return ip.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    }
+    let (ip, port) = node.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// Removes the family's headers; says whether there were any.
+fn strip(family: &Family, headers: &mut HeaderMap) -> bool {
+    let mut removed = false;
+    let mut remove = |name: &HeaderName| {
+        // `remove` drops every line of the header, not just the first.
+        removed |= headers.remove(name).is_some();
+    };
+    match family {
+        Family::XForwarded => {
+            remove(&X_FORWARDED_FOR);
+            remove(&X_FORWARDED_PROTO);
+            remove(&X_FORWARDED_HOST);
+        }
+        Family::Rfc7239 => remove(&FORWARDED),
+        Family::MatchHeaders(entries) => {
+            for (name, _) in entries {
+                remove(name);
+            }
+        }
+    }
+    removed
+}
+
+fn rewrite_uri(uri: &mut Uri, scheme: Option<&Scheme>, host: Option<&Authority>) {
+    let mut parts = uri.clone().into_parts();
+    if let Some(host) = host {
+        parts.authority = Some(host.clone());
+    }
+    // An absolute URI needs an authority; without one (origin-form request and no
+    // forwarded host) only the extension carries the scheme.
+    if parts.authority.is_some() {
+        if let Some(scheme) = scheme {
+            parts.scheme = Some(scheme.clone());
+        }
+        if parts.scheme.is_none() {
+            parts.scheme = Some(Scheme::HTTP);
+        }
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+    }
+    if let Ok(rewritten) = Uri::from_parts(parts) {
+        *uri = rewritten;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_addresses_in_every_form() {
+        let v4 = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(parse_node_ip("192.0.2.1"), v4("192.0.2.1"));
+        assert_eq!(parse_node_ip("192.0.2.1:4711"), v4("192.0.2.1"));
+        assert_eq!(parse_node_ip("\"192.0.2.1:4711\""), v4("192.0.2.1"));
+        assert_eq!(parse_node_ip("2001:db8::1"), v4("2001:db8::1"));
+        assert_eq!(parse_node_ip("\"[2001:db8::1]:4711\""), v4("2001:db8::1"));
+        assert_eq!(parse_node_ip("[2001:db8::1]"), v4("2001:db8::1"));
+        assert_eq!(parse_node_ip("::ffff:10.0.0.1"), v4("10.0.0.1"));
+        assert_eq!(parse_node_ip("unknown"), None);
+        assert_eq!(parse_node_ip("_hidden"), None);
+        assert_eq!(parse_node_ip("192.0.2.1:notaport"), None);
+    }
+
+    #[test]
+    fn rfc7239_elements_pairs_and_quotes() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            FORWARDED,
+            HeaderValue::from_static("for=192.0.2.60;proto=http;by=203.0.113.43"),
+        );
+        headers.append(
+            FORWARDED,
+            HeaderValue::from_static(
+                "For=\"[2001:db8:cafe::17]:4711\"; Host=\"app.example\", garbage",
+            ),
+        );
+        let hops = rfc7239_hops(&headers);
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[0].for_, Some("192.0.2.60"));
+        assert_eq!(hops[0].proto, Some("http"));
+        assert_eq!(hops[1].for_, Some("[2001:db8:cafe::17]:4711"));
+        assert_eq!(hops[1].host, Some("app.example"));
+        assert_eq!(hops[2].for_, None);
+    }
+
+    #[test]
+    fn x_forwarded_lists_align_from_the_right() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("a, b, c"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let hops = x_forwarded_hops(&headers);
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[0].proto, None);
+        assert_eq!(hops[2].proto, Some("https"));
+        assert_eq!(hops[2].for_, Some("c"));
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_networks() {
+        assert_eq!(
+            parse_net("10.1.2.3/8").ok(),
+            "10.0.0.0/8".parse::<IpNet>().ok()
+        );
+        assert_eq!(parse_net("::1").ok(), "::1/128".parse::<IpNet>().ok());
+        assert!(parse_net("localhost").is_err());
+    }
+}

@@ -1,0 +1,428 @@
+//! Lets a handler run to completion when the client disconnects, instead of being dropped
+//! half-way.
+//!
+//! hyper (and so axum) drops the response future of a request whose client has gone, which
+//! cancels the handler at whatever `.await` it was on: a payment half-recorded, a pooled
+//! connection returned mid-transaction. `ShieldLayer` moves selected requests (by default
+//! `POST`, `PUT`, `PATCH` and `DELETE`) into a task of their own with `tokio::spawn` and
+//! awaits its `JoinHandle`; dropping the response future then only detaches the task. This
+//! differs from aiohttp-middlewares' `shield_middleware` (which wraps `asyncio.shield` and
+//! is inert on modern aiohttp, which no longer cancels handlers) and from tower-http's
+//! `OnEarlyDrop` (which only observes the drop) in three ways:
+//!
+//! - a [`ClientGone`] extension tells a shielded handler that nobody waits for its answer
+//!   any more, so it can stop early where that is safe;
+//! - a [`ShieldHandle`] lets graceful shutdown wait for every shielded task, including the
+//!   detached ones;
+//! - a panic in shielded work becomes a `500` response (with an empty body, which an outer
+//!   error layer can render) and is logged, instead of a lost task.
+//!
+//! An optional bound ([`ShieldLayerBuilder::max_in_flight`]) limits how many shielded tasks
+//! may exist at once, detached ones included. At the bound a new request that would be
+//! shielded is answered at once with `503 Service Unavailable` and the handler is not
+//! called; the slot frees when a shielded task finishes, not when its client leaves.
+//!
+//! # Requirements
+//!
+//! The inner service's future must be `Send + 'static` (it runs on the tokio runtime, so
+//! the layer must be used inside one), and so must its response and error; the response
+//! body must implement `Default` (for the `500` and `503`). The inner service itself need
+//! not be `Clone`: it is called where it was polled ready, and only its future is spawned.
+//! axum's `Router` meets all of this.
+//!
+//! A shield placed inside a timeout layer keeps the work going after the timeout answered
+//! (the timeout drops the future just as a leaving client does); placed outside, the timeout
+//! cancels the handler. Pick the order that says what you mean.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Extension, Router, routing::post};
+//! use layover::server::shield::{ClientGone, ShieldLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), layover::server::shield::ShieldConfigError> {
+//! let shield = ShieldLayer::builder().max_in_flight(1024).build()?;
+//! let handle = shield.handle();
+//!
+//! let app: Router = Router::new()
+//!     .route("/orders", post(|Extension(gone): Extension<ClientGone>| async move {
+//!         // ... work that must not stop half-way ...
+//!         if gone.is_gone() {
+//!             tracing::info!("order stored; the client left before the answer");
+//!         }
+//!         "stored"
+//!     }))
+//!     .layer(shield);
+//!
+//! // axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+//! // Then let detached shielded work finish:
+//! handle.shutdown().await;
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinError, JoinHandle};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::server::matcher::Rules;
+
+/// Request extension of a shielded request: tells the handler whether whoever awaited the
+/// response (the client connection, or an outer timeout) has stopped waiting for it.
+///
+/// It fires when the response future is dropped before the handler finished; it never
+/// fires for a request that was answered. Only shielded requests carry it: on a route that
+/// may not be shielded, extract it as `Option<Extension<ClientGone>>`.
+#[derive(Debug, Clone)]
+pub struct ClientGone(CancellationToken);
+
+impl ClientGone {
+    /// Whether the client has gone.
+    pub fn is_gone(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Completes when the client has gone (never, if it stays until the answer).
+    pub async fn gone(&self) {
+        self.0.cancelled().await;
+    }
+
+    /// The underlying token, to pass to code that takes a `CancellationToken`.
+    pub fn token(&self) -> &CancellationToken {
+        &self.0
+    }
+}
+
+/// Lets graceful shutdown wait for shielded work; see [`ShieldLayer::handle`].
+#[derive(Debug, Clone)]
+pub struct ShieldHandle {
+    tracker: TaskTracker,
+}
+
+impl ShieldHandle {
+    /// How many shielded tasks are running, detached ones included.
+    pub fn in_flight(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Waits until every shielded task has finished. Requests that arrive meanwhile are
+    /// still shielded and waited for, so stop accepting connections first (for example
+    /// with axum's `with_graceful_shutdown`).
+    pub async fn shutdown(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+        // Leave the tracker usable if the server is started again.
+        self.tracker.reopen();
+    }
+}
+
+/// An invalid [`ShieldLayer`] configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShieldConfigError {
+    /// The method list is empty, so nothing would ever be shielded.
+    #[error("shield methods list is empty, so no request would be shielded")]
+    NoMethods,
+    /// A method is not a valid HTTP method.
+    #[error("shield method `{0}` is not a valid HTTP method")]
+    InvalidMethod(String),
+    /// The path rules are empty, so nothing would ever be shielded.
+    #[error("shield path rules are empty, so no request would be shielded")]
+    NoPaths,
+    /// `max_in_flight(0)` would refuse every shielded request.
+    #[error("max_in_flight must be at least 1")]
+    ZeroMaxInFlight,
+}
+
+#[derive(Debug)]
+struct Config {
+    methods: Vec<Method>,
+    paths: Option<Rules>,
+    ignore: Rules,
+    permits: Option<Arc<Semaphore>>,
+}
+
+impl Config {
+    fn selects<B>(&self, request: &Request<B>) -> bool {
+        let method = request.method();
+        let path = request.uri().path();
+        self.methods.contains(method)
+            && self.paths.as_ref().is_none_or(|p| p.matches(method, path))
+            && !self.ignore.matches(method, path)
+    }
+}
+
+/// Builds a [`ShieldLayer`]; see [`ShieldLayer::builder`].
+#[derive(Debug)]
+pub struct ShieldLayerBuilder {
+    methods: Vec<String>,
+    paths: Option<Rules>,
+    ignore: Rules,
+    max_in_flight: Option<usize>,
+}
+
+impl ShieldLayerBuilder {
+    /// The methods to shield (case-sensitive). Replaces the default `POST`, `PUT`, `PATCH`,
+    /// `DELETE`.
+    pub fn methods<I, T>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.methods = methods.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Shields only requests matching these rules (and one of the methods). Default: every
+    /// path.
+    pub fn paths(mut self, rules: Rules) -> Self {
+        self.paths = Some(rules);
+        self
+    }
+
+    /// Never shields requests matching these rules (a rule may name methods, so
+    /// `Rule::with_methods(prefix("/stream/"), [POST])` is a path-and-method pair). Default:
+    /// none.
+    pub fn ignore(mut self, rules: Rules) -> Self {
+        self.ignore = rules;
+        self
+    }
+
+    /// At most this many shielded tasks at once, detached ones included; beyond it a
+    /// request that would be shielded gets `503 Service Unavailable` without reaching the
+    /// handler. Default: no bound.
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = Some(max);
+        self
+    }
+
+    /// Validates the configuration and builds the layer, with a fresh [`ShieldHandle`].
+    pub fn build(self) -> Result<ShieldLayer, ShieldConfigError> {
+        if self.methods.is_empty() {
+            return Err(ShieldConfigError::NoMethods);
+        }
+        let mut methods = Vec::with_capacity(self.methods.len());
+        for name in self.methods {
+            let method = Method::from_bytes(name.as_bytes())
+                .map_err(|_| ShieldConfigError::InvalidMethod(name.clone()))?;
+            methods.push(method);
+        }
+        if self.paths.as_ref().is_some_and(Rules::is_empty) {
+            return Err(ShieldConfigError::NoPaths);
+        }
+        let permits = match self.max_in_flight {
+            Some(0) => return Err(ShieldConfigError::ZeroMaxInFlight),
+            Some(max) => Some(Arc::new(Semaphore::new(max))),
+            None => None,
+        };
+        Ok(ShieldLayer {
+            config: Arc::new(Config {
+                methods,
+                paths: self.paths,
+                ignore: self.ignore,
+                permits,
+            }),
+            tracker: TaskTracker::new(),
+        })
+    }
+}
+
+/// A [`Layer`] that runs selected requests to completion even when their client leaves;
+/// see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct ShieldLayer {
+    config: Arc<Config>,
+    tracker: TaskTracker,
+}
+
+impl ShieldLayer {
+    /// Starts a builder with the defaults: methods `POST`, `PUT`, `PATCH`, `DELETE` on every
+    /// path, nothing ignored, no bound.
+    pub fn builder() -> ShieldLayerBuilder {
+        ShieldLayerBuilder {
+            methods: ["POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            paths: None,
+            ignore: Rules::new(),
+            max_in_flight: None,
+        }
+    }
+
+    /// The handle that waits for this layer's shielded work (shared by every clone of the
+    /// layer and every service it makes).
+    pub fn handle(&self) -> ShieldHandle {
+        ShieldHandle {
+            tracker: self.tracker.clone(),
+        }
+    }
+}
+
+impl<S> Layer<S> for ShieldLayer {
+    type Service = Shield<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shield {
+            inner,
+            config: self.config.clone(),
+            tracker: self.tracker.clone(),
+        }
+    }
+}
+
+/// The service made by [`ShieldLayer`].
+#[derive(Debug, Clone)]
+pub struct Shield<S> {
+    inner: S,
+    config: Arc<Config>,
+    tracker: TaskTracker,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Shield<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if !self.config.selects(&request) {
+            return ResponseFuture {
+                kind: Kind::Direct {
+                    future: self.inner.call(request),
+                },
+            };
+        }
+        let permit = match &self.config.permits {
+            None => None,
+            Some(permits) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::warn!(
+                        method = %request.method(),
+                        path = request.uri().path(),
+                        "shield at its bound of in-flight work; answering 503"
+                    );
+                    return ResponseFuture {
+                        kind: Kind::Ready {
+                            response: Some(status_response(StatusCode::SERVICE_UNAVAILABLE)),
+                        },
+                    };
+                }
+            },
+        };
+        let token = CancellationToken::new();
+        request.extensions_mut().insert(ClientGone(token.clone()));
+        let future = self.inner.call(request);
+        let handle = self.tracker.spawn(run(future, permit));
+        ResponseFuture {
+            kind: Kind::Shielded {
+                handle,
+                guard: Some(token.drop_guard()),
+            },
+        }
+    }
+}
+
+async fn run<F>(future: F, permit: Option<OwnedSemaphorePermit>) -> F::Output
+where
+    F: Future,
+{
+    let output = future.await;
+    drop(permit);
+    output
+}
+
+fn status_response<B: Default>(status: StatusCode) -> Response<B> {
+    let mut response = Response::new(B::default());
+    *response.status_mut() = status;
+    response
+}
+
+fn join_failed<B: Default>(error: JoinError) -> Response<B> {
+    if error.is_panic() {
+        tracing::error!("shielded handler panicked; answering 500");
+    } else {
+        tracing::error!("shielded handler was cancelled by the runtime; answering 500");
+    }
+    status_response(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+pin_project! {
+    /// The response future of [`Shield`]. Dropping it before it completes detaches the
+    /// shielded task and fires its [`ClientGone`].
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Direct {
+            #[pin]
+            future: F,
+        },
+        Shielded {
+            handle: JoinHandle<Result<Response<B>, E>>,
+            guard: Option<DropGuard>,
+        },
+        Ready {
+            response: Option<Response<B>>,
+        },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Direct { future } => future.poll(cx),
+            KindProj::Shielded { handle, guard } => {
+                let joined = std::task::ready!(Pin::new(handle).poll(cx));
+                // Answered: the client did not go away before the handler finished.
+                if let Some(guard) = guard.take() {
+                    guard.disarm();
+                }
+                Poll::Ready(joined.unwrap_or_else(|error| Ok(join_failed(error))))
+            }
+            KindProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("shield response future polled after completion"),
+            },
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

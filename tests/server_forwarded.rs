@@ -1,0 +1,422 @@
+//! `ForwardedLayer` inside an axum router, over real loopback connections.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use layover::server::forwarded::{
+    ForwardedConfigError, ForwardedInfo, ForwardedLayer, ForwardedLayerBuilder, PeerAddr,
+};
+use serde_json::{Value, json};
+
+async fn report(Extension(info): Extension<ForwardedInfo>, request: Request) -> Json<Value> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Json(json!({
+        "scheme": info.scheme().as_str(),
+        "https": info.is_https(),
+        "host": info.host().map(|h| h.as_str().to_owned()),
+        "client": info.client().map(|c| c.to_string()),
+        "peer": info.peer().map(|c| c.to_string()),
+        "trusted": info.from_trusted_proxy(),
+        "uri": request.uri().to_string(),
+        "x_forwarded_proto": header("x-forwarded-proto"),
+        "forwarded": header("forwarded"),
+    }))
+}
+
+fn connect_info(builder: ForwardedLayerBuilder) -> ForwardedLayerBuilder {
+    builder.peer_addr_with(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+}
+
+/// Serves `report` behind the layer, with axum's `ConnectInfo` as the peer address.
+async fn serve(layer: ForwardedLayer) -> SocketAddr {
+    let app = Router::new().route("/", get(report)).layer(layer);
+    serve_router(app).await
+}
+
+async fn serve_router(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    addr
+}
+
+async fn get_report(addr: SocketAddr, headers: &[(&str, &str)]) -> Value {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut request = client.get(format!("http://{addr}/"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
+
+fn trusting_loopback() -> ForwardedLayerBuilder {
+    connect_info(ForwardedLayer::builder())
+}
+
+fn trusting_only_ten_slash_eight() -> ForwardedLayerBuilder {
+    connect_info(ForwardedLayer::builder().trusted_proxies(["10.0.0.0/8"]))
+}
+
+#[tokio::test]
+async fn x_forwarded_proto_from_trusted_peer_sets_uri_scheme_and_extension() {
+    let addr = serve(trusting_loopback().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["https"], true);
+    assert_eq!(report["trusted"], true);
+    assert_eq!(report["uri"], format!("https://{addr}/"));
+}
+
+#[tokio::test]
+async fn request_without_forwarded_headers_keeps_http() {
+    let addr = serve(trusting_loopback().build().unwrap()).await;
+    let report = get_report(addr, &[]).await;
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["uri"], "/");
+    assert_eq!(report["host"], addr.to_string());
+}
+
+#[tokio::test]
+async fn x_forwarded_proto_from_untrusted_peer_is_ignored() {
+    let addr = serve(trusting_only_ten_slash_eight().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["trusted"], false);
+    assert_eq!(report["uri"], "/");
+}
+
+#[tokio::test]
+async fn headers_from_untrusted_peer_are_stripped_by_default() {
+    let addr = serve(trusting_only_ten_slash_eight().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(report["x_forwarded_proto"], Value::Null);
+}
+
+#[tokio::test]
+async fn headers_from_untrusted_peer_are_kept_when_stripping_is_off() {
+    let layer = trusting_only_ten_slash_eight()
+        .strip_untrusted(false)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["x_forwarded_proto"], "https");
+    assert_eq!(report["scheme"], "http");
+}
+
+#[tokio::test]
+async fn peer_address_not_found_counts_as_untrusted() {
+    // The default peer-address function reads `PeerAddr`, which nothing inserts here.
+    let addr = serve(ForwardedLayer::builder().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["trusted"], false);
+    assert_eq!(report["peer"], Value::Null);
+}
+
+#[tokio::test]
+async fn default_peer_address_comes_from_peer_addr_extension() {
+    let app = Router::new()
+        .route("/", get(report))
+        .layer(ForwardedLayer::builder().build().unwrap())
+        .layer(axum::middleware::map_request(
+            |ConnectInfo(peer): ConnectInfo<SocketAddr>, mut request: Request| async move {
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            },
+        ));
+    let addr = serve_router(app).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["peer"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn rfc7239_forwarded_proto_from_trusted_peer_is_believed() {
+    let addr = serve(trusting_loopback().rfc7239().build().unwrap()).await;
+    let report = get_report(addr, &[("forwarded", "for=203.0.113.9;proto=https")]).await;
+    assert_eq!(report["scheme"], "https");
+}
+
+#[tokio::test]
+async fn rfc7239_from_untrusted_peer_is_ignored_and_stripped() {
+    let layer = trusting_only_ten_slash_eight().rfc7239().build().unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("forwarded", "proto=https")]).await;
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["forwarded"], Value::Null);
+}
+
+#[tokio::test]
+async fn x_forwarded_family_ignores_forwarded_header() {
+    let addr = serve(trusting_loopback().build().unwrap()).await;
+    let report = get_report(addr, &[("forwarded", "proto=https")]).await;
+    assert_eq!(report["scheme"], "http");
+}
+
+#[tokio::test]
+async fn rfc7239_family_ignores_x_forwarded_headers() {
+    let addr = serve(trusting_loopback().rfc7239().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["scheme"], "http");
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_read_right_to_left_through_trusted_hops() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[("x-forwarded-for", "198.51.100.7, 203.0.113.9, 10.0.0.2")],
+    )
+    .await;
+    // 10.0.0.2 is a trusted proxy, so its report of 203.0.113.9 is believed; 203.0.113.9 is
+    // not a proxy we trust, so whatever it claims (198.51.100.7) is not.
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn untrusted_rightmost_hop_stops_the_walk() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[
+            ("x-forwarded-for", "203.0.113.9, 10.0.0.2"),
+            ("x-forwarded-proto", "https, http"),
+        ],
+    )
+    .await;
+    // Only loopback is trusted: 10.0.0.2 is the client, and the proto our proxy saw is http.
+    assert_eq!(report["client"], "10.0.0.2");
+    assert_eq!(report["scheme"], "http");
+}
+
+#[tokio::test]
+async fn scheme_comes_from_the_hop_chosen_by_the_walk() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[
+            ("x-forwarded-for", "203.0.113.9, 10.0.0.2"),
+            ("x-forwarded-proto", "https, http"),
+        ],
+    )
+    .await;
+    assert_eq!(report["scheme"], "https");
+}
+
+#[tokio::test]
+async fn all_hops_trusted_yields_the_leftmost_client() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("x-forwarded-for", "10.9.9.9, 10.0.0.2")]).await;
+    assert_eq!(report["client"], "10.9.9.9");
+}
+
+#[tokio::test]
+async fn rfc7239_elements_are_read_right_to_left_through_trusted_hops() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .rfc7239()
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .host(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[(
+            "forwarded",
+            "for=198.51.100.7;proto=http;host=evil.test, \
+             for=\"[2001:db8::17]:4711\";proto=https;host=app.example, for=10.0.0.2",
+        )],
+    )
+    .await;
+    assert_eq!(report["client"], "2001:db8::17");
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["host"], "app.example");
+}
+
+#[tokio::test]
+async fn forwarded_header_lines_are_combined_in_order() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("http://{addr}/"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-for", "10.0.0.2")
+        .send()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn client_forwarding_off_reports_the_peer() {
+    let addr = serve(trusting_loopback().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-for", "203.0.113.9")]).await;
+    assert_eq!(report["client"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn forwarded_values_are_case_insensitive() {
+    let addr = serve(trusting_loopback().rfc7239().build().unwrap()).await;
+    let report = get_report(addr, &[("forwarded", "For=203.0.113.9;PROTO=HTTPS")]).await;
+    assert_eq!(report["scheme"], "https");
+
+    let addr = serve(trusting_loopback().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "HTTPS")]).await;
+    assert_eq!(report["scheme"], "https");
+}
+
+#[tokio::test]
+async fn unknown_proto_value_is_ignored() {
+    let addr = serve(trusting_loopback().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "gopher")]).await;
+    assert_eq!(report["scheme"], "http");
+}
+
+#[tokio::test]
+async fn forwarded_host_sets_uri_authority_when_enabled() {
+    let addr = serve(trusting_loopback().host(true).build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[
+            ("x-forwarded-host", "app.example"),
+            ("x-forwarded-proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(report["host"], "app.example");
+    assert_eq!(report["uri"], "https://app.example/");
+}
+
+#[tokio::test]
+async fn forwarded_host_is_ignored_when_disabled() {
+    let addr = serve(trusting_loopback().build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-host", "app.example")]).await;
+    assert_eq!(report["host"], addr.to_string());
+    assert_eq!(report["uri"], "/");
+}
+
+#[tokio::test]
+async fn match_headers_value_means_https() {
+    let layer = trusting_loopback()
+        .match_headers([("X-Forwarded-Ssl", "on")])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("x-forwarded-ssl", "ON")]).await;
+    assert_eq!(report["scheme"], "https");
+    let report = get_report(addr, &[("x-forwarded-ssl", "off")]).await;
+    assert_eq!(report["scheme"], "http");
+}
+
+#[tokio::test]
+async fn match_headers_reads_the_rightmost_value() {
+    let layer = trusting_loopback()
+        .match_headers([("X-Forwarded-Proto", "https")])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https, http")]).await;
+    assert_eq!(report["scheme"], "http");
+}
+
+#[tokio::test]
+async fn match_headers_from_untrusted_peer_is_ignored() {
+    let layer = trusting_only_ten_slash_eight()
+        .match_headers([("X-Forwarded-Ssl", "on")])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("x-forwarded-ssl", "on")]).await;
+    assert_eq!(report["scheme"], "http");
+}
+
+#[test]
+fn invalid_trusted_proxy_is_a_config_error_naming_it() {
+    let err = ForwardedLayer::builder()
+        .trusted_proxies(["10.0.0.0/33"])
+        .build()
+        .unwrap_err();
+    assert!(matches!(&err, ForwardedConfigError::InvalidTrustedProxy(p) if p == "10.0.0.0/33"));
+    assert!(err.to_string().contains("10.0.0.0/33"));
+}
+
+#[test]
+fn empty_match_headers_is_a_config_error() {
+    let err = ForwardedLayer::builder()
+        .match_headers(Vec::<(String, String)>::new())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ForwardedConfigError::EmptyMatchHeaders));
+}
+
+#[test]
+fn invalid_match_header_name_is_a_config_error() {
+    let err = ForwardedLayer::builder()
+        .match_headers([("bad name", "on")])
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ForwardedConfigError::InvalidMatchHeaderName(n) if n == "bad name"));
+}
+
+#[test]
+fn match_headers_with_host_forwarding_is_a_config_error() {
+    let err = ForwardedLayer::builder()
+        .match_headers([("X-Forwarded-Ssl", "on")])
+        .host(true)
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ForwardedConfigError::MatchHeadersCarryOnlyScheme
+    ));
+}

@@ -1,0 +1,443 @@
+//! `ShieldLayer` inside an axum router, over real loopback connections; clients that leave
+//! mid-request are raw TCP streams that are dropped.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use layover::server::matcher::{PathMatcher, Rule, Rules};
+use layover::server::shield::{ClientGone, ShieldConfigError, ShieldLayer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// Upper bound for anything a test waits for; reaching it is a failure, not a measurement.
+const BOUND: Duration = Duration::from_secs(20);
+
+#[derive(Default)]
+struct Counters {
+    started: AtomicUsize,
+    completed: AtomicUsize,
+    dropped: AtomicUsize,
+    release: Notify,
+}
+
+/// Counts a handler future that is dropped before it completes.
+struct DropCounter(Arc<Counters>, bool);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Starts, waits for its client to leave, then completes.
+async fn wait_for_disconnect(
+    Extension(counters): Extension<Arc<Counters>>,
+    Extension(gone): Extension<ClientGone>,
+) -> &'static str {
+    let mut guard = DropCounter(counters.clone(), false);
+    counters.started.fetch_add(1, Ordering::SeqCst);
+    gone.gone().await;
+    // Work after the client left must still run.
+    tokio::task::yield_now().await;
+    counters.completed.fetch_add(1, Ordering::SeqCst);
+    guard.1 = true;
+    "done"
+}
+
+/// Starts, then waits to be released.
+async fn wait_for_release(Extension(counters): Extension<Arc<Counters>>) -> &'static str {
+    let mut guard = DropCounter(counters.clone(), false);
+    counters.started.fetch_add(1, Ordering::SeqCst);
+    counters.release.notified().await;
+    counters.completed.fetch_add(1, Ordering::SeqCst);
+    guard.1 = true;
+    "released"
+}
+
+/// Reports whether the request was shielded.
+async fn shielded(request: Request) -> &'static str {
+    if request.extensions().get::<ClientGone>().is_some() {
+        "shielded"
+    } else {
+        "direct"
+    }
+}
+
+fn app(counters: Arc<Counters>) -> Router {
+    Router::new()
+        .route(
+            "/disconnect",
+            post(wait_for_disconnect).get(wait_for_release),
+        )
+        .route("/release", post(wait_for_release).get(wait_for_release))
+        .route("/shielded", get(shielded).post(shielded).put(shielded))
+        .route("/a", post(shielded))
+        .route("/b", post(shielded))
+        .route("/stream/live", post(shielded))
+        .route("/items/1", post(shielded))
+        .route("/items/1/x", post(shielded))
+        .route(
+            "/panic",
+            post(|| async {
+                panic!("shielded handler failed");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .layer(Extension(counters))
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// Sends a complete request on a raw connection and returns the open stream.
+async fn open_request(addr: SocketAddr, method: &str, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Polls `condition` until it holds, failing the test after [`BOUND`].
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let waited = tokio::time::timeout(BOUND, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "gave up waiting for: {what}");
+}
+
+async fn status(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let response = client
+        .request(method, format!("http://{addr}{path}"))
+        .send()
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    (code, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn handlers_of_25_clients_that_disconnect_mid_request_all_complete() {
+    const CLIENTS: usize = 25;
+    let counters = Arc::new(Counters::default());
+    let shield = ShieldLayer::builder().build().unwrap();
+    let addr = serve(app(counters.clone()).layer(shield)).await;
+
+    let mut streams = Vec::new();
+    for _ in 0..CLIENTS {
+        streams.push(open_request(addr, "POST", "/disconnect").await);
+    }
+    eventually("every handler started", || {
+        counters.started.load(Ordering::SeqCst) == CLIENTS
+    })
+    .await;
+    assert_eq!(counters.completed.load(Ordering::SeqCst), 0);
+    drop(streams);
+
+    eventually("every handler completed", || {
+        counters.completed.load(Ordering::SeqCst) == CLIENTS
+    })
+    .await;
+    assert_eq!(counters.dropped.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn unshielded_handler_is_dropped_when_its_client_disconnects() {
+    // The premise of the layer: without it, hyper drops the handler.
+    let counters = Arc::new(Counters::default());
+    let addr = serve(app(counters.clone())).await;
+    let stream = open_request(addr, "POST", "/release").await;
+    eventually("handler started", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(stream);
+    eventually("handler dropped", || {
+        counters.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(counters.completed.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn get_is_not_shielded_by_default() {
+    let counters = Arc::new(Counters::default());
+    let shield = ShieldLayer::builder().build().unwrap();
+    let addr = serve(app(counters.clone()).layer(shield)).await;
+    let stream = open_request(addr, "GET", "/release").await;
+    eventually("handler started", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(stream);
+    eventually("handler dropped", || {
+        counters.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(status(addr, "GET", "/shielded").await.1, "direct");
+}
+
+#[tokio::test]
+async fn default_methods_are_post_put_patch_delete() {
+    let shield = ShieldLayer::builder().build().unwrap();
+    let addr = serve(app(Arc::default()).layer(shield)).await;
+    assert_eq!(status(addr, "POST", "/shielded").await.1, "shielded");
+    assert_eq!(status(addr, "PUT", "/shielded").await.1, "shielded");
+    assert_eq!(status(addr, "GET", "/shielded").await.1, "direct");
+}
+
+#[tokio::test]
+async fn configured_methods_replace_the_default() {
+    let shield = ShieldLayer::builder().methods(["GET"]).build().unwrap();
+    let addr = serve(app(Arc::default()).layer(shield)).await;
+    assert_eq!(status(addr, "GET", "/shielded").await.1, "shielded");
+    assert_eq!(status(addr, "POST", "/shielded").await.1, "direct");
+}
+
+#[tokio::test]
+async fn path_rules_limit_shielding() {
+    let shield = ShieldLayer::builder()
+        .paths(Rules::new().with(PathMatcher::exact("/a").unwrap()))
+        .build()
+        .unwrap();
+    let addr = serve(app(Arc::default()).layer(shield)).await;
+    assert_eq!(status(addr, "POST", "/a").await.1, "shielded");
+    assert_eq!(status(addr, "POST", "/b").await.1, "direct");
+}
+
+#[tokio::test]
+async fn path_regex_does_not_match_as_a_prefix() {
+    let shield = ShieldLayer::builder()
+        .paths(Rules::new().with(PathMatcher::regex(r"/items/\d+").unwrap()))
+        .build()
+        .unwrap();
+    let addr = serve(app(Arc::default()).layer(shield)).await;
+    assert_eq!(status(addr, "POST", "/items/1").await.1, "shielded");
+    assert_eq!(status(addr, "POST", "/items/1/x").await.1, "direct");
+}
+
+#[tokio::test]
+async fn ignore_rules_exclude_paths_and_method_pairs() {
+    let shield = ShieldLayer::builder()
+        .ignore(
+            Rules::new()
+                .with(PathMatcher::prefix("/stream/").unwrap())
+                .with(
+                    Rule::with_methods(
+                        PathMatcher::exact("/shielded").unwrap(),
+                        [axum::http::Method::PUT],
+                    )
+                    .unwrap(),
+                ),
+        )
+        .build()
+        .unwrap();
+    let addr = serve(app(Arc::default()).layer(shield)).await;
+    assert_eq!(status(addr, "POST", "/stream/live").await.1, "direct");
+    assert_eq!(status(addr, "PUT", "/shielded").await.1, "direct");
+    assert_eq!(status(addr, "POST", "/shielded").await.1, "shielded");
+}
+
+#[tokio::test]
+async fn client_gone_does_not_fire_for_an_answered_request() {
+    let seen: Arc<Mutex<Option<ClientGone>>> = Arc::default();
+    let kept = seen.clone();
+    let router = Router::new()
+        .route(
+            "/",
+            post(move |Extension(gone): Extension<ClientGone>| {
+                let kept = kept.clone();
+                async move {
+                    *kept.lock().unwrap() = Some(gone);
+                    "ok"
+                }
+            }),
+        )
+        .layer(ShieldLayer::builder().build().unwrap());
+    let addr = serve(router).await;
+    assert_eq!(status(addr, "POST", "/").await.0, 200);
+    let gone = seen.lock().unwrap().clone().unwrap();
+    assert!(!gone.is_gone());
+}
+
+#[tokio::test]
+async fn shutdown_handle_waits_for_detached_shielded_work() {
+    let counters = Arc::new(Counters::default());
+    let shield = ShieldLayer::builder().build().unwrap();
+    let handle = shield.handle();
+    let addr = serve(app(counters.clone()).layer(shield)).await;
+
+    let stream = open_request(addr, "POST", "/release").await;
+    eventually("handler started", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(stream);
+    assert_eq!(handle.in_flight(), 1);
+
+    let completed_at_shutdown = {
+        let counters = counters.clone();
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            handle.shutdown().await;
+            counters.completed.load(Ordering::SeqCst)
+        })
+    };
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!completed_at_shutdown.is_finished());
+    counters.release.notify_one();
+    let completed = tokio::time::timeout(BOUND, completed_at_shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(completed, 1);
+    assert_eq!(handle.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn over_the_bound_a_request_gets_503_without_reaching_the_handler() {
+    let counters = Arc::new(Counters::default());
+    let shield = ShieldLayer::builder().max_in_flight(2).build().unwrap();
+    let addr = serve(app(counters.clone()).layer(shield)).await;
+
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(status(addr, "POST", "/release")))
+        .collect();
+    eventually("two handlers started", || {
+        counters.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(status(addr, "POST", "/release").await.0, 503);
+    assert_eq!(counters.started.load(Ordering::SeqCst), 2);
+    // Requests that are not shielded are not limited.
+    assert_eq!(status(addr, "GET", "/shielded").await.0, 200);
+
+    counters.release.notify_waiters();
+    for request in held {
+        assert_eq!(request.await.unwrap().0, 200);
+    }
+    assert_eq!(status(addr, "POST", "/shielded").await.1, "shielded");
+}
+
+#[tokio::test]
+async fn a_detached_task_keeps_its_slot_until_it_finishes() {
+    let counters = Arc::new(Counters::default());
+    let shield = ShieldLayer::builder().max_in_flight(1).build().unwrap();
+    let addr = serve(app(counters.clone()).layer(shield)).await;
+
+    let stream = open_request(addr, "POST", "/release").await;
+    eventually("handler started", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(stream);
+    assert_eq!(status(addr, "POST", "/shielded").await.0, 503);
+
+    counters.release.notify_one();
+    eventually("handler completed", || {
+        counters.completed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The permit is released just after the handler returns.
+    let mut code = 503;
+    for _ in 0..100 {
+        code = status(addr, "POST", "/shielded").await.0;
+        if code == 200 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn panic_in_shielded_work_becomes_a_500() {
+    let shield = ShieldLayer::builder().build().unwrap();
+    let handle = shield.handle();
+    let addr = serve(app(Arc::default()).layer(shield)).await;
+    let (code, body) = status(addr, "POST", "/panic").await;
+    assert_eq!(code, 500);
+    assert_eq!(body, "");
+    assert_eq!(handle.in_flight(), 0);
+}
+
+#[test]
+fn empty_method_list_is_a_config_error() {
+    let err = ShieldLayer::builder()
+        .methods(Vec::<String>::new())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ShieldConfigError::NoMethods));
+}
+
+#[test]
+fn invalid_method_is_a_config_error_naming_it() {
+    let err = ShieldLayer::builder()
+        .methods(["POST", "NOT A METHOD"])
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ShieldConfigError::InvalidMethod(m) if m == "NOT A METHOD"));
+}
+
+#[test]
+fn zero_bound_is_a_config_error() {
+    let err = ShieldLayer::builder().max_in_flight(0).build().unwrap_err();
+    assert!(matches!(err, ShieldConfigError::ZeroMaxInFlight));
+}
+
+#[test]
+fn empty_path_rules_are_a_config_error() {
+    let err = ShieldLayer::builder()
+        .paths(Rules::new())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ShieldConfigError::NoPaths));
+}
+
+#[tokio::test]
+async fn panic_in_shielded_work_is_rendered_by_an_outer_error_layer() {
+    let shield = ShieldLayer::builder().build().unwrap();
+    let router = app(Arc::default())
+        .layer(shield)
+        .layer(layover::server::ErrorLayer::new());
+    let addr = serve(router).await;
+    let (code, body) = status(addr, "POST", "/panic").await;
+    assert_eq!(code, 500);
+    assert!(body.contains("Internal Server Error"), "body: {body}");
+}
+
+#[tokio::test]
+async fn shield_inside_a_timeout_keeps_the_work_going_after_the_504() {
+    let counters = Arc::new(Counters::default());
+    let router = app(counters.clone())
+        .layer(ShieldLayer::builder().build().unwrap())
+        .layer(layover::server::TimeoutLayer::new(Duration::from_millis(20)).unwrap());
+    let addr = serve(router).await;
+    // The handler completes only once its response future has been dropped, which here is
+    // the timeout's doing: the client is still connected when it gets the 504.
+    let (code, _) = status(addr, "POST", "/disconnect").await;
+    assert_eq!(code, 504);
+    eventually("handler completed", || {
+        counters.completed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+}
