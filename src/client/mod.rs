@@ -33,13 +33,17 @@ mod redirect;
 mod request;
 mod response;
 
+pub mod logging;
+mod proxy;
+pub mod retry;
 pub mod ssrf;
+pub mod token;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::header::{CONTENT_TYPE, PROXY_AUTHORIZATION, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Serialize;
 use url::Url;
@@ -47,6 +51,7 @@ use url::Url;
 pub use body::Body;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use middleware::{Chain, FromFn, Middleware, Next, Pending, from_fn};
+pub use proxy::Proxy;
 use redirect::Draft;
 pub use request::Request;
 pub use response::{Redirect, Response};
@@ -179,6 +184,8 @@ impl Client {
             .map_err(|err| err.with_url(url.clone()))?;
         let mut outgoing = reqwest::Request::new(method, url.clone());
         *outgoing.headers_mut() = headers;
+        // Proxy credentials come from the proxy's configuration only (see `Proxy`).
+        outgoing.headers_mut().remove(PROXY_AUTHORIZATION);
         *outgoing.body_mut() = body;
         *outgoing.timeout_mut() = attempt_timeout;
         match self.inner.http.execute(outgoing).await {
@@ -230,6 +237,7 @@ pub struct ClientBuilder {
     max_redirects: usize,
     max_nesting: usize,
     chain: Chain,
+    proxies: Vec<Proxy>,
     error: Option<Error>,
 }
 
@@ -246,6 +254,7 @@ impl ClientBuilder {
             max_redirects: DEFAULT_MAX_REDIRECTS,
             max_nesting: DEFAULT_MAX_NESTING,
             chain: Chain::new(),
+            proxies: Vec::new(),
             error: None,
         }
     }
@@ -322,6 +331,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends requests through `proxy`, with the credentials configured on it and no others
+    /// (see [`Proxy`]). Several proxies are tried in the order added; the first whose scheme
+    /// matches the request is used. Default: none, and the environment's proxy settings
+    /// (`HTTP_PROXY`, ...) apply; once a proxy is added they are ignored.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxies.push(proxy);
+        self
+    }
+
     fn fail(&mut self, err: Error) {
         self.error.get_or_insert(err);
     }
@@ -347,6 +365,9 @@ impl ClientBuilder {
         let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
         if let Some(timeout) = self.connect_timeout {
             http = http.connect_timeout(timeout);
+        }
+        for proxy in self.proxies {
+            http = http.proxy(proxy.inner);
         }
         let http = http.build().map_err(|err| {
             Error::with_kind_and_source(ErrorKind::Builder, err)

@@ -1,0 +1,463 @@
+//! Logging: a tracing span per request and an event per response, with credentials taken out.
+//!
+//! Logging headers and URLs verbatim puts bearer tokens, cookies and signed query strings into
+//! log files. Here [`Redaction`] decides what is hidden before anything is formatted: the
+//! `Authorization`, `Cookie`, `Set-Cookie` and `Proxy-Authorization` headers, any header named
+//! by the user or marked [sensitive](http::HeaderValue::set_sensitive), the user name and
+//! password of a URL, and optionally query values. [`Logging`] writes to `tracing`;
+//! [`LogToService`] is the cookbook's "log to an external service" recipe, sending its records
+//! through the same client without passing through itself, and never failing a request because
+//! the log service failed.
+//!
+//! ```
+//! use http::{HeaderMap, HeaderName, HeaderValue};
+//! use layover::client::Client;
+//! use layover::client::logging::{LogToService, Logging, QueryRedaction, Redaction};
+//! use url::Url;
+//!
+//! let redaction = Redaction::default()
+//!     .header(HeaderName::from_static("x-api-key"))
+//!     .query(QueryRedaction::Keys(vec!["sig".into()]));
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-api-key", HeaderValue::from_static("k-123"));
+//! headers.insert("accept", HeaderValue::from_static("text/plain"));
+//! assert_eq!(
+//!     redaction.headers(&headers).to_string(),
+//!     r#"{"x-api-key": "[redacted]", "accept": "text/plain"}"#,
+//! );
+//! let url = Url::parse("https://user:pw@api.example/v1?page=2&sig=abc#top").unwrap();
+//! assert_eq!(redaction.url(&url), "https://api.example/v1?page=2&sig=REDACTED");
+//!
+//! let client = Client::builder()
+//!     .middleware(Logging::new().headers(true).redaction(redaction.clone()))
+//!     .middleware(LogToService::new("http://127.0.0.1:9000/log")?.redaction(redaction))
+//!     .build()?;
+//! # let _ = client;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
+use http::{HeaderMap, HeaderName};
+use tokio::time::Instant;
+use tracing::Instrument;
+use url::Url;
+
+use super::retry::{Attempt, Attempts};
+use super::{Middleware, Next, Request, Response, Result};
+
+/// The text that replaces a hidden header value.
+pub const REDACTED_HEADER: &str = "[redacted]";
+/// The text that replaces a hidden query value (plain letters: it survives URL encoding).
+pub const REDACTED_QUERY: &str = "REDACTED";
+
+/// Which query values are hidden when a URL is logged.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueryRedaction {
+    /// The query is logged as it is (the default).
+    #[default]
+    Keep,
+    /// Every value is hidden; the keys are kept.
+    All,
+    /// The values of these keys are hidden (compared without regard to ASCII case, after
+    /// percent-decoding).
+    Keys(Vec<String>),
+}
+
+/// What is hidden when requests and responses are logged.
+///
+/// The default hides `Authorization`, `Cookie`, `Set-Cookie` and `Proxy-Authorization`, every
+/// header value marked sensitive, and a URL's user name and password; it keeps the query.
+#[derive(Debug, Clone)]
+pub struct Redaction {
+    headers: Vec<HeaderName>,
+    query: QueryRedaction,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction {
+            headers: vec![AUTHORIZATION, COOKIE, SET_COOKIE, PROXY_AUTHORIZATION],
+            query: QueryRedaction::Keep,
+        }
+    }
+}
+
+impl Redaction {
+    /// Hides one more header (in addition to the defaults).
+    pub fn header(mut self, name: HeaderName) -> Self {
+        if !self.headers.contains(&name) {
+            self.headers.push(name);
+        }
+        self
+    }
+
+    /// Sets which query values are hidden. Default [`QueryRedaction::Keep`].
+    pub fn query(mut self, query: QueryRedaction) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// Whether a header's value is hidden.
+    pub fn hides(&self, name: &HeaderName) -> bool {
+        self.headers.contains(name)
+    }
+
+    /// The headers, ready to format (`Display` and `Debug`), with hidden values replaced.
+    pub fn headers<'a>(&'a self, headers: &'a HeaderMap) -> RedactedHeaders<'a> {
+        RedactedHeaders {
+            redaction: self,
+            headers,
+        }
+    }
+
+    /// The URL as it may be logged: no user name, password or fragment, and query values
+    /// hidden as configured.
+    pub fn url(&self, url: &Url) -> String {
+        let mut shown = url.clone();
+        // Both only fail for URLs that cannot have credentials, which then have none to hide.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        shown.set_fragment(None);
+        let hide: &dyn Fn(&str) -> bool = match &self.query {
+            QueryRedaction::Keep => return shown.into(),
+            QueryRedaction::All => &|_| true,
+            QueryRedaction::Keys(keys) => {
+                &|key: &str| keys.iter().any(|hidden| hidden.eq_ignore_ascii_case(key))
+            }
+        };
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if hide(&key) {
+                        REDACTED_QUERY.to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            shown.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        shown.into()
+    }
+}
+
+/// Headers formatted with hidden values replaced; see [`Redaction::headers`].
+pub struct RedactedHeaders<'a> {
+    redaction: &'a Redaction,
+    headers: &'a HeaderMap,
+}
+
+impl fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.headers {
+            if value.is_sensitive() || self.redaction.hides(name) {
+                map.entry(&name.as_str(), &REDACTED_HEADER);
+            } else if let Ok(text) = value.to_str() {
+                map.entry(&name.as_str(), &text);
+            } else {
+                // Not text: `HeaderValue`'s own Debug escapes the bytes.
+                map.entry(&name.as_str(), value);
+            }
+        }
+        map.finish()
+    }
+}
+
+impl fmt::Display for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The logging middleware: a tracing span per request and an event per response.
+///
+/// The span (`http_request`, level INFO) carries `method`, `url` (redacted), `hop` and
+/// `attempt` (set by an outer [`Retry`](super::retry::Retry)); the response event adds
+/// `status`, `duration_ms` and `attempts` (when [`Retry`](super::retry::Retry) is inner), and a
+/// failure is a WARN event with the error. Headers are logged at DEBUG only when enabled, and
+/// always through the [`Redaction`].
+///
+/// Where it sits decides what it sees: outermost, one span per call; inside `Retry`, one per
+/// attempt.
+#[derive(Debug, Clone, Default)]
+pub struct Logging {
+    redaction: Arc<Redaction>,
+    headers: bool,
+}
+
+impl Logging {
+    /// A logging middleware with the default [`Redaction`] and headers off.
+    pub fn new() -> Self {
+        Logging::default()
+    }
+
+    /// Logs request and response headers (at DEBUG, redacted). Default off.
+    pub fn headers(mut self, yes: bool) -> Self {
+        self.headers = yes;
+        self
+    }
+
+    /// What is hidden. Default [`Redaction::default`].
+    pub fn redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
+    }
+}
+
+impl Middleware for Logging {
+    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
+        let attempt = request
+            .extensions()
+            .get::<Attempt>()
+            .map(|attempt| attempt.0);
+        let span = tracing::info_span!(
+            "http_request",
+            method = %request.method(),
+            url = %self.redaction.url(request.url()),
+            hop = request.hop(),
+            attempt = attempt,
+        );
+        if self.headers {
+            tracing::debug!(
+                parent: &span,
+                headers = %self.redaction.headers(request.headers()),
+                "request headers"
+            );
+        }
+        let started = Instant::now();
+        let outcome = next.run(request).instrument(span.clone()).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            Ok(response) => {
+                tracing::info!(
+                    parent: &span,
+                    status = response.status().as_u16(),
+                    duration_ms,
+                    attempts = response.extensions().get::<Attempts>().map(|a| a.0),
+                    "response"
+                );
+                if self.headers {
+                    tracing::debug!(
+                        parent: &span,
+                        headers = %self.redaction.headers(response.headers()),
+                        "response headers"
+                    );
+                }
+            }
+            Err(err) => {
+                tracing::warn!(parent: &span, duration_ms, error = %err, "request failed");
+            }
+        }
+        outcome
+    }
+}
+
+/// Sends a record of each request to a log service, through the same client, without
+/// middleware (so it never logs its own requests), after the request completes.
+///
+/// The record is a JSON object: `method`, `url` (redacted), `hop`, `status` (or `error`) and
+/// `duration_ms`. A log service that fails, refuses or does not answer within the timeout
+/// (default 5 s) is reported as a WARN event and never fails the request.
+#[derive(Debug, Clone)]
+pub struct LogToService {
+    endpoint: Url,
+    redaction: Arc<Redaction>,
+    timeout: Duration,
+}
+
+impl LogToService {
+    /// Logs to `endpoint`, an absolute URL.
+    pub fn new(endpoint: &str) -> Result<Self, LoggingConfigError> {
+        let endpoint = Url::parse(endpoint)
+            .map_err(|_| LoggingConfigError::InvalidEndpoint(endpoint.to_owned()))?;
+        Ok(LogToService {
+            endpoint,
+            redaction: Arc::new(Redaction::default()),
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// What is hidden in the records. Default [`Redaction::default`].
+    pub fn redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
+    }
+
+    /// How long to wait for the log service. Default 5 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// A logging configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoggingConfigError {
+    /// The log service endpoint is not an absolute URL.
+    #[error("{0:?} is not a valid log endpoint URL")]
+    InvalidEndpoint(String),
+}
+
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    method: &'a str,
+    url: String,
+    hop: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    duration_ms: u64,
+}
+
+impl Middleware for LogToService {
+    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
+        let method = request.method().clone();
+        let url = self.redaction.url(request.url());
+        let hop = request.hop();
+        let client = next.client().clone();
+        let started = Instant::now();
+        let outcome = next.run(request).await;
+        let record = Record {
+            method: method.as_str(),
+            url,
+            hop,
+            status: outcome
+                .as_ref()
+                .ok()
+                .map(|response| response.status().as_u16()),
+            error: outcome.as_ref().err().map(ToString::to_string),
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        let sent = client
+            .post(self.endpoint.clone())
+            .no_middleware()
+            .timeout(self.timeout)
+            .json(&record)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::warn!(
+                    status = response.status().as_u16(),
+                    "log service refused a record"
+                )
+            }
+            Err(err) => tracing::warn!(error = %err, "log service failed"),
+        }
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn credential_headers_are_redacted_by_default() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        headers.insert(COOKIE, HeaderValue::from_static("sid=abc"));
+        headers.insert(SET_COOKIE, HeaderValue::from_static("sid=abc; HttpOnly"));
+        headers.insert(PROXY_AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        headers.insert("x-request-id", HeaderValue::from_static("r-1"));
+        let shown = Redaction::default().headers(&headers).to_string();
+        assert!(!shown.contains("abc"), "{shown}");
+        assert_eq!(shown.matches(REDACTED_HEADER).count(), 4, "{shown}");
+        assert!(shown.contains(r#""x-request-id": "r-1""#), "{shown}");
+    }
+
+    #[test]
+    fn user_named_headers_are_redacted() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_static("k-123"));
+        let redaction = Redaction::default().header(HeaderName::from_static("x-api-key"));
+        assert!(!redaction.headers(&headers).to_string().contains("k-123"));
+        assert!(
+            Redaction::default()
+                .headers(&headers)
+                .to_string()
+                .contains("k-123")
+        );
+    }
+
+    #[test]
+    fn sensitive_header_values_are_redacted_whatever_their_name() {
+        let mut value = HeaderValue::from_static("hunter2");
+        value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-custom-secret", value);
+        assert!(
+            !Redaction::default()
+                .headers(&headers)
+                .to_string()
+                .contains("hunter2")
+        );
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_header_is_redacted() {
+        let mut headers = HeaderMap::new();
+        headers.append(SET_COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(SET_COOKIE, HeaderValue::from_static("b=2"));
+        let shown = Redaction::default().headers(&headers).to_string();
+        assert!(!shown.contains("a=1") && !shown.contains("b=2"), "{shown}");
+    }
+
+    #[test]
+    fn url_credentials_and_fragment_are_always_removed() {
+        let shown = Redaction::default().url(&url("https://alice:pw@api.example/x?q=1#frag"));
+        assert_eq!(shown, "https://api.example/x?q=1");
+    }
+
+    #[test]
+    fn query_is_kept_by_default() {
+        let shown = Redaction::default().url(&url("https://api.example/x?token=abc&page=2"));
+        assert_eq!(shown, "https://api.example/x?token=abc&page=2");
+    }
+
+    #[test]
+    fn all_query_values_can_be_redacted() {
+        let redaction = Redaction::default().query(QueryRedaction::All);
+        assert_eq!(
+            redaction.url(&url("https://api.example/x?token=abc&page=2")),
+            "https://api.example/x?token=REDACTED&page=REDACTED"
+        );
+    }
+
+    #[test]
+    fn named_query_keys_are_redacted_after_decoding_and_case_folding() {
+        let redaction = Redaction::default().query(QueryRedaction::Keys(vec!["api_key".into()]));
+        assert_eq!(
+            redaction.url(&url(
+                "https://api.example/x?API%5FKEY=abc&page=2&api_key=def"
+            )),
+            "https://api.example/x?API_KEY=REDACTED&page=2&api_key=REDACTED"
+        );
+    }
+
+    #[test]
+    fn a_url_without_query_is_unchanged_by_query_redaction() {
+        let redaction = Redaction::default().query(QueryRedaction::All);
+        assert_eq!(
+            redaction.url(&url("https://api.example/x")),
+            "https://api.example/x"
+        );
+    }
+}

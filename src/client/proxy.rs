@@ -1,0 +1,81 @@
+//! Proxies: send requests through an HTTP proxy with the proxy's own credentials.
+//!
+//! Proxy credentials belong to the proxy's configuration and nowhere else. A `Proxy-Authorization`
+//! header set as a client default, on a request or by a middleware is never sent (reqwest would
+//! prefer it to the proxy's configured credentials, and to an origin server it is a leaked
+//! secret); the client's `Authorization` is never turned into proxy credentials. Through a
+//! `CONNECT` tunnel (an `https` URL), the proxy sees only the `CONNECT` request with its own
+//! credentials; for a plain `http` URL it relays the whole request, so it sees every header.
+//!
+//! ```
+//! use layover::client::{Client, Proxy};
+//!
+//! let client = Client::builder()
+//!     .proxy(Proxy::all("http://proxy.internal:3128")?.basic_auth("svc", "s3cret"))
+//!     .build()?;
+//! # let _ = client;
+//! # Ok::<(), layover::client::Error>(())
+//! ```
+
+use std::fmt;
+
+use http::HeaderValue;
+
+use super::{Error, ErrorKind, Result};
+
+/// An HTTP proxy and its credentials; add it with
+/// [`ClientBuilder::proxy`](super::ClientBuilder::proxy).
+///
+/// Once a proxy is configured, the proxy settings of the environment (`HTTP_PROXY`, ...) are
+/// ignored.
+#[derive(Clone)]
+pub struct Proxy {
+    pub(crate) inner: reqwest::Proxy,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // reqwest's Debug would print the URL with its credentials.
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Sends `http` and `https` requests through the proxy at `url`.
+    pub fn all(url: &str) -> Result<Proxy> {
+        Proxy::wrap(url, reqwest::Proxy::all(url))
+    }
+
+    /// Sends `http` requests only through the proxy at `url`.
+    pub fn http(url: &str) -> Result<Proxy> {
+        Proxy::wrap(url, reqwest::Proxy::http(url))
+    }
+
+    /// Sends `https` requests only through the proxy at `url` (in a `CONNECT` tunnel).
+    pub fn https(url: &str) -> Result<Proxy> {
+        Proxy::wrap(url, reqwest::Proxy::https(url))
+    }
+
+    fn wrap(url: &str, proxy: reqwest::Result<reqwest::Proxy>) -> Result<Proxy> {
+        proxy.map(|inner| Proxy { inner }).map_err(|err| {
+            Error::with_kind_and_source(ErrorKind::Builder, err)
+                .with_message(format!("the proxy URL {url:?} is not valid"))
+        })
+    }
+
+    /// Authenticates to the proxy with HTTP Basic credentials (`Proxy-Authorization: Basic`).
+    pub fn basic_auth(self, username: &str, password: &str) -> Proxy {
+        Proxy {
+            inner: self.inner.basic_auth(username, password),
+        }
+    }
+
+    /// Authenticates to the proxy with this `Proxy-Authorization` value (say, a bearer token).
+    /// The value is marked sensitive.
+    pub fn custom_auth(self, mut value: HeaderValue) -> Proxy {
+        value.set_sensitive(true);
+        Proxy {
+            inner: self.inner.custom_http_auth(value),
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! The token middleware, its HTTP refresh-token source, the background refresher, and proxy
+//! credentials, against loopback servers.
+//!
+//! Every case that could deadlock runs under a test timeout, so a deadlock is a failure, not a
+//! hang.
+
+mod fault_server;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use fault_server::{Answer, FaultServer, Reply, Seen, status};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use layover::client::token::{
+    BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache, TokenError, source_fn,
+};
+use layover::client::{Client, Proxy};
+
+/// Fails the test instead of hanging when `future` deadlocks.
+async fn bounded<F: Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .expect("finished without deadlock")
+}
+
+fn token_json(access: &str, expires_in: Option<u64>, refresh: Option<&str>) -> Reply {
+    let mut body = serde_json::json!({ "access_token": access, "token_type": "Bearer" });
+    if let Some(seconds) = expires_in {
+        body["expires_in"] = seconds.into();
+    }
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = refresh.into();
+    }
+    Answer::new(200)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .reply()
+}
+
+/// The API answers 200 to `Bearer {accepted}` and 401 to anything else.
+fn api(seen: &Seen, accepted: &str) -> Reply {
+    if seen.header("authorization") == Some(&format!("Bearer {accepted}")) {
+        status(200, "data")
+    } else {
+        status(401, "bad token")
+    }
+}
+
+fn bearers(server: &FaultServer, path: &str) -> Vec<Option<String>> {
+    server
+        .seen()
+        .iter()
+        .filter(|seen| seen.path() == path)
+        .map(|seen| seen.header("authorization").map(str::to_owned))
+        .collect()
+}
+
+fn client_with<S: layover::client::token::TokenSource>(auth: TokenAuth<S>) -> Client {
+    Client::builder().middleware(auth).build().unwrap()
+}
+
+fn token_error(err: &layover::client::Error) -> &TokenError {
+    std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<TokenError>())
+        .unwrap_or_else(|| panic!("not a token error: {err:?}"))
+}
+
+#[tokio::test]
+async fn concurrent_401s_cause_exactly_one_refresh() {
+    let server = Arc::new(
+        FaultServer::start(|seen, _| match seen.path() {
+            "/token" => token_json("new", None, None),
+            _ => api(seen, "new"),
+        })
+        .await,
+    );
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let cache = TokenCache::new(source).with_token(Token::new("old"));
+    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let (client, url) = (client.clone(), server.url("/api"));
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(bounded(request).await.unwrap().unwrap(), StatusCode::OK);
+    }
+    assert_eq!(server.hits_to("/token"), 1);
+    let api_bearers = bearers(&server, "/api");
+    assert_eq!(api_bearers.len(), 200);
+    let old = Some("Bearer old".to_owned());
+    assert_eq!(api_bearers.iter().filter(|b| **b == old).count(), 100);
+}
+
+#[tokio::test]
+async fn a_401_after_the_refresh_is_returned_as_that_401() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", None, None),
+        _ => status(401, "still not allowed"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let response = bounded(client_with(auth).get(server.url("/api")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.url().path(), "/api");
+    assert_eq!(response.text().await.unwrap(), "still not allowed");
+    assert_eq!(server.hits_to("/token"), 1);
+    assert_eq!(
+        bearers(&server, "/api"),
+        [Some("Bearer old".to_owned()), Some("Bearer new".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_endpoint_answering_401_is_a_typed_error_without_deadlock() {
+    let server = FaultServer::start(|_, _| status(401, "no")).await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "revoked").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let err = bounded(client_with(auth).get(server.url("/api")).send())
+        .await
+        .unwrap_err();
+    assert!(err.is_middleware(), "{err:?}");
+    assert!(matches!(
+        token_error(&err),
+        TokenError::Endpoint {
+            status: StatusCode::UNAUTHORIZED
+        }
+    ));
+    assert_eq!(server.hits_to("/token"), 1);
+    assert_eq!(server.hits_to("/api"), 1);
+    // The refresh request went out without the rejected token: it did not pass through the
+    // middleware.
+    assert_eq!(bearers(&server, "/token"), [None]);
+}
+
+#[tokio::test]
+async fn a_refresh_endpoint_that_drops_the_connection_is_a_typed_error() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => Reply::Close,
+        _ => status(401, "expired"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let err = bounded(client_with(auth).get(server.url("/api")).send())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(token_error(&err), TokenError::Transport(_)),
+        "{err:?}"
+    );
+    assert_eq!(server.hits_to("/token"), 1);
+}
+
+#[tokio::test]
+async fn a_refresh_endpoint_answering_something_else_than_a_token_is_a_typed_error() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => status(200, "<html>login</html>"),
+        _ => status(200, "data"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let err = bounded(
+        client_with(TokenAuth::new(source))
+            .get(server.url("/api"))
+            .send(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(token_error(&err), TokenError::InvalidResponse(_)),
+        "{err:?}"
+    );
+    assert_eq!(server.hits_to("/api"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expiring_token_is_refreshed_before_sending_through_the_same_client() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", Some(3600), None),
+        _ => api(seen, "new"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let cache = TokenCache::new(source)
+        .skew(Duration::from_secs(30))
+        .with_token(Token::new("old").expires_in(Duration::from_secs(100)));
+    // Installed on the whole client: the cookbook's expiry recipe deadlocks here, because its
+    // refresh request re-enters the middleware and waits on the lock its caller holds.
+    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    tokio::time::advance(Duration::from_secs(75)).await;
+    let response = bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(bearers(&server, "/api"), [Some("Bearer new".to_owned())]);
+    assert_eq!(server.hits_to("/token"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_outside_the_skew_is_used_without_refresh() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", Some(3600), None),
+        _ => status(200, "data"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let cache = TokenCache::new(source)
+        .skew(Duration::from_secs(30))
+        .with_token(Token::new("old").expires_in(Duration::from_secs(100)));
+    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    tokio::time::advance(Duration::from_secs(65)).await;
+    bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap();
+    assert_eq!(bearers(&server, "/api"), [Some("Bearer old".to_owned())]);
+    assert_eq!(server.hits_to("/token"), 0);
+}
+
+#[tokio::test]
+async fn a_source_that_refreshes_through_the_full_chain_does_not_deadlock() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", None, None),
+        _ => api(seen, "new"),
+    })
+    .await;
+    let token_url = server.url("/token");
+    // The cookbook's mistake: the refresh is sent through the client with its middlewares.
+    let source = source_fn(move |client: Client| {
+        let token_url = token_url.clone();
+        async move {
+            let answer: serde_json::Value = client
+                .post(token_url)
+                .send()
+                .await
+                .map_err(TokenError::source_error)?
+                .json()
+                .await
+                .map_err(TokenError::source_error)?;
+            Ok(Token::new(
+                answer["access_token"].as_str().unwrap_or_default(),
+            ))
+        }
+    });
+    let client = client_with(TokenAuth::new(source));
+    let response = bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(bearers(&server, "/token"), [None]);
+}
+
+#[tokio::test]
+async fn the_token_is_not_sent_to_another_origin_after_a_redirect() {
+    let elsewhere = FaultServer::start(|_, _| status(200, "landed")).await;
+    let target = elsewhere.url("/land");
+    let origin =
+        FaultServer::start(move |_, _| Answer::new(302).header("location", &target).reply()).await;
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }));
+    let response = client_with(auth)
+        .get(origin.url("/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        bearers(&origin, "/start"),
+        [Some("Bearer secret".to_owned())]
+    );
+    assert_eq!(bearers(&elsewhere, "/land"), [None]);
+}
+
+#[tokio::test]
+async fn a_redirect_within_the_origin_keeps_the_token() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/start" => Answer::new(302).header("location", "/next").reply(),
+        _ => status(200, "here"),
+    })
+    .await;
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }));
+    client_with(auth)
+        .get(server.url("/start"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bearers(&server, "/next"),
+        [Some("Bearer secret".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_sent_only_to_the_listed_origins() {
+    let api_server = FaultServer::start(|_, _| status(200, "api")).await;
+    let other = FaultServer::start(|_, _| status(200, "other")).await;
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }))
+        .origins([api_server.url("/")])
+        .unwrap();
+    let client = client_with(auth);
+    client.get(api_server.url("/x")).send().await.unwrap();
+    client.get(other.url("/x")).send().await.unwrap();
+    assert_eq!(
+        bearers(&api_server, "/x"),
+        [Some("Bearer secret".to_owned())]
+    );
+    assert_eq!(bearers(&other, "/x"), [None]);
+}
+
+#[test]
+fn an_origin_that_is_not_a_url_is_refused() {
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t")) }));
+    let err = auth.origins(["api.example"]).unwrap_err();
+    assert!(err.to_string().contains("api.example"), "{err}");
+}
+
+#[tokio::test]
+async fn the_refresh_request_is_an_oauth_form_post() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("a1", None, None),
+        _ => status(200, "data"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "r/1+")
+        .unwrap()
+        .client_id("cli")
+        .scope("read write");
+    client_with(TokenAuth::new(source))
+        .get(server.url("/api"))
+        .send()
+        .await
+        .unwrap();
+    let refresh = &server.seen()[0];
+    assert_eq!(refresh.method, "POST");
+    assert_eq!(
+        refresh.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&refresh.body),
+        "grant_type=refresh_token&refresh_token=r%2F1%2B&client_id=cli&scope=read+write"
+    );
+}
+
+#[tokio::test]
+async fn rotated_refresh_tokens_are_kept_and_persisted() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" if String::from_utf8_lossy(&seen.body).contains("refresh_token=r1") => {
+            token_json("a1", None, Some("r2"))
+        }
+        "/token" => token_json("a2", None, Some("r3")),
+        _ => api(seen, "a2"),
+    })
+    .await;
+    let persisted = Arc::new(Mutex::new(Vec::new()));
+    let store = Arc::clone(&persisted);
+    let source = RefreshTokenSource::new(&server.url("/token"), "r1")
+        .unwrap()
+        .on_rotate(move |rotated| store.lock().unwrap().push(rotated.to_owned()));
+    let auth = TokenAuth::new(source);
+    let cache = Arc::clone(auth.cache());
+    // The first token (a1) is refused: the refresh must send the rotated r2, not r1 again.
+    let response = client_with(auth)
+        .get(server.url("/api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bodies: Vec<_> = server
+        .seen()
+        .iter()
+        .filter(|seen| seen.path() == "/token")
+        .map(|seen| String::from_utf8_lossy(&seen.body).into_owned())
+        .collect();
+    assert!(bodies[0].contains("refresh_token=r1") && bodies[1].contains("refresh_token=r2"));
+    assert_eq!(*persisted.lock().unwrap(), ["r2", "r3"]);
+    assert_eq!(cache.source().refresh_token(), "r3");
+}
+
+#[tokio::test]
+async fn the_background_refresher_and_the_first_request_share_the_first_fetch() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("a1", Some(3600), None),
+        _ => api(seen, "a1"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "r1").unwrap();
+    let auth = TokenAuth::new(source);
+    let client = client_with(auth.clone());
+    let _refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
+    let response = bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // Let the refresher run: it finds the token fetched and goes to sleep.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.hits_to("/token"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_background_refresher_renews_ahead_of_expiry_and_stops_when_dropped() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("fresh", Some(120), None),
+        _ => status(200, "data"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "r1").unwrap();
+    let cache = Arc::new(TokenCache::new(source).skew(Duration::from_secs(30)));
+    let refresher = BackgroundRefresh::spawn(&cache, Client::new());
+    while server.hits_to("/token") < 2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let refreshes: Vec<_> = server.seen().iter().map(|seen| seen.at).collect();
+    let renewed_after = refreshes[1] - refreshes[0];
+    // Due 30 s before the 120 s expiry: at 90 s, never after the token expired.
+    assert!(
+        renewed_after >= Duration::from_secs(90) && renewed_after < Duration::from_secs(120),
+        "{renewed_after:?}"
+    );
+    drop(refresher);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(server.hits_to("/token"), 2);
+}
+
+fn basic(user: &str, password: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+fn api_authorization() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer api-secret"),
+    );
+    headers
+}
+
+#[tokio::test]
+async fn requests_through_a_proxy_carry_its_configured_credentials() {
+    let proxy = FaultServer::start(|_, _| status(200, "via proxy")).await;
+    let client = Client::builder()
+        .default_headers(api_authorization())
+        .proxy(Proxy::http(&proxy.url("")).unwrap().basic_auth("svc", "pw"))
+        .build()
+        .unwrap();
+    // The target is never contacted: the proxy answers.
+    let response = client
+        .get("http://127.0.0.1:9/resource")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "via proxy");
+    let seen = &proxy.seen()[0];
+    assert_eq!(seen.target, "http://127.0.0.1:9/resource");
+    assert_eq!(
+        seen.header("proxy-authorization"),
+        Some(basic("svc", "pw").as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_authorization_header_from_the_client_defaults_is_never_sent() {
+    let proxy = FaultServer::start(|_, _| status(200, "via proxy")).await;
+    let mut headers = api_authorization();
+    headers.insert(
+        "proxy-authorization",
+        HeaderValue::from_static("Basic bGVha2Vk"),
+    );
+    let client = Client::builder()
+        .default_headers(headers)
+        .proxy(Proxy::http(&proxy.url("")).unwrap().basic_auth("svc", "pw"))
+        .build()
+        .unwrap();
+    client
+        .get("http://127.0.0.1:9/resource")
+        .send()
+        .await
+        .unwrap();
+    let seen = &proxy.seen()[0];
+    assert_eq!(
+        seen.header("proxy-authorization"),
+        Some(basic("svc", "pw").as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_authorization_header_never_reaches_an_origin_server() {
+    let server = FaultServer::start(|_, _| status(200, "direct")).await;
+    let client = Client::new();
+    client
+        .get(server.url("/"))
+        .header("proxy-authorization", "Basic bGVha2Vk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(server.seen()[0].header("proxy-authorization"), None);
+}
+
+#[tokio::test]
+async fn a_connect_tunnel_carries_the_proxy_credentials_and_not_the_api_token() {
+    // The proxy refuses the tunnel; what matters is what it was asked.
+    let proxy = FaultServer::start(|_, _| Reply::Close).await;
+    let client = Client::builder()
+        .default_headers(api_authorization())
+        .proxy(Proxy::all(&proxy.url("")).unwrap().basic_auth("svc", "pw"))
+        .build()
+        .unwrap();
+    let outcome = bounded(client.get("https://127.0.0.1:9/resource").send()).await;
+    assert!(outcome.is_err());
+    let seen = &proxy.seen()[0];
+    assert_eq!(seen.method, "CONNECT");
+    assert_eq!(
+        seen.header("proxy-authorization"),
+        Some(basic("svc", "pw").as_str())
+    );
+    assert_eq!(seen.header("authorization"), None);
+}
+
+#[test]
+fn an_invalid_proxy_url_is_a_builder_error_naming_it() {
+    let err = Proxy::all("::not a url::").unwrap_err();
+    assert!(err.is_builder());
+    assert!(err.to_string().contains("::not a url::"), "{err}");
+}
