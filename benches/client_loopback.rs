@@ -1,0 +1,240 @@
+//! Client throughput over loopback: plain reqwest, reqwest-middleware with reqwest-retry, and
+//! layover with its built-in middlewares on, each sending GETs to the same in-process hyper
+//! server on 127.0.0.1 (keep-alive, no faults, so no retry ever happens).
+//!
+//! The server runs on a current-thread runtime of its own thread; the clients run on a
+//! current-thread runtime on the main thread, sequentially (one request at a time) and 32-way
+//! concurrently (32 tasks). Each run is bounded in requests; the clients take turns, run after
+//! run, so a noisy moment hurts all of them alike, and the figure is the median over the runs as
+//! a ratio to plain reqwest. Allocations are counted over whole runs and include the server's
+//! (the same for every client): read the differences.
+//!
+//! `cargo bench --bench client_loopback` prints the tables; `-- --test` does one short run.
+
+#[allow(dead_code)] // shared by every bench; not each uses every helper
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use layover::client::logging::Logging;
+use layover::client::retry::{Retry, RetryPolicy};
+use layover::client::token::{Token, TokenAuth, source_fn};
+
+#[global_allocator]
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
+
+const CONCURRENCY: usize = 32;
+const ATTEMPTS: u32 = 4;
+
+/// Answers every request with a small text body.
+fn serve() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = listener.local_addr().expect("the bound address");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            header::HeaderValue::from_static("text/plain"),
+                        );
+                        Ok::<_, Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+#[derive(Clone)]
+enum Stack {
+    Reqwest(reqwest::Client),
+    ReqwestMiddleware(reqwest_middleware::ClientWithMiddleware),
+    Layover(layover::client::Client),
+    LayoverBare(layover::client::Client),
+}
+
+impl Stack {
+    fn name(&self) -> &'static str {
+        match self {
+            Stack::Reqwest(_) => "reqwest",
+            Stack::ReqwestMiddleware(_) => "reqwest-middleware + reqwest-retry",
+            Stack::Layover(_) => "layover: retry, logging, token",
+            Stack::LayoverBare(_) => "layover, no middleware",
+        }
+    }
+
+    async fn get(&self, url: &str) {
+        let body = match self {
+            Stack::Reqwest(client) => {
+                let response = client.get(url).send().await.expect("answered");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("a body")
+            }
+            Stack::ReqwestMiddleware(client) => {
+                let response = client.get(url).send().await.expect("answered");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("a body")
+            }
+            Stack::Layover(client) | Stack::LayoverBare(client) => {
+                let response = client.get(url).send().await.expect("answered");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("a body")
+            }
+        };
+        assert_eq!(&body[..], b"hello");
+    }
+}
+
+fn stacks() -> Vec<Stack> {
+    let retry = reqwest_retry::RetryTransientMiddleware::new_with_policy(
+        reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(ATTEMPTS - 1),
+    );
+    let peer = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(retry)
+        .build();
+    let policy = RetryPolicy::builder()
+        .max_attempts(ATTEMPTS)
+        .build()
+        .expect("a valid retry policy");
+    let layover = layover::client::Client::builder()
+        .middleware(Logging::new())
+        .middleware(Retry::new(policy))
+        .middleware(TokenAuth::new(source_fn(|_client| async {
+            Ok(Token::new("bench-token"))
+        })))
+        .build()
+        .expect("the client builds");
+    vec![
+        Stack::Reqwest(reqwest::Client::new()),
+        Stack::ReqwestMiddleware(peer),
+        Stack::Layover(layover),
+        Stack::LayoverBare(layover::client::Client::new()),
+    ]
+}
+
+/// Seconds and allocations for `requests` GETs, `concurrency` at a time.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    stack: &Stack,
+    url: &str,
+    requests: usize,
+    concurrency: usize,
+) -> (f64, u64) {
+    rt.block_on(async {
+        let (allocs_before, _) = counting_alloc::snapshot();
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let stack = stack.clone();
+            let url = url.to_owned();
+            tasks.spawn(async move {
+                for _ in 0..requests / concurrency {
+                    stack.get(&url).await;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("the client task completes");
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let (allocs_after, _) = counting_alloc::snapshot();
+        (elapsed, allocs_after - allocs_before)
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--test");
+    let (runs, sequential, concurrent) = if quick {
+        (1, 200, 640)
+    } else {
+        (5, 4_000, 12_800)
+    };
+    let addr = serve();
+    let url = format!("http://{addr}/items?page=1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let stacks = stacks();
+    // `CLIENT_LOOPBACK_PROFILE=<client name>`: 2 000 sequential GETs with that client only, for
+    // `valgrind --tool=dhat` or `--tool=callgrind`.
+    if let Ok(name) = std::env::var("CLIENT_LOOPBACK_PROFILE") {
+        for stack in stacks.iter().filter(|stack| stack.name() == name) {
+            run(&rt, stack, &url, 2_000, 1);
+        }
+        return;
+    }
+    for (label, requests, concurrency) in [
+        ("sequential", sequential, 1),
+        ("32 concurrent", concurrent, CONCURRENCY),
+    ] {
+        // Warm-up: connections opened, token fetched, allocator and caches warm.
+        for stack in &stacks {
+            run(&rt, stack, &url, concurrency * 20, concurrency);
+        }
+        let mut rps = vec![Vec::new(); stacks.len()];
+        let mut allocs = vec![Vec::new(); stacks.len()];
+        for _ in 0..runs {
+            for (index, stack) in stacks.iter().enumerate() {
+                let (seconds, count) = run(&rt, stack, &url, requests, concurrency);
+                rps[index].push(requests as f64 / seconds);
+                allocs[index].push(count as f64 / requests as f64);
+            }
+        }
+        let base_rps = median(&mut rps[0].clone());
+        let base_allocs = median(&mut allocs[0].clone());
+        println!(
+            "client over loopback, {label}: {requests} GETs per run, {runs} runs (median), \
+             allocations include the server's"
+        );
+        println!(
+            "| client | req/s | runs (req/s) | ratio to reqwest | allocs/req | over reqwest |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for (index, stack) in stacks.iter().enumerate() {
+            let runs: Vec<String> = rps[index].iter().map(|v| format!("{v:.0}")).collect();
+            let value = median(&mut rps[index]);
+            let allocations = median(&mut allocs[index]);
+            println!(
+                "| {} | {value:.0} | {} | {:.3} | {allocations:.1} | {:+.1} |",
+                stack.name(),
+                runs.join(", "),
+                value / base_rps,
+                allocations - base_allocs
+            );
+        }
+        println!();
+    }
+    // The server thread is still accepting; leaving `main` ends the process.
+}
