@@ -187,6 +187,12 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     let stacks = stacks();
+    if std::env::args().any(|arg| arg == "--list-clients") {
+        for stack in &stacks {
+            println!("{}", stack.name());
+        }
+        return;
+    }
     // `CLIENT_LOOPBACK_PROFILE=<client name>`: 2 000 sequential GETs with that client only, for
     // `valgrind --tool=dhat` or `--tool=callgrind`.
     if let Ok(name) = std::env::var("CLIENT_LOOPBACK_PROFILE") {

@@ -31,6 +31,7 @@ static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 const ORIGIN: &str = "https://app.example";
 const TIMEOUT: Duration = Duration::from_secs(30);
 const ALLOCATION_REQUESTS: usize = 2_000;
+const PROFILE_REQUESTS: usize = 20_000;
 const DIRECT_CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), 50_000);
 
 type Body = Full<Bytes>;
@@ -288,17 +289,28 @@ fn bench_layers(c: &mut Criterion) {
     }
 }
 
-/// `SERVER_LAYERS_PROFILE=<stack>/<shape>`: answers 20 000 requests with one stack and exits,
-/// for `valgrind --tool=callgrind` (instruction counts do not depend on the machine's noise).
+/// `SERVER_LAYERS_PROFILE=<stack>/<shape>`: answers `PROFILE_REQUESTS` requests with one stack
+/// and exits, for `valgrind --tool=callgrind` (instruction counts do not depend on the machine's
+/// noise); `requests/<shape>` only builds the requests, to subtract. `benches/instructions.sh`
+/// runs them all.
 fn profile(target: &str) {
     let rt = runtime();
+    for shape in Shape::ALL {
+        if target == format!("requests/{}", shape.name()) {
+            rt.block_on(async {
+                for _ in 0..PROFILE_REQUESTS {
+                    black_box(shape.request());
+                }
+            });
+        }
+    }
     macro_rules! run {
         ($name:expr, $service:expr) => {{
             let service = $service;
             for shape in Shape::ALL {
                 if target == format!("{}/{}", $name, shape.name()) {
                     rt.block_on(async {
-                        for _ in 0..20_000 {
+                        for _ in 0..PROFILE_REQUESTS {
                             let req = shape.request();
                             black_box(service.clone().oneshot(req).await.expect("answered"));
                         }
