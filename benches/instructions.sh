@@ -33,7 +33,8 @@ declare -A base
 for shape in no-origin simple-cors preflight; do
     base[$shape]=$(collected "$bin" SERVER_LAYERS_PROFILE "requests/$shape")
 done
-for stack in bare tower-http layover "tower-http cors" "tower-http catch-panic" \
+for stack in bare tower-http layover axum "axum + tower-http" "axum + layover" \
+    "axum + layover, 4 layer calls" "tower-http cors" "tower-http catch-panic" \
     "tower-http timeout" "layover forwarded" "layover cors" "layover error" "layover timeout"; do
     row="| $stack |"
     for shape in no-origin simple-cors preflight; do

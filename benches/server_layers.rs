@@ -174,6 +174,67 @@ macro_rules! stacks {
     }};
 }
 
+/// The same three stacks as `axum::serve` runs them in `benches/server_loopback.rs`: an axum
+/// `Router` with one route, layers added with `Router::layer` (which boxes each layered route
+/// and maps every response body into axum's `Body`). The layover stack is in the recommended
+/// order here, which `Router::layer` allows.
+macro_rules! axum_stacks {
+    ($run:ident) => {{
+        $run!("axum", axum_routes());
+        $run!(
+            "axum + tower-http",
+            axum_routes().layer(
+                ServiceBuilder::new()
+                    .layer(tower_http_cors())
+                    .layer(tower_http::catch_panic::CatchPanicLayer::new())
+                    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                        http::StatusCode::GATEWAY_TIMEOUT,
+                        TIMEOUT,
+                    ))
+            )
+        );
+        // One `Router::layer` call per stack, as for tower-http: each call boxes the route
+        // again. CORS innermost, for the reason given in `stacks!`.
+        $run!(
+            "axum + layover",
+            axum_routes().layer(
+                ServiceBuilder::new()
+                    .layer(layover_forwarded())
+                    .layer(layover::server::ErrorLayer::new())
+                    .layer(layover_timeout())
+                    .layer(layover_cors())
+            )
+        );
+    }};
+}
+
+/// What a `Router::layer` call costs: layover's four layers in the recommended order, one
+/// `Router::layer` call each (allocation table and profile only).
+macro_rules! axum_layer_calls {
+    ($run:ident) => {{
+        $run!(
+            "axum + layover, 4 layer calls",
+            axum_routes()
+                .layer(layover_timeout())
+                .layer(layover::server::ErrorLayer::new())
+                .layer(layover_cors())
+                .layer(layover_forwarded())
+        );
+    }};
+}
+
+fn axum_routes() -> axum::Router {
+    axum::Router::new().route(
+        "/api/items",
+        axum::routing::get(|| async {
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "hello",
+            )
+        }),
+    )
+}
+
 /// One layer at a time around the leaf, to see where each stack's allocations come from.
 macro_rules! single_layers {
     ($run:ident) => {{
@@ -264,6 +325,8 @@ fn print_allocations() {
         }};
     }
     stacks!(row);
+    axum_stacks!(row);
+    axum_layer_calls!(row);
     single_layers!(row);
     println!();
 }
@@ -285,6 +348,7 @@ fn bench_layers(c: &mut Criterion) {
             }};
         }
         stacks!(bench);
+        axum_stacks!(bench);
         group.finish();
     }
 }
@@ -320,6 +384,8 @@ fn profile(target: &str) {
         }};
     }
     stacks!(run);
+    axum_stacks!(run);
+    axum_layer_calls!(run);
     single_layers!(run);
 }
 

@@ -67,12 +67,17 @@ fn layover_app() -> Router {
         .build()
         .expect("a valid CORS policy");
     let timeout = layover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout");
-    // axum's `Router::layer` wraps bottom-up: the last call is the outermost layer.
-    routes()
-        .layer(timeout)
-        .layer(layover::server::ErrorLayer::new())
-        .layer(cors)
-        .layer(forwarded)
+    // One `Router::layer` call, as for tower-http (each call boxes the route again). CORS sits
+    // innermost: `ErrorBody` has no `Default`, which CORS needs to build a preflight response,
+    // so inside one `ServiceBuilder` the recommended order (CORS outside error and timeout)
+    // does not compile yet.
+    routes().layer(
+        ServiceBuilder::new()
+            .layer(forwarded)
+            .layer(layover::server::ErrorLayer::new())
+            .layer(timeout)
+            .layer(cors),
+    )
 }
 
 #[derive(Clone, Copy, PartialEq)]
