@@ -178,7 +178,7 @@ fn main() {
     let (runs, sequential, concurrent) = if quick {
         (1, 200, 640)
     } else {
-        (5, 4_000, 12_800)
+        (5, 16_000, 51_200)
     };
     let addr = serve();
     let url = format!("http://{addr}/items?page=1");
