@@ -3,6 +3,8 @@
 //!
 //! Run it with `cargo run --example tour`; it exits by itself in a few seconds.
 
+#[path = "support/digest_server.rs"]
+mod digest_server;
 #[path = "support/server_stack.rs"]
 mod server_stack;
 
@@ -14,9 +16,12 @@ use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use layover::client::digest::DigestAuth;
+use layover::client::logging::Logging;
 use layover::client::retry::{Attempts, Retry, RetryPolicy};
+use layover::client::ssrf::Policy;
 use layover::client::token::{RefreshTokenSource, Token, TokenAuth, TokenCache};
-use layover::client::{Client, Next, Request, Response, from_fn};
+use layover::client::{Chain, Client, Next, Request, Response, from_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,36 +39,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
         )
         .route(
+            "/to-metadata",
+            get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [(header::LOCATION, "http://169.254.169.254/latest/meta-data/")],
+                )
+            }),
+        )
+        .route(
             "/token",
             axum::routing::post(|| async {
                 axum::Json(serde_json::json!({ "access_token": "fresh", "expires_in": 3600 }))
             }),
         )
-        .route("/flaky-api", get(flaky_api));
+        .route("/flaky-api", get(flaky_api))
+        .merge(digest_server::Server::default().router());
     let server = server_stack::start_with(demo_routes).await?;
     let base = format!("http://{}/", server.addr);
     println!("server: forwarded -> CORS -> error -> timeout -> shield, on {base}\n");
 
+    // The SSRF guard allows exactly the tour's own server, by address and port.
+    let ssrf = Policy::builder()
+        .allow_addr(&server.addr.to_string())
+        .build()?;
     let client = Client::builder()
         .base_url(&base)
         .timeout(Duration::from_secs(5))
-        .middleware(from_fn(|req: Request, next: Next| async move {
-            let started = Instant::now();
-            let line = format!("{} {} (hop {})", req.method(), req.url().path(), req.hop());
-            let response = next.run(req).await;
-            match &response {
-                Ok(response) => println!(
-                    "  [log] {line} -> {} in {:.1?}",
-                    response.status(),
-                    started.elapsed()
-                ),
-                Err(err) => println!("  [log] {line} -> error: {err}"),
-            }
-            response
-        }))
+        .ssrf_policy(ssrf)
+        .middleware(from_fn(print_each_attempt))
         .build()?;
 
-    println!("1. a plain request through the logging middleware");
+    println!("1. a plain request through a middleware that prints what goes on the wire");
     let text = client.get("hello").send().await?.text().await?;
     println!("  body: {text:?}\n");
 
@@ -134,7 +141,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.orders_stored.load(Ordering::SeqCst)
     );
 
-    println!("9. retry and token refresh on one client: a stale token and a flaky endpoint");
+    println!("9. the SSRF guard: a redirect to the metadata service is refused at the hop");
+    let refused = client.get("to-metadata").send().await;
+    if let Some(refusal) = refused.as_ref().err().and_then(|err| err.refusal()) {
+        println!(
+            "  refused before connecting: rule {}, hop {:?}",
+            refusal.rule(),
+            refusal.hop()
+        );
+    }
+    println!();
+
+    println!("10. logging, retry and token refresh on one client: a stale token, a flaky endpoint");
+    // layover's Logging middleware reports through tracing; show its events on stdout.
+    tracing_subscriber::fmt()
+        .with_env_filter("layover=info")
+        .with_target(false)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(std::io::stdout)
+        .init();
     let policy = RetryPolicy::builder()
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
         .build()?;
@@ -142,12 +168,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).with_token(Token::new("stale")),
     ));
-    let client = Client::builder()
+    // Outermost first: one log line per call, retries around token refresh, every attempt printed.
+    let api_client = Client::builder()
         .base_url(&base)
+        .ssrf_policy(
+            Policy::builder()
+                .allow_addr(&server.addr.to_string())
+                .build()?,
+        )
+        .middleware(Logging::new())
         .middleware(Retry::new(policy))
         .middleware(auth)
+        .middleware(from_fn(print_each_attempt))
         .build()?;
-    let response = client.get("flaky-api").send().await?;
+    let response = api_client.get("flaky-api").send().await?;
     let attempts = response.extensions().get::<Attempts>().map_or(0, |a| a.0);
     println!(
         "  [retry+token] {} after {attempts} attempt(s): 401 with the stale token, one refresh, \
@@ -155,8 +189,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         response.status()
     );
 
+    println!(
+        "11. digest authentication (RFC 7616) in a request-level list: DigestAuth, then the printer"
+    );
+    let digest_chain = Chain::new()
+        .with(DigestAuth::new(
+            digest_server::USER,
+            digest_server::PASSWORD,
+        ))
+        .with(from_fn(print_each_attempt));
+    for path in ["reports/daily", "reports/weekly"] {
+        let response = client
+            .get(path)
+            .middlewares(digest_chain.clone())
+            .send()
+            .await?;
+        println!("  {path} -> {}", response.status());
+    }
+    println!(
+        "  (the first was challenged once and answered; the second was answered preemptively)\n"
+    );
+
     println!("tour finished");
     Ok(())
+}
+
+/// Prints each attempt that reaches the wire: the innermost middleware sees them all.
+async fn print_each_attempt(req: Request, next: Next) -> layover::client::Result<Response> {
+    let started = Instant::now();
+    let line = format!("{} {} (hop {})", req.method(), req.url().path(), req.hop());
+    let response = next.run(req).await;
+    match &response {
+        Ok(response) => println!(
+            "  [wire] {line} -> {} in {:.1?}",
+            response.status(),
+            started.elapsed()
+        ),
+        Err(err) => println!("  [wire] {line} -> error: {err}"),
+    }
+    response
 }
 
 /// Accepts only the token `fresh`, and fails the first request that carries it with a 503.

@@ -218,6 +218,26 @@ async fn a_connect_error_is_retried_even_for_a_post() {
 }
 
 #[tokio::test]
+async fn a_request_refused_by_the_connection_policy_is_not_retried() {
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let client = Client::builder()
+        .ssrf_policy(layover::client::ssrf::Policy::builder().build().unwrap())
+        .middleware(Retry::new(no_wait().build().unwrap()))
+        .middleware(from_fn(move |req: Request, next: Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            next.run(req)
+        }))
+        .build()
+        .unwrap();
+    let err = client.get(server.url("/")).send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
+    assert_eq!(sent.load(Ordering::SeqCst), 1);
+    assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
 async fn an_attempt_that_times_out_is_retried() {
     let server = FaultServer::start(fail_first(1, Reply::Hang)).await;
     let client = Client::builder()

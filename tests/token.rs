@@ -121,6 +121,32 @@ async fn a_401_after_the_refresh_is_returned_as_that_401() {
 }
 
 #[tokio::test]
+async fn a_request_whose_stream_cannot_be_replayed_gets_its_401_back() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", None, None),
+        _ => status(401, "expired"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let chunks =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("upload"))]);
+    let response = bounded(
+        client_with(auth)
+            .post(server.url("/upload"))
+            .body(layover::client::Body::wrap_stream(chunks))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.hits_to("/upload"), 1);
+    assert_eq!(server.seen()[0].body, b"upload");
+}
+
+#[tokio::test]
 async fn a_refresh_endpoint_answering_401_is_a_typed_error_without_deadlock() {
     let server = FaultServer::start(|_, _| status(401, "no")).await;
     let source = RefreshTokenSource::new(&server.url("/token"), "revoked").unwrap();
@@ -389,10 +415,15 @@ async fn rotated_refresh_tokens_are_kept_and_persisted() {
     assert_eq!(cache.source().refresh_token(), "r3");
 }
 
-#[tokio::test]
-async fn the_background_refresher_and_the_first_request_share_the_first_fetch() {
+#[tokio::test(start_paused = true)]
+async fn the_first_request_waits_for_the_background_refreshers_first_token() {
     let server = FaultServer::start(|seen, _| match seen.path() {
-        "/token" => token_json("a1", Some(3600), None),
+        // A slow token endpoint: the refresher's first fetch is still running when the
+        // request arrives.
+        "/token" => match token_json("a1", Some(3600), None) {
+            Reply::Respond(answer) => answer.delay(Duration::from_secs(5)).reply(),
+            other => other,
+        },
         _ => api(seen, "a1"),
     })
     .await;
@@ -400,12 +431,14 @@ async fn the_background_refresher_and_the_first_request_share_the_first_fetch() 
     let auth = TokenAuth::new(source);
     let client = client_with(auth.clone());
     let _refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
+    while server.hits_to("/token") == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let response = bounded(client.get(server.url("/api")).send())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    // Let the refresher run: it finds the token fetched and goes to sleep.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(bearers(&server, "/api"), [Some("Bearer a1".to_owned())]);
     assert_eq!(server.hits_to("/token"), 1);
 }
 
@@ -471,42 +504,24 @@ async fn requests_through_a_proxy_carry_its_configured_credentials() {
     );
 }
 
-#[tokio::test]
-async fn a_proxy_authorization_header_from_the_client_defaults_is_never_sent() {
-    let proxy = FaultServer::start(|_, _| status(200, "via proxy")).await;
+#[test]
+fn a_proxy_authorization_default_header_is_refused_at_build() {
     let mut headers = api_authorization();
     headers.insert(
         "proxy-authorization",
         HeaderValue::from_static("Basic bGVha2Vk"),
     );
-    let client = Client::builder()
+    let err = Client::builder()
         .default_headers(headers)
-        .proxy(Proxy::http(&proxy.url("")).unwrap().basic_auth("svc", "pw"))
+        .proxy(
+            Proxy::http("http://127.0.0.1:3128")
+                .unwrap()
+                .basic_auth("svc", "pw"),
+        )
         .build()
-        .unwrap();
-    client
-        .get("http://127.0.0.1:9/resource")
-        .send()
-        .await
-        .unwrap();
-    let seen = &proxy.seen()[0];
-    assert_eq!(
-        seen.header("proxy-authorization"),
-        Some(basic("svc", "pw").as_str())
-    );
-}
-
-#[tokio::test]
-async fn a_proxy_authorization_header_never_reaches_an_origin_server() {
-    let server = FaultServer::start(|_, _| status(200, "direct")).await;
-    let client = Client::new();
-    client
-        .get(server.url("/"))
-        .header("proxy-authorization", "Basic bGVha2Vk")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(server.seen()[0].header("proxy-authorization"), None);
+        .unwrap_err();
+    assert!(err.is_builder());
+    assert!(err.to_string().contains("Proxy-Authorization"), "{err}");
 }
 
 #[tokio::test]
@@ -527,6 +542,40 @@ async fn a_connect_tunnel_carries_the_proxy_credentials_and_not_the_api_token() 
         Some(basic("svc", "pw").as_str())
     );
     assert_eq!(seen.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn a_custom_proxy_authorization_is_sent_as_configured() {
+    let proxy = FaultServer::start(|_, _| status(200, "via proxy")).await;
+    let client = Client::builder()
+        .proxy(
+            Proxy::http(&proxy.url(""))
+                .unwrap()
+                .custom_auth(HeaderValue::from_static("Bearer proxy-token")),
+        )
+        .build()
+        .unwrap();
+    client
+        .get("http://127.0.0.1:9/resource")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.seen()[0].header("proxy-authorization"),
+        Some("Bearer proxy-token")
+    );
+}
+
+#[test]
+fn a_proxy_with_an_ssrf_policy_is_refused_at_build() {
+    let policy = layover::client::ssrf::Policy::builder().build().unwrap();
+    let err = Client::builder()
+        .ssrf_policy(policy)
+        .proxy(Proxy::all("http://127.0.0.1:3128").unwrap())
+        .build()
+        .unwrap_err();
+    assert!(err.is_builder());
+    assert!(err.to_string().contains("SSRF"), "{err}");
 }
 
 #[test]

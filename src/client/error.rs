@@ -155,6 +155,16 @@ impl Error {
         Error::new(ErrorKind::BodyNotReplayable).with_message(reason)
     }
 
+    /// A destination the SSRF policy refused; the refusal stays reachable as the source.
+    pub(crate) fn refused(refusal: super::ssrf::Refusal) -> Self {
+        let message = refusal.summary();
+        let mut err = Error::new(ErrorKind::Refused).with_message(message);
+        if let Some(url) = refusal.url() {
+            err.inner.url = Some(url.clone());
+        }
+        err.with_source(refusal)
+    }
+
     pub(crate) fn decode(source: impl Into<BoxError>) -> Self {
         Error::new(ErrorKind::Decode).with_source(source)
     }
@@ -235,6 +245,23 @@ impl Error {
         }
     }
 
+    /// The SSRF refusal behind an [`ErrorKind::Refused`] error: its rule id, the hop, and
+    /// (for logs only) the refused address.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// use layover::client::{Client, ssrf::Policy};
+    ///
+    /// let client = Client::builder().ssrf_policy(Policy::default()).build().unwrap();
+    /// let err = client.get("http://169.254.169.254/").send().await.unwrap_err();
+    /// assert_eq!(err.refusal().unwrap().rule().as_str(), "ipv4-link-local");
+    /// # }
+    /// ```
+    pub fn refusal(&self) -> Option<&super::ssrf::Refusal> {
+        let source = self.inner.source.as_deref()?;
+        super::ssrf::find_refusal(source)
+    }
+
     /// True for the request-building failures ([`ErrorKind::Builder`]).
     pub fn is_builder(&self) -> bool {
         self.kind() == ErrorKind::Builder
@@ -296,7 +323,7 @@ impl fmt::Debug for Error {
         let mut debug = f.debug_struct("layover::client::Error");
         debug.field("kind", &self.inner.kind);
         if let Some(url) = &self.inner.url {
-            debug.field("url", &url.as_str());
+            debug.field("url", &format_args!("{}", Redacted(url)));
         }
         if let Some(message) = &self.inner.message {
             debug.field("message", message);
@@ -315,12 +342,29 @@ impl fmt::Display for Error {
             write!(f, " {status}")?;
         }
         if let Some(url) = &self.inner.url {
-            write!(f, " for {url}")?;
+            write!(f, " for {}", Redacted(url))?;
         }
         if let Some(message) = &self.inner.message {
             write!(f, ": {message}")?;
         }
         Ok(())
+    }
+}
+
+/// A URL shown without its user name and password: error messages end up in logs.
+struct Redacted<'a>(&'a Url);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.0;
+        if url.username().is_empty() && url.password().is_none() {
+            return f.write_str(url.as_str());
+        }
+        let mut shown = url.clone();
+        // Only fails for URLs that cannot have credentials, which then have none to hide.
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        f.write_str(shown.as_str())
     }
 }
 
@@ -342,6 +386,18 @@ mod tests {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Error>();
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_and_debug_hide_credentials_in_the_url() {
+        let url = Url::parse("http://user:hunter2@example.test/a").unwrap();
+        let err = Error::from_status(StatusCode::BAD_GATEWAY, url);
+        assert_eq!(
+            err.to_string(),
+            "error status 502 Bad Gateway for http://example.test/a"
+        );
+        assert!(!format!("{err:?}").contains("hunter2"));
+        assert!(!format!("{err:?}").contains("user"));
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod redirect;
 mod request;
 mod response;
 
+pub mod digest;
 pub mod logging;
 mod proxy;
 pub mod retry;
@@ -82,6 +83,7 @@ struct ClientRef {
     max_redirects: usize,
     max_nesting: usize,
     chain: Chain,
+    ssrf: Option<ssrf::Policy>,
 }
 
 impl Client {
@@ -170,6 +172,10 @@ impl Client {
     }
 
     /// The end of every chain: one attempt on the wire.
+    ///
+    /// With an SSRF policy, this is where it is enforced for every hop, every retry and every
+    /// request a middleware sends: the URL is checked here, and the resolver and the connector
+    /// the reqwest client was built with check the addresses.
     pub(crate) async fn transport(&self, request: Request) -> Result<Response> {
         let Request {
             method,
@@ -177,20 +183,33 @@ impl Client {
             headers,
             body,
             attempt_timeout,
+            hop,
             ..
         } = request;
+        let refused =
+            |refusal: ssrf::Refusal| Error::refused(refusal.with_url(url.clone()).with_hop(hop));
+        if let Some(policy) = &self.inner.ssrf {
+            policy.enforce(policy.check_url(&url)).map_err(refused)?;
+        }
         let body = body
             .into_transport()
             .map_err(|err| err.with_url(url.clone()))?;
         let mut outgoing = reqwest::Request::new(method, url.clone());
         *outgoing.headers_mut() = headers;
-        // Proxy credentials come from the proxy's configuration only (see `Proxy`).
-        outgoing.headers_mut().remove(PROXY_AUTHORIZATION);
         *outgoing.body_mut() = body;
         *outgoing.timeout_mut() = attempt_timeout;
-        match self.inner.http.execute(outgoing).await {
+        let execute = self.inner.http.execute(outgoing);
+        let result = match (&self.inner.ssrf, url.port_or_known_default()) {
+            // The guarded resolver judges port-restricted rules with the port it runs for.
+            (Some(_), Some(port)) => ssrf::with_destination_port(port, execute).await,
+            _ => execute.await,
+        };
+        match result {
             Ok(response) => Ok(Response::from_reqwest(response, url)),
-            Err(err) => Err(Error::from_reqwest(err).with_url(url)),
+            Err(err) => match ssrf::find_refusal(&err) {
+                Some(refusal) => Err(refused(refusal.clone())),
+                None => Err(Error::from_reqwest(err).with_url(url)),
+            },
         }
     }
 }
@@ -207,6 +226,7 @@ impl fmt::Debug for Client {
             .field("base_url", &self.inner.base_url.as_ref().map(Url::as_str))
             .field("middlewares", &self.inner.chain.len())
             .field("max_redirects", &self.inner.max_redirects)
+            .field("ssrf_guard", &self.inner.ssrf.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -238,6 +258,8 @@ pub struct ClientBuilder {
     max_nesting: usize,
     chain: Chain,
     proxies: Vec<Proxy>,
+    ssrf: Option<ssrf::Policy>,
+    dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     error: Option<Error>,
 }
 
@@ -255,6 +277,8 @@ impl ClientBuilder {
             max_nesting: DEFAULT_MAX_NESTING,
             chain: Chain::new(),
             proxies: Vec::new(),
+            ssrf: None,
+            dns_resolver: None,
             error: None,
         }
     }
@@ -313,6 +337,11 @@ impl ClientBuilder {
 
     /// How deep requests sent from inside middlewares may nest before they fail with
     /// [`ErrorKind::Recursion`]. Default: 8.
+    ///
+    /// Nesting is counted within a task: a request sent while another request of the same task
+    /// is in its chain is one level deeper. A request sent from a task the middleware spawns
+    /// starts again at zero (it cannot overflow the first task's stack, but it is not bounded
+    /// either).
     pub fn max_nesting(mut self, max_nesting: usize) -> Self {
         self.max_nesting = max_nesting;
         self
@@ -335,8 +364,41 @@ impl ClientBuilder {
     /// (see [`Proxy`]). Several proxies are tried in the order added; the first whose scheme
     /// matches the request is used. Default: none, and the environment's proxy settings
     /// (`HTTP_PROXY`, ...) apply; once a proxy is added they are ignored.
+    ///
+    /// A proxy cannot be combined with an [`ssrf_policy`](Self::ssrf_policy): the proxy
+    /// resolves and connects to the target, out of the guard's sight, so `build` refuses it.
     pub fn proxy(mut self, proxy: Proxy) -> Self {
         self.proxies.push(proxy);
+        self
+    }
+
+    /// Guards every connection with an SSRF [`Policy`](ssrf::Policy). Default: no guard.
+    ///
+    /// The guard belongs to the transport, not to the middleware chain, so no request-level
+    /// middleware list can remove it. For every hop, every retry and every request a middleware
+    /// sends, the URL is checked before anything leaves; names are resolved once and only the
+    /// addresses the policy allows are handed to the connector (so the address checked is the
+    /// address connected to); proxies from the environment and the system are ignored; and the
+    /// peer of every new connection is checked again before a request byte is written on it.
+    /// A refused request fails with [`ErrorKind::Refused`] and [`Error::refusal`] tells why.
+    ///
+    /// ```
+    /// use layover::client::{Client, ssrf::Policy};
+    ///
+    /// let policy = Policy::builder().allow_addr("127.0.0.1:8080").build().unwrap();
+    /// let client = Client::builder().ssrf_policy(policy).build().unwrap();
+    /// # let _ = client;
+    /// ```
+    pub fn ssrf_policy(mut self, policy: ssrf::Policy) -> Self {
+        self.ssrf = Some(policy);
+        self
+    }
+
+    /// Resolves host names with `resolver` instead of the system resolver. With an
+    /// [`ssrf_policy`](Self::ssrf_policy), its answers are judged by the policy before any
+    /// connection is made. Default: the system resolver.
+    pub fn dns_resolver(mut self, resolver: Arc<dyn reqwest::dns::Resolve>) -> Self {
+        self.dns_resolver = Some(resolver);
         self
     }
 
@@ -366,8 +428,35 @@ impl ClientBuilder {
         if let Some(timeout) = self.connect_timeout {
             http = http.connect_timeout(timeout);
         }
+        if default_headers.contains_key(PROXY_AUTHORIZATION) {
+            return Err(Error::builder(
+                "the default headers hold a Proxy-Authorization header: proxy credentials belong \
+                 on the Proxy (Proxy::basic_auth or Proxy::custom_auth)",
+            ));
+        }
+        if self.ssrf.is_some() && !self.proxies.is_empty() {
+            return Err(Error::builder(
+                "a proxy cannot be combined with an SSRF policy: the proxy would resolve and \
+                 connect to the target out of the guard's sight",
+            ));
+        }
         for proxy in self.proxies {
             http = http.proxy(proxy.inner);
+        }
+        match (&self.ssrf, self.dns_resolver) {
+            (Some(policy), inner) => {
+                let resolver = match inner {
+                    Some(inner) => ssrf::GuardedResolver::wrap(policy.clone(), inner),
+                    None => ssrf::GuardedResolver::new(policy.clone()),
+                };
+                // A proxy would resolve and connect on our behalf, out of the guard's sight.
+                http = http
+                    .no_proxy()
+                    .dns_resolver(Arc::new(resolver))
+                    .connector_layer(ssrf::PeerCheckLayer::new(policy.clone()));
+            }
+            (None, Some(resolver)) => http = http.dns_resolver(resolver),
+            (None, None) => {}
         }
         let http = http.build().map_err(|err| {
             Error::with_kind_and_source(ErrorKind::Builder, err)
@@ -383,6 +472,7 @@ impl ClientBuilder {
                 max_redirects: self.max_redirects,
                 max_nesting: self.max_nesting,
                 chain: self.chain,
+                ssrf: self.ssrf,
             }),
         })
     }

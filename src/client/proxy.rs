@@ -1,11 +1,13 @@
 //! Proxies: send requests through an HTTP proxy with the proxy's own credentials.
 //!
-//! Proxy credentials belong to the proxy's configuration and nowhere else. A `Proxy-Authorization`
-//! header set as a client default, on a request or by a middleware is never sent (reqwest would
-//! prefer it to the proxy's configured credentials, and to an origin server it is a leaked
-//! secret); the client's `Authorization` is never turned into proxy credentials. Through a
-//! `CONNECT` tunnel (an `https` URL), the proxy sees only the `CONNECT` request with its own
-//! credentials; for a plain `http` URL it relays the whole request, so it sees every header.
+//! Proxy credentials belong to the proxy's configuration: a client whose default headers hold a
+//! `Proxy-Authorization` is refused when it is built (reqwest would send that header instead of
+//! the proxy's configured credentials, on every request, to whatever server it reaches), and the
+//! client's `Authorization` is never turned into proxy credentials. A middleware may still set
+//! `Proxy-Authorization` on a request on purpose, to answer a proxy's `407` challenge (Digest).
+//! Through a `CONNECT` tunnel (an `https` URL), the proxy sees only the `CONNECT` request with
+//! its own credentials; for a plain `http` URL it relays the whole request, so it sees every
+//! header.
 //!
 //! ```
 //! use layover::client::{Client, Proxy};

@@ -524,7 +524,17 @@ impl BudgetState {
 
 /// The retry middleware: applies a [`RetryPolicy`] to every request that goes through it.
 ///
-/// Cheap to clone; clones share one retry budget.
+/// Cheap to clone; clones share one retry budget. It runs once per redirect hop, like every
+/// middleware, so each hop has its own attempts.
+///
+/// Where it sits in the chain decides what the others see: a logging middleware placed after
+/// it (inner) logs every attempt with its number ([`Attempt`]), placed before it (outer) logs
+/// the call once with the attempt count ([`Attempts`]). Place a token middleware after it, so
+/// that every attempt carries the current token.
+///
+/// When a failure is not retried, the response comes back marked with the reason
+/// ([`GaveUp`]); an error comes back as it is, and the reason is in the tracing event
+/// `not retrying request`.
 #[derive(Debug, Clone)]
 pub struct Retry {
     policy: Arc<RetryPolicy>,

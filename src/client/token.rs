@@ -396,6 +396,15 @@ impl<S: TokenSource> TokenCache<S> {
 ///
 /// Safe on the whole client: the built-in [`RefreshTokenSource`] refreshes without middleware,
 /// and a source that does send through the chain is detected and passed through.
+///
+/// - A 401 replaces the token it answered (unless another request already did) and the request
+///   is replayed once with the new one; whatever the replay answers, 401 included, is the
+///   caller's answer. A request whose streaming body cannot be replayed gets its 401 back.
+/// - A refresh that fails is an [`ErrorKind::Middleware`](super::ErrorKind::Middleware) error
+///   whose source is the [`TokenError`].
+/// - The token goes only to the origin of the request's original URL, or to the origins set
+///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to. Where
+///   it goes, it replaces any `Authorization` the request carried.
 pub struct TokenAuth<S> {
     cache: Arc<TokenCache<S>>,
     origins: Option<Arc<[Origin]>>,

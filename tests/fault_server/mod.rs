@@ -70,6 +70,8 @@ pub struct Answer {
     pub keep_alive: bool,
     /// Announce this Content-Length instead of the body's, then stall after the body.
     pub announced_length: Option<u64>,
+    /// Wait this long (on the tokio clock) before answering.
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Answer {
@@ -80,7 +82,13 @@ impl Answer {
             body: Vec::new(),
             keep_alive: false,
             announced_length: None,
+            delay: None,
         }
+    }
+
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -202,6 +210,9 @@ async fn serve(
                 std::future::pending::<()>().await;
             }
             Reply::Respond(answer) => {
+                if let Some(delay) = answer.delay {
+                    tokio::time::sleep(delay).await;
+                }
                 let length = answer.announced_length.unwrap_or(answer.body.len() as u64);
                 let mut head = format!(
                     "HTTP/1.1 {} Scripted\r\ncontent-length: {length}\r\n",
@@ -329,7 +340,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// Everything tracing printed while a [`capture_logs`] guard was alive, as text.
+/// Everything tracing printed on this thread while a [`capture_logs`] guard was alive, as text.
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
@@ -348,9 +359,20 @@ impl Logs {
     }
 }
 
-impl std::io::Write for Logs {
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the capture of the thread the event happened on, if any.
+struct ThreadCapture;
+
+impl std::io::Write for ThreadCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|capture| {
+            if let Some(logs) = &*capture.borrow() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
 
@@ -359,15 +381,31 @@ impl std::io::Write for Logs {
     }
 }
 
+pub struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
+    }
+}
+
 /// Captures the tracing output of this thread (a current-thread test runtime runs every task on
 /// it) until the guard is dropped.
-pub fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+///
+/// One global subscriber for the whole test binary, writing to per-thread captures: scoped
+/// subscribers (`set_default`) race with tracing's per-callsite interest cache when tests run
+/// in parallel, and then lose events.
+pub fn capture_logs() -> (Logs, CaptureGuard) {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadCapture)
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+    });
     let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
+    CAPTURE.with(|capture| *capture.borrow_mut() = Some(logs.clone()));
+    (logs, CaptureGuard)
 }

@@ -1,0 +1,749 @@
+//! HTTP Digest authentication (RFC 7616) as a client middleware: answers a
+//! server's `401` Digest challenge, or a proxy's `407`, and then answers
+//! preemptively inside the protection space it learnt.
+//!
+//! Unlike a hand-set `Authorization` header, or a Digest helper that trusts the
+//! first challenge it sees, [`DigestAuth`] reads every challenge header and
+//! picks the strongest algorithm it supports (MD5, SHA-256 and SHA-512-256 with
+//! their `-sess` variants, plus the SHA-512 and SHA(-1) that servers in the
+//! field send), answers with the request target exactly as it goes on the
+//! wire, hashes the body for `auth-int`, and never offers the credentials to an
+//! origin the request was redirected to. A challenge it cannot answer is not
+//! an error: the `401` comes back with a [`DigestFailure`] in its extensions,
+//! and later requests are unaffected.
+//!
+//! ```no_run
+//! use layover::client::Client;
+//! use layover::client::digest::{DigestAuth, DigestFailure};
+//!
+//! # async fn run() -> Result<(), layover::client::Error> {
+//! let client = Client::builder()
+//!     .middleware(DigestAuth::new("Mufasa", "Circle of Life"))
+//!     .build()?;
+//!
+//! let response = client.get("http://camera.local/axis-cgi/param.cgi?action=list").send().await?;
+//! if let Some(failure) = response.extensions().get::<DigestFailure>() {
+//!     eprintln!("not authenticated: {failure}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Other configurations:
+//!
+//! ```
+//! use layover::client::digest::DigestAuth;
+//!
+//! // Answer only after a 401, never ahead of it:
+//! let cautious = DigestAuth::new("Mufasa", "Circle of Life").preemptive(false);
+//! // Credentials for a forward proxy (407 + Proxy-Authenticate):
+//! let proxy = DigestAuth::proxy("proxy-user", "proxy-password");
+//! # let _ = (cautious, proxy);
+//! ```
+//!
+//! # How a request goes
+//!
+//! 1. A request that already carries `Authorization` (`Proxy-Authorization`
+//!    for a proxy) is left alone: the caller authenticates it.
+//! 2. On a redirect hop to an origin other than the one the caller asked for,
+//!    nothing is answered: a `401` comes back with
+//!    [`DigestFailure::CrossOrigin`].
+//! 3. Inside a known protection space the request is answered preemptively
+//!    with the stored nonce and the next nonce count.
+//! 4. A `401` with an answerable Digest challenge is answered once, on a copy
+//!    of the request ([`Request::try_clone`]: a body that cannot be sent again
+//!    is an [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) error). If that
+//!    answer is refused with `stale=true` it is redone once with the new
+//!    nonce; any other refusal is returned with
+//!    [`DigestFailure::CredentialsRejected`]. At most three attempts go out.
+//! 5. A success carrying `Authentication-Info: nextnonce=...` moves the space
+//!    to the next nonce.
+//!
+//! A challenge that cannot be answered changes no stored state, so later
+//! requests are unaffected. The state lock is never held across an `.await`.
+//!
+//! # Choices where the RFCs leave room
+//!
+//! - Several challenges: the strongest hash wins (SHA-512-256, SHA-256,
+//!   SHA-512, SHA-1, MD5, each plain variant just ahead of its `-sess`
+//!   sibling); ties go to a challenge with `qop`, then to the server's order.
+//! - `algorithm=SHA` is SHA-1, as every interoperating client reads it.
+//! - `qop`: `auth-int` when offered and the body is in memory, else `auth`;
+//!   a server offering only `auth-int` for a streaming body gets
+//!   [`DigestError::AuthIntNeedsBufferedBody`].
+//! - A user name that is not printable ASCII is sent as RFC 8187
+//!   `username*=UTF-8''...`; with `userhash=true` the name is hashed instead.
+//! - `-sess` algorithms keep one client nonce per server nonce, so the session
+//!   key is the same whether a server hashes it once or per request.
+//! - Concurrent requests share a nonce and take nonce counts in the order they
+//!   are prepared; a server that insists on strictly increasing counts on the
+//!   wire may refuse one that overtook another, and that request is answered
+//!   again with the fresh challenge.
+//! - `rspauth` in `Authentication-Info` (the server proving it knows the
+//!   password too) is not checked.
+
+mod algorithm;
+mod answer;
+mod challenge;
+mod space;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use http::header::{
+    AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    WWW_AUTHENTICATE,
+};
+use http::{Method, StatusCode};
+use url::Url;
+
+use super::{Error, Middleware, Next, Request, Response, Result};
+
+use self::answer::Credentials;
+use self::challenge::DigestChallenge;
+use self::space::{Lease, Spaces};
+
+/// Why a Digest challenge was not answered.
+///
+/// The middleware returns the `401` (or `407`) to the caller with this value in
+/// the response's extensions:
+///
+/// ```
+/// # use layover::client::digest::DigestFailure;
+/// # fn check(extensions: &http::Extensions) {
+/// if let Some(failure) = extensions.get::<DigestFailure>() {
+///     eprintln!("digest authentication failed: {failure}");
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestFailure {
+    /// No challenge header offered the Digest scheme.
+    #[error("the response has no Digest challenge")]
+    NoDigestChallenge,
+    /// The challenge header could not be parsed.
+    #[error("the Digest challenge header is malformed")]
+    MalformedChallenge,
+    /// The challenge has no `realm`.
+    #[error("the Digest challenge has no realm")]
+    MissingRealm,
+    /// The challenge has no `nonce`.
+    #[error("the Digest challenge has no nonce")]
+    MissingNonce,
+    /// The challenge's `nonce` is empty.
+    #[error("the Digest challenge has an empty nonce")]
+    EmptyNonce,
+    /// The challenge names an algorithm this middleware does not implement.
+    #[error("unsupported Digest algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// The challenge's `qop` offers neither `auth` nor `auth-int`.
+    #[error("unsupported Digest qop {0:?}")]
+    UnsupportedQop(String),
+    /// A `-sess` algorithm without `qop`: the session key needs a client
+    /// nonce, which an answer without `qop` cannot carry.
+    #[error("Digest algorithm {0:?} needs a qop")]
+    SessionWithoutQop(String),
+    /// The server challenged again an answer made with a fresh nonce.
+    #[error("the server rejected the Digest credentials")]
+    CredentialsRejected,
+    /// The challenge came from an origin the request was redirected to; the
+    /// credentials are only sent to the origin the request was made to.
+    #[error("Digest challenge from a cross-origin redirect target not answered")]
+    CrossOrigin,
+    /// The server kept one nonce for 2^32 - 1 requests; the count cannot go on.
+    #[error("the Digest nonce count is exhausted")]
+    NonceCountExhausted,
+}
+
+/// An error that stops a request the middleware could otherwise answer.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestError {
+    /// The server only offers `qop=auth-int`, which hashes the body, and the
+    /// request body is a stream that is not in memory.
+    #[error("the server requires qop=auth-int, which needs a buffered request body")]
+    AuthIntNeedsBufferedBody,
+    /// The operating system's random source failed while making a client
+    /// nonce.
+    #[error("cannot generate a Digest client nonce")]
+    Random(#[source] RandomSourceError),
+    /// The configured client-nonce source returned something that is not a
+    /// non-empty run of printable ASCII without `"` or `\`.
+    #[error("the client nonce {0:?} is not printable ASCII")]
+    InvalidCnonce(String),
+}
+
+/// The operating system's random source failed; the cause of
+/// [`DigestError::Random`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RandomSourceError(getrandom::Error);
+
+/// Who is being answered: an origin server or a forward proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Origin,
+    Proxy,
+}
+
+type CnonceSource = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Digest authentication middleware; see the [module docs](self).
+///
+/// Cloning is cheap and the clones share the learnt protection spaces and
+/// nonce counts.
+#[derive(Clone)]
+pub struct DigestAuth {
+    credentials: Arc<Credentials>,
+    target: Target,
+    preemptive: bool,
+    cnonce_source: Option<CnonceSource>,
+    spaces: Arc<Mutex<Spaces>>,
+}
+
+impl fmt::Debug for DigestAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DigestAuth")
+            .field("username", &self.credentials.username)
+            .field("password", &"<redacted>")
+            .field("proxy", &(self.target == Target::Proxy))
+            .field("preemptive", &self.preemptive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An `Authorization` (or `Proxy-Authorization`) value ready to send, and the
+/// nonce it used.
+#[derive(Debug)]
+struct Answered {
+    header: HeaderValue,
+    nonce: String,
+}
+
+/// Why a challenge that was read could not be answered.
+#[derive(Debug)]
+enum Unanswered {
+    /// Returned with the response: the challenge is at fault.
+    Failure(DigestFailure),
+    /// Returned as an error: the request cannot be authenticated.
+    Error(DigestError),
+}
+
+impl DigestAuth {
+    /// Answers origin servers' `401` challenges with `username` and `password`.
+    ///
+    /// Preemptive answers are on (see [`preemptive`](Self::preemptive)).
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self::with_target(username.into(), password.into(), Target::Origin)
+    }
+
+    /// Answers a forward proxy's `407` challenges (`Proxy-Authenticate`) with
+    /// `Proxy-Authorization`.
+    ///
+    /// The proxy is one protection space for every target, and the answer's
+    /// `uri` is the absolute form a proxy receives. Because the proxy is the
+    /// same on every redirect hop, a `407` is answered on every hop, unlike an
+    /// origin's `401`. Only plain `http://` requests reach a middleware through
+    /// a proxy (reqwest takes the proxy from `HTTP_PROXY` and friends);
+    /// `https://` goes through a `CONNECT` tunnel that the transport opens.
+    pub fn proxy(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self::with_target(username.into(), password.into(), Target::Proxy)
+    }
+
+    fn with_target(username: String, password: String, target: Target) -> Self {
+        DigestAuth {
+            credentials: Arc::new(Credentials { username, password }),
+            target,
+            preemptive: true,
+            cnonce_source: None,
+            spaces: Arc::new(Mutex::new(Spaces::new(target == Target::Origin))),
+        }
+    }
+
+    /// Whether a request inside a known protection space is answered before
+    /// the server asks, reusing the last nonce with the next nonce count.
+    ///
+    /// Default: `true`, which saves a round trip per request. With `false`
+    /// every request is sent bare first and answered after its `401`.
+    pub fn preemptive(mut self, preemptive: bool) -> Self {
+        self.preemptive = preemptive;
+        self
+    }
+
+    /// Replaces the random client nonce with `source`, for tests that compare
+    /// answers with fixed vectors.
+    ///
+    /// Default: 16 bytes from the operating system's random source, as hex.
+    /// `source` must return printable ASCII without `"` or `\`; anything else
+    /// fails the request with [`DigestError::InvalidCnonce`].
+    pub fn cnonce_source(mut self, source: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.cnonce_source = Some(Arc::new(source));
+        self
+    }
+
+    fn challenge_status(&self) -> StatusCode {
+        match self.target {
+            Target::Origin => StatusCode::UNAUTHORIZED,
+            Target::Proxy => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        }
+    }
+
+    fn challenge_header(&self) -> HeaderName {
+        match self.target {
+            Target::Origin => WWW_AUTHENTICATE,
+            Target::Proxy => PROXY_AUTHENTICATE,
+        }
+    }
+
+    fn answer_header(&self) -> HeaderName {
+        match self.target {
+            Target::Origin => AUTHORIZATION,
+            Target::Proxy => PROXY_AUTHORIZATION,
+        }
+    }
+
+    fn info_header(&self) -> HeaderName {
+        match self.target {
+            Target::Origin => HeaderName::from_static("authentication-info"),
+            Target::Proxy => HeaderName::from_static("proxy-authentication-info"),
+        }
+    }
+
+    fn new_cnonce(&self) -> Result<String, DigestError> {
+        match &self.cnonce_source {
+            Some(source) => {
+                let cnonce = source();
+                let printable = !cnonce.is_empty()
+                    && cnonce
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+                if printable {
+                    Ok(cnonce)
+                } else {
+                    Err(DigestError::InvalidCnonce(cnonce))
+                }
+            }
+            None => {
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes)
+                    .map_err(|err| DigestError::Random(RandomSourceError(err)))?;
+                Ok(algorithm::to_hex(&bytes))
+            }
+        }
+    }
+
+    fn spaces(&self) -> std::sync::MutexGuard<'_, Spaces> {
+        // The state stays consistent even if a holder panicked: every
+        // critical section is a handful of field updates.
+        self.spaces.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the strongest answerable challenge of a `401`/`407`.
+    fn read_challenge(&self, headers: &HeaderMap) -> Result<DigestChallenge, DigestFailure> {
+        challenge::select(
+            headers
+                .get_all(self.challenge_header())
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
+    }
+
+    /// The preemptive answer for a request, if `url` is in a known space and
+    /// the learnt challenge can be answered for this body.
+    fn preemptive_answer(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+    ) -> Result<Option<Answered>, DigestError> {
+        if !self.preemptive {
+            return Ok(None);
+        }
+        if !self.spaces().covers(url) {
+            return Ok(None);
+        }
+        let cnonce = self.new_cnonce()?;
+        let Some(lease) = self.spaces().lease(url, cnonce) else {
+            return Ok(None);
+        };
+        match self.write(lease, method, url, body) {
+            Ok(answered) => Ok(Some(answered)),
+            // Not answerable ahead of time (say auth-int for a stream): let
+            // the server challenge, and decide then.
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Learns `challenge`, received for `url`, and answers it.
+    fn answer_challenge(
+        &self,
+        challenge: DigestChallenge,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+    ) -> Result<Answered, Unanswered> {
+        let cnonce = self.new_cnonce().map_err(Unanswered::Error)?;
+        let lease = self
+            .spaces()
+            .store(url, challenge, cnonce)
+            .ok_or(Unanswered::Failure(DigestFailure::NonceCountExhausted))?;
+        self.write(lease, method, url, body)
+    }
+
+    /// Adopts `nextnonce` from a success response's `Authentication-Info`.
+    fn adopt_next_nonce(&self, headers: &HeaderMap, url: &Url, used_nonce: &str) {
+        for value in headers.get_all(self.info_header()) {
+            let Ok(text) = value.to_str() else { continue };
+            let Ok(params) = challenge::parse_params(text) else {
+                continue;
+            };
+            if let Some(next) = challenge::find_param(&params, "nextnonce") {
+                self.spaces().next_nonce(url, used_nonce, next);
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        lease: Lease,
+        method: &Method,
+        url: &Url,
+        body: Option<&[u8]>,
+    ) -> Result<Answered, Unanswered> {
+        let qop = answer::choose_qop(lease.challenge.qop, body).map_err(Unanswered::Error)?;
+        let uri = answer::request_target(url, self.target == Target::Proxy);
+        let request = answer::Request {
+            method: method.as_str(),
+            uri: &uri,
+            qop,
+            body: body.unwrap_or_default(),
+            nonce_count: lease.nonce_count,
+            cnonce: &lease.cnonce,
+        };
+        let answer = answer::answer(&self.credentials, &lease.challenge, &request);
+        // The user name is percent-encoded unless printable, the cnonce is
+        // checked, the uri is percent-encoded by `url`: only bytes echoed
+        // from the challenge could fail here.
+        let mut header = HeaderValue::try_from(answer.header)
+            .map_err(|_| Unanswered::Failure(DigestFailure::MalformedChallenge))?;
+        header.set_sensitive(true);
+        Ok(Answered {
+            header,
+            nonce: lease.challenge.nonce,
+        })
+    }
+}
+
+/// An answer sent on the current call: the nonce it used, and whether that
+/// nonce came from a challenge in this call (`fresh`) or from the stored
+/// space (a preemptive answer).
+struct Sent {
+    nonce: String,
+    fresh: bool,
+}
+
+impl Middleware for DigestAuth {
+    async fn handle(&self, mut req: Request, next: Next) -> Result<Response> {
+        let answer_header = self.answer_header();
+        if req.headers().contains_key(&answer_header) {
+            // The caller authenticates this request by itself.
+            return next.run(req).await;
+        }
+        if self.target == Target::Origin && req.url().origin() != req.original_url().origin() {
+            // A redirect led to another origin: the credentials were given
+            // for the origin the caller asked for, not for this one.
+            let mut response = next.run(req).await?;
+            if response.status() == self.challenge_status()
+                && self.read_challenge(response.headers()) != Err(DigestFailure::NoDigestChallenge)
+            {
+                response.extensions_mut().insert(DigestFailure::CrossOrigin);
+            }
+            return Ok(response);
+        }
+
+        let mut sent = None;
+        let preemptive = self
+            .preemptive_answer(req.method(), req.url(), req.body().as_bytes())
+            .map_err(|err| Error::middleware(err).with_url(req.url().clone()))?;
+        if let Some(answered) = preemptive {
+            req.headers_mut().insert(&answer_header, answered.header);
+            sent = Some(Sent {
+                nonce: answered.nonce,
+                fresh: false,
+            });
+        }
+
+        let mut stale_retried = false;
+        loop {
+            let replay = req.try_clone();
+            let mut response = next.run(req).await?;
+            if response.status() != self.challenge_status() {
+                if let Some(sent) = &sent {
+                    self.adopt_next_nonce(response.headers(), response.url(), &sent.nonce);
+                }
+                return Ok(response);
+            }
+            let challenge = match self.read_challenge(response.headers()) {
+                Ok(challenge) => challenge,
+                Err(failure) => {
+                    response.extensions_mut().insert(failure);
+                    return Ok(response);
+                }
+            };
+            if sent.as_ref().is_some_and(|sent| sent.fresh) {
+                // An answer to a fresh nonce was refused. Only `stale=true`
+                // says the credentials were right, and that is believed once.
+                if !challenge.stale || stale_retried {
+                    response
+                        .extensions_mut()
+                        .insert(DigestFailure::CredentialsRejected);
+                    return Ok(response);
+                }
+                stale_retried = true;
+            }
+            let mut retry = replay?;
+            let answered = match self.answer_challenge(
+                challenge,
+                retry.method(),
+                retry.url(),
+                retry.body().as_bytes(),
+            ) {
+                Ok(answered) => answered,
+                Err(Unanswered::Failure(failure)) => {
+                    response.extensions_mut().insert(failure);
+                    return Ok(response);
+                }
+                Err(Unanswered::Error(err)) => {
+                    let url = response.url().clone();
+                    response.discard().await;
+                    return Err(Error::middleware(err).with_url(url));
+                }
+            };
+            response.discard().await;
+            retry.headers_mut().insert(&answer_header, answered.header);
+            sent = Some(Sent {
+                nonce: answered.nonce,
+                fresh: true,
+            });
+            req = retry;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect(text)
+    }
+
+    fn headers(name: HeaderName, values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(name.clone(), HeaderValue::from_str(value).expect(value));
+        }
+        map
+    }
+
+    fn fixed(auth: DigestAuth) -> DigestAuth {
+        auth.cnonce_source(|| "0a4f113b".to_owned())
+    }
+
+    fn params(answered: &Answered) -> Vec<(String, String)> {
+        let text = answered.header.to_str().expect("ascii");
+        challenge::parse_params(text.strip_prefix("Digest ").expect("scheme")).expect("parses")
+    }
+
+    fn param(answered: &Answered, name: &str) -> Option<String> {
+        challenge::find_param(&params(answered), name).map(str::to_owned)
+    }
+
+    const RFC_2617: &str = r#"Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#;
+
+    #[test]
+    fn answers_the_rfc_2617_challenge_through_the_header_map() {
+        let auth = fixed(DigestAuth::new("Mufasa", "Circle Of Life"));
+        let map = headers(WWW_AUTHENTICATE, &[r#"Basic realm="x""#, RFC_2617]);
+        let challenge = auth.read_challenge(&map).expect("answerable");
+        let target = url("http://www.nowhere.org/dir/index.html");
+        // No body available, so qop=auth as in the RFC example.
+        let answered = auth
+            .answer_challenge(challenge, &Method::GET, &target, None)
+            .expect("answered");
+        assert_eq!(
+            param(&answered, "response").as_deref(),
+            Some("6629fae49393a05397450978507c4ef1")
+        );
+        assert_eq!(answered.nonce, "dcd98b7102dd2f0e8b11d0f600bfb0c093");
+    }
+
+    #[test]
+    fn preemptive_answers_count_up_within_the_space() {
+        let auth = fixed(DigestAuth::new("Mufasa", "Circle Of Life"));
+        let target = url("http://www.nowhere.org/dir/index.html");
+        assert!(
+            auth.preemptive_answer(&Method::GET, &target, Some(b""))
+                .expect("no error")
+                .is_none()
+        );
+        let challenge = auth
+            .read_challenge(&headers(WWW_AUTHENTICATE, &[RFC_2617]))
+            .expect("answerable");
+        let first = auth
+            .answer_challenge(challenge, &Method::GET, &target, Some(b""))
+            .expect("answered");
+        assert_eq!(param(&first, "nc").as_deref(), Some("00000001"));
+        assert_eq!(param(&first, "qop").as_deref(), Some("auth-int"));
+        let second = auth
+            .preemptive_answer(&Method::GET, &url("http://www.nowhere.org/other"), None)
+            .expect("no error")
+            .expect("in the space");
+        assert_eq!(param(&second, "nc").as_deref(), Some("00000002"));
+        assert_eq!(param(&second, "uri").as_deref(), Some("/other"));
+        assert_eq!(param(&second, "qop").as_deref(), Some("auth"));
+        assert!(
+            auth.preemptive_answer(&Method::GET, &url("http://elsewhere.org/"), None)
+                .expect("no error")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn preemptive_off_never_answers_ahead() {
+        let auth = fixed(DigestAuth::new("u", "p")).preemptive(false);
+        let target = url("http://h/");
+        let challenge = auth
+            .read_challenge(&headers(
+                WWW_AUTHENTICATE,
+                &[r#"Digest realm="r", nonce="n""#],
+            ))
+            .expect("answerable");
+        auth.answer_challenge(challenge, &Method::GET, &target, None)
+            .expect("answered");
+        assert!(
+            auth.preemptive_answer(&Method::GET, &target, None)
+                .expect("no error")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn auth_int_only_with_a_stream_is_an_error_and_not_preemptive() {
+        let auth = fixed(DigestAuth::new("u", "p"));
+        let target = url("http://h/upload");
+        let challenge = auth
+            .read_challenge(&headers(
+                WWW_AUTHENTICATE,
+                &[r#"Digest realm="r", nonce="n", qop="auth-int""#],
+            ))
+            .expect("answerable");
+        match auth.answer_challenge(challenge.clone(), &Method::POST, &target, None) {
+            Err(Unanswered::Error(DigestError::AuthIntNeedsBufferedBody)) => {}
+            other => panic!("expected AuthIntNeedsBufferedBody, got {other:?}"),
+        }
+        assert!(
+            auth.preemptive_answer(&Method::POST, &target, None)
+                .expect("no error")
+                .is_none()
+        );
+        let buffered = auth
+            .preemptive_answer(&Method::POST, &target, Some(b"data"))
+            .expect("no error")
+            .expect("answerable with a buffered body");
+        assert_eq!(param(&buffered, "qop").as_deref(), Some("auth-int"));
+    }
+
+    #[test]
+    fn proxy_mode_reads_proxy_authenticate_and_sends_the_absolute_form() {
+        let auth = fixed(DigestAuth::proxy("u", "p"));
+        assert_eq!(
+            auth.challenge_status(),
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        );
+        assert_eq!(auth.answer_header(), PROXY_AUTHORIZATION);
+        let origin_challenge = headers(WWW_AUTHENTICATE, &[r#"Digest realm="r", nonce="n""#]);
+        assert_eq!(
+            auth.read_challenge(&origin_challenge),
+            Err(DigestFailure::NoDigestChallenge)
+        );
+        let challenge = auth
+            .read_challenge(&headers(
+                PROXY_AUTHENTICATE,
+                &[r#"Digest realm="proxy", nonce="n", qop=auth"#],
+            ))
+            .expect("answerable");
+        let target = url("http://u:p@example.test:8080/a%20b?x=1#frag");
+        let answered = auth
+            .answer_challenge(challenge, &Method::GET, &target, None)
+            .expect("answered");
+        assert_eq!(
+            param(&answered, "uri").as_deref(),
+            Some("http://example.test:8080/a%20b?x=1")
+        );
+        // One space for every target behind the proxy.
+        assert!(
+            auth.preemptive_answer(&Method::GET, &url("http://other.test/"), None)
+                .expect("no error")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn default_cnonce_is_random_hex() {
+        let auth = DigestAuth::new("u", "p");
+        let first = auth.new_cnonce().expect("random source");
+        let second = auth.new_cnonce().expect("random source");
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn cnonce_source_output_is_validated() {
+        for bad in ["", "a b", "a\"b", "a\\b", "caf\u{e9}", "a\nb"] {
+            let bad_owned = bad.to_owned();
+            let auth = DigestAuth::new("u", "p").cnonce_source(move || bad_owned.clone());
+            assert_eq!(
+                auth.new_cnonce(),
+                Err(DigestError::InvalidCnonce(bad.to_owned())),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_nonce_from_authentication_info_is_adopted() {
+        let auth = fixed(DigestAuth::new("u", "p"));
+        let target = url("http://h/");
+        let challenge = auth
+            .read_challenge(&headers(
+                WWW_AUTHENTICATE,
+                &[r#"Digest realm="r", nonce="n1", qop=auth"#],
+            ))
+            .expect("answerable");
+        let answered = auth
+            .answer_challenge(challenge, &Method::GET, &target, None)
+            .expect("answered");
+        let info = headers(
+            HeaderName::from_static("authentication-info"),
+            &[r#"qop=auth, rspauth="x", cnonce="0a4f113b", nc=00000001, nextnonce="n2""#],
+        );
+        auth.adopt_next_nonce(&info, &target, &answered.nonce);
+        let next = auth
+            .preemptive_answer(&Method::GET, &target, None)
+            .expect("no error")
+            .expect("in the space");
+        assert_eq!(next.nonce, "n2");
+        assert_eq!(param(&next, "nc").as_deref(), Some("00000001"));
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let auth = DigestAuth::new("user", "hunter2");
+        let debug = format!("{auth:?}");
+        assert!(debug.contains("user"));
+        assert!(!debug.contains("hunter2"));
+    }
+}
