@@ -1,6 +1,8 @@
 //! Client throughput over loopback: plain reqwest, reqwest-middleware with reqwest-retry, and
-//! layover with its built-in middlewares on, each sending GETs to the same in-process hyper
-//! server on 127.0.0.1 (keep-alive, no faults, so no retry ever happens).
+//! layover with retry, logging, token refresh and the SSRF guard on (the guard allows this one
+//! loopback address and port), each sending GETs to the same in-process hyper server on
+//! 127.0.0.1 (keep-alive, no faults, so no retry ever happens). Two more layover rows, without
+//! middleware and with the SSRF guard alone, show where layover's cost comes from.
 //!
 //! The server runs on a current-thread runtime of its own thread; the clients run on a
 //! current-thread runtime on the main thread, sequentially (one request at a time) and 32-way
@@ -26,6 +28,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use layover::client::logging::Logging;
 use layover::client::retry::{Retry, RetryPolicy};
+use layover::client::ssrf::Policy;
 use layover::client::token::{Token, TokenAuth, source_fn};
 
 #[global_allocator]
@@ -75,8 +78,7 @@ fn serve() -> SocketAddr {
 enum Stack {
     Reqwest(reqwest::Client),
     ReqwestMiddleware(reqwest_middleware::ClientWithMiddleware),
-    Layover(layover::client::Client),
-    LayoverBare(layover::client::Client),
+    Layover(&'static str, layover::client::Client),
 }
 
 impl Stack {
@@ -84,8 +86,7 @@ impl Stack {
         match self {
             Stack::Reqwest(_) => "reqwest",
             Stack::ReqwestMiddleware(_) => "reqwest-middleware + reqwest-retry",
-            Stack::Layover(_) => "layover: retry, logging, token",
-            Stack::LayoverBare(_) => "layover, no middleware",
+            Stack::Layover(name, _) => name,
         }
     }
 
@@ -101,7 +102,7 @@ impl Stack {
                 assert!(response.status().is_success());
                 response.bytes().await.expect("a body")
             }
-            Stack::Layover(client) | Stack::LayoverBare(client) => {
+            Stack::Layover(_, client) => {
                 let response = client.get(url).send().await.expect("answered");
                 assert!(response.status().is_success());
                 response.bytes().await.expect("a body")
@@ -111,7 +112,7 @@ impl Stack {
     }
 }
 
-fn stacks() -> Vec<Stack> {
+fn stacks(server: SocketAddr) -> Vec<Stack> {
     let retry = reqwest_retry::RetryTransientMiddleware::new_with_policy(
         reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(ATTEMPTS - 1),
     );
@@ -122,7 +123,16 @@ fn stacks() -> Vec<Stack> {
         .max_attempts(ATTEMPTS)
         .build()
         .expect("a valid retry policy");
+    // The guard refuses loopback unless told otherwise: one rule lets this server's address and
+    // port through, as a deployment would allow one internal service.
+    let guard = || {
+        Policy::builder()
+            .allow_addr(&server.to_string())
+            .build()
+            .expect("a valid SSRF policy")
+    };
     let layover = layover::client::Client::builder()
+        .ssrf_policy(guard())
         .middleware(Logging::new())
         .middleware(Retry::new(policy))
         .middleware(TokenAuth::new(source_fn(|_client| async {
@@ -133,8 +143,15 @@ fn stacks() -> Vec<Stack> {
     vec![
         Stack::Reqwest(reqwest::Client::new()),
         Stack::ReqwestMiddleware(peer),
-        Stack::Layover(layover),
-        Stack::LayoverBare(layover::client::Client::new()),
+        Stack::Layover("layover: retry, logging, token, SSRF guard", layover),
+        Stack::Layover("layover, no middleware", layover::client::Client::new()),
+        Stack::Layover(
+            "layover, SSRF guard only",
+            layover::client::Client::builder()
+                .ssrf_policy(guard())
+                .build()
+                .expect("the client builds"),
+        ),
     ]
 }
 
@@ -186,7 +203,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let stacks = stacks();
+    let stacks = stacks(addr);
     if std::env::args().any(|arg| arg == "--list-clients") {
         for stack in &stacks {
             println!("{}", stack.name());
