@@ -155,6 +155,70 @@ fn stacks(server: SocketAddr) -> Vec<Stack> {
     ]
 }
 
+/// One layover client per built-in middleware (and the guard), each alone, for the allocation
+/// breakdown.
+fn single_middlewares(server: SocketAddr) -> Vec<(&'static str, layover::client::Client)> {
+    let build =
+        |builder: layover::client::ClientBuilder| builder.build().expect("the client builds");
+    let retry = RetryPolicy::builder()
+        .max_attempts(ATTEMPTS)
+        .build()
+        .expect("a valid retry policy");
+    let guard = Policy::builder()
+        .allow_addr(&server.to_string())
+        .build()
+        .expect("a valid SSRF policy");
+    vec![
+        ("no middleware", build(layover::client::Client::builder())),
+        (
+            "a pass-through from_fn",
+            build(
+                layover::client::Client::builder().middleware(layover::client::from_fn(
+                    |req, next: layover::client::Next| next.run(req),
+                )),
+            ),
+        ),
+        (
+            "Logging",
+            build(layover::client::Client::builder().middleware(Logging::new())),
+        ),
+        (
+            "Retry",
+            build(layover::client::Client::builder().middleware(Retry::new(retry))),
+        ),
+        (
+            "TokenAuth",
+            build(
+                layover::client::Client::builder().middleware(TokenAuth::new(source_fn(
+                    |_client| async { Ok(Token::new("bench-token")) },
+                ))),
+            ),
+        ),
+        (
+            "SSRF guard",
+            build(layover::client::Client::builder().ssrf_policy(guard)),
+        ),
+    ]
+}
+
+fn print_breakdown(rt: &tokio::runtime::Runtime, server: SocketAddr, url: &str, requests: usize) {
+    println!(
+        "layover's allocations per request, one middleware at a time (sequential, {requests} GETs)"
+    );
+    println!("| layover client | allocs/req | over no middleware |");
+    println!("|---|---|---|");
+    let mut base = None;
+    for (name, client) in single_middlewares(server) {
+        let stack = Stack::Layover(name, client);
+        run(rt, &stack, url, 50, 1);
+        let (_, count) = run(rt, &stack, url, requests, 1);
+        let allocations = count as f64 / requests as f64;
+        let base = *base.get_or_insert(allocations);
+        println!("| {name} | {allocations:.1} | {:+.1} |", allocations - base);
+    }
+    println!();
+}
+
 /// Seconds and allocations for `requests` GETs, `concurrency` at a time.
 fn run(
     rt: &tokio::runtime::Runtime,
@@ -218,6 +282,7 @@ fn main() {
         }
         return;
     }
+    print_breakdown(&rt, addr, &url, if quick { 200 } else { 2_000 });
     for (label, requests, concurrency) in [
         ("sequential", sequential, 1),
         ("32 concurrent", concurrent, CONCURRENCY),
