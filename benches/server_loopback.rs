@@ -152,8 +152,29 @@ fn serve(
     (addr, stop, thread)
 }
 
-/// Requests per second and p99 latency reported by one `wrk` run.
-fn wrk(addr: SocketAddr, seconds: u64, origin: bool) -> (f64, String) {
+/// On-CPU time of every thread of this process so far, in nanoseconds (the first field of each
+/// thread's `/proc/self/task/*/schedstat`). While `wrk` runs, only the server's threads work.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// What one `wrk` run reports, plus the server's CPU time per request.
+struct Run {
+    rps: f64,
+    p99: String,
+    cpu_us_per_request: f64,
+}
+
+/// Runs `wrk` against `addr` for `seconds`.
+fn wrk(addr: SocketAddr, seconds: u64, origin: bool) -> Run {
+    let cpu_before = process_cpu_ns();
     let mut command = Command::new("wrk");
     command.args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency"]);
     if origin {
@@ -163,6 +184,7 @@ fn wrk(addr: SocketAddr, seconds: u64, origin: bool) -> (f64, String) {
         .arg(format!("http://{addr}/api/items"))
         .output()
         .expect("wrk runs");
+    let cpu_ns = process_cpu_ns() - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         !text.contains("Non-2xx"),
@@ -178,7 +200,17 @@ fn wrk(addr: SocketAddr, seconds: u64, origin: bool) -> (f64, String) {
         .find_map(|line| line.trim().strip_prefix("99%"))
         .map(|value| value.trim().to_owned())
         .unwrap_or_default();
-    (rps, p99)
+    // "  335012 requests in 5.00s, 30.67MB read"
+    let requests: f64 = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(count, _)| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{text}"));
+    Run {
+        rps,
+        p99,
+        cpu_us_per_request: cpu_ns as f64 / 1_000.0 / requests,
+    }
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -199,31 +231,39 @@ fn main() {
     for (origin, label) in [(false, "GET without Origin"), (true, "simple CORS GET")] {
         let mut rps = vec![Vec::new(); Stack::ALL.len()];
         let mut p99 = vec![Vec::new(); Stack::ALL.len()];
+        let mut cpu = vec![Vec::new(); Stack::ALL.len()];
         for _ in 0..runs {
             for (index, stack) in Stack::ALL.into_iter().enumerate() {
                 let (addr, stop, thread) = serve(stack);
                 // A short warm-up: connections, allocator and caches.
                 wrk(addr, 1, origin);
-                let (value, latency) = wrk(addr, seconds, origin);
-                rps[index].push(value);
-                p99[index].push(latency);
+                let run = wrk(addr, seconds, origin);
+                rps[index].push(run.rps);
+                p99[index].push(run.p99);
+                cpu[index].push(run.cpu_us_per_request);
                 drop(stop);
                 thread.join().expect("the server thread ends");
             }
         }
         let base = median(&mut rps[0].clone());
+        let base_cpu = median(&mut cpu[0].clone());
         println!("server over loopback, {label}: wrk -t2 -c32, {runs} x {seconds} s");
-        println!("| stack | req/s (median) | runs | p99 per run | ratio to bare axum |");
-        println!("|---|---|---|---|---|");
+        println!(
+            "| stack | req/s (median) | runs | p99 per run | ratio to bare axum | \
+             server CPU µs/req | over bare axum |"
+        );
+        println!("|---|---|---|---|---|---|---|");
         for (index, stack) in Stack::ALL.into_iter().enumerate() {
             let runs: Vec<String> = rps[index].iter().map(|v| format!("{v:.0}")).collect();
             let value = median(&mut rps[index]);
+            let cpu = median(&mut cpu[index]);
             println!(
-                "| {} | {value:.0} | {} | {} | {:.3} |",
+                "| {} | {value:.0} | {} | {} | {:.3} | {cpu:.2} | {:+.2} |",
                 stack.name(),
                 runs.join(", "),
                 p99[index].join(", "),
-                value / base
+                value / base,
+                cpu - base_cpu
             );
         }
         println!();
