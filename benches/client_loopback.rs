@@ -16,6 +16,8 @@
 #[allow(dead_code)] // shared by every bench; not each uses every helper
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -211,7 +213,7 @@ fn print_breakdown(rt: &tokio::runtime::Runtime, server: SocketAddr, url: &str, 
     for (name, client) in single_middlewares(server) {
         let stack = Stack::Layover(name, client);
         run(rt, &stack, url, 50, 1);
-        let (_, count) = run(rt, &stack, url, requests, 1);
+        let (_, count, _) = run(rt, &stack, url, requests, 1);
         let allocations = count as f64 / requests as f64;
         let base = *base.get_or_insert(allocations);
         println!("| {name} | {allocations:.1} | {:+.1} |", allocations - base);
@@ -219,15 +221,17 @@ fn print_breakdown(rt: &tokio::runtime::Runtime, server: SocketAddr, url: &str, 
     println!();
 }
 
-/// Seconds and allocations for `requests` GETs, `concurrency` at a time.
+/// Seconds, allocations and CPU nanoseconds (client and server threads) for `requests` GETs,
+/// `concurrency` at a time.
 fn run(
     rt: &tokio::runtime::Runtime,
     stack: &Stack,
     url: &str,
     requests: usize,
     concurrency: usize,
-) -> (f64, u64) {
+) -> (f64, u64, u64) {
     rt.block_on(async {
+        let cpu_before = cpu_time::process_cpu_ns();
         let (allocs_before, _) = counting_alloc::snapshot();
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -245,7 +249,8 @@ fn run(
         }
         let elapsed = started.elapsed().as_secs_f64();
         let (allocs_after, _) = counting_alloc::snapshot();
-        (elapsed, allocs_after - allocs_before)
+        let cpu = cpu_time::process_cpu_ns() - cpu_before;
+        (elapsed, allocs_after - allocs_before, cpu)
     })
 }
 
@@ -293,33 +298,39 @@ fn main() {
         }
         let mut rps = vec![Vec::new(); stacks.len()];
         let mut allocs = vec![Vec::new(); stacks.len()];
+        let mut cpu = vec![Vec::new(); stacks.len()];
         for _ in 0..runs {
             for (index, stack) in stacks.iter().enumerate() {
-                let (seconds, count) = run(&rt, stack, &url, requests, concurrency);
+                let (seconds, count, nanos) = run(&rt, stack, &url, requests, concurrency);
                 rps[index].push(requests as f64 / seconds);
                 allocs[index].push(count as f64 / requests as f64);
+                cpu[index].push(nanos as f64 / 1_000.0 / requests as f64);
             }
         }
         let base_rps = median(&mut rps[0].clone());
         let base_allocs = median(&mut allocs[0].clone());
+        let base_cpu = median(&mut cpu[0].clone());
         println!(
-            "client over loopback, {label}: {requests} GETs per run, {runs} runs (median), \
-             allocations include the server's"
+            "client over loopback, {label}: {requests} GETs per run, {runs} runs (median); \
+             allocations and CPU time include the server's"
         );
         println!(
-            "| client | req/s | runs (req/s) | ratio to reqwest | allocs/req | over reqwest |"
+            "| client | req/s | runs (req/s) | ratio to reqwest | allocs/req | over reqwest | \
+             CPU µs/req | CPU ratio to reqwest |"
         );
-        println!("|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         for (index, stack) in stacks.iter().enumerate() {
             let runs: Vec<String> = rps[index].iter().map(|v| format!("{v:.0}")).collect();
             let value = median(&mut rps[index]);
             let allocations = median(&mut allocs[index]);
+            let cpu = median(&mut cpu[index]);
             println!(
-                "| {} | {value:.0} | {} | {:.3} | {allocations:.1} | {:+.1} |",
+                "| {} | {value:.0} | {} | {:.3} | {allocations:.1} | {:+.1} | {cpu:.2} | {:.3} |",
                 stack.name(),
                 runs.join(", "),
                 value / base_rps,
-                allocations - base_allocs
+                allocations - base_allocs,
+                cpu / base_cpu
             );
         }
         println!();

@@ -10,6 +10,9 @@
 //! `cargo bench --bench server_loopback -- --test` does one 1 s run per stack, to check that
 //! everything works.
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
@@ -152,19 +155,6 @@ fn serve(
     (addr, stop, thread)
 }
 
-/// On-CPU time of every thread of this process so far, in nanoseconds (the first field of each
-/// thread's `/proc/self/task/*/schedstat`). While `wrk` runs, only the server's threads work.
-fn process_cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// What one `wrk` run reports, plus the server's CPU time per request.
 struct Run {
     rps: f64,
@@ -174,7 +164,7 @@ struct Run {
 
 /// Runs `wrk` against `addr` for `seconds`.
 fn wrk(addr: SocketAddr, seconds: u64, origin: bool) -> Run {
-    let cpu_before = process_cpu_ns();
+    let cpu_before = cpu_time::process_cpu_ns();
     let mut command = Command::new("wrk");
     command.args(["-t2", "-c32", &format!("-d{seconds}s"), "--latency"]);
     if origin {
@@ -184,7 +174,7 @@ fn wrk(addr: SocketAddr, seconds: u64, origin: bool) -> Run {
         .arg(format!("http://{addr}/api/items"))
         .output()
         .expect("wrk runs");
-    let cpu_ns = process_cpu_ns() - cpu_before;
+    let cpu_ns = cpu_time::process_cpu_ns() - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         !text.contains("Non-2xx"),
