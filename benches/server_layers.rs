@@ -349,6 +349,16 @@ fn bench_layers(c: &mut Criterion) {
         }
         stacks!(bench);
         axum_stacks!(bench);
+        // CORS against CORS, the one feature both stacks have that does real work per request.
+        let leaf = tower::service_fn(leaf);
+        bench!(
+            "tower-http cors",
+            ServiceBuilder::new().layer(tower_http_cors()).service(leaf)
+        );
+        bench!(
+            "layover cors",
+            ServiceBuilder::new().layer(layover_cors()).service(leaf)
+        );
         group.finish();
     }
 }
