@@ -7,6 +7,8 @@
 //!
 //! 1. the first request is challenged once and answered;
 //! 2. the next ones are answered ahead of time (preemptively), with no 401;
+//!    every response proves the server knows the password too (`rspauth`,
+//!    checked because of `verify_server(true)`);
 //! 3. when the server expires its nonce (`stale=true`), the answer is redone;
 //! 4. a wrong password gets its 401 back, with the reason attached.
 //!
@@ -32,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Outermost first: DigestAuth, then the logger, so the logger sees every attempt.
     let client = Client::builder()
         .base_url(&base)
-        .middleware(DigestAuth::new(USER, PASSWORD))
+        .middleware(DigestAuth::new(USER, PASSWORD).verify_server(true))
         .middleware(from_fn(log_attempt))
         .build()?;
 

@@ -45,6 +45,9 @@ struct Policy {
     stale_answers: usize,
     /// Sends `Authentication-Info: nextnonce=...` with every success.
     next_nonce: bool,
+    /// What the server puts in `Authentication-Info` to prove it knows the
+    /// password.
+    rspauth: Rspauth,
     user: String,
     password: String,
 }
@@ -62,11 +65,29 @@ impl Default for Policy {
             proxy: false,
             stale_answers: 0,
             next_nonce: false,
+            rspauth: Rspauth::Absent,
             user: USER.to_owned(),
             password: PASSWORD.to_owned(),
         }
     }
 }
+
+/// The server side of mutual authentication (RFC 7616 section 3.5).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rspauth {
+    /// No `rspauth`.
+    Absent,
+    /// `rspauth` with `qop`, `nc` and `cnonce` echoed, computed from the
+    /// password.
+    Correct,
+    /// `rspauth` computed by an impostor that does not know the password.
+    Forged,
+    /// A correct `rspauth`, with a different `cnonce` echoed.
+    WrongCnonce,
+}
+
+/// The body of every response, hashed into `rspauth` for `auth-int`.
+const RESPONSE_BODY: &str = "digest test server";
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -176,7 +197,9 @@ impl DigestServer {
 
 enum Verdict {
     Missing,
-    Accepted,
+    /// With the `Authentication-Info` parameters proving the server's
+    /// knowledge of the password, if the policy sends them.
+    Accepted(Option<String>),
     Stale,
     Rejected(String),
 }
@@ -223,7 +246,7 @@ async fn serve(
     };
 
     let verdict = if uri.path().starts_with("/public") {
-        Verdict::Accepted
+        Verdict::Accepted(None)
     } else {
         match &authorization {
             None => Verdict::Missing,
@@ -233,18 +256,22 @@ async fn serve(
 
     let mut response_headers = HeaderMap::new();
     let (code, verdict_text) = match verdict {
-        Verdict::Accepted => {
-            if let Some(location) = state.redirects.get(uri.path()) {
+        Verdict::Accepted(proof) => {
+            let mut info: Vec<String> = proof.into_iter().collect();
+            let accepted = if let Some(location) = state.redirects.get(uri.path()) {
                 response_headers.insert(header::LOCATION, location.parse().unwrap());
                 (StatusCode::FOUND, "accepted".to_owned())
             } else {
                 if policy.next_nonce && authorization.is_some() {
                     let next = state.issue_nonce();
-                    let info = format!(r#"nextnonce="{next}""#);
-                    response_headers.insert(info_header, info.parse().unwrap());
+                    info.push(format!(r#"nextnonce="{next}""#));
                 }
                 (StatusCode::OK, "accepted".to_owned())
+            };
+            if !info.is_empty() {
+                response_headers.insert(info_header, info.join(", ").parse().unwrap());
             }
+            accepted
         }
         Verdict::Missing => {
             challenge(
@@ -284,7 +311,7 @@ async fn serve(
         status: code,
         verdict: verdict_text,
     });
-    (code, response_headers, "digest test server").into_response()
+    (code, response_headers, RESPONSE_BODY).into_response()
 }
 
 fn challenge(
@@ -512,7 +539,37 @@ fn verify(
         state.issue_nonce();
         return Verdict::Stale;
     }
-    Verdict::Accepted
+    if policy.rspauth == Rspauth::Absent {
+        return Verdict::Accepted(None);
+    }
+    // RFC 7616 section 3.5: the request digest again, with an empty method
+    // in A2 and, for auth-int, the response body.
+    let ha1 = if policy.rspauth == Rspauth::Forged {
+        h(format!("{username}:{REALM}:not the password"))
+    } else {
+        ha1
+    };
+    let ha2 = if qop == Some("auth-int") {
+        h(format!(":{uri}:{}", hash(base, RESPONSE_BODY.as_bytes())))
+    } else {
+        h(format!(":{uri}"))
+    };
+    let nc = get("nc").unwrap_or_default();
+    let rspauth = match qop {
+        Some(qop) => h(format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
+        None => h(format!("{ha1}:{nonce}:{ha2}")),
+    };
+    let echoed_cnonce = if policy.rspauth == Rspauth::WrongCnonce {
+        "someone-else"
+    } else {
+        cnonce
+    };
+    Verdict::Accepted(Some(match qop {
+        Some(qop) => {
+            format!(r#"rspauth="{rspauth}", qop={qop}, nc={nc}, cnonce="{echoed_cnonce}""#)
+        }
+        None => format!(r#"rspauth="{rspauth}""#),
+    }))
 }
 
 // ---------------------------------------------------------------------------
@@ -1141,4 +1198,198 @@ async fn concurrent_requests_all_authenticate() {
     for response in responses {
         assert_eq!(response.unwrap().status(), StatusCode::OK);
     }
+}
+
+fn digest_error(err: &layover::client::Error) -> Option<&DigestError> {
+    std::error::Error::source(err).and_then(|source| source.downcast_ref::<DigestError>())
+}
+
+#[tokio::test]
+async fn verified_rspauth_lets_the_response_through() {
+    for (algorithm, qop) in [
+        (None, None),
+        (Some("MD5"), Some("auth")),
+        (Some("MD5-sess"), Some("auth")),
+        (Some("SHA-256"), Some("auth-int")),
+        (Some("SHA-512-256-sess"), Some("auth-int")),
+    ] {
+        let server = DigestServer::start(Policy {
+            algorithm,
+            qop,
+            rspauth: Rspauth::Correct,
+            ..Policy::default()
+        })
+        .await;
+        let client = client(credentials().verify_server(true));
+        for path in ["/challenged", "/preemptive"] {
+            let response = client
+                .post(server.url(path))
+                .body("a body to protect")
+                .send()
+                .await
+                .unwrap_or_else(|err| panic!("{algorithm:?} {qop:?} {path}: {err:?}"));
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.text().await.unwrap(), RESPONSE_BODY);
+        }
+        assert_eq!(server.challenges(), 1);
+    }
+}
+
+#[tokio::test]
+async fn forged_rspauth_fails_the_request() {
+    let server = DigestServer::start(Policy {
+        rspauth: Rspauth::Forged,
+        ..Policy::default()
+    })
+    .await;
+    let err = client(credentials().verify_server(true))
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(digest_error(&err), Some(DigestError::RspauthMismatch)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn rspauth_echoing_another_cnonce_fails_the_request() {
+    let server = DigestServer::start(Policy {
+        rspauth: Rspauth::WrongCnonce,
+        ..Policy::default()
+    })
+    .await;
+    let err = client(credentials().verify_server(true))
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(digest_error(&err), Some(DigestError::RspauthMismatch)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn missing_rspauth_fails_the_request_when_verifying() {
+    let server = DigestServer::start(Policy::default()).await;
+    let err = client(credentials().verify_server(true))
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(digest_error(&err), Some(DigestError::MissingRspauth)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn forged_rspauth_passes_when_not_verifying() {
+    let server = DigestServer::start(Policy {
+        rspauth: Rspauth::Forged,
+        ..Policy::default()
+    })
+    .await;
+    let response = client(credentials())
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn next_nonce_from_an_unverified_response_is_not_adopted() {
+    let server = DigestServer::start(Policy {
+        rspauth: Rspauth::Forged,
+        next_nonce: true,
+        ..Policy::default()
+    })
+    .await;
+    let client = client(credentials().verify_server(true));
+    client.get(server.url("/")).send().await.unwrap_err();
+    client.get(server.url("/")).send().await.unwrap_err();
+    // The second request reused the first nonce, not the forged nextnonce.
+    let nonces: HashSet<String> = server.answered("nonce").into_iter().collect();
+    assert_eq!(nonces.len(), 1, "{:?}", verdicts(&server));
+}
+
+#[tokio::test]
+async fn a_response_to_an_unanswered_request_is_not_verified() {
+    let server = DigestServer::start(Policy::default()).await;
+    let response = client(credentials().verify_server(true))
+        .get(server.url("/public/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_proxy_407_after_an_answer_is_returned_not_verified() {
+    // Challenges bare requests like an origin, and refuses answered ones the
+    // way a proxy in front of it would.
+    async fn origin_behind_proxy(headers: HeaderMap) -> AxumResponse {
+        if headers.contains_key(header::AUTHORIZATION) {
+            let challenge = [(header::PROXY_AUTHENTICATE, r#"Basic realm="proxy""#)];
+            (StatusCode::PROXY_AUTHENTICATION_REQUIRED, challenge).into_response()
+        } else {
+            let challenge = [(
+                header::WWW_AUTHENTICATE,
+                r#"Digest realm="r", nonce="n", qop=auth"#,
+            )];
+            (StatusCode::UNAUTHORIZED, challenge).into_response()
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(origin_behind_proxy);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let response = client(credentials().verify_server(true))
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+}
+
+#[tokio::test]
+async fn a_redirect_back_from_another_origin_carries_no_authorization() {
+    let victim = DigestServer::start(Policy::default()).await;
+    let other = DigestServer::start(Policy::default()).await;
+    victim.redirect("/go", &other.url("/public/bounce"));
+    other.redirect("/public/bounce", &victim.url("/admin/delete"));
+    let response = client(credentials())
+        .get(victim.url("/go"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure(&response), Some(DigestFailure::CrossOrigin));
+    let hits = victim.hits();
+    assert_eq!(verdicts(&victim), ["missing", "accepted", "missing"]);
+    assert_eq!(hits[2].target, "/admin/delete");
+    assert_eq!(hits[2].authorization, None);
+}
+
+#[tokio::test]
+async fn concurrent_answers_never_repeat_a_nonce_count() {
+    let server = DigestServer::start(Policy::default()).await;
+    let client = client(credentials());
+    client.get(server.url("/")).send().await.unwrap();
+    let requests = (0..32).map(|i| client.get(server.url(&format!("/item/{i}"))).send());
+    for response in futures_util::future::join_all(requests).await {
+        response.unwrap();
+    }
+    let pairs: Vec<(String, String)> = server
+        .hits()
+        .iter()
+        .filter_map(|hit| hit.authorization.as_deref())
+        .filter_map(parse_authorization)
+        .map(|params| (params["nonce"].clone(), params["nc"].clone()))
+        .collect();
+    let unique: HashSet<&(String, String)> = pairs.iter().collect();
+    assert_eq!(unique.len(), pairs.len(), "{pairs:?}");
 }

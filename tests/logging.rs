@@ -193,6 +193,20 @@ async fn outside_retry_the_call_is_logged_once_with_the_attempt_count() {
 }
 
 #[tokio::test]
+async fn outside_retry_a_failed_call_is_logged_once_with_the_attempt_count() {
+    let (logs, _guard) = capture_logs();
+    let client = Client::builder()
+        .middleware(Logging::new())
+        .middleware(no_wait_retry())
+        .build()
+        .unwrap();
+    client.get(closed_port_url("/")).send().await.unwrap_err();
+    let events = logs.lines_with("request failed");
+    assert_eq!(events.len(), 1, "{}", logs.text());
+    assert!(events[0].contains("attempts=3"), "{}", events[0]);
+}
+
+#[tokio::test]
 async fn each_redirect_hop_is_logged_with_its_number() {
     let (logs, _guard) = capture_logs();
     let server = FaultServer::start(|seen, _| match seen.path() {
@@ -318,6 +332,35 @@ async fn log_records_are_redacted_too() {
     let record = String::from_utf8_lossy(&server.seen()[1].body).into_owned();
     assert!(!record.contains("sig-secret"), "{record}");
     assert!(record.contains("signature=REDACTED"), "{record}");
+}
+
+#[tokio::test]
+async fn a_logged_error_hides_query_values_too() {
+    let (logs, _guard) = capture_logs();
+    let log_server = FaultServer::start(|_, _| status(204, "")).await;
+    let redaction = Redaction::default().query(QueryRedaction::Keys(vec!["sig".into()]));
+    let client = Client::builder()
+        .middleware(Logging::new().redaction(redaction.clone()))
+        .middleware(
+            LogToService::new(&log_server.url("/log"))
+                .unwrap()
+                .redaction(redaction),
+        )
+        .build()
+        .unwrap();
+    let err = client
+        .get(closed_port_url("/a?sig=sig-secret"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect);
+    let warnings = logs.lines_with("request failed");
+    assert_eq!(warnings.len(), 1, "{}", logs.text());
+    assert!(!warnings[0].contains("sig-secret"), "{}", warnings[0]);
+    assert!(warnings[0].contains("sig=REDACTED"), "{}", warnings[0]);
+    let record = String::from_utf8_lossy(&log_server.seen()[0].body).into_owned();
+    assert!(!record.contains("sig-secret"), "{record}");
+    assert!(record.contains("\"error\""), "{record}");
 }
 
 #[test]

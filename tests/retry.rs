@@ -192,6 +192,38 @@ async fn a_post_whose_connection_closed_before_a_response_is_not_resent() {
 }
 
 #[tokio::test]
+async fn an_error_that_is_not_retried_tells_the_caller_why() {
+    let server = FaultServer::start(fail_first(1, Reply::Close)).await;
+    let err = client(no_wait())
+        .post(server.url("/charge"))
+        .body("amount=10")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.gave_up(), Some(GaveUp::NotIdempotent), "{err:?}");
+    assert_eq!(err.attempts(), Some(1));
+    assert!(
+        err.to_string()
+            .ends_with("(not retried after 1 attempt: method not idempotent)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_error_after_the_last_attempt_tells_the_attempt_count() {
+    let server = FaultServer::start(|_, _| Reply::Close).await;
+    let err = client(no_wait())
+        .get(server.url("/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport);
+    assert_eq!(err.attempts(), Some(3));
+    assert_eq!(err.gave_up(), Some(GaveUp::MaxAttempts));
+    assert!(err.to_string().contains("after 3 attempts"), "{err}");
+}
+
+#[tokio::test]
 async fn a_connect_error_is_retried_even_for_a_post() {
     // A port nobody listens on: the request never leaves, so resending a POST is safe.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -215,6 +247,51 @@ async fn a_connect_error_is_retried_even_for_a_post() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
     assert_eq!(sent.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_connect_error_resends_a_streaming_body_that_was_never_read() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let client = Client::builder()
+        .middleware(Retry::new(no_wait().build().unwrap()))
+        .middleware(from_fn(move |req: Request, next: Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            next.run(req)
+        }))
+        .build()
+        .unwrap();
+    let err = client
+        .put(format!("http://{addr}/upload"))
+        .body(Body::wrap_stream_replayable(chunks(&["a", "b"]), 64))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+    assert_eq!(err.gave_up(), Some(GaveUp::MaxAttempts), "{err}");
+    assert_eq!(sent.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_middleware_error_is_not_retried() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let client = Client::builder()
+        .middleware(Retry::new(no_wait().build().unwrap()))
+        .middleware(from_fn(move |_req: Request, _next: Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Err(layover::client::Error::middleware("signing key missing")) }
+        }))
+        .build()
+        .unwrap();
+    let err = client.get("http://127.0.0.1:9/").send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Middleware);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(err.attempts(), Some(1));
+    assert_eq!(err.gave_up(), None);
 }
 
 #[tokio::test]
@@ -306,6 +383,33 @@ async fn retry_after_is_capped() {
         gap >= Duration::from_secs(5) && gap < Duration::from_secs(6),
         "{gap:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_retry_after_without_a_cap_stops_at_the_deadline_instead_of_panicking() {
+    let server = FaultServer::start(fail_first(
+        1,
+        Answer::new(503)
+            .header("Retry-After", "99999999999999999999")
+            .reply(),
+    ))
+    .await;
+    let policy = no_wait()
+        .retry_after_cap(Duration::MAX)
+        .total_deadline(Duration::from_secs(60));
+    let response = client(policy).get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(gave_up(&response), Some(GaveUp::Deadline));
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_total_deadline_too_far_to_represent_is_no_deadline() {
+    let server = FaultServer::start(fail_first(1, status(503, "busy"))).await;
+    let policy = no_wait().total_deadline(Duration::MAX);
+    let response = client(policy).get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(attempts(&response), Some(2));
 }
 
 #[tokio::test(start_paused = true)]

@@ -603,3 +603,148 @@ fn bad_handler_pattern_is_a_config_error() {
     assert!(PathMatcher::regex("/items/(").is_err());
     assert!(PathMatcher::exact("items").is_err());
 }
+
+fn rejecting_app() -> Router {
+    Router::new()
+        .route(
+            "/items",
+            post(|axum::Json(item): axum::Json<Value>| async move { axum::Json(item) }),
+        )
+        .route(
+            "/leaky",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db password is hunter2") }),
+        )
+        .route(
+            "/json",
+            get(|| async { (StatusCode::BAD_REQUEST, axum::Json(json!({"own": "shape"}))) }),
+        )
+        .route(
+            "/html",
+            get(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    axum::response::Html("<h1>no such page</h1>"),
+                )
+            }),
+        )
+        .route(
+            "/large",
+            get(|| async { (StatusCode::BAD_REQUEST, "x".repeat(9000)) }),
+        )
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks =
+                    futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from("streamed text"))]);
+                (StatusCode::BAD_REQUEST, Body::from_stream(chunks))
+            }),
+        )
+}
+
+async fn post_malformed_json(addr: SocketAddr) -> reqwest::Response {
+    client()
+        .post(format!("http://{addr}/items"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn plain_text_rejection_passes_untouched_by_default() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new())).await;
+    let response = post_malformed_json(addr).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(content_type(&response), Some("text/plain; charset=utf-8"));
+}
+
+#[tokio::test]
+async fn rewrite_bodies_renders_a_plain_text_rejection_as_json() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let response = post_malformed_json(addr).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(content_type(&response), Some("application/json"));
+    let length: usize = response.headers()[header::CONTENT_LENGTH]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len(), length);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("Failed to parse the request body as JSON"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn rewrite_bodies_hides_the_text_of_a_5xx() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let response = get_url(addr, "/leaky").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        json_body(response).await,
+        json!({"detail": "Internal Server Error"})
+    );
+}
+
+#[tokio::test]
+async fn rewrite_bodies_leaves_json_bodies_alone() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let response = get_url(addr, "/json").await;
+    assert_eq!(json_body(response).await, json!({"own": "shape"}));
+}
+
+#[tokio::test]
+async fn rewrite_bodies_leaves_bodies_over_the_limit_alone() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let response = get_url(addr, "/large").await;
+    assert_eq!(content_type(&response), Some("text/plain; charset=utf-8"));
+    assert_eq!(response.text().await.unwrap().len(), 9000);
+}
+
+#[tokio::test]
+async fn rewrite_bodies_leaves_bodies_of_unknown_size_alone() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let response = get_url(addr, "/stream").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.text().await.unwrap(), "streamed text");
+}
+
+#[tokio::test]
+async fn rendered_error_drops_the_content_encoding_of_the_replaced_body() {
+    let app = Router::new().route(
+        "/gone",
+        get(|| async { (StatusCode::GONE, [(header::CONTENT_ENCODING, "gzip")]) }),
+    );
+    let addr = serve(app.layer(ErrorLayer::new())).await;
+    let response = get_url(addr, "/gone").await;
+    assert_eq!(response.status(), StatusCode::GONE);
+    assert_eq!(response.headers().get(header::CONTENT_ENCODING), None);
+    assert_eq!(json_body(response).await, json!({"detail": "Gone"}));
+}
+
+#[tokio::test]
+async fn rewrite_bodies_leaves_html_pages_alone() {
+    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let response = get_url(addr, "/html").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(content_type(&response), Some("text/html; charset=utf-8"));
+    assert_eq!(response.text().await.unwrap(), "<h1>no such page</h1>");
+}
+
+#[tokio::test]
+async fn rewrite_bodies_sends_the_text_of_a_5xx_only_when_exposed() {
+    let layer = ErrorLayer::new()
+        .rewrite_bodies(true)
+        .expose_error_messages(true);
+    let addr = serve(rejecting_app().layer(layer)).await;
+    let response = get_url(addr, "/leaky").await;
+    assert_eq!(
+        json_body(response).await,
+        json!({"detail": "db password is hunter2"})
+    );
+}

@@ -420,3 +420,197 @@ fn match_headers_with_host_forwarding_is_a_config_error() {
         ForwardedConfigError::MatchHeadersCarryOnlyScheme
     ));
 }
+
+fn rfc7239_trusting_loopback() -> ForwardedLayerBuilder {
+    connect_info(ForwardedLayer::builder())
+        .rfc7239()
+        .client(true)
+        .host(true)
+}
+
+#[tokio::test]
+async fn rfc7239_comma_inside_quoted_string_does_not_split_elements() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[("forwarded", "for=203.0.113.9;by=\"_a,b\";proto=https")],
+    )
+    .await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn rfc7239_semicolon_inside_quoted_string_is_not_a_pair() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[("forwarded", "for=203.0.113.9;by=\"_x;proto=https;y=z\"")],
+    )
+    .await;
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn rfc7239_quoted_ipv6_with_port_then_unknown_element() {
+    let layer = rfc7239_trusting_loopback()
+        .trusted_proxies(["127.0.0.0/8", "2001:db8::/32"])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[(
+            "forwarded",
+            "for=unknown;proto=https, for=\"[2001:db8::1]:4711\";proto=https",
+        )],
+    )
+    .await;
+    // The walk passes the trusted 2001:db8::1 and stops at the `unknown` element.
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["client"], Value::Null);
+}
+
+#[tokio::test]
+async fn rfc7239_backslash_escapes_in_quoted_strings_are_unescaped() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[(
+            "forwarded",
+            "for=\"203.0.113.9\";by=\"_\\\"q\\\\\";host=\"app.ex\\ample:8443\"",
+        )],
+    )
+    .await;
+    assert_eq!(report["client"], "203.0.113.9");
+    assert_eq!(report["host"], "app.example:8443");
+}
+
+#[tokio::test]
+async fn rfc7239_malformed_element_from_trusted_proxy_ignores_whole_header() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    for malformed in [
+        "for=203.0.113.9;proto=https, garbage",
+        "for=203.0.113.9;proto=https junk",
+        "for=\"203.0.113.9;proto=https",
+        "for=203.0.113.9;proto=https;proto=http",
+        "for=2001:db8::1;proto=https",
+        "for=203.0.113.9;=https",
+        "for=203.0.113.9;proto=",
+    ] {
+        let report = get_report(addr, &[("forwarded", malformed)]).await;
+        assert_eq!(report["scheme"], "http", "{malformed}");
+        assert_eq!(report["client"], "127.0.0.1", "{malformed}");
+        assert_eq!(report["trusted"], true, "{malformed}");
+    }
+}
+
+#[tokio::test]
+async fn rfc7239_malformed_line_among_several_ignores_every_line() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("http://{addr}/"))
+        .header("forwarded", "for=\"_unterminated")
+        .header("forwarded", "for=203.0.113.9;proto=https")
+        .send()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(report["scheme"], "http");
+    assert_eq!(report["client"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn rfc7239_empty_list_elements_and_spaces_around_semicolons_are_accepted() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    let report = get_report(
+        addr,
+        &[("forwarded", " , for=203.0.113.9 ; proto=https ;, ,")],
+    )
+    .await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+#[tokio::test]
+async fn garbage_in_the_believed_x_forwarded_for_hop_gives_no_client() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[("x-forwarded-for", "203.0.113.9, not-an-ip, 10.0.0.2:8080")],
+    )
+    .await;
+    // 10.0.0.2 (port and all) is a trusted hop; the walk stops at the garbage, which names no
+    // client: the peer, a proxy, must not be reported as the client.
+    assert_eq!(report["client"], Value::Null);
+    assert_eq!(report["peer"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn trusted_peer_without_forwarded_headers_is_the_client() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[]).await;
+    assert_eq!(report["client"], "127.0.0.1");
+}
+
+/// The peer as a dual-stack (`[::]`) listener reports an IPv4 client: IPv4-mapped IPv6.
+fn mapped_peer(builder: ForwardedLayerBuilder) -> ForwardedLayerBuilder {
+    builder.peer_addr_with(|ext| {
+        ext.get::<ConnectInfo<SocketAddr>>()
+            .map(|c| match c.0.ip() {
+                std::net::IpAddr::V4(v4) => std::net::IpAddr::V6(v4.to_ipv6_mapped()),
+                ip => ip,
+            })
+    })
+}
+
+#[tokio::test]
+async fn ipv4_mapped_peer_is_compared_as_ipv4() {
+    let addr = serve(mapped_peer(ForwardedLayer::builder()).build().unwrap()).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["peer"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn ipv4_mapped_trusted_network_matches_ipv4_peers() {
+    let layer = mapped_peer(ForwardedLayer::builder())
+        .trusted_proxies(["::ffff:127.0.0.0/104"])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
+    assert_eq!(report["trusted"], true);
+    assert_eq!(report["scheme"], "https");
+}
+
+#[tokio::test]
+async fn rfc7239_header_lines_are_combined_in_order() {
+    let layer = rfc7239_trusting_loopback()
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = client
+        .get(format!("http://{addr}/"))
+        .header("forwarded", "for=203.0.113.9;proto=https")
+        .header("forwarded", "for=10.0.0.2")
+        .send()
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(report["client"], "203.0.113.9");
+    assert_eq!(report["scheme"], "https");
+}

@@ -536,3 +536,144 @@ async fn custom_resolver_is_used_without_the_guard() {
     assert_eq!(dns.calls(), 1);
     assert_eq!(server.paths(), ["/unguarded"]);
 }
+
+#[tokio::test]
+async fn refusal_debug_does_not_reveal_what_the_name_resolved_to() {
+    let server = TestServer::start().await;
+    let dns = FakeDns::new().answer("internal.test", &[&["10.11.12.13"]]);
+    let client = guarded_client(&server, Some(dns));
+
+    let err = client
+        .get("http://internal.test/")
+        .send()
+        .await
+        .unwrap_err();
+
+    let refusal = refusal_of(&err);
+    for debug in [
+        format!("{err:?}"),
+        format!("{refusal:?}"),
+        format!("{refusal:#?}"),
+    ] {
+        assert!(!debug.contains("10.11.12.13"), "{debug}");
+        assert!(!debug.contains("168496141"), "{debug}");
+        assert!(
+            debug.contains("ipv4-private") || debug.contains("Ipv4Private"),
+            "{debug}"
+        );
+    }
+    // The address stays available to code that asks for it, for logs.
+    assert_eq!(refusal.addr(), Some("10.11.12.13".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn refusal_debug_shows_an_address_written_in_the_url() {
+    let client = Client::builder()
+        .ssrf_policy(Policy::default())
+        .build()
+        .unwrap();
+
+    let err = client.get("http://10.11.12.13/").send().await.unwrap_err();
+
+    // An IP literal is no secret: the caller wrote it.
+    assert!(format!("{err:?}").contains("10.11.12.13"), "{err:?}");
+}
+
+/// A resolver that never answers.
+struct SilentDns;
+
+impl Resolve for SilentDns {
+    fn resolve(&self, _: Name) -> Resolving {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resolver_that_never_answers_fails_the_request_at_the_dns_timeout() {
+    let policy = Policy::builder()
+        .dns_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .ssrf_policy(policy)
+        .dns_resolver(Arc::new(SilentDns))
+        .build()
+        .unwrap();
+
+    let started = tokio::time::Instant::now();
+    let sent = tokio::time::timeout(
+        Duration::from_secs(600),
+        client.get("http://silent.test/").send(),
+    )
+    .await
+    .expect("the request ends at the DNS timeout, not never");
+
+    let err = sent.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(err.refusal().is_none());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+}
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn report_only_mode_logs_what_it_lets_through() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    // Global: a thread-local default loses events to callsite interest cached by the other
+    // tests' threads. Only this test sets it; what the other tests log is filtered out below.
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    let server = TestServer::start().await;
+    let dns = FakeDns::new().answer("report-only-log.test", &[&["127.0.0.1"]]);
+    let policy = Policy::builder().report_only(true).build().unwrap();
+    let client = Client::builder()
+        .ssrf_policy(policy)
+        .dns_resolver(dns)
+        .build()
+        .unwrap();
+
+    let literal = server.url("/report-only-log");
+    assert_eq!(client.get(&literal).send().await.unwrap().status(), 200);
+    let named = format!("http://report-only-log.test:{}/", server.addr.port());
+    assert_eq!(client.get(&named).send().await.unwrap().status(), 200);
+
+    let log = captured.text();
+    let reported = |stage: &str, marker: &str| {
+        log.lines().any(|line| {
+            line.contains("report-only")
+                && line.contains(stage)
+                && line.contains("rule=\"ipv4-loopback\"")
+                && line.contains(marker)
+        })
+    };
+    assert!(reported("stage=Url", &literal), "{log}");
+    assert!(reported("stage=Resolve", "report-only-log.test"), "{log}");
+}

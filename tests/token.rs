@@ -147,6 +147,31 @@ async fn a_request_whose_stream_cannot_be_replayed_gets_its_401_back() {
 }
 
 #[tokio::test]
+async fn a_request_whose_stream_outgrew_its_replay_cap_gets_its_401_back() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => token_json("new", None, None),
+        _ => status(401, "expired"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let chunks =
+        futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("upload"))]);
+    let response = bounded(
+        client_with(auth)
+            .post(server.url("/upload"))
+            .body(layover::client::Body::wrap_stream_replayable(chunks, 4))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.hits_to("/upload"), 1);
+}
+
+#[tokio::test]
 async fn a_refresh_endpoint_answering_401_is_a_typed_error_without_deadlock() {
     let server = FaultServer::start(|_, _| status(401, "no")).await;
     let source = RefreshTokenSource::new(&server.url("/token"), "revoked").unwrap();
@@ -234,6 +259,38 @@ async fn an_expiring_token_is_refreshed_before_sending_through_the_same_client()
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(bearers(&server, "/api"), [Some("Bearer new".to_owned())]);
     assert_eq!(server.hits_to("/token"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_refresh_ahead_of_expiry_still_sends_the_unexpired_token() {
+    let server = FaultServer::start(|seen, _| match seen.path() {
+        "/token" => status(503, "down for maintenance"),
+        _ => api(seen, "old"),
+    })
+    .await;
+    let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
+    let cache = TokenCache::new(source)
+        .skew(Duration::from_secs(30))
+        .with_token(Token::new("old").expires_in(Duration::from_secs(100)));
+    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    tokio::time::advance(Duration::from_secs(75)).await;
+    let response = bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.hits_to("/token"), 1);
+    // Once it has expired, the failure is the caller's.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let err = bounded(client.get(server.url("/api")).send())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        token_error(&err),
+        TokenError::Endpoint {
+            status: StatusCode::SERVICE_UNAVAILABLE
+        }
+    ));
+    assert_eq!(server.hits_to("/api"), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
 //! A loopback server that protects `/reports/...` with Digest authentication (SHA-256,
-//! `qop=auth`) and checks each answer by RFC 7616, for the examples.
+//! `qop=auth`) and checks each answer by RFC 7616, for the examples. Accepted answers get an
+//! `Authentication-Info` with the `rspauth` that proves the server knows the password too.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -120,7 +121,20 @@ async fn protected(
             if let Some(last) = state.nonces.get_mut(nonce) {
                 if count > *last {
                     *last = count;
-                    return (StatusCode::OK, "report").into_response();
+                    // RFC 7616 section 3.5: A2 without the method.
+                    let rspauth = sha256_hex(&format!(
+                        "{ha1}:{nonce}:{}:{}:auth:{}",
+                        get("nc"),
+                        get("cnonce"),
+                        sha256_hex(&format!(":{}", get("uri")))
+                    ));
+                    let info = format!(
+                        r#"rspauth="{rspauth}", qop=auth, nc={}, cnonce="{}""#,
+                        get("nc"),
+                        get("cnonce")
+                    );
+                    return (StatusCode::OK, [("authentication-info", info)], "report")
+                        .into_response();
                 }
             }
         }

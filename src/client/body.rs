@@ -193,8 +193,9 @@ impl SharedStream {
         if let Some(stream) = state.stream.take() {
             drop(state);
             let recorder = Recorder {
-                stream,
+                stream: Some(stream),
                 shared: Arc::clone(&self),
+                started: false,
             };
             return Ok(reqwest::Body::wrap_stream(recorder));
         }
@@ -239,22 +240,48 @@ impl SharedStream {
 }
 
 /// The first send of a streaming body: passes chunks through and records them.
+///
+/// Dropped before the stream yielded anything (the connection could not be made, so the
+/// transport never read the body), it hands the stream back: nothing was sent, so the body can
+/// still be sent, by a retry after a connect error for instance.
 struct Recorder {
-    stream: BoxStream,
+    stream: Option<BoxStream>,
     shared: Arc<SharedStream>,
+    /// Set once the stream yielded an item or ended: from then on it cannot be handed back.
+    started: bool,
 }
 
 impl Stream for Recorder {
     type Item = std::result::Result<Bytes, BoxError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.stream.as_mut().poll_next(cx);
+        let Some(stream) = self.stream.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = stream.as_mut().poll_next(cx);
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => self.shared.record(chunk),
             Poll::Ready(None) => self.shared.finish(),
             Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
+        if polled.is_ready() {
+            self.started = true;
+        }
         polled
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if self.started {
+            return;
+        }
+        if let Some(stream) = self.stream.take() {
+            let mut state = self.shared.lock();
+            if state.stream.is_none() {
+                state.stream = Some(stream);
+            }
+        }
     }
 }
 
@@ -357,6 +384,17 @@ mod tests {
         let _first = body.into_transport().unwrap();
         let err = second.into_transport().unwrap_err();
         assert!(err.is_body_not_replayable());
+    }
+
+    #[tokio::test]
+    async fn stream_never_read_by_the_transport_can_still_be_sent() {
+        let body = Body::wrap_stream_replayable(chunks(&["ab", "cd"]), 16);
+        let second = body.share();
+        // A connect error: the transport drops the body without reading a byte.
+        drop(body.into_transport().unwrap());
+        assert!(second.is_replayable());
+        let sent = read_all(second.into_transport().unwrap().unwrap()).await;
+        assert_eq!(sent, "abcd");
     }
 
     #[tokio::test]

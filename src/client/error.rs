@@ -5,12 +5,13 @@
 //! middleware's own error) is reachable through [`std::error::Error::source`].
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use http::StatusCode;
 use url::Url;
 
 use super::response::Redirect;
+use super::retry::GaveUp;
 
 /// A boxed error that can cross threads: what middlewares and body streams may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,6 +87,9 @@ struct Inner {
     message: Option<Cow<'static, str>>,
     detail: Detail,
     source: Option<BoxError>,
+    /// Set by the retry middleware: how many attempts it made, and why it stopped if the
+    /// failure was one it would have retried.
+    retry: Option<(u32, Option<GaveUp>)>,
 }
 
 enum Detail {
@@ -104,6 +108,7 @@ impl Error {
                 message: None,
                 detail: Detail::None,
                 source: None,
+                retry: None,
             }),
         }
     }
@@ -211,6 +216,20 @@ impl Error {
         self
     }
 
+    /// Records what the retry middleware did before returning this error.
+    pub(crate) fn with_retry(mut self, attempts: u32, gave_up: Option<GaveUp>) -> Self {
+        self.inner.retry = Some((attempts, gave_up));
+        self
+    }
+
+    /// The error's text with its URL shown by `show` instead of the default (which hides only
+    /// the user name and password): for logs that hide more, such as query values.
+    pub(crate) fn to_string_with_url(&self, show: impl Fn(&Url) -> String) -> String {
+        let mut text = String::new();
+        let _ = self.write(&mut text, |url, out| out.write_str(&show(url)));
+        text
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -227,6 +246,33 @@ impl Error {
             Detail::Status(status) => Some(status),
             _ => None,
         }
+    }
+
+    /// How many attempts the [`Retry`](super::retry::Retry) middleware made before it returned
+    /// this error, when the error went through one.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// use layover::client::Client;
+    /// use layover::client::retry::{GaveUp, Retry};
+    ///
+    /// let client = Client::builder().middleware(Retry::default()).build().unwrap();
+    /// let err = client.post("http://127.0.0.1:9/").body("x").send().await.unwrap_err();
+    /// if let (Some(attempts), Some(reason)) = (err.attempts(), err.gave_up()) {
+    ///     println!("{err}: {attempts} attempt(s), stopped because {reason}");
+    /// }
+    /// # }
+    /// ```
+    pub fn attempts(&self) -> Option<u32> {
+        self.inner.retry.map(|(attempts, _)| attempts)
+    }
+
+    /// Why the [`Retry`](super::retry::Retry) middleware returned this error instead of trying
+    /// again, when the failure was one its policy retries (a connect error, a timeout, a
+    /// connection closed before a response). `None` for an error it never retries (a refusal,
+    /// a middleware's error, ...): the [`kind`](Error::kind) says why.
+    pub fn gave_up(&self) -> Option<GaveUp> {
+        self.inner.retry.and_then(|(_, gave_up)| gave_up)
     }
 
     /// The redirects followed before the limit was reached ([`ErrorKind::TooManyRedirects`]).
@@ -331,23 +377,47 @@ impl fmt::Debug for Error {
         if let Some(source) = &self.inner.source {
             debug.field("source", source);
         }
+        if let Some((attempts, gave_up)) = self.inner.retry {
+            debug.field("attempts", &attempts);
+            if let Some(gave_up) = gave_up {
+                debug.field("gave_up", &gave_up);
+            }
+        }
         debug.finish()
+    }
+}
+
+impl Error {
+    fn write<W: fmt::Write>(
+        &self,
+        out: &mut W,
+        show_url: impl Fn(&Url, &mut W) -> fmt::Result,
+    ) -> fmt::Result {
+        out.write_str(self.inner.kind.describe())?;
+        if let Detail::Status(status) = self.inner.detail {
+            write!(out, " {status}")?;
+        }
+        if let Some(url) = &self.inner.url {
+            out.write_str(" for ")?;
+            show_url(url, out)?;
+        }
+        if let Some(message) = &self.inner.message {
+            write!(out, ": {message}")?;
+        }
+        if let Some((attempts, Some(gave_up))) = self.inner.retry {
+            let plural = if attempts == 1 { "" } else { "s" };
+            write!(
+                out,
+                " (not retried after {attempts} attempt{plural}: {gave_up})"
+            )?;
+        }
+        Ok(())
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.inner.kind.describe())?;
-        if let Detail::Status(status) = self.inner.detail {
-            write!(f, " {status}")?;
-        }
-        if let Some(url) = &self.inner.url {
-            write!(f, " for {}", Redacted(url))?;
-        }
-        if let Some(message) = &self.inner.message {
-            write!(f, ": {message}")?;
-        }
-        Ok(())
+        self.write(f, |url, f| write!(f, "{}", Redacted(url)))
     }
 }
 

@@ -183,7 +183,7 @@ impl fmt::Display for RedactedHeaders<'_> {
 /// The span (`http_request`, level INFO) carries `method`, `url` (redacted), `hop` and
 /// `attempt` (set by an outer [`Retry`](super::retry::Retry)); the response event adds
 /// `status`, `duration_ms` and `attempts` (when [`Retry`](super::retry::Retry) is inner), and a
-/// failure is a WARN event with the error. Headers are logged at DEBUG only when enabled, and
+/// failure is a WARN event with the error (and `attempts`, likewise). Headers are logged at DEBUG only when enabled, and
 /// always through the [`Redaction`].
 ///
 /// Where it sits decides what it sees: outermost, one span per call; inside `Retry`, one per
@@ -254,7 +254,14 @@ impl Middleware for Logging {
                 }
             }
             Err(err) => {
-                tracing::warn!(parent: &span, duration_ms, error = %err, "request failed");
+                let error = err.to_string_with_url(|url| self.redaction.url(url));
+                tracing::warn!(
+                    parent: &span,
+                    duration_ms,
+                    attempts = err.attempts(),
+                    error = %error,
+                    "request failed"
+                );
             }
         }
         outcome
@@ -266,7 +273,9 @@ impl Middleware for Logging {
 ///
 /// The record is a JSON object: `method`, `url` (redacted), `hop`, `status` (or `error`) and
 /// `duration_ms`. A log service that fails, refuses or does not answer within the timeout
-/// (default 5 s) is reported as a WARN event and never fails the request.
+/// (default 5 s) is reported as a WARN event and never fails the request. The record is sent
+/// before the response is handed on, so a slow log service delays each response by up to the
+/// timeout: keep it short.
 #[derive(Debug, Clone)]
 pub struct LogToService {
     endpoint: Url,
@@ -336,7 +345,11 @@ impl Middleware for LogToService {
                 .as_ref()
                 .ok()
                 .map(|response| response.status().as_u16()),
-            error: outcome.as_ref().err().map(ToString::to_string),
+            // The error names the URL too: shown through the same redaction.
+            error: outcome
+                .as_ref()
+                .err()
+                .map(|err| err.to_string_with_url(|url| self.redaction.url(url))),
             duration_ms: started.elapsed().as_millis() as u64,
         };
         let sent = client

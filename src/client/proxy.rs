@@ -30,6 +30,11 @@ use super::{Error, ErrorKind, Result};
 ///
 /// Once a proxy is configured, the proxy settings of the environment (`HTTP_PROXY`, ...) are
 /// ignored.
+///
+/// What the proxy sees depends on the scheme of the request, not on this configuration: an
+/// `https` request goes through a `CONNECT` tunnel and the proxy sees only the `CONNECT` with
+/// its own credentials, while a plain `http` request is relayed whole, so the proxy reads its
+/// `Authorization`, cookies and body like the server does. Send credentials over `https`.
 #[derive(Clone)]
 pub struct Proxy {
     pub(crate) inner: reqwest::Proxy,
@@ -48,7 +53,8 @@ impl Proxy {
         Proxy::wrap(url, reqwest::Proxy::all(url))
     }
 
-    /// Sends `http` requests only through the proxy at `url`.
+    /// Sends `http` requests only through the proxy at `url`; the proxy relays them whole,
+    /// credentials included.
     pub fn http(url: &str) -> Result<Proxy> {
         Proxy::wrap(url, reqwest::Proxy::http(url))
     }
@@ -60,8 +66,9 @@ impl Proxy {
 
     fn wrap(url: &str, proxy: reqwest::Result<reqwest::Proxy>) -> Result<Proxy> {
         proxy.map(|inner| Proxy { inner }).map_err(|err| {
+            let shown = without_userinfo(url);
             Error::with_kind_and_source(ErrorKind::Builder, err)
-                .with_message(format!("the proxy URL {url:?} is not valid"))
+                .with_message(format!("the proxy URL {shown:?} is not valid"))
         })
     }
 
@@ -79,5 +86,39 @@ impl Proxy {
         Proxy {
             inner: self.inner.custom_http_auth(value),
         }
+    }
+}
+
+/// A proxy URL as it may appear in an error message: a URL that failed to parse may still hold
+/// the proxy's user name and password (`http://user:pass@host:port`), which end up in logs.
+fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!("{}{}", &url[..authority_start], &rest[at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_proxy_url_is_named_without_its_credentials() {
+        let err = Proxy::all("http://svc:s3cret@proxy internal:3128").unwrap_err();
+        assert!(err.is_builder());
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("proxy internal:3128"), "{shown}");
+    }
+
+    #[test]
+    fn userinfo_is_cut_from_the_authority_only() {
+        assert_eq!(without_userinfo("http://a:b@h:1/x@y"), "http://h:1/x@y");
+        assert_eq!(without_userinfo("a:b@h:1"), "h:1");
+        assert_eq!(without_userinfo("http://h:1/?u=a@b"), "http://h:1/?u=a@b");
+        assert_eq!(without_userinfo("::not a url::"), "::not a url::");
     }
 }

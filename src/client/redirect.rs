@@ -114,6 +114,7 @@ impl Hops {
             extensions: self.extensions.clone(),
             hop: self.hop,
             original_url: Arc::clone(&self.original_url),
+            left_origin: self.credentials_dropped,
         }
     }
 }

@@ -24,6 +24,9 @@ pub struct Request {
     pub(crate) extensions: Extensions,
     pub(crate) hop: u32,
     pub(crate) original_url: Arc<Url>,
+    /// Set once a redirect on the way here left the original origin, even if
+    /// this hop is back on it: credentials are not sent again.
+    pub(crate) left_origin: bool,
 }
 
 impl Request {
@@ -48,6 +51,7 @@ impl Request {
             extensions: Extensions::new(),
             hop: 0,
             original_url,
+            left_origin: false,
         }
     }
 
@@ -159,6 +163,7 @@ impl Request {
             extensions: self.extensions.clone(),
             hop: self.hop,
             original_url: Arc::clone(&self.original_url),
+            left_origin: self.left_origin,
         }
     }
 }

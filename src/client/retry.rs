@@ -6,8 +6,10 @@
 //! that goes through it, so a failing upstream sees a bounded amount of extra load instead of a
 //! retry storm. A response it throws away is read away or dropped, never left holding its
 //! connection; a streaming body is replayed only within its replay cap, and otherwise the first
-//! answer comes back marked with why it was not retried ([`GaveUp`]). Every response says how
-//! many attempts it took ([`Attempts`]) and every retry is a tracing event.
+//! answer comes back marked with why it was not retried ([`GaveUp`]; for an error,
+//! [`Error::gave_up`](super::Error::gave_up), also in its message). Every response says how
+//! many attempts it took ([`Attempts`]; for an error, [`Error::attempts`](super::Error::attempts))
+//! and every retry is a tracing event.
 //!
 //! What is retried: connect errors (for any method: the request never left), timeouts,
 //! connections closed before a response, and the statuses of the policy, for idempotent
@@ -533,8 +535,9 @@ impl BudgetState {
 /// that every attempt carries the current token.
 ///
 /// When a failure is not retried, the response comes back marked with the reason
-/// ([`GaveUp`]); an error comes back as it is, and the reason is in the tracing event
-/// `not retrying request`.
+/// ([`GaveUp`]), and so does an error ([`Error::gave_up`], also in its message); every
+/// response and error that went through it tells the attempt count ([`Attempts`],
+/// [`Error::attempts`]). The tracing event `not retrying request` says the same.
 #[derive(Debug, Clone)]
 pub struct Retry {
     policy: Arc<RetryPolicy>,
@@ -572,7 +575,8 @@ pub struct Attempts(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Attempt(pub u32);
 
-/// Response extension: why [`Retry`] returned a response it would have retried.
+/// Why [`Retry`] returned a failure it would have retried: a response extension, and
+/// [`Error::gave_up`] for an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GaveUp {
@@ -586,6 +590,12 @@ pub enum GaveUp {
     Deadline,
     /// The retry budget is spent: most recent requests failed.
     Budget,
+}
+
+impl fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl GaveUp {
@@ -643,7 +653,10 @@ impl fmt::Display for Failure {
 impl Middleware for Retry {
     async fn handle(&self, mut request: Request, next: Next) -> Result<Response> {
         let policy = &*self.policy;
-        let deadline = policy.total_deadline.map(|total| Instant::now() + total);
+        // A deadline too far to represent (`Duration::MAX`) is no deadline.
+        let deadline = policy
+            .total_deadline
+            .and_then(|total| Instant::now().checked_add(total));
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
@@ -694,7 +707,13 @@ impl Middleware for Retry {
                 attempt,
                 outcome.as_ref().ok().map(|response| response.headers()),
             );
-            if deadline.is_some_and(|deadline| Instant::now() + delay.duration() >= deadline) {
+            // `checked_add`: the cap may be huge (`Duration::MAX` for "no cap"), the wait is the
+            // peer's to choose, and an overflowing instant is past any deadline.
+            if deadline.is_some_and(|deadline| {
+                Instant::now()
+                    .checked_add(delay.duration())
+                    .is_none_or(|resumes_at| resumes_at >= deadline)
+            }) {
                 return give_up(outcome, attempt, failure, GaveUp::Deadline);
             }
             if self
@@ -721,14 +740,20 @@ impl Middleware for Retry {
     }
 }
 
+/// Marks the outcome with the attempt count and, when a retryable failure was not retried,
+/// the reason: as response extensions, or in the error ([`Error::attempts`],
+/// [`Error::gave_up`]).
 fn tag(outcome: Result<Response>, attempts: u32, gave_up: Option<GaveUp>) -> Result<Response> {
-    outcome.map(|mut response| {
-        response.extensions_mut().insert(Attempts(attempts));
-        if let Some(reason) = gave_up {
-            response.extensions_mut().insert(reason);
+    match outcome {
+        Ok(mut response) => {
+            response.extensions_mut().insert(Attempts(attempts));
+            if let Some(reason) = gave_up {
+                response.extensions_mut().insert(reason);
+            }
+            Ok(response)
         }
-        response
-    })
+        Err(err) => Err(err.with_retry(attempts, gave_up)),
+    }
 }
 
 fn give_up(

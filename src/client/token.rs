@@ -80,9 +80,11 @@ impl Token {
         }
     }
 
-    /// Sets the expiry to `lifetime` from now (OAuth 2's `expires_in`).
+    /// Sets the expiry to `lifetime` from now (OAuth 2's `expires_in`). A lifetime too long
+    /// to represent as an instant (a token endpoint's `expires_in` of `u64::MAX` seconds) is
+    /// no expiry at all.
     pub fn expires_in(mut self, lifetime: Duration) -> Self {
-        self.expires_at = Some(Instant::now() + lifetime);
+        self.expires_at = Instant::now().checked_add(lifetime);
         self
     }
 
@@ -121,6 +123,10 @@ impl Token {
                 .checked_sub(skew.min(lifetime / 2))
                 .unwrap_or(expires_at),
         )
+    }
+
+    fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| Instant::now() >= at)
     }
 
     fn needs_refresh(&self, skew: Duration) -> bool {
@@ -373,7 +379,12 @@ impl<S: TokenSource> TokenCache<S> {
                 }
             }
         }
-        let fetched = REFRESHING.scope((), self.source.fetch(client)).await;
+        let fetched = REFRESHING
+            .scope((), self.source.fetch(client))
+            .await
+            // A token that cannot be sent is a failed fetch: cached, it would fail every
+            // request until it expired (or forever, without an expiry).
+            .and_then(|token| token.bearer_header().map(|_| token));
         let mut state = self.lock_state();
         state.fetches += 1;
         match fetched {
@@ -401,7 +412,9 @@ impl<S: TokenSource> TokenCache<S> {
 ///   is replayed once with the new one; whatever the replay answers, 401 included, is the
 ///   caller's answer. A request whose streaming body cannot be replayed gets its 401 back.
 /// - A refresh that fails is an [`ErrorKind::Middleware`](super::ErrorKind::Middleware) error
-///   whose source is the [`TokenError`].
+///   whose source is the [`TokenError`], except a refresh ahead of expiry (within the skew):
+///   while the current token has not expired it is still sent, and the failure is a WARN
+///   event.
 /// - The token goes only to the origin of the request's original URL, or to the origins set
 ///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to. Where
 ///   it goes, it replaces any `Authorization` the request carried.
@@ -498,18 +511,25 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
         if in_refresh() || !self.sends_token_to(&request) {
             return next.run(request).await;
         }
-        let token = self
-            .cache
-            .token(next.client())
-            .await
-            .map_err(Error::middleware)?;
+        let token = match self.cache.token(next.client()).await {
+            Ok(token) => token,
+            // A refresh ahead of expiry failed: the token still works until it expires.
+            Err(err) => match self.cache.current().filter(|token| !token.is_expired()) {
+                Some(token) => {
+                    tracing::warn!(error = %err, "token refresh failed; sending the current token until it expires");
+                    token
+                }
+                None => return Err(Error::middleware(err)),
+            },
+        };
         set_bearer(&mut request, &token)?;
         let replay = request.try_clone().ok();
         let response = next.run(request).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let Some(mut replay) = replay else {
+        // A capped stream can be sent again only if what it sent fitted under its cap.
+        let Some(mut replay) = replay.filter(|replay| replay.body().is_replayable()) else {
             tracing::debug!("401 not retried: the request body cannot be replayed");
             return Ok(response);
         };
@@ -691,9 +711,11 @@ impl TokenResponse {
 /// Keeps a [`TokenCache`] fresh from a background task; the task stops when this is dropped.
 ///
 /// The task fetches a token at once (a request that arrives first waits for that same fetch),
-/// then sleeps until the token is due for renewal and renews it ahead of expiry. A failed fetch
-/// is tried again after 1 s, then 2 s, 4 s, ... up to 60 s. A token with no expiry is never
-/// renewed in the background (a 401 still renews it through the middleware).
+/// then sleeps until the token is due for renewal and renews it ahead of expiry, never more
+/// often than once a second (a token endpoint that hands out tokens already due, say with
+/// `expires_in: 0`, is not hammered). A failed fetch is tried again after 1 s, then 2 s, 4 s,
+/// ... up to 60 s. A token with no expiry is never renewed in the background (a 401 still
+/// renews it through the middleware).
 #[derive(Debug)]
 pub struct BackgroundRefresh {
     task: JoinHandle<()>,
@@ -724,6 +746,9 @@ impl Drop for BackgroundRefresh {
     }
 }
 
+/// The shortest wait between two background renewals.
+const MIN_BACKGROUND_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn refresh_loop<S: TokenSource>(cache: Weak<TokenCache<S>>, client: Client) {
     let mut failures = 0u32;
     loop {
@@ -734,7 +759,8 @@ async fn refresh_loop<S: TokenSource>(cache: Weak<TokenCache<S>>, client: Client
             Ok(token) => {
                 failures = 0;
                 match token.refresh_at(strong.skew) {
-                    Some(at) => at,
+                    // A token due at once (or already expired) must not make this loop spin.
+                    Some(at) => at.max(Instant::now() + MIN_BACKGROUND_INTERVAL),
                     None => return,
                 }
             }
@@ -870,6 +896,23 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test]
+    async fn a_token_that_cannot_be_sent_is_not_cached() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let cache = TokenCache::new(source_fn(move |_| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(Token::new(if n == 0 { "bad\r\nvalue" } else { "good" })) }
+        }));
+        assert!(matches!(
+            cache.token(&client()).await,
+            Err(TokenError::InvalidToken)
+        ));
+        assert!(cache.current().is_none());
+        assert_eq!(cache.token(&client()).await.unwrap().value(), "good");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_token_within_the_skew_is_refreshed_before_use() {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -967,6 +1010,15 @@ mod tests {
         assert!(parsed.refresh_token.is_none());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn token_response_with_an_absurd_lifetime_is_a_token_without_expiry() {
+        let parsed =
+            TokenResponse::parse(br#"{"access_token":"a1","expires_in":18446744073709551615}"#)
+                .unwrap();
+        assert_eq!(parsed.token.value(), "a1");
+        assert_eq!(parsed.token.expiry(), None);
+    }
+
     #[test]
     fn token_response_that_is_not_a_bearer_token_is_refused() {
         for body in [
@@ -1046,6 +1098,23 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(refresher.is_finished());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_refresh_of_tokens_already_due_does_not_spin() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        // `expires_in: 0`: every token is due for renewal the moment it arrives.
+        let cache = Arc::new(TokenCache::new(counting_source(
+            calls.clone(),
+            Some(Duration::ZERO),
+        )));
+        let _refresher = BackgroundRefresh::spawn(&cache, client());
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 11);
     }
 
     #[tokio::test(start_paused = true)]

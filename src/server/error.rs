@@ -8,7 +8,8 @@
 //! - A 4xx or 5xx response whose body is known to be empty (axum's 404 and 405, a bare
 //!   `StatusCode::UNAUTHORIZED`) gets a body `{"detail": "<reason phrase>"}`. Its status and
 //!   all its headers (`Allow`, `WWW-Authenticate`, `Retry-After`, `Location`, `Set-Cookie`, ...)
-//!   are kept; only `Content-Type` and `Content-Length` are replaced.
+//!   are kept; only `Content-Type` and `Content-Length` are replaced (and a `Content-Encoding`
+//!   that described the replaced body is removed).
 //! - A response made from an [`HttpError`] (a handler's typed error, or a timeout from
 //!   [`TimeoutLayer`](super::timeout::TimeoutLayer)) is rendered from its status, detail and
 //!   extra data, in the configured [`ErrorFormat`].
@@ -16,7 +17,9 @@
 //!   detail is the generic `"Internal Server Error"`: the message is logged, and sent only when
 //!   [`ErrorLayer::expose_error_messages`] or [`ErrorLayer::expose_panic_messages`] says so.
 //! - 1xx, 2xx and 3xx responses, and 4xx/5xx responses that already have a body, pass through
-//!   untouched, body included. A response to `HEAD`, and a 204 or 304, never gets a body.
+//!   untouched, body included, unless [`ErrorLayer::rewrite_bodies`] asks for small plain-text
+//!   error bodies (such as axum's plain-text extractor rejections) to be rendered too. A
+//!   response to `HEAD`, and a 204 or 304, never gets a body.
 //!
 //! Responses are rendered as `application/json` by default, or as RFC 9457
 //! `application/problem+json` (`type`, `title`, `status`, `detail`) with
@@ -102,6 +105,9 @@ use tower_service::Service;
 use super::matcher::{PathMap, Rule, Rules};
 
 const GENERIC_DETAIL: &str = "Internal Server Error";
+
+/// The largest error body [`ErrorLayer::rewrite_bodies`] buffers.
+const REWRITE_LIMIT: u64 = 8 * 1024;
 
 /// The shape of a rendered error document.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -398,6 +404,9 @@ pub enum ErrorKind {
     ServiceError,
     /// The inner service panicked.
     Panic,
+    /// A 4xx or 5xx response with a small plain-text body, rendered because
+    /// [`ErrorLayer::rewrite_bodies`] is on.
+    RewrittenBody,
 }
 
 /// What a custom error handler sees.
@@ -430,8 +439,8 @@ impl ErrorContext<'_> {
         self.detail
     }
 
-    /// The panic message or the inner service's error message, for logging. Not meant for the
-    /// client.
+    /// The panic message, the inner service's error message, or the text of a rewritten body
+    /// ([`ErrorKind::RewrittenBody`]), for logging. Not meant for the client.
     pub fn internal_message(&self) -> Option<&str> {
         self.internal_message
     }
@@ -507,6 +516,7 @@ struct Config {
     format: ErrorFormat,
     expose_panic_messages: bool,
     expose_error_messages: bool,
+    rewrite_bodies: bool,
     handlers: PathMap<Handler>,
     default_handler: Option<Handler>,
     skip_statuses: Vec<StatusCode>,
@@ -548,6 +558,34 @@ impl ErrorLayer {
     /// either way).
     pub fn expose_error_messages(mut self, expose: bool) -> Self {
         self.config().expose_error_messages = expose;
+        self
+    }
+
+    /// Whether 4xx and 5xx responses that already have a small plain-text body are rendered too.
+    /// Default: `false`, such responses pass through untouched.
+    ///
+    /// When on, a body is rewritten only if its size is known exactly in advance and is at most
+    /// 8 KiB, its `Content-Type` is `text/plain` or absent (JSON documents and HTML pages are
+    /// left alone) and it has no `Content-Encoding`; every other body still streams through
+    /// untouched, so nothing is buffered without a bound. The body is read before the response
+    /// goes out. For a 4xx, its text (when it is UTF-8 and not blank) becomes the detail: it
+    /// was written for the client, like axum's extractor rejections (`Failed to parse the
+    /// request body as JSON: ...`). For a 5xx, the detail is the reason phrase and the text is
+    /// only logged, unless [`expose_error_messages`](Self::expose_error_messages) is on.
+    ///
+    /// ```
+    /// use axum::{Json, Router, routing::post};
+    /// use layover::server::error::ErrorLayer;
+    ///
+    /// // A malformed JSON body now gets `400 {"detail":"Failed to parse the request body ..."}`
+    /// // instead of axum's plain-text rejection.
+    /// let app: Router = Router::new()
+    ///     .route("/items", post(|Json(item): Json<serde_json::Value>| async move { Json(item) }))
+    ///     .layer(ErrorLayer::new().rewrite_bodies(true));
+    /// # let _ = app;
+    /// ```
+    pub fn rewrite_bodies(mut self, rewrite: bool) -> Self {
+        self.config().rewrite_bodies = rewrite;
         self
     }
 
@@ -622,6 +660,7 @@ impl fmt::Debug for ErrorLayer {
             .field("format", &config.format)
             .field("expose_panic_messages", &config.expose_panic_messages)
             .field("expose_error_messages", &config.expose_error_messages)
+            .field("rewrite_bodies", &config.rewrite_bodies)
             .field("handlers", &config.handlers.len())
             .field("default_handler", &config.default_handler.is_some())
             .field("skip_statuses", &config.skip_statuses)
@@ -676,7 +715,7 @@ where
 {
     type Response = Response<ErrorBody<ResBody>>;
     type Error = Infallible;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.ready_error.is_none() {
@@ -758,22 +797,24 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 
 pin_project! {
     /// Response future of [`ErrorService`].
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, B> {
         #[pin]
-        state: State<F>,
+        state: State<F, B>,
         request: RequestInfo,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, B> {
         Running { #[pin] future: F },
+        // Reading a small error body to render it (`ErrorLayer::rewrite_bodies`).
+        Collecting { parts: Option<Parts>, #[pin] body: B, buffer: Vec<u8> },
         Failed { failure: Option<Failure> },
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
@@ -782,27 +823,101 @@ where
     type Output = Result<Response<ErrorBody<B>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let failure = match this.state.project() {
-            StateProj::Running { future } => {
-                match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(Ok(response))) => {
-                        return Poll::Ready(Ok(this.request.on_response(response)));
+        let mut this = self.project();
+        loop {
+            let failure = match this.state.as_mut().project() {
+                StateProj::Running { future } => {
+                    match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(Ok(response))) => {
+                            if !this.request.should_rewrite(&response) {
+                                return Poll::Ready(Ok(this.request.on_response(response)));
+                            }
+                            let (parts, body) = response.into_parts();
+                            this.state.set(State::Collecting {
+                                parts: Some(parts),
+                                body,
+                                buffer: Vec::new(),
+                            });
+                            continue;
+                        }
+                        Ok(Poll::Ready(Err(err))) => Failure::Service(err.into()),
+                        Err(payload) => Failure::Panic(panic_message(payload)),
                     }
-                    Ok(Poll::Ready(Err(err))) => Failure::Service(err.into()),
-                    Err(payload) => Failure::Panic(panic_message(payload)),
                 }
-            }
-            StateProj::Failed { failure } => failure.take().unwrap_or_else(|| {
-                Failure::Panic("response future polled after completion".into())
-            }),
-        };
-        Poll::Ready(Ok(this.request.on_failure(failure)))
+                StateProj::Collecting {
+                    parts,
+                    mut body,
+                    buffer,
+                } => {
+                    let complete = loop {
+                        match ready!(body.as_mut().poll_frame(cx)) {
+                            Some(Ok(frame)) => {
+                                if let Ok(data) = frame.into_data() {
+                                    buffer.extend_from_slice(&data);
+                                }
+                                // The size hint promised at most the limit; do not trust it.
+                                if buffer.len() as u64 > REWRITE_LIMIT {
+                                    break false;
+                                }
+                            }
+                            Some(Err(_)) => break false,
+                            None => break true,
+                        }
+                    };
+                    let text = if complete {
+                        std::str::from_utf8(buffer).ok().map(str::trim)
+                    } else {
+                        None
+                    };
+                    match parts.take() {
+                        Some(parts) => {
+                            return Poll::Ready(Ok(this.request.on_rewritten(parts, text)));
+                        }
+                        None => Failure::Panic("response future polled after completion".into()),
+                    }
+                }
+                StateProj::Failed { failure } => failure.take().unwrap_or_else(|| {
+                    Failure::Panic("response future polled after completion".into())
+                }),
+            };
+            return Poll::Ready(Ok(this.request.on_failure(failure)));
+        }
     }
 }
 
 impl RequestInfo {
+    /// Whether `response` is an error with a small plain-text body to read and render
+    /// ([`ErrorLayer::rewrite_bodies`]).
+    fn should_rewrite<B: Body>(&self, response: &Response<B>) -> bool {
+        let status = response.status();
+        let body = response.body();
+        self.config.rewrite_bodies
+            && (status.is_client_error() || status.is_server_error())
+            && !self.skip_path
+            && !self.config.skip_statuses.contains(&status)
+            && response.extensions().get::<HttpError>().is_none()
+            && !body.is_end_stream()
+            && matches!(body.size_hint().exact(), Some(1..=REWRITE_LIMIT))
+            && !response.headers().contains_key(header::CONTENT_ENCODING)
+            && response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_none_or(is_plain_text)
+    }
+
+    /// Renders an error whose body was read: `text` is the body when it was read whole and is
+    /// UTF-8, trimmed.
+    fn on_rewritten<B>(&self, parts: Parts, text: Option<&str>) -> Response<ErrorBody<B>> {
+        let status = parts.status;
+        let text = text.filter(|t| !t.is_empty());
+        let detail = match text {
+            Some(text) if status.is_client_error() || self.config.expose_error_messages => text,
+            _ => reason(status),
+        };
+        self.respond(parts, ErrorKind::RewrittenBody, detail, text, None, None)
+    }
+
     fn on_response<B: Body<Data = Bytes>>(&self, response: Response<B>) -> Response<ErrorBody<B>> {
         let status = response.status();
         if !(status.is_client_error() || status.is_server_error())
@@ -870,6 +985,8 @@ impl RequestInfo {
     ) -> Response<ErrorBody<B>> {
         let status = parts.status;
         self.log(kind, status, detail, internal_message);
+        // The body is replaced by an identity-encoded document (a custom handler may set its own).
+        parts.headers.remove(header::CONTENT_ENCODING);
         let format = self.config.format;
         let custom = self.handler.as_ref().and_then(|handler| {
             let context = ErrorContext {
@@ -945,6 +1062,15 @@ impl RequestInfo {
             );
         }
     }
+}
+
+/// Whether a `Content-Type` is `text/plain`, with any parameters.
+fn is_plain_text(content_type: &HeaderValue) -> bool {
+    content_type
+        .to_str()
+        .ok()
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/plain"))
 }
 
 /// `err: source: source ...`, the way the error is logged and, when exposed, sent.

@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -108,6 +109,11 @@ impl ForwardedInfo {
 
     /// The client address: the forwarded one when client forwarding is enabled and
     /// believed, else the peer address.
+    ///
+    /// `None` when a trusted proxy's forwarded headers were read but the hop they point at
+    /// gives no readable address (`for=unknown`, an obfuscated `for=_hidden`, garbage in
+    /// `X-Forwarded-For`, or no `for` at all): the peer is then a proxy, and reporting its
+    /// address as the client's would be wrong.
     pub fn client(&self) -> Option<IpAddr> {
         self.client
     }
@@ -221,6 +227,12 @@ impl ForwardedLayerBuilder {
     }
 
     /// Read RFC 7239 `Forwarded` (`proto=`, `host=`, `for=`) instead of `X-Forwarded-*`.
+    ///
+    /// The header is parsed with the RFC 7239 grammar, quoted-strings and backslash escapes
+    /// included, so `by="a,b"` is one value. A header that breaks the grammar on any line
+    /// (an element without `=`, an unterminated quote, a parameter given twice, an IPv6
+    /// address or a port left unquoted) is ignored as a whole, as if absent: the layer
+    /// never guesses what a broken header meant.
     pub fn rfc7239(mut self) -> Self {
         self.family = FamilyChoice::Rfc7239;
         self
@@ -247,7 +259,8 @@ impl ForwardedLayerBuilder {
 
     /// The trusted proxies, as IP addresses or CIDR networks (`"10.0.0.0/8"`, `"::1"`),
     /// replacing the default of loopback only (`127.0.0.0/8` and `::1`). Entries are
-    /// validated by [`build`](Self::build). IPv4-mapped IPv6 peers are compared as IPv4.
+    /// validated by [`build`](Self::build). IPv4-mapped IPv6 peers are compared as IPv4, and
+    /// an IPv4-mapped entry (`::ffff:10.0.0.0/104`) means the IPv4 network it maps.
     pub fn trusted_proxies<I, T>(mut self, proxies: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -266,7 +279,8 @@ impl ForwardedLayerBuilder {
     }
 
     /// Also take the client address from the proxy (`X-Forwarded-For` or `for=`) into
-    /// [`ForwardedInfo::client`]. Off by default (the client is then the peer).
+    /// [`ForwardedInfo::client`], which is `None` when the proxy's value is not an address.
+    /// Off by default (the client is then the peer).
     pub fn client(mut self, enabled: bool) -> Self {
         self.client = enabled;
         self
@@ -346,13 +360,29 @@ impl ForwardedLayerBuilder {
 
 fn parse_net(entry: &str) -> Result<IpNet, ForwardedConfigError> {
     let entry_trimmed = entry.trim();
-    if let Ok(net) = entry_trimmed.parse::<IpNet>() {
-        return Ok(net.trunc());
+    let net = match entry_trimmed.parse::<IpNet>() {
+        Ok(net) => net.trunc(),
+        Err(_) => entry_trimmed
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| ForwardedConfigError::InvalidTrustedProxy(entry.to_owned()))?,
+    };
+    Ok(canonical_net(net))
+}
+
+/// Addresses are compared in canonical form (IPv4-mapped IPv6 as IPv4), so an IPv4-mapped
+/// network (`::ffff:10.0.0.0/104`) is turned into the IPv4 network it covers; otherwise it
+/// could never match anything.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), Some(len)) = (v6.addr().to_ipv4_mapped(), v6.prefix_len().checked_sub(96))
+        {
+            if let Ok(v4) = ipnet::Ipv4Net::new(v4, len) {
+                return IpNet::V4(v4);
+            }
+        }
     }
-    entry_trimmed
-        .parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| ForwardedConfigError::InvalidTrustedProxy(entry.to_owned()))
+    net
 }
 
 /// A [`Layer`] that applies forwarded scheme, host and client information from trusted
@@ -422,11 +452,11 @@ impl Config {
 }
 
 /// What one proxy hop reported.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone)]
 struct Hop<'a> {
-    for_: Option<&'a str>,
-    proto: Option<&'a str>,
-    host: Option<&'a str>,
+    for_: Option<Cow<'a, str>>,
+    proto: Option<Cow<'a, str>>,
+    host: Option<Cow<'a, str>>,
 }
 
 fn apply<B>(config: &Config, request: &mut Request<B>) {
@@ -435,7 +465,9 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
 
     let mut scheme = None;
     let mut host = None;
-    let mut client = None;
+    // `Some(_)` once a believed hop was chosen with client forwarding on: the peer is then a
+    // proxy, never the client, even when the hop's address is `unknown` or unreadable.
+    let mut client: Option<Option<IpAddr>> = None;
     if trusted {
         let headers = request.headers();
         match &config.family {
@@ -455,16 +487,19 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
                     // A field the chosen hop did not report is taken from the nearest hop
                     // to its right: every one of those was added by a trusted proxy.
                     let believed = &hops[chosen..];
-                    scheme = believed.iter().find_map(|h| h.proto).and_then(parse_scheme);
+                    scheme = believed
+                        .iter()
+                        .find_map(|h| h.proto.as_deref())
+                        .and_then(parse_scheme);
                     if config.host {
                         host = believed
                             .iter()
-                            .find_map(|h| h.host)
+                            .find_map(|h| h.host.as_deref())
                             .filter(|h| !h.contains('@'))
                             .and_then(|h| Authority::try_from(h).ok());
                     }
                     if config.client {
-                        client = hops[chosen].for_.and_then(parse_node_ip);
+                        client = Some(hops[chosen].for_.as_deref().and_then(parse_node_ip));
                     }
                 }
             }
@@ -495,7 +530,7 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
             .or_else(|| request.uri().scheme().cloned())
             .unwrap_or(Scheme::HTTP),
         host,
-        client: client.or(peer),
+        client: client.unwrap_or(peer),
         peer,
         trusted,
     };
@@ -507,7 +542,7 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
 fn choose_hop(config: &Config, hops: &[Hop<'_>]) -> Option<usize> {
     let mut index = hops.len().checked_sub(1)?;
     while index > 0 {
-        match hops[index].for_.and_then(parse_node_ip) {
+        match hops[index].for_.as_deref().and_then(parse_node_ip) {
             Some(ip) if config.is_trusted(ip) => index -= 1,
             _ => break,
         }
@@ -541,9 +576,9 @@ fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop<'_>> {
     let len = fors.len().max(protos.len()).max(hosts.len());
     (0..len)
         .map(|i| Hop {
-            for_: aligned(&fors, len, i),
-            proto: aligned(&protos, len, i),
-            host: aligned(&hosts, len, i),
+            for_: aligned(&fors, len, i).map(Cow::Borrowed),
+            proto: aligned(&protos, len, i).map(Cow::Borrowed),
+            host: aligned(&hosts, len, i).map(Cow::Borrowed),
         })
         .collect()
 }
@@ -558,31 +593,154 @@ fn aligned<'a>(list: &[&'a str], len: usize, index: usize) -> Option<&'a str> {
 const FORWARDED: HeaderName = header::FORWARDED;
 
 /// RFC 7239: `Forwarded: for=192.0.2.60;proto=https;host=example.com, for=10.0.0.1`.
-/// Elements are separated by commas, pairs by semicolons; names are case-insensitive and
-/// values may be quoted strings.
+///
+/// Every line of the header is parsed with the RFC 7239 grammar (a comma list of elements,
+/// each a semicolon list of `token=value` pairs, the value a token or a quoted-string with
+/// backslash escapes), so a `,` or `;` inside quotes never splits anything. A header that
+/// breaks the grammar anywhere (on any of its lines) is ignored as a whole: guessing which
+/// part of a broken header a trusted proxy meant could believe a value the client wrote.
 fn rfc7239_hops(headers: &HeaderMap) -> Vec<Hop<'_>> {
-    header_items(headers, &FORWARDED)
-        .filter(|element| !element.is_empty())
-        .map(|element| {
-            let mut hop = Hop::default();
-            for pair in element.split(';') {
-                let Some((name, value)) = pair.split_once('=') else {
-                    continue;
-                };
-                let value = unquote(value.trim());
-                let slot = match name.trim() {
-                    n if n.eq_ignore_ascii_case("for") => &mut hop.for_,
-                    n if n.eq_ignore_ascii_case("proto") => &mut hop.proto,
-                    n if n.eq_ignore_ascii_case("host") => &mut hop.host,
-                    _ => continue,
-                };
-                if !value.is_empty() {
-                    *slot = Some(value);
-                }
+    let mut hops = Vec::new();
+    for line in headers.get_all(&FORWARDED) {
+        let parsed = line
+            .to_str()
+            .map_err(|_| Malformed)
+            .and_then(|line| parse_forwarded_line(line, &mut hops));
+        if parsed.is_err() {
+            tracing::debug!("ignored a malformed Forwarded header from a trusted proxy");
+            return Vec::new();
+        }
+    }
+    hops
+}
+
+/// A `Forwarded` line that does not follow the RFC 7239 grammar.
+struct Malformed;
+
+/// Appends the elements of one `Forwarded` line to `hops`, in one left-to-right pass.
+///
+/// Empty list elements (`, ,`) are skipped as RFC 9110's list rule asks, and whitespace is
+/// allowed around `;` as well as `,` (common in practice); around `=` it is not. Names are
+/// case-insensitive; a parameter given twice in one element is malformed (RFC 7239 section
+/// 4). Only `for`, `proto` and `host` are kept; other parameters are checked and skipped.
+fn parse_forwarded_line<'a>(line: &'a str, hops: &mut Vec<Hop<'a>>) -> Result<(), Malformed> {
+    let bytes = line.as_bytes();
+    let mut pos = skip_ows(bytes, 0);
+    while pos < bytes.len() {
+        if bytes[pos] == b',' {
+            pos = skip_ows(bytes, pos + 1);
+            continue;
+        }
+        let mut hop = Hop::default();
+        let (mut seen_for, mut seen_by, mut seen_proto, mut seen_host) =
+            (false, false, false, false);
+        // One element: pairs separated by `;`, ended by `,` or the end of the line.
+        while pos < bytes.len() && bytes[pos] != b',' {
+            if bytes[pos] == b';' {
+                pos = skip_ows(bytes, pos + 1);
+                continue;
             }
-            hop
-        })
-        .collect()
+            let name_end = token_end(bytes, pos);
+            if name_end == pos || bytes.get(name_end) != Some(&b'=') {
+                return Err(Malformed);
+            }
+            let name = &line[pos..name_end];
+            let (value, value_end) = parse_value(line, name_end + 1)?;
+            pos = skip_ows(bytes, value_end);
+            if !matches!(bytes.get(pos), None | Some(b';' | b',')) {
+                return Err(Malformed);
+            }
+            let (seen, slot) = if name.eq_ignore_ascii_case("for") {
+                (&mut seen_for, Some(&mut hop.for_))
+            } else if name.eq_ignore_ascii_case("proto") {
+                (&mut seen_proto, Some(&mut hop.proto))
+            } else if name.eq_ignore_ascii_case("host") {
+                (&mut seen_host, Some(&mut hop.host))
+            } else if name.eq_ignore_ascii_case("by") {
+                (&mut seen_by, None)
+            } else {
+                continue;
+            };
+            if std::mem::replace(seen, true) {
+                return Err(Malformed);
+            }
+            if let Some(slot) = slot {
+                *slot = Some(value).filter(|v| !v.is_empty());
+            }
+        }
+        hops.push(hop);
+    }
+    Ok(())
+}
+
+fn skip_ows(bytes: &[u8], mut pos: usize) -> usize {
+    while matches!(bytes.get(pos), Some(b' ' | b'\t')) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The end of the token starting at `pos` (`pos` itself when there is none).
+fn token_end(bytes: &[u8], mut pos: usize) -> usize {
+    while bytes.get(pos).is_some_and(|&b| is_tchar(b)) {
+        pos += 1;
+    }
+    pos
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A pair's value at `start`: a non-empty token, or a quoted-string (unescaped, borrowed
+/// unless it holds a backslash escape). Returns the value and the position after it.
+fn parse_value(line: &str, start: usize) -> Result<(Cow<'_, str>, usize), Malformed> {
+    let bytes = line.as_bytes();
+    if bytes.get(start) != Some(&b'"') {
+        let end = token_end(bytes, start);
+        if end == start {
+            return Err(Malformed);
+        }
+        return Ok((Cow::Borrowed(&line[start..end]), end));
+    }
+    let content = start + 1;
+    let mut unescaped: Option<String> = None;
+    let mut pos = content;
+    loop {
+        match bytes.get(pos) {
+            None => return Err(Malformed),
+            Some(b'"') => {
+                let value = match unescaped {
+                    Some(owned) => Cow::Owned(owned),
+                    None => Cow::Borrowed(&line[content..pos]),
+                };
+                return Ok((value, pos + 1));
+            }
+            Some(b'\\') => {
+                // quoted-pair: `\` then HTAB, SP or a visible character.
+                let escaped = match bytes.get(pos + 1) {
+                    Some(&b) if b == b'\t' || (0x20..0x7f).contains(&b) => b,
+                    _ => return Err(Malformed),
+                };
+                unescaped
+                    .get_or_insert_with(|| line[content..pos].to_owned())
+                    .push(char::from(escaped));
+                pos += 2;
+            }
+            // qdtext: HTAB, SP and visible characters but `"` and `\` (`to_str` already
+            // refused everything else).
+            Some(&b) => {
+                if b != b'\t' && !(0x20..0x7f).contains(&b) {
+                    return Err(Malformed);
+                }
+                if let Some(owned) = unescaped.as_mut() {
+                    owned.push(char::from(b));
+                }
+                pos += 1;
+            }
+        }
+    }
 }
 
 fn unquote(value: &str) -> &str {
@@ -684,26 +842,68 @@ mod tests {
         assert_eq!(parse_node_ip("192.0.2.1:notaport"), None);
     }
 
+    fn parse(lines: &[&'static str]) -> Vec<Hop<'static>> {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append(FORWARDED, HeaderValue::from_static(line));
+        }
+        // The hops borrow from `headers`; own them for the assertions.
+        rfc7239_hops(&headers)
+            .into_iter()
+            .map(|hop| Hop {
+                for_: hop.for_.map(|v| Cow::Owned(v.into_owned())),
+                proto: hop.proto.map(|v| Cow::Owned(v.into_owned())),
+                host: hop.host.map(|v| Cow::Owned(v.into_owned())),
+            })
+            .collect()
+    }
+
     #[test]
     fn rfc7239_elements_pairs_and_quotes() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            FORWARDED,
-            HeaderValue::from_static("for=192.0.2.60;proto=http;by=203.0.113.43"),
-        );
-        headers.append(
-            FORWARDED,
-            HeaderValue::from_static(
-                "For=\"[2001:db8:cafe::17]:4711\"; Host=\"app.example\", garbage",
-            ),
-        );
-        let hops = rfc7239_hops(&headers);
+        let hops = parse(&[
+            "for=192.0.2.60;proto=http;by=203.0.113.43",
+            "For=\"[2001:db8:cafe::17]:4711\"; Host=\"app.example\", ;",
+        ]);
         assert_eq!(hops.len(), 3);
-        assert_eq!(hops[0].for_, Some("192.0.2.60"));
-        assert_eq!(hops[0].proto, Some("http"));
-        assert_eq!(hops[1].for_, Some("[2001:db8:cafe::17]:4711"));
-        assert_eq!(hops[1].host, Some("app.example"));
-        assert_eq!(hops[2].for_, None);
+        assert_eq!(hops[0].for_.as_deref(), Some("192.0.2.60"));
+        assert_eq!(hops[0].proto.as_deref(), Some("http"));
+        assert_eq!(hops[1].for_.as_deref(), Some("[2001:db8:cafe::17]:4711"));
+        assert_eq!(hops[1].host.as_deref(), Some("app.example"));
+        assert!(hops[2].for_.is_none() && hops[2].proto.is_none());
+    }
+
+    #[test]
+    fn rfc7239_quoted_strings_keep_separators_and_unescape() {
+        let hops = parse(&["by=\"a,b;c\";for=\"_x\\\"y\\\\\";proto=https"]);
+        assert_eq!(hops.len(), 1);
+        assert_eq!(hops[0].for_.as_deref(), Some("_x\"y\\"));
+        assert_eq!(hops[0].proto.as_deref(), Some("https"));
+    }
+
+    #[test]
+    fn rfc7239_grammar_violations_drop_the_whole_header() {
+        for bad in [
+            "for=a, garbage",
+            "for=a junk",
+            "for=\"a",
+            "for=\"a\\",
+            "for=a;for=b",
+            "by=a;BY=b",
+            "for=1.2.3.4:80",
+            "=a",
+            "for=",
+            "for =a",
+            "for= a",
+        ] {
+            assert!(parse(&["proto=https", bad]).is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc7239_unknown_parameters_are_skipped() {
+        let hops = parse(&["ext=1;for=a;ext=\"x\""]);
+        assert_eq!(hops.len(), 1);
+        assert_eq!(hops[0].for_.as_deref(), Some("a"));
     }
 
     #[test]
@@ -714,8 +914,8 @@ mod tests {
         let hops = x_forwarded_hops(&headers);
         assert_eq!(hops.len(), 3);
         assert_eq!(hops[0].proto, None);
-        assert_eq!(hops[2].proto, Some("https"));
-        assert_eq!(hops[2].for_, Some("c"));
+        assert_eq!(hops[2].proto.as_deref(), Some("https"));
+        assert_eq!(hops[2].for_.as_deref(), Some("c"));
     }
 
     #[test]
@@ -725,6 +925,14 @@ mod tests {
             "10.0.0.0/8".parse::<IpNet>().ok()
         );
         assert_eq!(parse_net("::1").ok(), "::1/128".parse::<IpNet>().ok());
+        assert_eq!(
+            parse_net("::ffff:10.0.0.0/104").ok(),
+            "10.0.0.0/8".parse::<IpNet>().ok()
+        );
+        assert_eq!(
+            parse_net("::ffff:192.0.2.7").ok(),
+            "192.0.2.7/32".parse::<IpNet>().ok()
+        );
         assert!(parse_net("localhost").is_err());
     }
 }

@@ -28,7 +28,7 @@ pub(crate) enum Qop {
 }
 
 impl Qop {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Qop::Auth => "auth",
             Qop::AuthInt => "auth-int",
@@ -59,6 +59,7 @@ pub(crate) struct Credentials {
 }
 
 /// What one answer depends on besides the credentials and the challenge.
+#[derive(Clone, Copy)]
 pub(crate) struct Request<'a> {
     /// The method as sent.
     pub(crate) method: &'a str,
@@ -84,19 +85,26 @@ fn is_plain(username: &str) -> bool {
     username.bytes().all(|byte| (b' '..=b'~').contains(&byte))
 }
 
-/// Computes the answer to `challenge` for `request`.
-pub(crate) fn answer(
+/// `H(A1)`, `H(A2)` and the request digest of RFC 7616 section 3.4.1, for an
+/// A2 of `method ":" uri` (":" H(body) for `auth-int`).
+///
+/// The server's `rspauth` (section 3.5) is the same computation with an
+/// empty method and, for `auth-int`, the response body.
+fn request_digest(
     credentials: &Credentials,
     challenge: &DigestChallenge,
     request: &Request<'_>,
-) -> Answer {
+    nonce_count: &str,
+) -> String {
     let hash = challenge.algorithm.hash;
-    let username = credentials.username.as_bytes();
-    let realm = challenge.realm.as_bytes();
     let nonce = challenge.nonce.as_bytes();
     let cnonce = request.cnonce.as_bytes();
 
-    let mut ha1 = hash.hex_of_joined(&[username, realm, credentials.password.as_bytes()]);
+    let mut ha1 = hash.hex_of_joined(&[
+        credentials.username.as_bytes(),
+        challenge.realm.as_bytes(),
+        credentials.password.as_bytes(),
+    ]);
     if challenge.algorithm.session {
         ha1 = hash.hex_of_joined(&[ha1.as_bytes(), nonce, cnonce]);
     }
@@ -110,8 +118,7 @@ pub(crate) fn answer(
             hash.hex_of_joined(&[request.method.as_bytes(), request.uri.as_bytes()])
         }
     };
-    let nonce_count = format!("{:08x}", request.nonce_count);
-    let response = match request.qop {
+    match request.qop {
         Some(qop) => hash.hex_of_joined(&[
             ha1.as_bytes(),
             nonce,
@@ -121,7 +128,38 @@ pub(crate) fn answer(
             ha2.as_bytes(),
         ]),
         None => hash.hex_of_joined(&[ha1.as_bytes(), nonce, ha2.as_bytes()]),
+    }
+}
+
+/// The `rspauth` a server that knows the password sends in
+/// `Authentication-Info` for the answer `request` (RFC 7616 section 3.5).
+/// `response_body` is hashed only for `auth-int`.
+pub(crate) fn expected_rspauth(
+    credentials: &Credentials,
+    challenge: &DigestChallenge,
+    request: &Request<'_>,
+    response_body: &[u8],
+) -> String {
+    let response = Request {
+        method: "",
+        body: response_body,
+        ..*request
     };
+    let nonce_count = format!("{:08x}", request.nonce_count);
+    request_digest(credentials, challenge, &response, &nonce_count)
+}
+
+/// Computes the answer to `challenge` for `request`.
+pub(crate) fn answer(
+    credentials: &Credentials,
+    challenge: &DigestChallenge,
+    request: &Request<'_>,
+) -> Answer {
+    let hash = challenge.algorithm.hash;
+    let username = credentials.username.as_bytes();
+    let realm = challenge.realm.as_bytes();
+    let nonce_count = format!("{:08x}", request.nonce_count);
+    let response = request_digest(credentials, challenge, request, &nonce_count);
 
     let mut fields: Vec<String> = Vec::with_capacity(11);
     if challenge.userhash {

@@ -38,6 +38,21 @@ pub(crate) fn find_param<'a>(params: &'a [(String, String)], name: &str) -> Opti
         .map(|(_, value)| value.as_str())
 }
 
+/// The first parameter name that occurs more than once (names are
+/// lower-cased by the parser), in time linear in the list.
+pub(crate) fn first_duplicate(params: &[(String, String)]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(params.len());
+    params
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .find(|name| !seen.insert(*name))
+}
+
+/// True when a parameter name occurs more than once.
+pub(crate) fn has_duplicates(params: &[(String, String)]) -> bool {
+    first_duplicate(params).is_some()
+}
+
 /// The header value is not valid challenge syntax from this byte on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SyntaxError {
@@ -274,6 +289,12 @@ pub(crate) struct DigestChallenge {
 impl DigestChallenge {
     /// Validates a raw `Digest` challenge.
     pub(crate) fn from_raw(raw: &RawChallenge) -> Result<Self, DigestFailure> {
+        // RFC 7616 section 3.3: a parameter must not occur more than once.
+        // Taking the first or the last would let whoever can add to the
+        // header choose, say, the realm or the algorithm.
+        if let Some(name) = first_duplicate(&raw.params) {
+            return Err(DigestFailure::DuplicateParameter(name.to_owned()));
+        }
         let realm = raw.param("realm").ok_or(DigestFailure::MissingRealm)?;
         let nonce = raw.param("nonce").ok_or(DigestFailure::MissingNonce)?;
         if nonce.is_empty() {
@@ -621,6 +642,140 @@ mod tests {
         assert_eq!(
             select([b"Digest realm=\"\xff\", nonce=n".as_slice()]),
             Err(DigestFailure::MalformedChallenge)
+        );
+    }
+
+    #[test]
+    fn a_repeated_parameter_refuses_the_challenge() {
+        for (value, name) in [
+            (r#"Digest realm="a", nonce="n", realm="b""#, "realm"),
+            (r#"Digest realm="r", Nonce="n", NONCE="m""#, "nonce"),
+            (
+                r#"Digest realm="r", nonce="n", algorithm=MD5, algorithm=SHA-256"#,
+                "algorithm",
+            ),
+            (r#"Digest realm="r", nonce="n", qop=auth, qop=auth"#, "qop"),
+        ] {
+            assert_eq!(
+                select([value.as_bytes()]),
+                Err(DigestFailure::DuplicateParameter(name.to_owned())),
+                "{value}"
+            );
+        }
+        // The same names in two challenges are two challenges.
+        let challenge =
+            digest(r#"Digest realm="r", nonce="n", Digest realm="r", nonce="m", qop=auth"#);
+        assert_eq!(challenge.nonce, "m");
+        // A well-formed challenge next to a refused one is still answered.
+        let challenge = select([
+            br#"Digest realm="r", nonce="a", nonce="b", algorithm=SHA-256"#.as_slice(),
+            br#"Digest realm="r", nonce="c""#.as_slice(),
+        ])
+        .expect("the second challenge is answerable");
+        assert_eq!(challenge.nonce, "c");
+    }
+
+    #[test]
+    fn token68_is_told_apart_from_a_parameter() {
+        let parsed = parse(r#"Basic abc==, Digest realm="r", nonce=n=="#);
+        assert_eq!(parsed[0].token68.as_deref(), Some("abc=="));
+        assert_eq!(parsed[1].param("nonce"), Some("n=="));
+        assert_eq!(parsed[1].param("realm"), Some("r"));
+        let parsed = parse(r#"Basic abc= , Digest realm="r""#);
+        assert_eq!(parsed[0].token68.as_deref(), Some("abc="));
+        assert_eq!(parsed[1].scheme, "Digest");
+    }
+
+    #[test]
+    fn unknown_parameters_and_charset_are_ignored() {
+        let challenge = digest(
+            r#"Digest realm="r", nonce="n", charset=UTF-8, x-vendor="a, b", qop=" auth-conf , AUTH ""#,
+        );
+        assert_eq!(
+            challenge.qop,
+            QopOffer::Offered {
+                auth: true,
+                auth_int: false
+            }
+        );
+    }
+
+    /// A small deterministic generator, so that a failure can be replayed.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn random_headers_never_panic() {
+        // Bytes weighted towards the ones the grammar cares about.
+        const ALPHABET: &[&[u8]] = &[
+            b"Digest",
+            b"Basic",
+            b" ",
+            b"\t",
+            b",",
+            b"=",
+            b"\"",
+            b"\\",
+            b"realm",
+            b"nonce",
+            b"qop",
+            b"auth",
+            b"algorithm",
+            b"SHA-256-sess",
+            b"a",
+            b"/",
+            b"\xc3\xa9",
+            b"\xff",
+            b"\0",
+            b"domain",
+            b"stale",
+            b"TRUE",
+        ];
+        let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..20_000 {
+            let mut value = Vec::new();
+            for _ in 0..random.next() % 40 {
+                let piece = ALPHABET[(random.next() % ALPHABET.len() as u64) as usize];
+                value.extend_from_slice(piece);
+            }
+            let _ = select([value.as_slice()]);
+            if let Ok(text) = std::str::from_utf8(&value) {
+                let _ = parse_params(text);
+            }
+        }
+    }
+
+    #[test]
+    fn long_hostile_headers_are_read() {
+        let quotes = format!("Digest realm=\"{}", "\\\"".repeat(200_000));
+        assert_eq!(
+            select([quotes.as_bytes()]),
+            Err(DigestFailure::MalformedChallenge)
+        );
+        let many = format!(
+            "Digest realm=\"r\", nonce=\"n\"{}",
+            (0..100_000)
+                .map(|i| format!(", p{i}=v"))
+                .collect::<String>()
+        );
+        assert_eq!(digest(&many).nonce, "n");
+        let repeated = format!("Digest realm=\"r\", nonce=\"n\"{}", ", p=v".repeat(100_000));
+        assert_eq!(
+            select([repeated.as_bytes()]),
+            Err(DigestFailure::DuplicateParameter("p".to_owned()))
+        );
+        let schemes = "Basic, ".repeat(100_000);
+        assert_eq!(
+            select([schemes.as_bytes()]),
+            Err(DigestFailure::NoDigestChallenge)
         );
     }
 

@@ -46,7 +46,8 @@
 //! 1. A request that already carries `Authorization` (`Proxy-Authorization`
 //!    for a proxy) is left alone: the caller authenticates it.
 //! 2. On a redirect hop to an origin other than the one the caller asked for,
-//!    nothing is answered: a `401` comes back with
+//!    or back to it after a hop elsewhere (the other origin chose where the
+//!    request goes), nothing is answered: a `401` comes back with
 //!    [`DigestFailure::CrossOrigin`].
 //! 3. Inside a known protection space the request is answered preemptively
 //!    with the stored nonce and the next nonce count.
@@ -56,7 +57,10 @@
 //!    answer is refused with `stale=true` it is redone once with the new
 //!    nonce; any other refusal is returned with
 //!    [`DigestFailure::CredentialsRejected`]. At most three attempts go out.
-//! 5. A success carrying `Authentication-Info: nextnonce=...` moves the space
+//! 5. With [`verify_server`](DigestAuth::verify_server) on, the response to
+//!    an answered request must carry the server's `rspauth`, or the request
+//!    fails.
+//! 6. A success carrying `Authentication-Info: nextnonce=...` moves the space
 //!    to the next nonce.
 //!
 //! A challenge that cannot be answered changes no stored state, so later
@@ -80,7 +84,9 @@
 //!   wire may refuse one that overtook another, and that request is answered
 //!   again with the fresh challenge.
 //! - `rspauth` in `Authentication-Info` (the server proving it knows the
-//!   password too) is not checked.
+//!   password too, RFC 7616 section 3.5) is checked only when asked for with
+//!   [`DigestAuth::verify_server`]: many servers never send it, and RFC 7616
+//!   leaves the check to the client.
 
 mod algorithm;
 mod answer;
@@ -147,13 +153,19 @@ pub enum DigestFailure {
     /// The server challenged again an answer made with a fresh nonce.
     #[error("the server rejected the Digest credentials")]
     CredentialsRejected,
-    /// The challenge came from an origin the request was redirected to; the
-    /// credentials are only sent to the origin the request was made to.
+    /// The challenge came from an origin the request was redirected to (or
+    /// from the original origin after a redirect through another one); the
+    /// credentials are only sent to the origin the request was made to, on
+    /// hops that never left it.
     #[error("Digest challenge from a cross-origin redirect target not answered")]
     CrossOrigin,
     /// The server kept one nonce for 2^32 - 1 requests; the count cannot go on.
     #[error("the Digest nonce count is exhausted")]
     NonceCountExhausted,
+    /// The challenge names this parameter more than once, which RFC 7616
+    /// forbids; which of the values the server meant is unknowable.
+    #[error("the Digest challenge repeats the parameter {0:?}")]
+    DuplicateParameter(String),
 }
 
 /// An error that stops a request the middleware could otherwise answer.
@@ -172,6 +184,24 @@ pub enum DigestError {
     /// non-empty run of printable ASCII without `"` or `\`.
     #[error("the client nonce {0:?} is not printable ASCII")]
     InvalidCnonce(String),
+    /// [`DigestAuth::verify_server`] is on and the response to an answered
+    /// request has no `rspauth` in its `Authentication-Info`
+    /// (`Proxy-Authentication-Info`) header.
+    #[error("the response carries no rspauth proving the server knows the password")]
+    MissingRspauth,
+    /// [`DigestAuth::verify_server`] is on and the response's
+    /// `Authentication-Info` cannot be read: not a parameter list, or a
+    /// parameter given twice.
+    #[error("the response's Authentication-Info header is malformed")]
+    MalformedAuthenticationInfo,
+    /// [`DigestAuth::verify_server`] is on and the response's `rspauth` (or
+    /// the `qop`, `nc` or `cnonce` it echoes) does not match the answer that
+    /// was sent: the response did not come from a server that knows the
+    /// password.
+    #[error(
+        "the response's rspauth does not match: the server did not prove it knows the password"
+    )]
+    RspauthMismatch,
 }
 
 /// The operating system's random source failed; the cause of
@@ -198,6 +228,7 @@ pub struct DigestAuth {
     credentials: Arc<Credentials>,
     target: Target,
     preemptive: bool,
+    verify_server: bool,
     cnonce_source: Option<CnonceSource>,
     spaces: Arc<Mutex<Spaces>>,
 }
@@ -209,16 +240,27 @@ impl fmt::Debug for DigestAuth {
             .field("password", &"<redacted>")
             .field("proxy", &(self.target == Target::Proxy))
             .field("preemptive", &self.preemptive)
+            .field("verify_server", &self.verify_server)
             .finish_non_exhaustive()
     }
 }
 
-/// An `Authorization` (or `Proxy-Authorization`) value ready to send, and the
-/// nonce it used.
+/// An `Authorization` (or `Proxy-Authorization`) value ready to send, and
+/// what it was computed from.
 #[derive(Debug)]
 struct Answered {
     header: HeaderValue,
-    nonce: String,
+    proof: Proof,
+}
+
+/// What an answer was computed from, kept to check the server's `rspauth`.
+#[derive(Debug)]
+struct Proof {
+    challenge: DigestChallenge,
+    uri: String,
+    qop: Option<answer::Qop>,
+    nonce_count: u32,
+    cnonce: String,
 }
 
 /// Why a challenge that was read could not be answered.
@@ -256,6 +298,7 @@ impl DigestAuth {
             credentials: Arc::new(Credentials { username, password }),
             target,
             preemptive: true,
+            verify_server: false,
             cnonce_source: None,
             spaces: Arc::new(Mutex::new(Spaces::new(target == Target::Origin))),
         }
@@ -268,6 +311,33 @@ impl DigestAuth {
     /// every request is sent bare first and answered after its `401`.
     pub fn preemptive(mut self, preemptive: bool) -> Self {
         self.preemptive = preemptive;
+        self
+    }
+
+    /// Whether a response to an answered request must prove that the server
+    /// knows the password too (mutual authentication, RFC 7616 section 3.5).
+    ///
+    /// Default: `false`, because many servers never send the proof. With
+    /// `true`, every response to a request this middleware answered, other
+    /// than a new challenge, must carry `Authentication-Info`
+    /// (`Proxy-Authentication-Info` for a proxy) with an `rspauth` computed
+    /// from the password, the nonce, the client nonce, the nonce count and the
+    /// `uri` that were sent (and, for `qop=auth-int`, the response body, which
+    /// is then read into memory). When it is missing or wrong the response is
+    /// dropped unread and the request fails with
+    /// [`DigestError::MissingRspauth`], [`DigestError::RspauthMismatch`] or
+    /// [`DigestError::MalformedAuthenticationInfo`]; a `nextnonce` in it is
+    /// not adopted. A response to a request that carried no answer (the
+    /// server never asked) is returned as it is: there is nothing to verify.
+    ///
+    /// ```
+    /// use layover::client::digest::DigestAuth;
+    ///
+    /// let mutual = DigestAuth::new("Mufasa", "Circle of Life").verify_server(true);
+    /// # let _ = mutual;
+    /// ```
+    pub fn verify_server(mut self, verify: bool) -> Self {
+        self.verify_server = verify;
         self
     }
 
@@ -422,16 +492,81 @@ impl DigestAuth {
             cnonce: &lease.cnonce,
         };
         let answer = answer::answer(&self.credentials, &lease.challenge, &request);
+        let proof = Proof {
+            uri: uri.clone(),
+            qop,
+            nonce_count: lease.nonce_count,
+            cnonce: lease.cnonce,
+            challenge: lease.challenge,
+        };
         // The user name is percent-encoded unless printable, the cnonce is
         // checked, the uri is percent-encoded by `url`: only bytes echoed
         // from the challenge could fail here.
         let mut header = HeaderValue::try_from(answer.header)
             .map_err(|_| Unanswered::Failure(DigestFailure::MalformedChallenge))?;
         header.set_sensitive(true);
-        Ok(Answered {
-            header,
-            nonce: lease.challenge.nonce,
-        })
+        Ok(Answered { header, proof })
+    }
+
+    /// Checks the `rspauth` of `response`, the answer to a request sent with
+    /// the answer described by `proof`.
+    async fn check_server(&self, response: &mut Response, proof: &Proof) -> Result<()> {
+        let failed =
+            |response: &Response, err| Error::middleware(err).with_url(response.url().clone());
+        let mut joined = String::new();
+        for value in response.headers().get_all(self.info_header()) {
+            let Ok(text) = value.to_str() else {
+                return Err(failed(response, DigestError::MalformedAuthenticationInfo));
+            };
+            if !joined.is_empty() {
+                joined.push_str(", ");
+            }
+            joined.push_str(text);
+        }
+        let params = match challenge::parse_params(&joined) {
+            Ok(params) if !challenge::has_duplicates(&params) => params,
+            _ => return Err(failed(response, DigestError::MalformedAuthenticationInfo)),
+        };
+        let Some(rspauth) = challenge::find_param(&params, "rspauth") else {
+            return Err(failed(response, DigestError::MissingRspauth));
+        };
+        // The echoes are optional, but when present they must be the ones sent.
+        let qop = proof.qop.map(answer::Qop::as_str);
+        // rspauth covers all three already; the echoes are read leniently
+        // (case, leading zeros) and only have to name what was sent.
+        let echoes_match = challenge::find_param(&params, "qop")
+            .is_none_or(|echo| qop.is_some_and(|sent| echo.eq_ignore_ascii_case(sent)))
+            && challenge::find_param(&params, "cnonce")
+                .is_none_or(|echo| qop.is_some() && echo == proof.cnonce)
+            && challenge::find_param(&params, "nc").is_none_or(|echo| {
+                qop.is_some()
+                    && echo.bytes().all(|b| b.is_ascii_hexdigit())
+                    && u32::from_str_radix(echo, 16) == Ok(proof.nonce_count)
+            });
+        if !echoes_match {
+            return Err(failed(response, DigestError::RspauthMismatch));
+        }
+        let rspauth = rspauth.to_owned();
+        let body = if proof.qop == Some(answer::Qop::AuthInt) {
+            response.buffer().await?
+        } else {
+            bytes::Bytes::new()
+        };
+        let request = answer::Request {
+            method: "",
+            uri: &proof.uri,
+            qop: proof.qop,
+            body: &[],
+            nonce_count: proof.nonce_count,
+            cnonce: &proof.cnonce,
+        };
+        let expected =
+            answer::expected_rspauth(&self.credentials, &proof.challenge, &request, &body);
+        if rspauth.eq_ignore_ascii_case(&expected) {
+            Ok(())
+        } else {
+            Err(failed(response, DigestError::RspauthMismatch))
+        }
     }
 }
 
@@ -439,7 +574,7 @@ impl DigestAuth {
 /// nonce came from a challenge in this call (`fresh`) or from the stored
 /// space (a preemptive answer).
 struct Sent {
-    nonce: String,
+    proof: Proof,
     fresh: bool,
 }
 
@@ -450,9 +585,12 @@ impl Middleware for DigestAuth {
             // The caller authenticates this request by itself.
             return next.run(req).await;
         }
-        if self.target == Target::Origin && req.url().origin() != req.original_url().origin() {
+        if self.target == Target::Origin
+            && (req.left_origin || req.url().origin() != req.original_url().origin())
+        {
             // A redirect led to another origin: the credentials were given
-            // for the origin the caller asked for, not for this one.
+            // for the origin the caller asked for, not for this one, nor for
+            // a request to it that another origin aimed.
             let mut response = next.run(req).await?;
             if response.status() == self.challenge_status()
                 && self.read_challenge(response.headers()) != Err(DigestFailure::NoDigestChallenge)
@@ -469,7 +607,7 @@ impl Middleware for DigestAuth {
         if let Some(answered) = preemptive {
             req.headers_mut().insert(&answer_header, answered.header);
             sent = Some(Sent {
-                nonce: answered.nonce,
+                proof: answered.proof,
                 fresh: false,
             });
         }
@@ -480,7 +618,21 @@ impl Middleware for DigestAuth {
             let mut response = next.run(req).await?;
             if response.status() != self.challenge_status() {
                 if let Some(sent) = &sent {
-                    self.adopt_next_nonce(response.headers(), response.url(), &sent.nonce);
+                    // A proxy's 407 in front of the origin is not the
+                    // origin's answer and carries no proof of it.
+                    let from_proxy = self.target == Target::Origin
+                        && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED;
+                    if self.verify_server && !from_proxy {
+                        if let Err(err) = self.check_server(&mut response, &sent.proof).await {
+                            response.discard().await;
+                            return Err(err);
+                        }
+                    }
+                    self.adopt_next_nonce(
+                        response.headers(),
+                        response.url(),
+                        &sent.proof.challenge.nonce,
+                    );
                 }
                 return Ok(response);
             }
@@ -523,7 +675,7 @@ impl Middleware for DigestAuth {
             response.discard().await;
             retry.headers_mut().insert(&answer_header, answered.header);
             sent = Some(Sent {
-                nonce: answered.nonce,
+                proof: answered.proof,
                 fresh: true,
             });
             req = retry;
@@ -576,7 +728,10 @@ mod tests {
             param(&answered, "response").as_deref(),
             Some("6629fae49393a05397450978507c4ef1")
         );
-        assert_eq!(answered.nonce, "dcd98b7102dd2f0e8b11d0f600bfb0c093");
+        assert_eq!(
+            answered.proof.challenge.nonce,
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093"
+        );
     }
 
     #[test]
@@ -730,13 +885,71 @@ mod tests {
             HeaderName::from_static("authentication-info"),
             &[r#"qop=auth, rspauth="x", cnonce="0a4f113b", nc=00000001, nextnonce="n2""#],
         );
-        auth.adopt_next_nonce(&info, &target, &answered.nonce);
+        auth.adopt_next_nonce(&info, &target, &answered.proof.challenge.nonce);
         let next = auth
             .preemptive_answer(&Method::GET, &target, None)
             .expect("no error")
             .expect("in the space");
-        assert_eq!(next.nonce, "n2");
+        assert_eq!(next.proof.challenge.nonce, "n2");
         assert_eq!(param(&next, "nc").as_deref(), Some("00000001"));
+    }
+
+    #[tokio::test]
+    async fn rspauth_echoes_are_read_leniently_but_must_match() {
+        let auth = fixed(DigestAuth::new("u", "p")).verify_server(true);
+        let target = url("http://h/x");
+        let challenge = auth
+            .read_challenge(&headers(
+                WWW_AUTHENTICATE,
+                &[r#"Digest realm="r", nonce="n", qop=auth"#],
+            ))
+            .expect("answerable");
+        let answered = auth
+            .answer_challenge(challenge, &Method::GET, &target, None)
+            .expect("answered");
+        let proof = &answered.proof;
+        let request = answer::Request {
+            method: "",
+            uri: &proof.uri,
+            qop: proof.qop,
+            body: &[],
+            nonce_count: proof.nonce_count,
+            cnonce: &proof.cnonce,
+        };
+        let rspauth = answer::expected_rspauth(&auth.credentials, &proof.challenge, &request, b"");
+        let check = |info: String| {
+            let response = http::Response::builder()
+                .header("authentication-info", info)
+                .body(Vec::<u8>::new())
+                .expect("response");
+            let mut response = Response::from_http(response, target.clone());
+            let auth = auth.clone();
+            async move {
+                auth.check_server(&mut response, proof)
+                    .await
+                    .map_err(|err| err.to_string())
+            }
+        };
+        assert_eq!(check(format!(r#"rspauth="{rspauth}""#)).await, Ok(()));
+        assert_eq!(
+            check(format!(
+                r#"rspauth="{}", qop=AUTH, nc=1, cnonce="0a4f113b""#,
+                rspauth.to_uppercase()
+            ))
+            .await,
+            Ok(())
+        );
+        for wrong in [
+            format!(r#"rspauth="{rspauth}", nc=00000002"#),
+            format!(r#"rspauth="{rspauth}", nc=+1"#),
+            format!(r#"rspauth="{rspauth}", qop=auth-int"#),
+            format!(r#"rspauth="{rspauth}", cnonce="other""#),
+            r#"rspauth="0123""#.to_owned(),
+            format!(r#"rspauth="{rspauth}", rspauth="{rspauth}""#),
+            "qop=auth".to_owned(),
+        ] {
+            assert!(check(wrong.clone()).await.is_err(), "{wrong}");
+        }
     }
 
     #[test]

@@ -18,6 +18,40 @@ const MAX_SPACES: usize = 64;
 /// `domain` paths kept at most for one space.
 const MAX_PREFIXES: usize = 64;
 
+/// Replaced nonces whose counts one space remembers.
+const MAX_RETIRED: usize = 8;
+
+/// A nonce that a newer one replaced, and how far its count went.
+///
+/// A server may hand an older nonce out again (to a request that was in
+/// flight while another one moved the space on, or because it keeps several
+/// valid at once); its count must then go on from where it stopped, or the
+/// server sees a replayed nonce count and refuses the answer.
+#[derive(Debug)]
+struct Retired {
+    nonce: String,
+    nonce_count: u32,
+    session_cnonce: Option<String>,
+}
+
+/// Remembers the count of `nonce`, dropping the oldest beyond the bound.
+fn retire(
+    retired: &mut Vec<Retired>,
+    nonce: String,
+    nonce_count: u32,
+    session_cnonce: Option<String>,
+) {
+    retired.retain(|old| old.nonce != nonce);
+    if retired.len() == MAX_RETIRED {
+        retired.remove(0);
+    }
+    retired.push(Retired {
+        nonce,
+        nonce_count,
+        session_cnonce,
+    });
+}
+
 /// What an answer needs from the stored state: the challenge, the next nonce
 /// count for its nonce, and the client nonce to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +74,8 @@ struct Space {
     /// same for the session whichever way the server reads RFC 7616 (hashed
     /// once per session, or per request with the request's cnonce).
     session_cnonce: Option<String>,
+    /// Earlier nonces of this space, oldest first.
+    retired: Vec<Retired>,
 }
 
 impl Space {
@@ -81,6 +117,9 @@ fn domain_prefixes(domain: Option<&str>, url: &Url) -> Option<Vec<String>> {
         .filter_map(|entry| url.join(entry).ok())
         .filter(|resolved| resolved.origin() == origin)
         .map(|resolved| resolved.path().to_owned())
+        // A longer list narrows the space to its first entries: at worst an
+        // extra 401, never an answer outside what the server named.
+        .take(MAX_PREFIXES)
         .collect();
     // An empty or unusable `domain` means the whole origin (RFC 7616 3.3).
     (!prefixes.is_empty()).then_some(prefixes)
@@ -129,7 +168,7 @@ impl Spaces {
             .iter()
             .position(|space| space.origin == origin && space.challenge.realm == challenge.realm)
             .map(|index| self.entries.remove(index));
-        let (nonce_count, session_cnonce) = match previous {
+        let (nonce_count, session_cnonce, retired) = match previous {
             Some(space) => {
                 // One realm is one space: a server that names different
                 // `domain`s for one realm on different paths (Apache does, per
@@ -146,12 +185,26 @@ impl Spaces {
                     _ => None,
                 };
                 if space.challenge.nonce == challenge.nonce {
-                    (space.nonce_count, space.session_cnonce)
+                    (space.nonce_count, space.session_cnonce, space.retired)
                 } else {
-                    (0, None)
+                    let mut retired = space.retired;
+                    let resumed = retired
+                        .iter()
+                        .position(|old| old.nonce == challenge.nonce)
+                        .map(|index| retired.remove(index));
+                    retire(
+                        &mut retired,
+                        space.challenge.nonce,
+                        space.nonce_count,
+                        space.session_cnonce,
+                    );
+                    match resumed {
+                        Some(old) => (old.nonce_count, old.session_cnonce, retired),
+                        None => (0, None, retired),
+                    }
                 }
             }
-            None => (0, None),
+            None => (0, None, Vec::new()),
         };
         self.entries.insert(
             0,
@@ -161,6 +214,7 @@ impl Spaces {
                 challenge,
                 nonce_count,
                 session_cnonce,
+                retired,
             },
         );
         self.entries.truncate(MAX_SPACES);
@@ -203,9 +257,14 @@ impl Spaces {
             .find(|space| space.origin == origin && space.challenge.nonce == used_nonce)
         {
             if space.challenge.nonce != next_nonce {
-                space.challenge.nonce = next_nonce.to_owned();
-                space.nonce_count = 0;
-                space.session_cnonce = None;
+                let used = std::mem::replace(&mut space.challenge.nonce, next_nonce.to_owned());
+                let count = std::mem::take(&mut space.nonce_count);
+                retire(&mut space.retired, used, count, space.session_cnonce.take());
+                if let Some(index) = space.retired.iter().position(|old| old.nonce == next_nonce) {
+                    let old = space.retired.remove(index);
+                    space.nonce_count = old.nonce_count;
+                    space.session_cnonce = old.session_cnonce;
+                }
             }
         }
     }
@@ -373,6 +432,53 @@ mod tests {
             Some((1, "n2".to_owned()))
         );
         assert_eq!(spaces.len(), 1);
+    }
+
+    #[test]
+    fn a_nonce_handed_out_again_continues_its_count() {
+        let mut spaces = Spaces::new(true);
+        let target = url("http://a.test/");
+        spaces.store(&target, challenge(r#"nonce="n1""#), "c".into());
+        spaces.lease(&target, "c".into());
+        // A concurrent request was challenged with n2 meanwhile...
+        spaces.store(&target, challenge(r#"nonce="n2""#), "c".into());
+        // ...and another one with n1 again: nc 1 and 2 were used with n1.
+        let again = spaces.store(&target, challenge(r#"nonce="n1""#), "c".into());
+        assert_eq!(again.map(|l| l.nonce_count), Some(3));
+        let back = spaces.store(&target, challenge(r#"nonce="n2""#), "c".into());
+        assert_eq!(back.map(|l| l.nonce_count), Some(2));
+    }
+
+    #[test]
+    fn remembered_nonces_are_bounded() {
+        let mut spaces = Spaces::new(true);
+        let target = url("http://a.test/");
+        for i in 0..100 {
+            spaces.store(&target, challenge(&format!(r#"nonce="n{i}""#)), "c".into());
+        }
+        assert_eq!(spaces.entries[0].retired.len(), MAX_RETIRED);
+        // The oldest were forgotten: the count starts over.
+        let oldest = spaces.store(&target, challenge(r#"nonce="n0""#), "c".into());
+        assert_eq!(oldest.map(|l| l.nonce_count), Some(1));
+        let recent = spaces.store(&target, challenge(r#"nonce="n98""#), "c".into());
+        assert_eq!(recent.map(|l| l.nonce_count), Some(2));
+    }
+
+    #[test]
+    fn a_long_domain_list_is_bounded() {
+        let mut spaces = Spaces::new(true);
+        let domain: String = (0..10_000).map(|i| format!("/p{i} ")).collect();
+        spaces.store(
+            &url("http://a.test/p0"),
+            challenge(&format!(r#"nonce="n", domain="{domain}""#)),
+            "c".into(),
+        );
+        assert_eq!(
+            spaces.entries[0].prefixes.as_ref().map(Vec::len),
+            Some(MAX_PREFIXES)
+        );
+        assert!(covered(&mut spaces, "http://a.test/p0/x"));
+        assert!(!covered(&mut spaces, "http://a.test/p9999"));
     }
 
     #[test]

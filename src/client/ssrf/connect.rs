@@ -143,6 +143,58 @@ mod tests {
         assert!(service.oneshot(uri).await.is_ok());
     }
 
+    /// A client whose transport lost the URL check and the guarded resolver (the connect-path
+    /// regression the tripwire is for): only the peer check stands.
+    fn client_with_only_the_tripwire(policy: Policy) -> crate::client::Client {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connector_layer(PeerCheckLayer::new(policy))
+            .build()
+            .expect("reqwest client");
+        crate::client::Client {
+            inner: std::sync::Arc::new(crate::client::ClientRef {
+                http,
+                base_url: None,
+                default_headers: http::HeaderMap::new(),
+                timeout: None,
+                attempt_timeout: None,
+                max_redirects: 0,
+                max_nesting: 1,
+                chain: crate::client::Chain::new(),
+                ssrf: None,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tripwire_refusal_surfaces_as_refused_from_the_client() {
+        let (listener, uri) = listener().await;
+        let received = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut bytes = Vec::new();
+            // Ends when the client drops the connection the tripwire refused.
+            let _ = stream.read_to_end(&mut bytes).await;
+            bytes.len()
+        });
+        let client = client_with_only_the_tripwire(Policy::default());
+
+        let err = client.get(uri.to_string()).send().await.unwrap_err();
+
+        assert_eq!(err.kind(), crate::client::ErrorKind::Refused, "{err:?}");
+        let refusal = err.refusal().expect("the refusal is kept");
+        assert_eq!(refusal.rule(), Rule::Ipv4Loopback);
+        assert_eq!(refusal.stage(), Stage::Connect);
+        assert_eq!(
+            err.url().map(url::Url::as_str),
+            Some(uri.to_string().as_str())
+        );
+        assert!(!err.to_string().contains("connection failed"), "{err}");
+        // The connection was made (a tripwire cannot unmake it), but no request byte was sent.
+        assert_eq!(received.await.expect("accept task"), 0);
+    }
+
     #[tokio::test]
     async fn report_only_keeps_a_denied_connection() {
         let (_listener, uri) = listener().await;

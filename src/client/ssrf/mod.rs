@@ -12,6 +12,20 @@
 //! environment are ignored, and the peer of every new connection is checked
 //! again as a tripwire.
 //!
+//! Names are resolved with a time limit ([`PolicyBuilder::dns_timeout`], 10 seconds by
+//! default) and at most [`PolicyBuilder::max_dns_answers`] addresses of an answer (16 by
+//! default) are judged and handed on, each with the port cleared so the connection goes to the
+//! URL's port, the port the policy judged.
+//!
+//! Pooled connections are reused only for the scheme, host and port they were opened for
+//! (hyper-util's pool key; it does not coalesce HTTP/2 connections across host names). Every
+//! request with that key gets the same URL verdict, and the connection goes to an address that
+//! was judged when it was opened, so reuse never reaches an address the policy refuses. A
+//! name that later resolves elsewhere is judged again on the next new connection. Never share
+//! a reqwest client, and so its pool, between policies: layover builds one per [`Client`].
+//!
+//! [`Client`]: crate::client::Client
+//!
 //! The address tables are the IANA IPv4 and IPv6 special-purpose address
 //! registries as of 2025 (including `3fff::/20`, `5f00::/16`,
 //! `2001:1::3/128` from 2024 and `100:0:0:1::/64` from 2025), the IPv4

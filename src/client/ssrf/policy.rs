@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::{IpNet, Ipv6Net};
 use url::{Host, Url};
@@ -14,6 +15,12 @@ use super::tables::{Builtin, Denied};
 
 /// `::ffff:0:0/96`: rules inside it are refused, allow rules covering it too.
 const IPV4_MAPPED: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
+
+/// How long the guarded resolver waits for an answer by default.
+pub(crate) const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many addresses of one answer the guarded resolver reads and hands on by default.
+pub(crate) const DEFAULT_MAX_DNS_ANSWERS: usize = 16;
 
 /// Well-known cloud metadata names, refused before any DNS query.
 const METADATA_NAMES: &[&str] = &[
@@ -45,7 +52,8 @@ pub enum MixedAnswers {
 /// port except 0, no user info in URLs, the host-name rules (`localhost`,
 /// `*.localhost`, `*.local`, `*.home.arpa`, `*.internal`, metadata names),
 /// and every special-purpose address of the IANA registries denied, with
-/// IPv4 addresses embedded in IPv6 judged by the IPv4 table.
+/// IPv4 addresses embedded in IPv6 judged by the IPv4 table; DNS lookups
+/// are bounded to 10 seconds and 16 addresses.
 ///
 /// An address is judged in this order, and the first step that answers wins:
 ///
@@ -88,6 +96,8 @@ struct Inner {
     deny_rules: Vec<AddrRule>,
     builtin: Builtin,
     mixed_answers: MixedAnswers,
+    dns_timeout: Duration,
+    max_dns_answers: usize,
     report_only: bool,
 }
 
@@ -103,6 +113,8 @@ impl Default for Inner {
             deny_rules: Vec::new(),
             builtin: Builtin::default(),
             mixed_answers: MixedAnswers::default(),
+            dns_timeout: DEFAULT_DNS_TIMEOUT,
+            max_dns_answers: DEFAULT_MAX_DNS_ANSWERS,
             report_only: false,
         }
     }
@@ -116,6 +128,8 @@ impl fmt::Debug for Policy {
             .field("allow_rules", &self.inner.allow_rules.len())
             .field("deny_rules", &self.inner.deny_rules.len())
             .field("mixed_answers", &self.inner.mixed_answers)
+            .field("dns_timeout", &self.inner.dns_timeout)
+            .field("max_dns_answers", &self.inner.max_dns_answers)
             .field("report_only", &self.inner.report_only)
             .finish_non_exhaustive()
     }
@@ -135,6 +149,17 @@ impl Policy {
     /// What the resolver does with mixed answers.
     pub fn mixed_answers(&self) -> MixedAnswers {
         self.inner.mixed_answers
+    }
+
+    /// How long the guarded resolver waits for an answer (see [`PolicyBuilder::dns_timeout`]).
+    pub fn dns_timeout(&self) -> Duration {
+        self.inner.dns_timeout
+    }
+
+    /// How many addresses of one answer the guarded resolver reads and hands on (see
+    /// [`PolicyBuilder::max_dns_answers`]).
+    pub fn max_dns_answers(&self) -> usize {
+        self.inner.max_dns_answers
     }
 
     /// Judges one address, with the port unknown.
@@ -516,6 +541,15 @@ pub enum PolicyError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A DNS limit ([`PolicyBuilder::dns_timeout`], [`PolicyBuilder::max_dns_answers`]) is
+    /// out of range.
+    #[error("invalid {setting}: {reason}")]
+    InvalidDnsLimit {
+        /// The setting, named after its builder method.
+        setting: &'static str,
+        /// What is wrong with the value.
+        reason: &'static str,
+    },
     /// A NAT64 prefix is malformed or has a length RFC 6052 does not define.
     #[error("invalid NAT64 prefix {prefix:?}: {reason}")]
     InvalidNat64Prefix {
@@ -680,6 +714,41 @@ impl PolicyBuilder {
     /// Default: [`MixedAnswers::RefuseName`].
     pub fn mixed_answers(mut self, mode: MixedAnswers) -> Self {
         self.inner.mixed_answers = mode;
+        self
+    }
+
+    /// How long the guarded resolver waits for the resolver it guards. Default: 10 seconds.
+    ///
+    /// A lookup that takes longer fails with an `std::io::Error` of kind
+    /// [`TimedOut`](std::io::ErrorKind::TimedOut), which the client reports as
+    /// [`ErrorKind::Timeout`](crate::client::ErrorKind::Timeout): a DNS server that never
+    /// answers cannot hold a request for ever, even without a request timeout. It applies in
+    /// report-only mode too. The duration must not be zero.
+    pub fn dns_timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            return self.fail(PolicyError::InvalidDnsLimit {
+                setting: "dns_timeout",
+                reason: "must be longer than zero",
+            });
+        }
+        self.inner.dns_timeout = timeout;
+        self
+    }
+
+    /// How many addresses of one DNS answer the guarded resolver reads, judges and hands on to
+    /// the connector; the rest are neither judged nor connected to. Default: 16.
+    ///
+    /// The connector tries the addresses it is given one after the other, so an answer with
+    /// thousands of addresses would otherwise make one request try thousands of connections.
+    /// Must be at least 1.
+    pub fn max_dns_answers(mut self, max: usize) -> Self {
+        if max == 0 {
+            return self.fail(PolicyError::InvalidDnsLimit {
+                setting: "max_dns_answers",
+                reason: "must be at least 1",
+            });
+        }
+        self.inner.max_dns_answers = max;
         self
     }
 
@@ -1073,6 +1142,8 @@ mod tests {
         assert!(err(Policy::builder().allow_host("a.*.example")).contains("\"a.*.example\""));
         assert!(err(Policy::builder().deny_host("10.0.0.1")).contains("allow_addr"));
         assert!(err(Policy::builder().nat64_prefix("64:ff9b:1::/50")).contains("RFC 6052"));
+        assert!(err(Policy::builder().dns_timeout(Duration::ZERO)).contains("dns_timeout"));
+        assert!(err(Policy::builder().max_dns_answers(0)).contains("max_dns_answers"));
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub enum Stage {
 /// the client fills them in, the URL and the redirect hop. Its `Display`
 /// never shows what a host *name* resolved to, so it is safe to hand to the
 /// user who supplied the URL; [`Refusal::addr`] has the address for logs.
+/// `Debug` hides it too, since debug output ends up in the same places.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Refusal {
     // Boxed: a refusal travels inside `Result`s on the happy path's signatures.
@@ -225,15 +226,22 @@ impl fmt::Debug for Refusal {
             addr,
             embedded,
         } = &*self.inner;
-        f.debug_struct("Refusal")
+        let mut debug = f.debug_struct("Refusal");
+        debug
             .field("rule", rule)
             .field("stage", stage)
             .field("url", &url.as_ref().map(|url| Redacted(url).to_string()))
             .field("hop", hop)
-            .field("host", host)
-            .field("addr", addr)
-            .field("embedded", embedded)
-            .finish()
+            .field("host", host);
+        // `{:?}` ends up in panic messages, error pages and `main`'s error output as surely as
+        // `Display` does: what a name resolved to, or the peer of a connection, stays out of it
+        // (`Refusal::addr` gives it to code that logs it on purpose).
+        if *stage == Stage::Url {
+            debug.field("addr", addr).field("embedded", embedded);
+        } else if addr.is_some() {
+            debug.field("addr", &format_args!("<hidden, see Refusal::addr>"));
+        }
+        debug.finish()
     }
 }
 

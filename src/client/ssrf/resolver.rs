@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+#[cfg(test)]
+use super::policy::DEFAULT_MAX_DNS_ANSWERS;
 use super::policy::{MixedAnswers, Policy, report};
 use super::refusal::{Refusal, Stage};
 
@@ -26,7 +28,10 @@ pub(crate) async fn with_destination_port<F: Future>(port: u16, future: F) -> F:
 ///
 /// It resolves a name once, through the system resolver or the resolver it
 /// wraps, and returns only addresses the policy allows, so the address
-/// reqwest connects to is an address that was checked. A denied answer
+/// reqwest connects to is an address that was checked. The lookup is bounded
+/// by [`Policy::dns_timeout`] and at most [`Policy::max_dns_answers`]
+/// addresses of the answer are read; the addresses handed on carry port 0, so
+/// the connection goes to the port of the URL, the port that was judged. A denied answer
 /// fails the lookup with a [`Refusal`] (findable with
 /// [`find_refusal`](super::find_refusal) in the error reqwest returns);
 /// with [`MixedAnswers::KeepAllowed`] denied answers are dropped instead,
@@ -117,8 +122,28 @@ impl Resolve for GuardedResolver {
             Some(inner) => inner.resolve(name),
             None => system_lookup(host.clone()),
         };
+        let (timeout, max_answers) = (policy.dns_timeout(), policy.max_dns_answers());
         Box::pin(async move {
-            let answers: Vec<SocketAddr> = lookup.await?.collect();
+            let answers = match tokio::time::timeout(timeout, lookup).await {
+                Ok(answers) => answers?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("DNS lookup timed out after {timeout:?}"),
+                    )
+                    .into());
+                }
+            };
+            // Never more than the cap is read: a resolver may hand out an endless iterator.
+            // The port is cleared because hyper-util connects to an answer's own port when the
+            // URL names none, and the port judged is the URL's.
+            let answers: Vec<SocketAddr> = answers
+                .take(max_answers)
+                .map(|mut addr| {
+                    addr.set_port(0);
+                    addr
+                })
+                .collect();
             let vetted = vet(&policy, &host, port, answers)?;
             Ok(Box::new(vetted.into_iter()) as Addrs)
         })
@@ -376,6 +401,110 @@ mod tests {
         assert_eq!(on_port, Ok(ips(&["127.0.0.2"])));
         let other_port = with_destination_port(22, resolve(&resolver, "service.test")).await;
         assert_eq!(other_port.unwrap_err().rule(), Rule::Ipv4Loopback);
+    }
+
+    /// Answers every name with `count` addresses and counts how many were read.
+    struct Flood {
+        count: usize,
+        read: Arc<AtomicUsize>,
+    }
+
+    impl Resolve for Flood {
+        fn resolve(&self, _: Name) -> Resolving {
+            let read = Arc::clone(&self.read);
+            let addrs: Addrs = Box::new((0..self.count).map(move |i| {
+                read.fetch_add(1, Ordering::SeqCst);
+                let [a, b] = (i as u16).to_be_bytes();
+                SocketAddr::new(IpAddr::from([93, 184, a, b]), 0)
+            }));
+            Box::pin(std::future::ready(Ok(addrs)))
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_past_the_cap_are_neither_read_nor_handed_on() {
+        let read = Arc::new(AtomicUsize::new(0));
+        let flood = Arc::new(Flood {
+            count: 1000,
+            read: Arc::clone(&read),
+        });
+        let resolver = GuardedResolver::wrap(Policy::default(), flood);
+        let answer = resolve(&resolver, "flood.test").await.unwrap();
+        assert_eq!(answer.len(), DEFAULT_MAX_DNS_ANSWERS);
+        assert_eq!(read.load(Ordering::SeqCst), DEFAULT_MAX_DNS_ANSWERS);
+    }
+
+    #[tokio::test]
+    async fn the_answer_cap_can_be_set() {
+        let flood = Arc::new(Flood {
+            count: 1000,
+            read: Arc::new(AtomicUsize::new(0)),
+        });
+        let policy = Policy::builder().max_dns_answers(3).build().unwrap();
+        let resolver = GuardedResolver::wrap(policy, flood);
+        assert_eq!(
+            resolve(&resolver, "flood.test").await,
+            Ok(ips(&["93.184.0.0", "93.184.0.1", "93.184.0.2"]))
+        );
+    }
+
+    /// A resolver that never answers.
+    struct Silent;
+
+    impl Resolve for Silent {
+        fn resolve(&self, _: Name) -> Resolving {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_resolver_times_out_after_the_dns_timeout() {
+        let policy = Policy::builder()
+            .dns_timeout(std::time::Duration::from_secs(3))
+            .build()
+            .unwrap();
+        let resolver = GuardedResolver::wrap(policy, Arc::new(Silent));
+        let started = tokio::time::Instant::now();
+        let lookup = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            resolver.resolve(name("silent.test")),
+        );
+        let err = match lookup.await {
+            Ok(Ok(_)) => panic!("a silent resolver has no answer"),
+            Ok(Err(err)) => err,
+            Err(_) => panic!("the lookup outlived the DNS timeout"),
+        };
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(3));
+        let io = err
+            .downcast_ref::<std::io::Error>()
+            .expect("a timed-out lookup is an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+        assert!(find_refusal(&*err).is_none());
+    }
+
+    #[tokio::test]
+    async fn answers_carry_no_port_of_the_inner_resolver() {
+        // hyper-util connects to an answer's own port when the URL has no explicit one, so a
+        // port from the inner resolver would send the connection to a port nobody judged.
+        struct WithPort;
+        impl Resolve for WithPort {
+            fn resolve(&self, _: Name) -> Resolving {
+                let addrs: Addrs =
+                    Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 2], 22))));
+                Box::pin(std::future::ready(Ok(addrs)))
+            }
+        }
+        let policy = Policy::builder()
+            .allow_addr("127.0.0.2:80")
+            .build()
+            .unwrap();
+        let resolver = GuardedResolver::wrap(policy, Arc::new(WithPort));
+        let lookup = async { resolver.resolve(name("steer.test")).await };
+        let answer = with_destination_port(80, lookup)
+            .await
+            .map_err(|err| err.to_string())
+            .map(|addrs| addrs.collect::<Vec<_>>());
+        assert_eq!(answer, Ok(vec![SocketAddr::from(([127, 0, 0, 2], 0))]));
     }
 
     #[tokio::test]

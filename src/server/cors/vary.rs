@@ -34,9 +34,11 @@ impl Vary {
         debug_assert!(self.names.len() <= 8);
         let mut present = 0u8;
         let mut combined = String::new();
+        let mut opaque = false;
         for line in lines {
             let Ok(line) = line.to_str() else {
-                // An opaque existing value cannot be merged safely; add ours as another line.
+                // An opaque existing value cannot be merged into text; it is kept as it is.
+                opaque = true;
                 continue;
             };
             for item in line.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -56,6 +58,10 @@ impl Vary {
         if u16::from(present) == all {
             return;
         }
+        if opaque {
+            // Replacing the lines would drop the opaque one: add the missing names as a line.
+            combined.clear();
+        }
         for (i, name) in self.names.iter().enumerate() {
             if present & (1 << i) == 0 {
                 if !combined.is_empty() {
@@ -63,6 +69,12 @@ impl Vary {
                 }
                 combined.push_str(name);
             }
+        }
+        if opaque {
+            if let Ok(missing) = HeaderValue::from_str(&combined) {
+                headers.append(VARY, missing);
+            }
+            return;
         }
         match HeaderValue::from_str(&combined) {
             Ok(merged) => {
@@ -103,6 +115,24 @@ mod tests {
         assert_eq!(
             vary(&headers),
             ["Accept-Encoding, Origin, cookie, access-control-request-method"]
+        );
+    }
+
+    #[test]
+    fn an_opaque_existing_line_is_kept() {
+        let mut headers = HeaderMap::new();
+        let opaque = HeaderValue::from_bytes(b"x-caf\xe9").unwrap();
+        headers.append(VARY, opaque.clone());
+        headers.append(VARY, HeaderValue::from_static("accept-encoding, origin"));
+        Vary::new(vec!["origin", "access-control-request-method"]).apply(&mut headers);
+        let lines: Vec<&HeaderValue> = headers.get_all(VARY).iter().collect();
+        assert_eq!(
+            lines,
+            [
+                &opaque,
+                &HeaderValue::from_static("accept-encoding, origin"),
+                &HeaderValue::from_static("access-control-request-method"),
+            ]
         );
     }
 
