@@ -804,3 +804,548 @@ impl TextStatus for Response {
         (status, self.text().await.unwrap())
     }
 }
+
+/// Everything a log line could show of an error: its `Debug`, and the `Display` of every error
+/// in its `source()` chain.
+fn everything_shown(err: &layover::client::Error) -> String {
+    let mut shown = format!("{err:?}");
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(cause) = source {
+        shown.push_str(&format!(" / {cause}"));
+        source = cause.source();
+    }
+    shown
+}
+
+#[tokio::test]
+async fn transport_error_never_shows_url_credentials_in_its_source_chain() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let client = Client::builder()
+        .middleware(from_fn(|mut req: Request, next: Next| async move {
+            // Credentials in the URL reach reqwest, which puts the URL into its own error.
+            req.url_mut().set_username("user").unwrap();
+            req.url_mut().set_password(Some("hunter2")).unwrap();
+            next.run(req).await
+        }))
+        .build()
+        .unwrap();
+    let err = client
+        .get(format!("http://{addr}/gone"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    let shown = everything_shown(&err);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("/gone"), "the URL is still named: {shown}");
+}
+
+#[tokio::test]
+async fn unsupported_scheme_error_hides_url_credentials() {
+    let err = Client::new()
+        .get("ftp://user:hunter2@files.example.test/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_builder());
+    assert!(!everything_shown(&err).contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("files.example.test"), "{err}");
+}
+
+#[tokio::test]
+async fn location_without_fragment_inherits_the_fragment_of_the_redirected_url() {
+    let server = TestServer::start().await;
+    let response = Client::new()
+        .get(server.url("/hops/2#section"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.url().path(), "/hops/0");
+    assert_eq!(response.url().fragment(), Some("section"));
+    let locations: Vec<Option<&str>> = response
+        .history()
+        .iter()
+        .map(|redirect| redirect.location().fragment())
+        .collect();
+    assert_eq!(locations, [Some("section"), Some("section")]);
+}
+
+#[tokio::test]
+async fn location_with_its_own_fragment_keeps_it() {
+    let server = TestServer::start().await;
+    let response = Client::new()
+        .get(server.url("/redirect?status=302&to=/next%23own#mine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.url().path(), "/next");
+    assert_eq!(response.url().fragment(), Some("own"));
+}
+
+#[tokio::test]
+async fn location_with_raw_utf8_is_followed_percent_encoded() {
+    let server = TestServer::start().await;
+    // The server sends `Location: /café` with the two UTF-8 bytes of `é` as they are.
+    let response = Client::new()
+        .get(server.url("/redirect?status=302&to=/caf%C3%A9"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(server.paths(), ["/redirect", "/caf%C3%A9"]);
+}
+
+#[tokio::test]
+async fn bytes_stream_can_be_read_with_next_without_pinning() {
+    use futures_util::StreamExt;
+    let server = TestServer::start().await;
+    let response = Client::new().get(server.url("/")).send().await.unwrap();
+    let mut chunks = response.bytes_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(body, b"ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_also_bounds_reading_the_body() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .attempt_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let response = client.get(server.url("/stall")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let err = response.bytes().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(err.url().unwrap().path(), "/stall");
+}
+
+#[tokio::test]
+async fn url_credentials_are_sent_as_basic_auth_and_taken_out_of_the_url() {
+    let server = TestServer::start().await;
+    let url = format!("http://us%65r:p%40ss@{}/private", server.addr);
+    let response = Client::new().get(url).send().await.unwrap();
+    // base64("user:p@ss")
+    assert_eq!(
+        server.seen()[0].headers["authorization"],
+        "Basic dXNlcjpwQHNz"
+    );
+    assert_eq!(response.url().username(), "");
+    assert_eq!(response.url().password(), None);
+}
+
+#[tokio::test]
+async fn url_credentials_are_dropped_on_a_cross_origin_hop() {
+    let first = TestServer::start().await;
+    let second = TestServer::start().await;
+    let url = format!(
+        "http://user:secret@{}/redirect?status=302&to={}",
+        first.addr,
+        second.url("/landing")
+    );
+    Client::new().get(url).send().await.unwrap();
+    assert!(first.seen()[0].headers.contains_key("authorization"));
+    assert!(!second.seen()[0].headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn basic_auth_sets_the_rfc_7617_header() {
+    let server = TestServer::start().await;
+    let client = Client::new();
+    client
+        .get(server.url("/"))
+        .basic_auth("Aladdin", Some("open sesame"))
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(server.url("/"))
+        .basic_auth("Aladdin", None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    let seen = server.seen();
+    assert_eq!(
+        seen[0].headers["authorization"],
+        "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+    );
+    assert_eq!(seen[1].headers["authorization"], "Basic QWxhZGRpbjo=");
+}
+
+#[tokio::test]
+async fn awaiting_the_request_builder_sends_it() {
+    let server = TestServer::start().await;
+    let response = Client::new().get(server.url("/")).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "ok");
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn request_builder_try_clone_sends_the_same_request_twice() {
+    let server = TestServer::start().await;
+    let request = Client::new()
+        .put(server.url("/again"))
+        .header("x-copy", "1")
+        .body("payload");
+    let copy = request.try_clone().unwrap();
+    request.send().await.unwrap();
+    copy.send().await.unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2);
+    for hit in seen {
+        assert_eq!(hit.method, Method::PUT);
+        assert_eq!(hit.headers["x-copy"], "1");
+        assert_eq!(hit.body, "payload");
+    }
+}
+
+#[tokio::test]
+async fn request_builder_with_a_stream_or_an_error_cannot_be_cloned() {
+    let client = Client::new();
+    let streaming = client
+        .post("http://127.0.0.1:9/")
+        .body(Body::wrap_stream(stream_body(&["a"])));
+    assert!(streaming.try_clone().is_none());
+    let broken = client.get("http://127.0.0.1:9/").header("bad header", "v");
+    assert!(broken.try_clone().is_none());
+}
+
+#[tokio::test]
+async fn content_length_comes_from_the_response() {
+    let server = TestServer::start().await;
+    let client = Client::new();
+    let known = client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(known.content_length(), Some(2));
+    let streamed = client.get(server.url("/stall")).send().await.unwrap();
+    assert_eq!(streamed.content_length(), None);
+}
+
+/// A resolver that never answers, so that connecting runs out of the connect timeout.
+struct SilentDns;
+
+impl reqwest::dns::Resolve for SilentDns {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(futures_util::future::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_timeout_is_a_connect_error_that_is_also_a_timeout() {
+    let client = Client::builder()
+        .dns_resolver(Arc::new(SilentDns))
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let err = client
+        .post("http://unanswered.test/upload")
+        .body("never sent")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connect, "{err:?}");
+    assert!(err.is_connect());
+    assert!(err.is_timeout());
+    assert_eq!(err.url().unwrap().path(), "/upload");
+}
+
+#[tokio::test]
+async fn cross_origin_hop_drops_credentials_from_the_default_headers() {
+    let first = TestServer::start().await;
+    let second = TestServer::start().await;
+    let mut defaults = http::HeaderMap::new();
+    defaults.insert("authorization", "Bearer default".parse().unwrap());
+    defaults.insert("cookie", "session=default".parse().unwrap());
+    defaults.insert("x-kept", "yes".parse().unwrap());
+    let client = Client::builder().default_headers(defaults).build().unwrap();
+    let url = first.url(&format!(
+        "/redirect?status=302&to={}",
+        second.url("/landing")
+    ));
+    client.get(url).send().await.unwrap();
+    assert_eq!(first.seen()[0].headers["authorization"], "Bearer default");
+    let landed = &second.seen()[0].headers;
+    assert!(!landed.contains_key("authorization"));
+    assert!(!landed.contains_key("cookie"));
+    assert_eq!(landed["x-kept"], "yes");
+}
+
+#[tokio::test]
+async fn credentials_are_not_restored_when_a_later_hop_returns_to_the_origin() {
+    let home = TestServer::start().await;
+    let away = TestServer::start().await;
+    let back_home = away.url(&format!(
+        "/redirect?{}",
+        serde_urlencoded::to_string([("status", "302"), ("to", &home.url("/back"))]).unwrap()
+    ));
+    let url = home.url(&format!(
+        "/redirect?{}",
+        serde_urlencoded::to_string([("status", "302"), ("to", &back_home)]).unwrap()
+    ));
+    Client::new()
+        .get(url)
+        .header("authorization", "Bearer home")
+        .send()
+        .await
+        .unwrap();
+    let seen = home.seen();
+    assert_eq!(home.paths(), ["/redirect", "/back"]);
+    assert!(seen[0].headers.contains_key("authorization"));
+    assert!(!seen[1].headers.contains_key("authorization"));
+}
+
+#[tokio::test]
+async fn max_redirects_zero_makes_the_first_redirect_an_error() {
+    let server = TestServer::start().await;
+    let client = Client::builder().max_redirects(0).build().unwrap();
+    let err = client.get(server.url("/hops/1")).send().await.unwrap_err();
+    assert!(err.is_redirect());
+    assert!(err.redirect_history().unwrap().is_empty());
+    assert_eq!(server.paths(), ["/hops/1"]);
+}
+
+#[tokio::test]
+async fn max_nesting_zero_is_refused_at_build() {
+    let err = Client::builder().max_nesting(0).build().unwrap_err();
+    assert!(err.is_builder());
+    assert!(err.to_string().contains("max_nesting"), "{err}");
+}
+
+#[tokio::test]
+async fn max_nesting_one_allows_the_request_but_no_nested_one() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .max_nesting(1)
+        .middleware(from_fn(|req: Request, next: Next| async move {
+            if req.url().path() == "/outer" {
+                let inner = next.client().get("/inner").no_middleware().send().await;
+                assert!(inner.unwrap_err().is_recursion());
+            }
+            next.run(req).await
+        }))
+        .build()
+        .unwrap();
+    client.get("/outer").send().await.unwrap();
+    assert_eq!(server.paths(), ["/outer"]);
+}
+
+#[tokio::test]
+async fn original_url_stays_the_callers_after_a_middleware_changes_the_url() {
+    let server = TestServer::start().await;
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let client = Client::builder()
+        .middleware(from_fn(|mut req: Request, next: Next| async move {
+            if req.hop() == 0 {
+                req.url_mut().set_path("/hops/1");
+            }
+            next.run(req).await
+        }))
+        .middleware(from_fn(move |req: Request, next: Next| {
+            record.lock().unwrap().push((
+                req.url().path().to_owned(),
+                req.original_url().path().to_owned(),
+            ));
+            next.run(req)
+        }))
+        .build()
+        .unwrap();
+    client.get(server.url("/asked")).send().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let expected = [("/hops/1", "/asked"), ("/hops/0", "/asked")]
+        .map(|(url, original)| (url.to_owned(), original.to_owned()));
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn chain_that_reenters_itself_from_spawned_tasks_fails_with_a_recursion_error() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .base_url(&server.url("/"))
+        .max_nesting(4)
+        .middleware(from_fn(|req: Request, next: Next| async move {
+            let client = next.client().clone();
+            let nested = tokio::spawn(async move { client.get("/again").send().await });
+            nested.await.map_err(layover::client::Error::middleware)??;
+            next.run(req).await
+        }))
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.get("/start").send(),
+    )
+    .await
+    .expect("the recursion ends by itself")
+    .unwrap_err();
+    assert!(err.is_recursion(), "{err:?}");
+    assert_eq!(err.recursion_depth(), Some(5));
+    assert!(server.seen().is_empty(), "no request went out");
+}
+
+#[tokio::test]
+async fn text_drops_a_leading_byte_order_mark_and_refuses_invalid_utf8() {
+    let server = TestServer::start().await;
+    let answer_with = |body: &'static [u8]| {
+        from_fn(move |req: Request, _next: Next| async move {
+            Ok(Response::from_http(
+                http::Response::new(body),
+                req.url().clone(),
+            ))
+        })
+    };
+    let client = Client::new();
+    let with_bom = client
+        .get(server.url("/"))
+        .middlewares(Chain::new().with(answer_with(b"\xEF\xBB\xBFhello")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_bom.text().await.unwrap(), "hello");
+    let latin1 = client
+        .get(server.url("/"))
+        .middlewares(Chain::new().with(answer_with(b"caf\xE9")))
+        .send()
+        .await
+        .unwrap();
+    assert!(latin1.text().await.unwrap_err().is_decode());
+}
+
+#[tokio::test]
+async fn redirect_302_of_a_put_with_a_one_shot_stream_is_a_typed_error() {
+    let server = TestServer::start().await;
+    let url = server.url(&format!(
+        "/redirect?status=302&to={}",
+        server.url("/target")
+    ));
+    let err = Client::new()
+        .put(url)
+        .body(Body::wrap_stream(stream_body(&["a", "b"])))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_body_not_replayable(), "{err:?}");
+    assert_eq!(server.count("/target"), 0, "never sent with an empty body");
+}
+
+#[tokio::test]
+async fn cross_origin_hop_drops_a_host_header_the_caller_set() {
+    let first = TestServer::start().await;
+    let second = TestServer::start().await;
+    let url = first.url(&format!(
+        "/redirect?status=302&to={}",
+        second.url("/landing")
+    ));
+    Client::new()
+        .get(url)
+        .header("host", "vhost.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.seen()[0].headers["host"], "vhost.test");
+    let landed = second.seen()[0].headers["host"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(landed, second.addr.to_string());
+}
+
+#[tokio::test]
+async fn url_credentials_are_refused_by_an_ssrf_policy_that_forbids_user_info() {
+    use layover::client::ssrf::Policy;
+    let server = TestServer::start().await;
+    let addr = server.addr.to_string();
+    let strict = Policy::builder().allow_addr(&addr).build().unwrap();
+    let client = Client::builder().ssrf_policy(strict).build().unwrap();
+    let err = client
+        .get(format!("http://user:hunter2@{addr}/private"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_refused(), "{err:?}");
+    assert_eq!(err.refusal().unwrap().rule().as_str(), "userinfo");
+    assert!(!everything_shown(&err).contains("hunter2"));
+    assert!(server.seen().is_empty());
+
+    let lenient = Policy::builder()
+        .allow_addr(&addr)
+        .allow_userinfo(true)
+        .build()
+        .unwrap();
+    let client = Client::builder().ssrf_policy(lenient).build().unwrap();
+    client
+        .get(format!("http://user:hunter2@{addr}/private"))
+        .send()
+        .await
+        .unwrap();
+    // base64("user:hunter2")
+    assert_eq!(
+        server.seen()[0].headers["authorization"],
+        "Basic dXNlcjpodW50ZXIy"
+    );
+}
+
+#[tokio::test]
+async fn redirect_bodies_are_drained_so_every_hop_reuses_the_connection() {
+    let server = TestServer::start().await;
+    let response = Client::new()
+        .get(server.url("/hops-with-body/3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "done");
+    assert_eq!(server.seen().len(), 4);
+    assert_eq!(server.connections(), 1);
+}
+
+#[tokio::test]
+async fn connection_closed_before_a_response_is_a_transport_error() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 1024];
+        let _ = socket.read(&mut request).await;
+        // Closed without a byte of response.
+    });
+    let err = Client::new()
+        .get(format!("http://{addr}/hang-up"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
+    assert!(!err.is_timeout() && !err.is_connect());
+    assert_eq!(err.url().unwrap().path(), "/hang-up");
+}
+
+#[tokio::test]
+async fn version_sets_the_http_version_of_the_request() {
+    let server = TestServer::start().await;
+    let seen_by_middleware = Arc::new(Mutex::new(None));
+    let record = Arc::clone(&seen_by_middleware);
+    let client = Client::builder()
+        .middleware(from_fn(move |req: Request, next: Next| {
+            *record.lock().unwrap() = Some(req.version());
+            next.run(req)
+        }))
+        .build()
+        .unwrap();
+    client
+        .get(server.url("/"))
+        .version(http::Version::HTTP_10)
+        .send()
+        .await
+        .unwrap();
+    client.get(server.url("/")).send().await.unwrap();
+    let versions: Vec<_> = server.seen().iter().map(|seen| seen.version).collect();
+    assert_eq!(versions, [http::Version::HTTP_10, http::Version::HTTP_11]);
+    assert_eq!(
+        *seen_by_middleware.lock().unwrap(),
+        Some(http::Version::HTTP_11)
+    );
+}

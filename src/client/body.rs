@@ -387,6 +387,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stream_exactly_at_its_cap_is_replayed() {
+        let body = Body::wrap_stream_replayable(chunks(&["ab", "cd"]), 4);
+        let second = body.share();
+        read_all(body.into_transport().unwrap().unwrap()).await;
+        assert!(second.is_replayable());
+        let replayed = read_all(second.into_transport().unwrap().unwrap()).await;
+        assert_eq!(replayed, "abcd");
+    }
+
+    #[tokio::test]
+    async fn stream_that_failed_is_not_replayed() {
+        let failing = futures_util::stream::iter([
+            Ok(Bytes::from_static(b"ab")),
+            Err(BoxError::from("disk gone")),
+        ]);
+        let body = Body::wrap_stream_replayable(failing, 16);
+        let second = body.share();
+        let sent = body.into_transport().unwrap().unwrap().collect().await;
+        assert!(sent.is_err());
+        assert!(!second.is_replayable());
+        let err = second.into_transport().unwrap_err();
+        assert!(err.is_body_not_replayable());
+    }
+
+    #[tokio::test]
+    async fn concurrent_share_of_a_stream_being_sent_is_refused() {
+        let body = Body::wrap_stream_replayable(chunks(&["ab", "cd"]), 16);
+        let second = body.share();
+        let mut first = body.into_transport().unwrap().unwrap();
+        let _one_frame = first.frame().await;
+        // The first send is still under way: the copy must not go out half-recorded.
+        let err = second.into_transport().unwrap_err();
+        assert!(err.is_body_not_replayable());
+        assert!(err.to_string().contains("not sent to its end"), "{err}");
+    }
+
+    #[tokio::test]
     async fn stream_never_read_by_the_transport_can_still_be_sent() {
         let body = Body::wrap_stream_replayable(chunks(&["ab", "cd"]), 16);
         let second = body.share();

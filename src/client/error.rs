@@ -25,9 +25,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorKind {
     /// The request could not be built: a bad URL, header name or value, or body serialisation.
     Builder,
-    /// No connection could be opened (refused, unreachable, DNS failure, TLS handshake).
+    /// No connection could be opened (refused, unreachable, DNS failure, TLS handshake, or the
+    /// connect timeout passed): the request was not sent.
     Connect,
-    /// A deadline passed: the whole call's timeout, or one attempt's.
+    /// A deadline passed: the whole call's timeout, or one attempt's. (A connection that ran out
+    /// of the connect timeout is [`Connect`](ErrorKind::Connect), and
+    /// [`Error::is_timeout`] is true for it.)
     Timeout,
     /// The connection failed after it was open (closed early, protocol error, body read error).
     Transport,
@@ -179,11 +182,17 @@ impl Error {
     }
 
     /// Maps a reqwest error to the matching kind, keeping it as the source.
+    ///
+    /// The URL reqwest attached is removed: reqwest shows it whole, user name and password
+    /// included, in its `Display` and `Debug`, and this error keeps the URL itself (redacted).
     pub(crate) fn from_reqwest(err: reqwest::Error) -> Self {
-        let kind = if err.is_timeout() {
-            ErrorKind::Timeout
-        } else if err.is_connect() {
+        // Connect before timeout: a connection that ran out of `connect_timeout` is both, and
+        // `Connect` keeps what a retry needs to know, that the request never left.
+        // `is_timeout` still answers true for it.
+        let kind = if err.is_connect() {
             ErrorKind::Connect
+        } else if err.is_timeout() {
+            ErrorKind::Timeout
         } else if err.is_decode() {
             ErrorKind::Decode
         } else if err.is_builder() {
@@ -191,7 +200,7 @@ impl Error {
         } else {
             ErrorKind::Transport
         };
-        Error::new(kind).with_source(err)
+        Error::new(kind).with_source(err.without_url())
     }
 
     pub(crate) fn with_url(mut self, url: Url) -> Self {
@@ -318,9 +327,20 @@ impl Error {
         self.kind() == ErrorKind::Connect
     }
 
-    /// True when a deadline passed.
+    /// True when a deadline passed: a [`ErrorKind::Timeout`] error, or a
+    /// [`ErrorKind::Connect`] error whose connection ran out of the
+    /// [`connect_timeout`](super::ClientBuilder::connect_timeout).
     pub fn is_timeout(&self) -> bool {
-        self.kind() == ErrorKind::Timeout
+        match self.kind() {
+            ErrorKind::Timeout => true,
+            ErrorKind::Connect => self
+                .inner
+                .source
+                .as_deref()
+                .and_then(|source| source.downcast_ref::<reqwest::Error>())
+                .is_some_and(reqwest::Error::is_timeout),
+            _ => false,
+        }
     }
 
     /// True when the connection failed after it was open.
@@ -422,7 +442,7 @@ impl fmt::Display for Error {
 }
 
 /// A URL shown without its user name and password: error messages end up in logs.
-struct Redacted<'a>(&'a Url);
+pub(crate) struct Redacted<'a>(pub(crate) &'a Url);
 
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -237,7 +237,8 @@ impl Next {
     /// [`RequestBuilder::middlewares`](super::RequestBuilder::middlewares). A chain that keeps
     /// sending requests from inside itself fails with
     /// [`ErrorKind::Recursion`](super::ErrorKind::Recursion) once the nesting passes the
-    /// client's limit.
+    /// client's limit; this client carries the depth of the request, so that requests sent
+    /// with it from a task the middleware spawns count as nested too.
     pub fn client(&self) -> &Client {
         &self.client
     }

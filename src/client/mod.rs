@@ -41,11 +41,13 @@ pub mod ssrf;
 pub mod token;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, PROXY_AUTHORIZATION, USER_AGENT};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, PROXY_AUTHORIZATION, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use serde::Serialize;
 use url::Url;
 
@@ -72,6 +74,11 @@ tokio::task_local! {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<ClientRef>,
+    /// How deeply nested the request was that this handle was given to: 0 for a client the
+    /// caller built, the request's depth for the one a middleware gets from [`Next::client`].
+    /// A request sent with it counts from there, even from a task the middleware spawned,
+    /// where the task-local count does not reach.
+    nesting: usize,
 }
 
 struct ClientRef {
@@ -137,20 +144,53 @@ impl Client {
 
     /// A request with any method. A relative URL is joined to the base URL; without a base URL
     /// it is an [`ErrorKind::Builder`] error when the request is sent.
+    ///
+    /// A user name and password in the URL are taken out of it and sent as
+    /// `Authorization: Basic`, as reqwest does; like any credential header, they are dropped
+    /// when a redirect leaves the origin. With an [SSRF policy](ClientBuilder::ssrf_policy)
+    /// that does not [allow user info](ssrf::PolicyBuilder::allow_userinfo), such a URL is
+    /// refused instead, as the policy would refuse it at the transport.
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {
-        let request = url.into_url(self.inner.base_url.as_ref()).map(|url| Draft {
-            method,
-            url,
-            headers: HeaderMap::new(),
-            body: Body::empty(),
-            extensions: http::Extensions::new(),
-        });
+        let request = url
+            .into_url(self.inner.base_url.as_ref())
+            .and_then(|mut url| {
+                let mut headers = HeaderMap::new();
+                self.judge_url_credentials(&url)?;
+                if let Some(credentials) = take_url_credentials(&mut url)? {
+                    headers.insert(AUTHORIZATION, credentials);
+                }
+                Ok(Draft {
+                    method,
+                    url,
+                    headers,
+                    body: Body::empty(),
+                    extensions: http::Extensions::new(),
+                    version: Version::HTTP_11,
+                })
+            });
         RequestBuilder {
             client: self.clone(),
             request,
             chain: ChainChoice::Inherit,
             follow_redirects: true,
             timeout: self.inner.timeout,
+        }
+    }
+
+    /// Lets the SSRF policy judge the credentials of a URL before they are taken out of it:
+    /// at the transport, its `userinfo` rule would no longer see them.
+    fn judge_url_credentials(&self, url: &Url) -> Result<()> {
+        let Some(policy) = &self.inner.ssrf else {
+            return Ok(());
+        };
+        if url.username().is_empty() && url.password().is_none() {
+            return Ok(());
+        }
+        match policy.check_url(url) {
+            Err(refusal) if refusal.rule() == ssrf::Rule::Userinfo => policy
+                .enforce(Err(refusal))
+                .map_err(|refusal| Error::refused(refusal.with_hop(0))),
+            _ => Ok(()),
         }
     }
 
@@ -183,6 +223,7 @@ impl Client {
             headers,
             body,
             attempt_timeout,
+            version,
             hop,
             ..
         } = request;
@@ -198,6 +239,7 @@ impl Client {
         *outgoing.headers_mut() = headers;
         *outgoing.body_mut() = body;
         *outgoing.timeout_mut() = attempt_timeout;
+        *outgoing.version_mut() = version;
         let execute = self.inner.http.execute(outgoing);
         let result = match (&self.inner.ssrf, url.port_or_known_default()) {
             // The guarded resolver judges port-restricted rules with the port it runs for.
@@ -310,13 +352,18 @@ impl ClientBuilder {
 
     /// How long one `send` may take in all: every hop, every attempt a middleware makes, and
     /// the time middlewares spend themselves. Default: no limit.
+    ///
+    /// It ends when `send` returns the response head; reading the body of that response is
+    /// bounded by the [`attempt_timeout`](Self::attempt_timeout) instead.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
-    /// How long one attempt on the wire may take, up to the response head; a retry middleware
-    /// sees it as a timeout error it can retry. Default: no limit.
+    /// How long one attempt on the wire may take, from sending the request until its response
+    /// body has been read (like reqwest's own `timeout`). A retry middleware sees an attempt
+    /// that passes it before the response head as a timeout error it can retry; past the head,
+    /// reading the body fails with [`ErrorKind::Timeout`]. Default: no limit.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -330,18 +377,23 @@ impl ClientBuilder {
 
     /// How many redirects one request may follow before it fails with
     /// [`ErrorKind::TooManyRedirects`]. Default: 10.
+    ///
+    /// With 0, the first redirect is that error; to get the 3xx response itself instead, use
+    /// [`RequestBuilder::follow_redirects`]`(false)`.
     pub fn max_redirects(mut self, max_redirects: usize) -> Self {
         self.max_redirects = max_redirects;
         self
     }
 
     /// How deep requests sent from inside middlewares may nest before they fail with
-    /// [`ErrorKind::Recursion`]. Default: 8.
+    /// [`ErrorKind::Recursion`]: 1 allows none, 2 one level, and so on. Default: 8. `build`
+    /// refuses 0, which would refuse every request.
     ///
-    /// Nesting is counted within a task: a request sent while another request of the same task
-    /// is in its chain is one level deeper. A request sent from a task the middleware spawns
-    /// starts again at zero (it cannot overflow the first task's stack, but it is not bounded
-    /// either).
+    /// A request sent while another request of the same task is in its chain is one level
+    /// deeper, and so is a request sent with the client a middleware gets from
+    /// [`Next::client`], even from a task the middleware spawns. A clone of the client made
+    /// outside the chain and used from a spawned task starts again at zero (it cannot overflow
+    /// the first task's stack, but it is not bounded either).
     pub fn max_nesting(mut self, max_nesting: usize) -> Self {
         self.max_nesting = max_nesting;
         self
@@ -411,6 +463,11 @@ impl ClientBuilder {
         if let Some(err) = self.error {
             return Err(err);
         }
+        if self.max_nesting == 0 {
+            return Err(Error::builder(
+                "max_nesting is 0, which would refuse every request: it counts the request itself",
+            ));
+        }
         let base_url = match self.base_url {
             None => None,
             Some(Ok(url)) => Some(check_scheme(url)?),
@@ -463,6 +520,7 @@ impl ClientBuilder {
                 .with_message("the HTTP transport could not be built")
         })?;
         Ok(Client {
+            nesting: 0,
             inner: Arc::new(ClientRef {
                 http,
                 base_url,
@@ -496,9 +554,38 @@ fn check_scheme(url: Url) -> Result<Url> {
     match url.scheme() {
         "http" | "https" => Ok(url),
         scheme => Err(Error::builder(format!(
-            "the URL {url} has the scheme {scheme:?}; only http and https are supported"
+            "the URL {} has the scheme {scheme:?}; only http and https are supported",
+            error::Redacted(&url)
         ))),
     }
+}
+
+/// Takes the user name and password out of `url`, as the value of a Basic `Authorization`
+/// header. They are percent-decoded first: the URL holds them encoded.
+fn take_url_credentials(url: &mut Url) -> Result<Option<HeaderValue>> {
+    if url.username().is_empty() && url.password().is_none() {
+        return Ok(None);
+    }
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).collect::<Vec<u8>>();
+    let username = decode(url.username());
+    let password = url.password().map(decode);
+    // Only fails for URLs that cannot hold credentials, and this one held some.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    basic_auth_value(&username, password.as_deref()).map(Some)
+}
+
+/// `Basic base64(user:password)`, marked sensitive.
+fn basic_auth_value(username: &[u8], password: Option<&[u8]>) -> Result<HeaderValue> {
+    use base64::Engine as _;
+    let mut credentials = username.to_vec();
+    credentials.push(b':');
+    credentials.extend_from_slice(password.unwrap_or_default());
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+        .map_err(|_| Error::builder("the basic credentials are not a valid header value"))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// What a request URL can be given as: a string (absolute, or relative to the base URL) or a
@@ -567,6 +654,7 @@ impl IntoUrl for &str {}
 impl IntoUrl for String {}
 impl IntoUrl for &String {}
 
+#[derive(Clone)]
 enum ChainChoice {
     /// The client's list.
     Inherit,
@@ -576,9 +664,10 @@ enum ChainChoice {
     Extend(Chain),
 }
 
-/// A request being built. Nothing is sent until [`send`](RequestBuilder::send); an invalid
-/// input is kept and reported by `send` as an [`ErrorKind::Builder`] error naming it.
-#[must_use = "a request is sent only by `send`"]
+/// A request being built. Nothing is sent until [`send`](RequestBuilder::send) (or `.await` on
+/// the builder, which is the same); an invalid input is kept and reported by `send` as an
+/// [`ErrorKind::Builder`] error naming it.
+#[must_use = "a request is sent only by `send` or `.await`"]
 pub struct RequestBuilder {
     client: Client,
     request: Result<Draft>,
@@ -636,6 +725,29 @@ impl RequestBuilder {
         })
     }
 
+    /// Sets `Authorization: Basic` with these credentials (RFC 7617), replacing any
+    /// `Authorization` set on the request before. The value is marked sensitive.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.get("http://example.test/").basic_auth("aladdin", Some("opensesame"));
+    /// # let _ = request;
+    /// ```
+    pub fn basic_auth<U, P>(self, username: U, password: Option<P>) -> Self
+    where
+        U: fmt::Display,
+        P: fmt::Display,
+    {
+        let username = username.to_string();
+        let password = password.map(|password| password.to_string());
+        self.update(|request| {
+            let value =
+                basic_auth_value(username.as_bytes(), password.as_deref().map(str::as_bytes))?;
+            request.headers.insert(AUTHORIZATION, value);
+            Ok(())
+        })
+    }
+
     /// Sets `Authorization: Bearer <token>`.
     pub fn bearer_auth(self, token: impl fmt::Display) -> Self {
         let value = HeaderValue::try_from(format!("Bearer {token}"));
@@ -644,7 +756,7 @@ impl RequestBuilder {
             let mut value = value
                 .map_err(|_| Error::builder("the bearer token is not a valid header value"))?;
             value.set_sensitive(true);
-            headers.insert(http::header::AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, value);
             Ok(())
         })
     }
@@ -719,7 +831,22 @@ impl RequestBuilder {
         })
     }
 
-    /// How long this call may take in all, replacing the client's
+    /// The HTTP version to ask for. Default: HTTP/1.1, and HTTP/2 when TLS negotiates it;
+    /// `HTTP_10` sends an HTTP/1.0 request; `HTTP_2` over a connection that is HTTP/1 fails.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.get("http://example.test/").version(http::Version::HTTP_10);
+    /// # let _ = request;
+    /// ```
+    pub fn version(self, version: Version) -> Self {
+        self.update(|request| {
+            request.version = version;
+            Ok(())
+        })
+    }
+
+    /// How long this call may take in all, up to the response head, replacing the client's
     /// [`timeout`](ClientBuilder::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -763,7 +890,39 @@ impl RequestBuilder {
         })
     }
 
+    /// A copy of this builder, to send the same request again; `None` when the body is a
+    /// stream or the builder holds an input error.
+    ///
+    /// ```
+    /// # let client = layover::client::Client::new();
+    /// let request = client.post("http://example.test/").body("payload");
+    /// let again = request.try_clone().expect("a buffered body can be copied");
+    /// # let _ = (request, again);
+    /// ```
+    pub fn try_clone(&self) -> Option<RequestBuilder> {
+        let draft = self.request.as_ref().ok()?;
+        if draft.body.is_stream() {
+            return None;
+        }
+        Some(RequestBuilder {
+            client: self.client.clone(),
+            request: Ok(Draft {
+                method: draft.method.clone(),
+                url: draft.url.clone(),
+                headers: draft.headers.clone(),
+                body: draft.body.share(),
+                extensions: draft.extensions.clone(),
+                version: draft.version,
+            }),
+            chain: self.chain.clone(),
+            follow_redirects: self.follow_redirects,
+            timeout: self.timeout,
+        })
+    }
+
     /// Sends the request through the middleware chain, following redirects.
+    ///
+    /// Awaiting the builder itself does the same: `client.get(url).await`.
     pub async fn send(self) -> Result<Response> {
         let RequestBuilder {
             client,
@@ -778,10 +937,13 @@ impl RequestBuilder {
             ChainChoice::Replace(chain) => chain,
             ChainChoice::Extend(extra) => client.inner.chain.then(&extra),
         };
-        let nesting = NESTING.try_with(|nesting| *nesting).unwrap_or(0) + 1;
+        let outer = NESTING.try_with(|nesting| *nesting).unwrap_or(0);
+        let nesting = outer.max(client.nesting) + 1;
         if nesting > client.inner.max_nesting {
             return Err(Error::recursion(nesting).with_url(draft.url));
         }
+        // The middlewares of this request get a client that remembers how deep it is.
+        let client = Client { nesting, ..client };
         let Some(timeout) = timeout else {
             return NESTING
                 .scope(
@@ -801,6 +963,16 @@ impl RequestBuilder {
                 .with_url(url)
                 .with_message(format!("the request took longer than {timeout:?}"))),
         }
+    }
+}
+
+impl std::future::IntoFuture for RequestBuilder {
+    type Output = Result<Response>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<Response>> + Send>>;
+
+    /// Sends the request, as [`send`](RequestBuilder::send) does.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
     }
 }
 

@@ -8,10 +8,13 @@
 //!   body that cannot be sent again is an
 //!   [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) error, never an
 //!   empty body.
-//! - `Location` is resolved against the URL of the hop; a missing or unusable `Location` (not a
-//!   URL, not http or https) ends the loop and the 3xx response is returned as it is.
+//! - `Location` is resolved against the URL of the hop (raw UTF-8 in it is percent-encoded),
+//!   and inherits the hop URL's fragment when it has none (RFC 9110, section 10.2.2); a missing
+//!   or unusable `Location` (not UTF-8, not a URL, not http or https) ends the loop and the 3xx
+//!   response is returned as it is.
 //! - A hop to another origin (which includes https to http) drops every `Authorization`,
-//!   `Cookie` and `Proxy-Authorization` header, for this hop and all later ones.
+//!   `Cookie` and `Proxy-Authorization` header, and a `Host` header the caller set, for this
+//!   hop and all later ones.
 //! - Each hop starts from the request the caller built, so what a middleware changed on one hop
 //!   is not carried to the next.
 
@@ -19,9 +22,9 @@ use std::sync::Arc;
 
 use http::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
-    CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
+    CONTENT_TYPE, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
-use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode};
+use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode, Version};
 use url::Url;
 
 use super::Client;
@@ -51,17 +54,21 @@ pub(crate) struct Draft {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Body,
     pub(crate) extensions: Extensions,
+    pub(crate) version: Version,
 }
 
 /// The redirect loop's state: the caller's request and what the redirects so far changed.
 struct Hops {
     method: Method,
-    original_url: Arc<Url>,
+    original_url: Url,
+    /// The original URL shared with the requests of the later hops, made at the first redirect.
+    shared_original_url: Option<Arc<Url>>,
     /// Where the next hop goes; `None` while it is the original URL.
     url: Option<Url>,
     headers: HeaderMap,
     body: Body,
     extensions: Extensions,
+    version: Version,
     hop: u32,
     /// Set once a hop left the original origin: credentials are never sent again.
     credentials_dropped: bool,
@@ -73,11 +80,13 @@ impl Hops {
     fn new(draft: Draft) -> Self {
         Hops {
             method: draft.method,
-            original_url: Arc::new(draft.url),
+            original_url: draft.url,
+            shared_original_url: None,
             url: None,
             headers: draft.headers,
             body: draft.body,
             extensions: draft.extensions,
+            version: draft.version,
             hop: 0,
             credentials_dropped: false,
             body_dropped: false,
@@ -90,7 +99,7 @@ impl Hops {
 
     /// The request for the next hop: the client's defaults, the caller's headers over them,
     /// minus what the redirects so far took away.
-    fn request(&self, client: &Client) -> Request {
+    fn request(&mut self, client: &Client) -> Request {
         let mut headers = client.default_headers().clone();
         if !self.headers.is_empty() {
             headers.extend(self.headers.clone());
@@ -99,12 +108,23 @@ impl Hops {
             for name in CREDENTIAL_HEADERS {
                 headers.remove(name);
             }
+            // A `Host` the caller set names the origin it was set for; without it, the
+            // connection fills in the host of the URL the hop goes to.
+            headers.remove(HOST);
         }
         if self.body_dropped {
             for name in BODY_HEADERS {
                 headers.remove(name);
             }
         }
+        // The first hop's request is its own original URL (see `Request::original_url`).
+        let original_url = match &self.url {
+            None => None,
+            Some(_) => Some(Arc::clone(
+                self.shared_original_url
+                    .get_or_insert_with(|| Arc::new(self.original_url.clone())),
+            )),
+        };
         Request {
             method: self.method.clone(),
             url: self.url().clone(),
@@ -112,8 +132,9 @@ impl Hops {
             body: self.body.share(),
             attempt_timeout: client.attempt_timeout(),
             extensions: self.extensions.clone(),
+            version: self.version,
             hop: self.hop,
-            original_url: Arc::clone(&self.original_url),
+            original_url,
             left_origin: self.credentials_dropped,
         }
     }
@@ -186,8 +207,13 @@ fn redirect_target(response: &Response) -> Option<Url> {
         | StatusCode::PERMANENT_REDIRECT => {}
         _ => return None,
     }
-    let location = response.headers().get(LOCATION)?.to_str().ok()?;
-    let target = response.url().join(location).ok()?;
+    // Servers do send raw UTF-8 in `Location`; `Url::join` percent-encodes it, as browsers do.
+    let location = std::str::from_utf8(response.headers().get(LOCATION)?.as_bytes()).ok()?;
+    let mut target = response.url().join(location).ok()?;
+    // RFC 9110, 10.2.2: a `Location` without a fragment inherits the redirected URL's.
+    if target.fragment().is_none() {
+        target.set_fragment(response.url().fragment());
+    }
     matches!(target.scheme(), "http" | "https").then_some(target)
 }
 

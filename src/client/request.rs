@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Extensions, HeaderMap, Method};
+use http::{Extensions, HeaderMap, Method, Version};
 use url::Url;
 
 use super::body::Body;
@@ -22,8 +22,11 @@ pub struct Request {
     pub(crate) body: Body,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) extensions: Extensions,
+    pub(crate) version: Version,
     pub(crate) hop: u32,
-    pub(crate) original_url: Arc<Url>,
+    /// The URL before any redirect; `None` while that is `url` itself (the first hop, its URL
+    /// untouched), so that the common request holds one copy of its URL, not two.
+    pub(crate) original_url: Option<Arc<Url>>,
     /// Set once a redirect on the way here left the original origin, even if
     /// this hop is back on it: credentials are not sent again.
     pub(crate) left_origin: bool,
@@ -41,7 +44,6 @@ impl Request {
     /// assert_eq!(request.hop(), 0);
     /// ```
     pub fn new(method: Method, url: Url) -> Self {
-        let original_url = Arc::new(url.clone());
         Request {
             method,
             url,
@@ -49,8 +51,9 @@ impl Request {
             body: Body::empty(),
             attempt_timeout: None,
             extensions: Extensions::new(),
+            version: Version::HTTP_11,
             hop: 0,
-            original_url,
+            original_url: None,
             left_origin: false,
         }
     }
@@ -73,6 +76,9 @@ impl Request {
     /// The URL, to change it. The connection policy checks the URL as it is when the request
     /// reaches the transport, so a middleware cannot send it anywhere the policy forbids.
     pub fn url_mut(&mut self) -> &mut Url {
+        if self.original_url.is_none() {
+            self.original_url = Some(Arc::new(self.url.clone()));
+        }
         &mut self.url
     }
 
@@ -96,8 +102,20 @@ impl Request {
         &mut self.body
     }
 
-    /// The time one attempt may take on the wire, from sending to the response head. `None`
-    /// means no limit of its own (the whole call's timeout still applies).
+    /// The HTTP version asked for: HTTP/1.1 unless the caller chose another (an HTTP/2
+    /// connection, negotiated by TLS, is used whatever this says).
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The HTTP version, to change it.
+    pub fn version_mut(&mut self) -> &mut Version {
+        &mut self.version
+    }
+
+    /// The time one attempt may take on the wire, from sending until the response body has
+    /// been read. `None` means no limit of its own (the whole call's timeout still applies
+    /// until the response head).
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout
     }
@@ -127,7 +145,7 @@ impl Request {
 
     /// The URL the caller asked for, before any redirect.
     pub fn original_url(&self) -> &Url {
-        &self.original_url
+        self.original_url.as_deref().unwrap_or(&self.url)
     }
 
     /// A copy for another attempt (a retry, a challenge answer).
@@ -161,8 +179,9 @@ impl Request {
             body: self.body.share(),
             attempt_timeout: self.attempt_timeout,
             extensions: self.extensions.clone(),
+            version: self.version,
             hop: self.hop,
-            original_url: Arc::clone(&self.original_url),
+            original_url: self.original_url.clone(),
             left_origin: self.left_origin,
         }
     }

@@ -170,6 +170,24 @@ impl Response {
         self.remote_addr
     }
 
+    /// The length of the body when it is known in advance: from `Content-Length`, or the
+    /// size of a body a middleware made. `None` for a body of unknown length (chunked, or
+    /// ended by closing the connection).
+    ///
+    /// ```
+    /// use layover::client::Response;
+    ///
+    /// let url = url::Url::parse("http://example.test/").unwrap();
+    /// let response = Response::from_http(http::Response::new("12345"), url);
+    /// assert_eq!(response.content_length(), Some(5));
+    /// ```
+    pub fn content_length(&self) -> Option<u64> {
+        match &self.body {
+            ResponseBody::Full(bytes) => u64::try_from(bytes.len()).ok(),
+            ResponseBody::Incoming(response) => response.content_length(),
+        }
+    }
+
     /// The redirects followed before this response, first one first.
     pub fn history(&self) -> &[Redirect] {
         &self.history
@@ -236,12 +254,16 @@ impl Response {
 
     /// The whole body as UTF-8 text.
     ///
-    /// A body that is not UTF-8 is an [`ErrorKind::Decode`](super::ErrorKind::Decode) error
-    /// rather than text with replacement characters; read [`bytes`](Self::bytes) to decode
-    /// another charset.
+    /// A leading byte order mark is dropped, as reqwest and browsers do. A body that is not
+    /// UTF-8 is an [`ErrorKind::Decode`](super::ErrorKind::Decode) error rather than text with
+    /// replacement characters; read [`bytes`](Self::bytes) to decode another charset.
     pub async fn text(self) -> Result<String> {
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
         let url = self.url.clone();
-        let bytes = self.bytes().await?;
+        let mut bytes = self.bytes().await?;
+        if bytes.starts_with(BOM) {
+            bytes = bytes.slice(BOM.len()..);
+        }
         String::from_utf8(bytes.into()).map_err(|err| Error::decode(err.utf8_error()).with_url(url))
     }
 
@@ -252,16 +274,32 @@ impl Response {
         serde_json::from_slice(&bytes).map_err(|err| Error::decode(err).with_url(url))
     }
 
-    /// The body as a stream of chunks.
-    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
-        futures_util::stream::unfold(Some(self), |state| async move {
-            let mut response = state?;
-            match response.chunk().await {
-                Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
-                Ok(None) => None,
-                Err(err) => Some((Err(err), None)),
-            }
-        })
+    /// The body as a stream of chunks. The stream is `Unpin`, so `StreamExt::next` works on it
+    /// without pinning it first.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// # async fn run(response: layover::client::Response) -> layover::client::Result<()> {
+    /// let mut chunks = response.bytes_stream();
+    /// while let Some(chunk) = chunks.next().await {
+    ///     println!("{} bytes", chunk?.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn bytes_stream(self) -> impl Stream<Item = Result<Bytes>> + Send + Unpin + 'static {
+        // Boxed once per stream so that callers need not pin it (reqwest's stream is `Unpin`).
+        Box::pin(futures_util::stream::unfold(
+            Some(self),
+            |state| async move {
+                let mut response = state?;
+                match response.chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                    Ok(None) => None,
+                    Err(err) => Some((Err(err), None)),
+                }
+            },
+        ))
     }
 
     /// Reads and drops the rest of a short body so its connection can be reused; a body longer

@@ -3,24 +3,29 @@
 //! - `/status/{code}`: that status, empty body
 //! - `/redirect?status={code}&to={url}`: that status with `Location: {url}` (no `to`: no Location)
 //! - `/hops/{n}`: 302 to `/hops/{n-1}` until `/hops/0`, which answers 200 `done`
+//! - `/hops-with-body/{n}`: the same, each 302 with a 32 KiB body (longer than one read)
 //! - `/loop`: 302 to itself
+//! - `/stall`: 200 with the body `part`, then nothing more, never ending
 //! - anything else: 200 `ok`
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 
 /// One request as the server received it.
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub method: Method,
+    pub version: Version,
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -31,6 +36,7 @@ pub struct Seen {
 pub struct TestServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl TestServer {
@@ -39,8 +45,22 @@ impl TestServer {
         let app = Router::new().fallback(answer).with_state(Arc::clone(&seen));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        TestServer { addr, seen }
+        TestServer {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    /// How many connections the server accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -69,12 +89,14 @@ impl TestServer {
 async fn answer(
     State(seen): State<Arc<Mutex<Vec<Seen>>>>,
     method: Method,
+    version: Version,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     seen.lock().unwrap().push(Seen {
         method,
+        version,
         uri: uri.clone(),
         headers,
         body,
@@ -104,6 +126,21 @@ async fn answer(
             [(header::LOCATION, format!("/hops/{}", n - 1))],
         )
             .into_response();
+    }
+    if path == "/stall" {
+        let first =
+            futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from("part")) });
+        let body = axum::body::Body::from_stream(first.chain(futures_util::stream::pending()));
+        return body.into_response();
+    }
+    if let Some(n) = path.strip_prefix("/hops-with-body/") {
+        let n: u32 = n.parse().unwrap();
+        if n == 0 {
+            return "done".into_response();
+        }
+        let next = format!("/hops-with-body/{}", n - 1);
+        let body = "moved ".repeat(32 * 1024 / 6);
+        return (StatusCode::FOUND, [(header::LOCATION, next)], body).into_response();
     }
     if path == "/loop" {
         return (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response();

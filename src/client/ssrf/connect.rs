@@ -153,6 +153,7 @@ mod tests {
             .build()
             .expect("reqwest client");
         crate::client::Client {
+            nesting: 0,
             inner: std::sync::Arc::new(crate::client::ClientRef {
                 http,
                 base_url: None,

@@ -720,9 +720,10 @@ impl PolicyBuilder {
     /// How long the guarded resolver waits for the resolver it guards. Default: 10 seconds.
     ///
     /// A lookup that takes longer fails with an `std::io::Error` of kind
-    /// [`TimedOut`](std::io::ErrorKind::TimedOut), which the client reports as
-    /// [`ErrorKind::Timeout`](crate::client::ErrorKind::Timeout): a DNS server that never
-    /// answers cannot hold a request for ever, even without a request timeout. It applies in
+    /// [`TimedOut`](std::io::ErrorKind::TimedOut), which the client reports as an
+    /// [`ErrorKind::Connect`](crate::client::ErrorKind::Connect) error (nothing was sent) for
+    /// which [`Error::is_timeout`](crate::client::Error::is_timeout) is true: a DNS server that
+    /// never answers cannot hold a request for ever, even without a request timeout. It applies in
     /// report-only mode too. The duration must not be zero.
     pub fn dns_timeout(mut self, timeout: Duration) -> Self {
         if timeout.is_zero() {
