@@ -17,6 +17,7 @@ static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const URL: &str = "http://127.0.0.1:9/items?page=1";
 const DEPTHS: [usize; 4] = [0, 1, 3, 5];
+const PROFILE_REQUESTS: usize = 20_000;
 
 fn layover_client(depth: usize) -> Client {
     let mut builder = Client::builder();
@@ -119,9 +120,37 @@ fn bench_chain(c: &mut Criterion) {
     }
 }
 
+/// `CLIENT_CHAIN_PROFILE=<client>/<depth>` (`layover/3`, `reqwest-middleware/3`): sends
+/// `PROFILE_REQUESTS` requests with one client and exits, for `valgrind --tool=callgrind`;
+/// `none/0` only builds the runtime, to subtract. `benches/instructions.sh` runs them all.
+fn profile(target: &str) {
+    let rt = runtime();
+    for depth in DEPTHS {
+        if target == format!("layover/{depth}") {
+            let client = layover_client(depth);
+            rt.block_on(async {
+                for _ in 0..PROFILE_REQUESTS {
+                    black_box(client.get(URL).send().await.expect("answered"));
+                }
+            });
+        } else if target == format!("reqwest-middleware/{depth}") {
+            let peer = peer_client(depth);
+            rt.block_on(async {
+                for _ in 0..PROFILE_REQUESTS {
+                    black_box(peer.get(URL).send().await.expect("answered"));
+                }
+            });
+        }
+    }
+}
+
 criterion_group!(benches, bench_chain);
 
 fn main() {
+    if let Ok(target) = std::env::var("CLIENT_CHAIN_PROFILE") {
+        profile(&target);
+        return;
+    }
     print_allocations();
     benches();
     Criterion::default().configure_from_args().final_summary();

@@ -1,0 +1,339 @@
+//! Client throughput over loopback: plain reqwest, reqwest-middleware with reqwest-retry, and
+//! layover with retry, logging, token refresh and the SSRF guard on (the guard allows this one
+//! loopback address and port), each sending GETs to the same in-process hyper server on
+//! 127.0.0.1 (keep-alive, no faults, so no retry ever happens). Two more layover rows, without
+//! middleware and with the SSRF guard alone, show where layover's cost comes from.
+//!
+//! The server runs on a current-thread runtime of its own thread; the clients run on a
+//! current-thread runtime on the main thread, sequentially (one request at a time) and 32-way
+//! concurrently (32 tasks). Each run is bounded in requests; the clients take turns, run after
+//! run, so a noisy moment hurts all of them alike, and the figure is the median over the runs as
+//! a ratio to plain reqwest. Allocations are counted over whole runs and include the server's
+//! (the same for every client): read the differences.
+//!
+//! `cargo bench --bench client_loopback` prints the tables; `-- --test` does one short run.
+
+#[allow(dead_code)] // shared by every bench; not each uses every helper
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use layover::client::logging::Logging;
+use layover::client::retry::{Retry, RetryPolicy};
+use layover::client::ssrf::Policy;
+use layover::client::token::{Token, TokenAuth, source_fn};
+
+#[global_allocator]
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
+
+const CONCURRENCY: usize = 32;
+const ATTEMPTS: u32 = 4;
+
+/// Answers every request with a small text body.
+fn serve() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = listener.local_addr().expect("the bound address");
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            header::HeaderValue::from_static("text/plain"),
+                        );
+                        Ok::<_, Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+#[derive(Clone)]
+enum Stack {
+    Reqwest(reqwest::Client),
+    ReqwestMiddleware(reqwest_middleware::ClientWithMiddleware),
+    Layover(&'static str, layover::client::Client),
+}
+
+impl Stack {
+    fn name(&self) -> &'static str {
+        match self {
+            Stack::Reqwest(_) => "reqwest",
+            Stack::ReqwestMiddleware(_) => "reqwest-middleware + reqwest-retry",
+            Stack::Layover(name, _) => name,
+        }
+    }
+
+    async fn get(&self, url: &str) {
+        let body = match self {
+            Stack::Reqwest(client) => {
+                let response = client.get(url).send().await.expect("answered");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("a body")
+            }
+            Stack::ReqwestMiddleware(client) => {
+                let response = client.get(url).send().await.expect("answered");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("a body")
+            }
+            Stack::Layover(_, client) => {
+                let response = client.get(url).send().await.expect("answered");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("a body")
+            }
+        };
+        assert_eq!(&body[..], b"hello");
+    }
+}
+
+fn stacks(server: SocketAddr) -> Vec<Stack> {
+    let retry = reqwest_retry::RetryTransientMiddleware::new_with_policy(
+        reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(ATTEMPTS - 1),
+    );
+    let peer = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(retry)
+        .build();
+    let policy = RetryPolicy::builder()
+        .max_attempts(ATTEMPTS)
+        .build()
+        .expect("a valid retry policy");
+    // The guard refuses loopback unless told otherwise: one rule lets this server's address and
+    // port through, as a deployment would allow one internal service.
+    let guard = || {
+        Policy::builder()
+            .allow_addr(&server.to_string())
+            .build()
+            .expect("a valid SSRF policy")
+    };
+    let layover = layover::client::Client::builder()
+        .ssrf_policy(guard())
+        .middleware(Logging::new())
+        .middleware(Retry::new(policy))
+        .middleware(TokenAuth::new(source_fn(|_client| async {
+            Ok(Token::new("bench-token"))
+        })))
+        .build()
+        .expect("the client builds");
+    vec![
+        Stack::Reqwest(reqwest::Client::new()),
+        Stack::ReqwestMiddleware(peer),
+        Stack::Layover("layover: retry, logging, token, SSRF guard", layover),
+        Stack::Layover("layover, no middleware", layover::client::Client::new()),
+        Stack::Layover(
+            "layover, SSRF guard only",
+            layover::client::Client::builder()
+                .ssrf_policy(guard())
+                .build()
+                .expect("the client builds"),
+        ),
+    ]
+}
+
+/// One layover client per built-in middleware (and the guard), each alone, for the allocation
+/// breakdown.
+fn single_middlewares(server: SocketAddr) -> Vec<(&'static str, layover::client::Client)> {
+    let build =
+        |builder: layover::client::ClientBuilder| builder.build().expect("the client builds");
+    let retry = RetryPolicy::builder()
+        .max_attempts(ATTEMPTS)
+        .build()
+        .expect("a valid retry policy");
+    let guard = Policy::builder()
+        .allow_addr(&server.to_string())
+        .build()
+        .expect("a valid SSRF policy");
+    vec![
+        ("no middleware", build(layover::client::Client::builder())),
+        (
+            "a pass-through from_fn",
+            build(
+                layover::client::Client::builder().middleware(layover::client::from_fn(
+                    |req, next: layover::client::Next| next.run(req),
+                )),
+            ),
+        ),
+        (
+            "Logging",
+            build(layover::client::Client::builder().middleware(Logging::new())),
+        ),
+        (
+            "Retry",
+            build(layover::client::Client::builder().middleware(Retry::new(retry))),
+        ),
+        (
+            "TokenAuth",
+            build(
+                layover::client::Client::builder().middleware(TokenAuth::new(source_fn(
+                    |_client| async { Ok(Token::new("bench-token")) },
+                ))),
+            ),
+        ),
+        (
+            "SSRF guard",
+            build(layover::client::Client::builder().ssrf_policy(guard)),
+        ),
+    ]
+}
+
+fn print_breakdown(rt: &tokio::runtime::Runtime, server: SocketAddr, url: &str, requests: usize) {
+    println!(
+        "layover's allocations per request, one middleware at a time (sequential, {requests} GETs)"
+    );
+    println!("| layover client | allocs/req | over no middleware |");
+    println!("|---|---|---|");
+    let mut base = None;
+    for (name, client) in single_middlewares(server) {
+        let stack = Stack::Layover(name, client);
+        run(rt, &stack, url, 50, 1);
+        let (_, count, _) = run(rt, &stack, url, requests, 1);
+        let allocations = count as f64 / requests as f64;
+        let base = *base.get_or_insert(allocations);
+        println!("| {name} | {allocations:.1} | {:+.1} |", allocations - base);
+    }
+    println!();
+}
+
+/// Seconds, allocations and CPU nanoseconds (client and server threads) for `requests` GETs,
+/// `concurrency` at a time.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    stack: &Stack,
+    url: &str,
+    requests: usize,
+    concurrency: usize,
+) -> (f64, u64, u64) {
+    rt.block_on(async {
+        let cpu_before = cpu_time::process_cpu_ns();
+        let (allocs_before, _) = counting_alloc::snapshot();
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let stack = stack.clone();
+            let url = url.to_owned();
+            tasks.spawn(async move {
+                for _ in 0..requests / concurrency {
+                    stack.get(&url).await;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("the client task completes");
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let (allocs_after, _) = counting_alloc::snapshot();
+        let cpu = cpu_time::process_cpu_ns() - cpu_before;
+        (elapsed, allocs_after - allocs_before, cpu)
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--test");
+    let (runs, sequential, concurrent) = if quick {
+        (1, 200, 640)
+    } else {
+        (5, 16_000, 51_200)
+    };
+    let addr = serve();
+    let url = format!("http://{addr}/items?page=1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let stacks = stacks(addr);
+    if std::env::args().any(|arg| arg == "--list-clients") {
+        for stack in &stacks {
+            println!("{}", stack.name());
+        }
+        return;
+    }
+    // `CLIENT_LOOPBACK_PROFILE=<client name>`: 2 000 sequential GETs with that client only, for
+    // `valgrind --tool=dhat` or `--tool=callgrind`.
+    if let Ok(name) = std::env::var("CLIENT_LOOPBACK_PROFILE") {
+        for stack in stacks.iter().filter(|stack| stack.name() == name) {
+            run(&rt, stack, &url, 2_000, 1);
+        }
+        return;
+    }
+    print_breakdown(&rt, addr, &url, if quick { 200 } else { 2_000 });
+    for (label, requests, concurrency) in [
+        ("sequential", sequential, 1),
+        ("32 concurrent", concurrent, CONCURRENCY),
+    ] {
+        // Warm-up: connections opened, token fetched, allocator and caches warm.
+        for stack in &stacks {
+            run(&rt, stack, &url, concurrency * 20, concurrency);
+        }
+        let mut rps = vec![Vec::new(); stacks.len()];
+        let mut allocs = vec![Vec::new(); stacks.len()];
+        let mut cpu = vec![Vec::new(); stacks.len()];
+        for _ in 0..runs {
+            for (index, stack) in stacks.iter().enumerate() {
+                let (seconds, count, nanos) = run(&rt, stack, &url, requests, concurrency);
+                rps[index].push(requests as f64 / seconds);
+                allocs[index].push(count as f64 / requests as f64);
+                cpu[index].push(nanos as f64 / 1_000.0 / requests as f64);
+            }
+        }
+        let base_rps = median(&mut rps[0].clone());
+        let base_allocs = median(&mut allocs[0].clone());
+        let base_cpu = median(&mut cpu[0].clone());
+        println!(
+            "client over loopback, {label}: {requests} GETs per run, {runs} runs (median); \
+             allocations and CPU time include the server's"
+        );
+        println!(
+            "| client | req/s | runs (req/s) | ratio to reqwest | allocs/req | over reqwest | \
+             CPU µs/req | CPU ratio to reqwest |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        for (index, stack) in stacks.iter().enumerate() {
+            let runs: Vec<String> = rps[index].iter().map(|v| format!("{v:.0}")).collect();
+            let value = median(&mut rps[index]);
+            let allocations = median(&mut allocs[index]);
+            let cpu = median(&mut cpu[index]);
+            println!(
+                "| {} | {value:.0} | {} | {:.3} | {allocations:.1} | {:+.1} | {cpu:.2} | {:.3} |",
+                stack.name(),
+                runs.join(", "),
+                value / base_rps,
+                allocations - base_allocs,
+                cpu / base_cpu
+            );
+        }
+        println!();
+    }
+    // The server thread is still accepting; leaving `main` ends the process.
+}
