@@ -158,17 +158,14 @@ macro_rules! stacks {
                 ))
                 .service(leaf)
         );
-        // CORS sits innermost: `ErrorBody` has no `Default`, which layover's CORS (like
-        // tower-http's) needs to build a preflight response, so outside axum's `Router` the
-        // recommended order (CORS outside error and timeout) does not compile yet. Innermost,
-        // a preflight pays for the error and timeout layers too: an upper bound on layover.
+        // The recommended order: forwarded, CORS, error, timeout.
         $run!(
             "layover",
             ServiceBuilder::new()
                 .layer(layover_forwarded())
+                .layer(layover_cors())
                 .layer(layover::server::ErrorLayer::new())
                 .layer(layover_timeout())
-                .layer(layover_cors())
                 .service(leaf)
         );
     }};
@@ -194,15 +191,15 @@ macro_rules! axum_stacks {
             )
         );
         // One `Router::layer` call per stack, as for tower-http: each call boxes the route
-        // again. CORS innermost, for the reason given in `stacks!`.
+        // again. The recommended order: forwarded, CORS, error, timeout.
         $run!(
             "axum + layover",
             axum_routes().layer(
                 ServiceBuilder::new()
                     .layer(layover_forwarded())
+                    .layer(layover_cors())
                     .layer(layover::server::ErrorLayer::new())
                     .layer(layover_timeout())
-                    .layer(layover_cors())
             )
         );
     }};

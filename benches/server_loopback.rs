@@ -70,16 +70,14 @@ fn layover_app() -> Router {
         .build()
         .expect("a valid CORS policy");
     let timeout = layover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout");
-    // One `Router::layer` call, as for tower-http (each call boxes the route again). CORS sits
-    // innermost: `ErrorBody` has no `Default`, which CORS needs to build a preflight response,
-    // so inside one `ServiceBuilder` the recommended order (CORS outside error and timeout)
-    // does not compile yet.
+    // One `Router::layer` call, as for tower-http (each call boxes the route again), in the
+    // recommended order: forwarded, CORS, error, timeout.
     routes().layer(
         ServiceBuilder::new()
             .layer(forwarded)
+            .layer(cors)
             .layer(layover::server::ErrorLayer::new())
-            .layer(timeout)
-            .layer(cors),
+            .layer(timeout),
     )
 }
 
