@@ -103,6 +103,7 @@ use http::header::{
 use http::{Method, StatusCode};
 use url::Url;
 
+use super::redirect::crosses_origin;
 use super::{Error, Middleware, Next, Request, Response, Result};
 
 use self::answer::Credentials;
@@ -586,7 +587,7 @@ impl Middleware for DigestAuth {
             return next.run(req).await;
         }
         if self.target == Target::Origin
-            && (req.left_origin || req.url().origin() != req.original_url().origin())
+            && (req.left_origin || crosses_origin(req.original_url(), req.url()))
         {
             // A redirect led to another origin: the credentials were given
             // for the origin the caller asked for, not for this one, nor for
