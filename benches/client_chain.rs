@@ -1,8 +1,8 @@
-//! Client chain cost, in process: layover against reqwest-middleware with the same number of
+//! Client chain cost, in process: stopover against reqwest-middleware with the same number of
 //! pass-through middlewares, each ending in a middleware that answers without the network, so
 //! the figures are the chain's own cost plus building the request.
 //!
-//! `cargo bench --bench client_chain` prints the allocation table first, then criterion's times.
+//! `cargo bench -p stopover-benches --bench client_chain` prints the allocation table first, then criterion's times.
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -10,7 +10,7 @@ mod counting_alloc;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group};
-use layover::client::{Client, Next, Request, Response, from_fn};
+use stopover::client::{Client, Next, Request, Response, from_fn};
 
 #[global_allocator]
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
@@ -19,7 +19,7 @@ const URL: &str = "http://127.0.0.1:9/items?page=1";
 const DEPTHS: [usize; 4] = [0, 1, 3, 5];
 const PROFILE_REQUESTS: usize = 20_000;
 
-fn layover_client(depth: usize) -> Client {
+fn stopover_client(depth: usize) -> Client {
     let mut builder = Client::builder();
     for _ in 0..depth {
         builder = builder.middleware(from_fn(|req: Request, next: Next| next.run(req)));
@@ -81,10 +81,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn print_allocations() {
     let rt = runtime();
     println!("allocations per request (exact, counting allocator)");
-    println!("| middlewares | layover | reqwest-middleware |");
+    println!("| middlewares | stopover | reqwest-middleware |");
     println!("|---|---|---|");
     for depth in DEPTHS {
-        let client = layover_client(depth);
+        let client = stopover_client(depth);
         let (ours, _) = counting_alloc::per_call(2_000, || {
             rt.block_on(async {
                 let response = client.get(URL).send().await.expect("answered");
@@ -106,8 +106,8 @@ fn bench_chain(c: &mut Criterion) {
     let rt = runtime();
     for depth in DEPTHS {
         let mut group = c.benchmark_group(format!("client_chain/{depth}"));
-        let client = layover_client(depth);
-        group.bench_function("layover", |b| {
+        let client = stopover_client(depth);
+        group.bench_function("stopover", |b| {
             b.to_async(&rt)
                 .iter(|| async { client.get(URL).send().await.expect("answered") })
         });
@@ -120,14 +120,14 @@ fn bench_chain(c: &mut Criterion) {
     }
 }
 
-/// `CLIENT_CHAIN_PROFILE=<client>/<depth>` (`layover/3`, `reqwest-middleware/3`): sends
+/// `CLIENT_CHAIN_PROFILE=<client>/<depth>` (`stopover/3`, `reqwest-middleware/3`): sends
 /// `PROFILE_REQUESTS` requests with one client and exits, for `valgrind --tool=callgrind`;
 /// `none/0` only builds the runtime, to subtract. `benches/instructions.sh` runs them all.
 fn profile(target: &str) {
     let rt = runtime();
     for depth in DEPTHS {
-        if target == format!("layover/{depth}") {
-            let client = layover_client(depth);
+        if target == format!("stopover/{depth}") {
+            let client = stopover_client(depth);
             rt.block_on(async {
                 for _ in 0..PROFILE_REQUESTS {
                     black_box(client.get(URL).send().await.expect("answered"));

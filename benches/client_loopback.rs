@@ -1,8 +1,8 @@
 //! Client throughput over loopback: plain reqwest, reqwest-middleware with reqwest-retry, and
-//! layover with retry, logging, token refresh and the SSRF guard on (the guard allows this one
+//! stopover with retry, logging, token refresh and the SSRF guard on (the guard allows this one
 //! loopback address and port), each sending GETs to the same in-process hyper server on
-//! 127.0.0.1 (keep-alive, no faults, so no retry ever happens). Two more layover rows, without
-//! middleware and with the SSRF guard alone, show where layover's cost comes from.
+//! 127.0.0.1 (keep-alive, no faults, so no retry ever happens). Two more stopover rows, without
+//! middleware and with the SSRF guard alone, show where stopover's cost comes from.
 //!
 //! The server runs on a current-thread runtime of its own thread; the clients run on a
 //! current-thread runtime on the main thread, sequentially (one request at a time) and 32-way
@@ -11,7 +11,7 @@
 //! a ratio to plain reqwest. Allocations are counted over whole runs and include the server's
 //! (the same for every client): read the differences.
 //!
-//! `cargo bench --bench client_loopback` prints the tables; `-- --test` does one short run.
+//! `cargo bench -p stopover-benches --bench client_loopback` prints the tables; `-- --test` does one short run.
 
 #[allow(dead_code)] // shared by every bench; not each uses every helper
 #[path = "support/counting_alloc.rs"]
@@ -28,10 +28,10 @@ use http::{Request, Response, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use layover::client::logging::Logging;
-use layover::client::retry::{Retry, RetryPolicy};
-use layover::client::ssrf::Policy;
-use layover::client::token::{Token, TokenAuth, source_fn};
+use stopover::client::logging::Logging;
+use stopover::client::retry::{Retry, RetryPolicy};
+use stopover::client::ssrf::Policy;
+use stopover::client::token::{Token, TokenAuth, source_fn};
 
 #[global_allocator]
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
@@ -80,7 +80,7 @@ fn serve() -> SocketAddr {
 enum Stack {
     Reqwest(reqwest::Client),
     ReqwestMiddleware(reqwest_middleware::ClientWithMiddleware),
-    Layover(&'static str, layover::client::Client),
+    Stopover(&'static str, stopover::client::Client),
 }
 
 impl Stack {
@@ -88,7 +88,7 @@ impl Stack {
         match self {
             Stack::Reqwest(_) => "reqwest",
             Stack::ReqwestMiddleware(_) => "reqwest-middleware + reqwest-retry",
-            Stack::Layover(name, _) => name,
+            Stack::Stopover(name, _) => name,
         }
     }
 
@@ -104,7 +104,7 @@ impl Stack {
                 assert!(response.status().is_success());
                 response.bytes().await.expect("a body")
             }
-            Stack::Layover(_, client) => {
+            Stack::Stopover(_, client) => {
                 let response = client.get(url).send().await.expect("answered");
                 assert!(response.status().is_success());
                 response.bytes().await.expect("a body")
@@ -133,7 +133,7 @@ fn stacks(server: SocketAddr) -> Vec<Stack> {
             .build()
             .expect("a valid SSRF policy")
     };
-    let layover = layover::client::Client::builder()
+    let stopover = stopover::client::Client::builder()
         .ssrf_policy(guard())
         .middleware(Logging::new())
         .middleware(Retry::new(policy))
@@ -145,11 +145,11 @@ fn stacks(server: SocketAddr) -> Vec<Stack> {
     vec![
         Stack::Reqwest(reqwest::Client::new()),
         Stack::ReqwestMiddleware(peer),
-        Stack::Layover("layover: retry, logging, token, SSRF guard", layover),
-        Stack::Layover("layover, no middleware", layover::client::Client::new()),
-        Stack::Layover(
-            "layover, SSRF guard only",
-            layover::client::Client::builder()
+        Stack::Stopover("stopover: retry, logging, token, SSRF guard", stopover),
+        Stack::Stopover("stopover, no middleware", stopover::client::Client::new()),
+        Stack::Stopover(
+            "stopover, SSRF guard only",
+            stopover::client::Client::builder()
                 .ssrf_policy(guard())
                 .build()
                 .expect("the client builds"),
@@ -157,11 +157,11 @@ fn stacks(server: SocketAddr) -> Vec<Stack> {
     ]
 }
 
-/// One layover client per built-in middleware (and the guard), each alone, for the allocation
+/// One stopover client per built-in middleware (and the guard), each alone, for the allocation
 /// breakdown.
-fn single_middlewares(server: SocketAddr) -> Vec<(&'static str, layover::client::Client)> {
+fn single_middlewares(server: SocketAddr) -> Vec<(&'static str, stopover::client::Client)> {
     let build =
-        |builder: layover::client::ClientBuilder| builder.build().expect("the client builds");
+        |builder: stopover::client::ClientBuilder| builder.build().expect("the client builds");
     let retry = RetryPolicy::builder()
         .max_attempts(ATTEMPTS)
         .build()
@@ -171,47 +171,47 @@ fn single_middlewares(server: SocketAddr) -> Vec<(&'static str, layover::client:
         .build()
         .expect("a valid SSRF policy");
     vec![
-        ("no middleware", build(layover::client::Client::builder())),
+        ("no middleware", build(stopover::client::Client::builder())),
         (
             "a pass-through from_fn",
             build(
-                layover::client::Client::builder().middleware(layover::client::from_fn(
-                    |req, next: layover::client::Next| next.run(req),
+                stopover::client::Client::builder().middleware(stopover::client::from_fn(
+                    |req, next: stopover::client::Next| next.run(req),
                 )),
             ),
         ),
         (
             "Logging",
-            build(layover::client::Client::builder().middleware(Logging::new())),
+            build(stopover::client::Client::builder().middleware(Logging::new())),
         ),
         (
             "Retry",
-            build(layover::client::Client::builder().middleware(Retry::new(retry))),
+            build(stopover::client::Client::builder().middleware(Retry::new(retry))),
         ),
         (
             "TokenAuth",
             build(
-                layover::client::Client::builder().middleware(TokenAuth::new(source_fn(
+                stopover::client::Client::builder().middleware(TokenAuth::new(source_fn(
                     |_client| async { Ok(Token::new("bench-token")) },
                 ))),
             ),
         ),
         (
             "SSRF guard",
-            build(layover::client::Client::builder().ssrf_policy(guard)),
+            build(stopover::client::Client::builder().ssrf_policy(guard)),
         ),
     ]
 }
 
 fn print_breakdown(rt: &tokio::runtime::Runtime, server: SocketAddr, url: &str, requests: usize) {
     println!(
-        "layover's allocations per request, one middleware at a time (sequential, {requests} GETs)"
+        "stopover's allocations per request, one middleware at a time (sequential, {requests} GETs)"
     );
-    println!("| layover client | allocs/req | over no middleware |");
+    println!("| stopover client | allocs/req | over no middleware |");
     println!("|---|---|---|");
     let mut base = None;
     for (name, client) in single_middlewares(server) {
-        let stack = Stack::Layover(name, client);
+        let stack = Stack::Stopover(name, client);
         run(rt, &stack, url, 50, 1);
         let (_, count, _) = run(rt, &stack, url, requests, 1);
         let allocations = count as f64 / requests as f64;

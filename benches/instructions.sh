@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
 
 executable() {
-    cargo bench --no-run --bench "$1" 2>&1 | sed -n "s/.*Executable .*(\(.*\))$/\1/p" | tail -1
+    cargo bench --no-run -p stopover-benches --bench "$1" 2>&1 | sed -n "s/.*Executable .*(\(.*\))$/\1/p" | tail -1
 }
 
 # Instructions collected inside block_on when the bench's profile mode runs `$3`.
@@ -33,9 +33,9 @@ declare -A base
 for shape in no-origin simple-cors preflight; do
     base[$shape]=$(collected "$bin" SERVER_LAYERS_PROFILE "requests/$shape")
 done
-for stack in bare tower-http layover axum "axum + tower-http" "axum + layover" \
-    "axum + layover, 4 layer calls" "tower-http cors" "tower-http catch-panic" \
-    "tower-http timeout" "layover forwarded" "layover cors" "layover error" "layover timeout"; do
+for stack in bare tower-http stopover axum "axum + tower-http" "axum + stopover" \
+    "axum + stopover, 4 layer calls" "tower-http cors" "tower-http catch-panic" \
+    "tower-http timeout" "stopover forwarded" "stopover cors" "stopover error" "stopover timeout"; do
     row="| $stack |"
     for shape in no-origin simple-cors preflight; do
         total=$(collected "$bin" SERVER_LAYERS_PROFILE "$stack/$shape")
@@ -47,10 +47,10 @@ echo
 
 echo "client chain, in process: instructions per request"
 bin=$(executable client_chain)
-echo "| middlewares | layover | reqwest-middleware |"
+echo "| middlewares | stopover | reqwest-middleware |"
 echo "|---|---|---|"
 for depth in 0 1 3 5; do
-    ours=$(collected "$bin" CLIENT_CHAIN_PROFILE "layover/$depth")
+    ours=$(collected "$bin" CLIENT_CHAIN_PROFILE "stopover/$depth")
     theirs=$(collected "$bin" CLIENT_CHAIN_PROFILE "reqwest-middleware/$depth")
     echo "| $depth | $(per_request "$ours" 0 20000) | $(per_request "$theirs" 0 20000) |"
 done

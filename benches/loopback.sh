@@ -13,7 +13,7 @@ if ! command -v wrk >/dev/null 2>&1; then
     fi
 fi
 
-echo "== cargo bench --bench server_loopback"
-cargo bench --bench server_loopback -- "$@"
-echo "== cargo bench --bench client_loopback"
-cargo bench --bench client_loopback -- "$@"
+echo "== cargo bench -p stopover-benches --bench server_loopback"
+cargo bench -p stopover-benches --bench server_loopback -- "$@"
+echo "== cargo bench -p stopover-benches --bench client_loopback"
+cargo bench -p stopover-benches --bench client_loopback -- "$@"

@@ -1,5 +1,5 @@
 //! Server layer cost, in process: the same leaf service bare, under tower-http (CORS, timeout,
-//! catch-panic) and under layover (forwarded, CORS, error, timeout), for a request without
+//! catch-panic) and under stopover (forwarded, CORS, error, timeout), for a request without
 //! `Origin`, a simple CORS request and a preflight.
 //!
 //! Every request goes through `svc.clone().oneshot(req)` on a current-thread runtime, which is
@@ -7,7 +7,7 @@
 //! cloning each stack is counted. Building the request is not: criterion times only the call
 //! (`iter_batched`), and the allocation counts are taken over requests built beforehand.
 //!
-//! `cargo bench --bench server_layers` prints the allocation tables first, then criterion's times.
+//! `cargo bench -p stopover-benches --bench server_layers` prints the allocation tables first, then criterion's times.
 
 #[allow(dead_code)] // shared by every bench; not each uses every helper
 #[path = "support/counting_alloc.rs"]
@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, criterion_group};
 use http::{HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::Full;
-use layover::server::forwarded::PeerAddr;
+use stopover::server::forwarded::PeerAddr;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 #[global_allocator]
@@ -97,7 +97,7 @@ impl Shape {
         let uri = Uri::from_maybe_shared(head.slice(..at)).expect("a valid URI");
         let mut request = Request::new(Body::default());
         // Where a server knows the peer from (`PeerAddr`, or axum's `ConnectInfo`): a direct
-        // client, not a trusted proxy, with no forwarded headers. Only layover's forwarded
+        // client, not a trusted proxy, with no forwarded headers. Only stopover's forwarded
         // layer reads it; without it, that layer would have nothing to work from.
         request.extensions_mut().insert(PeerAddr(DIRECT_CLIENT));
         *request.method_mut() = method;
@@ -122,8 +122,8 @@ fn tower_http_cors() -> tower_http::cors::CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-fn layover_cors() -> layover::server::CorsLayer {
-    layover::server::CorsLayer::builder()
+fn stopover_cors() -> stopover::server::CorsLayer {
+    stopover::server::CorsLayer::builder()
         .allow_origin(ORIGIN)
         .allow_methods(["GET", "POST", "PUT", "DELETE"])
         .allow_headers(["content-type"])
@@ -132,15 +132,15 @@ fn layover_cors() -> layover::server::CorsLayer {
         .expect("a valid CORS policy")
 }
 
-fn layover_forwarded() -> layover::server::ForwardedLayer {
-    layover::server::ForwardedLayer::builder()
+fn stopover_forwarded() -> stopover::server::ForwardedLayer {
+    stopover::server::ForwardedLayer::builder()
         .x_forwarded()
         .build()
         .expect("a valid forwarded policy")
 }
 
-fn layover_timeout() -> layover::server::TimeoutLayer {
-    layover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout")
+fn stopover_timeout() -> stopover::server::TimeoutLayer {
+    stopover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout")
 }
 
 macro_rules! stacks {
@@ -160,12 +160,12 @@ macro_rules! stacks {
         );
         // The recommended order: forwarded, CORS, error, timeout.
         $run!(
-            "layover",
+            "stopover",
             ServiceBuilder::new()
-                .layer(layover_forwarded())
-                .layer(layover_cors())
-                .layer(layover::server::ErrorLayer::new())
-                .layer(layover_timeout())
+                .layer(stopover_forwarded())
+                .layer(stopover_cors())
+                .layer(stopover::server::ErrorLayer::new())
+                .layer(stopover_timeout())
                 .service(leaf)
         );
     }};
@@ -173,7 +173,7 @@ macro_rules! stacks {
 
 /// The same three stacks as `axum::serve` runs them in `benches/server_loopback.rs`: an axum
 /// `Router` with one route, layers added with `Router::layer` (which boxes each layered route
-/// and maps every response body into axum's `Body`). The layover stack is in the recommended
+/// and maps every response body into axum's `Body`). The stopover stack is in the recommended
 /// order here, which `Router::layer` allows.
 macro_rules! axum_stacks {
     ($run:ident) => {{
@@ -193,29 +193,29 @@ macro_rules! axum_stacks {
         // One `Router::layer` call per stack, as for tower-http: each call boxes the route
         // again. The recommended order: forwarded, CORS, error, timeout.
         $run!(
-            "axum + layover",
+            "axum + stopover",
             axum_routes().layer(
                 ServiceBuilder::new()
-                    .layer(layover_forwarded())
-                    .layer(layover_cors())
-                    .layer(layover::server::ErrorLayer::new())
-                    .layer(layover_timeout())
+                    .layer(stopover_forwarded())
+                    .layer(stopover_cors())
+                    .layer(stopover::server::ErrorLayer::new())
+                    .layer(stopover_timeout())
             )
         );
     }};
 }
 
-/// What a `Router::layer` call costs: layover's four layers in the recommended order, one
+/// What a `Router::layer` call costs: stopover's four layers in the recommended order, one
 /// `Router::layer` call each (allocation table and profile only).
 macro_rules! axum_layer_calls {
     ($run:ident) => {{
         $run!(
-            "axum + layover, 4 layer calls",
+            "axum + stopover, 4 layer calls",
             axum_routes()
-                .layer(layover_timeout())
-                .layer(layover::server::ErrorLayer::new())
-                .layer(layover_cors())
-                .layer(layover_forwarded())
+                .layer(stopover_timeout())
+                .layer(stopover::server::ErrorLayer::new())
+                .layer(stopover_cors())
+                .layer(stopover_forwarded())
         );
     }};
 }
@@ -256,24 +256,26 @@ macro_rules! single_layers {
                 .service(leaf)
         );
         $run!(
-            "layover forwarded",
+            "stopover forwarded",
             ServiceBuilder::new()
-                .layer(layover_forwarded())
+                .layer(stopover_forwarded())
                 .service(leaf)
         );
         $run!(
-            "layover cors",
-            ServiceBuilder::new().layer(layover_cors()).service(leaf)
+            "stopover cors",
+            ServiceBuilder::new().layer(stopover_cors()).service(leaf)
         );
         $run!(
-            "layover error",
+            "stopover error",
             ServiceBuilder::new()
-                .layer(layover::server::ErrorLayer::new())
+                .layer(stopover::server::ErrorLayer::new())
                 .service(leaf)
         );
         $run!(
-            "layover timeout",
-            ServiceBuilder::new().layer(layover_timeout()).service(leaf)
+            "stopover timeout",
+            ServiceBuilder::new()
+                .layer(stopover_timeout())
+                .service(leaf)
         );
     }};
 }
@@ -353,8 +355,8 @@ fn bench_layers(c: &mut Criterion) {
             ServiceBuilder::new().layer(tower_http_cors()).service(leaf)
         );
         bench!(
-            "layover cors",
-            ServiceBuilder::new().layer(layover_cors()).service(leaf)
+            "stopover cors",
+            ServiceBuilder::new().layer(stopover_cors()).service(leaf)
         );
         group.finish();
     }

@@ -1,5 +1,5 @@
 //! Server throughput over loopback: bare axum, axum with tower-http (CORS, catch-panic,
-//! timeout) and axum with layover's stack (forwarded, CORS, error, timeout), each served by
+//! timeout) and axum with stopover's stack (forwarded, CORS, error, timeout), each served by
 //! `axum::serve` on 127.0.0.1 and driven by `wrk` (2 threads, 32 keep-alive connections).
 //!
 //! Each run is bounded (5 s, 3 runs per stack, the stacks interleaved so that a noisy moment
@@ -7,7 +7,7 @@
 //! axum. Without `wrk` on the `PATH` the benchmark says so and exits: `benches/loopback.sh`
 //! installs it (Debian's `wrk` package) and runs this benchmark.
 //!
-//! `cargo bench --bench server_loopback -- --test` does one 1 s run per stack, to check that
+//! `cargo bench -p stopover-benches --bench server_loopback -- --test` does one 1 s run per stack, to check that
 //! everything works.
 
 #[path = "support/cpu_time.rs"]
@@ -52,8 +52,8 @@ fn tower_http_app() -> Router {
     )
 }
 
-fn layover_app() -> Router {
-    let forwarded = layover::server::ForwardedLayer::builder()
+fn stopover_app() -> Router {
+    let forwarded = stopover::server::ForwardedLayer::builder()
         .x_forwarded()
         .peer_addr_with(|extensions| {
             extensions
@@ -62,21 +62,21 @@ fn layover_app() -> Router {
         })
         .build()
         .expect("a valid forwarded policy");
-    let cors = layover::server::CorsLayer::builder()
+    let cors = stopover::server::CorsLayer::builder()
         .allow_origin(ORIGIN)
         .allow_methods(["GET", "POST", "PUT", "DELETE"])
         .allow_headers(["content-type"])
         .max_age(Duration::from_secs(600))
         .build()
         .expect("a valid CORS policy");
-    let timeout = layover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout");
+    let timeout = stopover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout");
     // One `Router::layer` call, as for tower-http (each call boxes the route again), in the
     // recommended order: forwarded, CORS, error, timeout.
     routes().layer(
         ServiceBuilder::new()
             .layer(forwarded)
             .layer(cors)
-            .layer(layover::server::ErrorLayer::new())
+            .layer(stopover::server::ErrorLayer::new())
             .layer(timeout),
     )
 }
@@ -85,17 +85,17 @@ fn layover_app() -> Router {
 enum Stack {
     Bare,
     TowerHttp,
-    Layover,
+    Stopover,
 }
 
 impl Stack {
-    const ALL: [Stack; 3] = [Stack::Bare, Stack::TowerHttp, Stack::Layover];
+    const ALL: [Stack; 3] = [Stack::Bare, Stack::TowerHttp, Stack::Stopover];
 
     fn name(self) -> &'static str {
         match self {
             Stack::Bare => "bare axum",
             Stack::TowerHttp => "axum + tower-http",
-            Stack::Layover => "axum + layover",
+            Stack::Stopover => "axum + stopover",
         }
     }
 }
@@ -136,11 +136,11 @@ fn serve(
                         .await
                 }
                 // The forwarded layer needs the peer address: the connect-info service is part
-                // of layover's cost.
-                Stack::Layover => {
+                // of stopover's cost.
+                Stack::Stopover => {
                     axum::serve(
                         listener,
-                        layover_app().into_make_service_with_connect_info::<SocketAddr>(),
+                        stopover_app().into_make_service_with_connect_info::<SocketAddr>(),
                     )
                     .with_graceful_shutdown(shutdown)
                     .await

@@ -22,8 +22,8 @@ mod digest_server;
 
 use axum::http::header;
 use digest_server::{PASSWORD, Server, USER};
-use layover::client::digest::{DigestAuth, DigestFailure};
-use layover::client::{Client, Next, Request, from_fn};
+use stopover::client::digest::{DigestAuth, DigestFailure};
+use stopover::client::{Client, Next, Request, from_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,7 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn log_attempt(
     req: Request,
     next: Next,
-) -> layover::client::Result<layover::client::Response> {
+) -> stopover::client::Result<stopover::client::Response> {
     let answer = req
         .headers()
         .get(header::AUTHORIZATION)

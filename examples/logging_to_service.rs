@@ -19,7 +19,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
-use layover::client::{Client, Next, Request, from_fn};
+use stopover::client::{Client, Next, Request, from_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bytes::Bytes;
-use layover::client::retry::{Attempts, GaveUp, Retry, RetryPolicy};
-use layover::client::{Body, Client, Response};
+use stopover::client::retry::{Attempts, GaveUp, Retry, RetryPolicy};
+use stopover::client::{Body, Client, Response};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,4 +1,4 @@
-//! An axum app with layover's full server stack, in the recommended order: forwarded, CORS,
+//! An axum app with stopover's full server stack, in the recommended order: forwarded, CORS,
 //! error, timeout, shield. The example starts it on loopback, sends a request that shows each
 //! layer at work, prints what came back, and exits.
 //!
@@ -11,7 +11,7 @@ mod server_stack;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use layover::client::Client;
+use stopover::client::Client;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }));
     let server = server_stack::start().await?;
     let base = format!("http://{}", server.addr);
-    println!("layover stack listening on {base}\n");
+    println!("stopover stack listening on {base}\n");
 
     if std::env::args().any(|arg| arg == "--serve") {
         println!("try: curl -i {base}/items/7   (Ctrl-C to stop)");

@@ -26,9 +26,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use layover::client::Client;
-use layover::client::ssrf::Policy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use stopover::client::Client;
+use stopover::client::ssrf::Policy;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -22,8 +22,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use layover::client::Client;
-use layover::client::token::{BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache};
+use stopover::client::Client;
+use stopover::client::token::{
+    BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,4 +1,4 @@
-//! The tour: layover's server stack on loopback, driven by a layover client with middlewares,
+//! The tour: stopover's server stack on loopback, driven by a stopover client with middlewares,
 //! and a transcript of what each middleware and layer did.
 //!
 //! Run it with `cargo run --example tour`; it exits by itself in a few seconds.
@@ -16,12 +16,12 @@ use axum::routing::get;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use layover::client::digest::DigestAuth;
-use layover::client::logging::Logging;
-use layover::client::retry::{Attempts, Retry, RetryPolicy};
-use layover::client::ssrf::Policy;
-use layover::client::token::{RefreshTokenSource, Token, TokenAuth, TokenCache};
-use layover::client::{Chain, Client, Next, Request, Response, from_fn};
+use stopover::client::digest::DigestAuth;
+use stopover::client::logging::Logging;
+use stopover::client::retry::{Attempts, Retry, RetryPolicy};
+use stopover::client::ssrf::Policy;
+use stopover::client::token::{RefreshTokenSource, Token, TokenAuth, TokenCache};
+use stopover::client::{Chain, Client, Next, Request, Response, from_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -153,9 +153,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
 
     println!("10. logging, retry and token refresh on one client: a stale token, a flaky endpoint");
-    // layover's Logging middleware reports through tracing; show its events on stdout.
+    // The client's Logging and Retry middlewares report through tracing: their events go to
+    // stdout. The server's own events (its error layer logs each 5xx) stay out of the transcript.
+    println!("  (the INFO lines are tracing events of the client's Logging and Retry middlewares)");
     tracing_subscriber::fmt()
-        .with_env_filter("layover=info")
+        .with_env_filter("stopover::client=info")
         .with_target(false)
         .with_ansi(false)
         .without_time()
@@ -215,7 +217,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Prints each attempt that reaches the wire: the innermost middleware sees them all.
-async fn print_each_attempt(req: Request, next: Next) -> layover::client::Result<Response> {
+async fn print_each_attempt(req: Request, next: Next) -> stopover::client::Result<Response> {
     let started = Instant::now();
     let line = format!("{} {} (hop {})", req.method(), req.url().path(), req.hop());
     let response = next.run(req).await;

@@ -1,4 +1,118 @@
-#![doc = include_str!("../README.md")]
+//! Composable async HTTP middleware for both sides of the wire.
+//!
+//! stopover has two halves, each behind a feature that is on by default:
+//!
+//! - [`client`]: a cheap-to-clone HTTP client on [reqwest] whose requests pass through a chain
+//!   of middlewares you write as one async function or as a struct. The chain runs once per
+//!   redirect hop (stopover follows redirects itself), a middleware can send requests of its own
+//!   through the same client without recursing forever, and the SSRF guard sits in the transport
+//!   where no request can remove it. Built in: retry, logging, bearer tokens with refresh,
+//!   Digest authentication (RFC 7616) and proxy credentials.
+//! - [`server`]: tower layers for axum's `Router::layer`, `tower::ServiceBuilder` or a bare
+//!   hyper server: JSON error responses, CORS as browsers enforce it, timeouts with ignore
+//!   rules, shielding handlers from clients that go away, and scheme and client address from
+//!   trusted proxies.
+//!
+//! It does in Rust what aiohttp's client middlewares and the `aiohttp-middlewares` package do in
+//! Python (a table below maps their names), with the gaps closed that they and the Rust peers
+//! leave open: credentials are dropped on cross-origin redirects, a body that cannot be replayed
+//! is an error instead of an empty request, and every configuration is checked when it is built.
+//!
+//! # Adding it
+//!
+//! ```sh
+//! cargo add stopover                                         # both halves
+//! cargo add stopover --no-default-features --features client # the client alone
+//! ```
+//!
+//! | feature | default | what it adds | what it pulls in |
+//! |---|---|---|---|
+//! | `client` | yes | the [`client`] module | reqwest 0.13 (rustls with aws-lc-rs, HTTP/2), hyper-util, url, RustCrypto hashes (md-5, sha1, sha2), ipnet, getrandom |
+//! | `server` | yes | the [`server`] module | tower, regex, ipnet, pin-project-lite |
+//!
+//! Both halves use tokio, `http` 1, bytes, serde_json and tracing. Building the default TLS
+//! stack (aws-lc-rs) needs a C compiler.
+//!
+//! # The client
+//!
+//! A middleware sees every request, may change it, and calls `next.run` zero, one or several
+//! times. The first middleware added is the outermost.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use stopover::client::retry::{Retry, RetryPolicy};
+//! use stopover::client::ssrf::Policy;
+//! use stopover::client::{Client, Next, Request, from_fn};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder()
+//!     .base_url("https://api.example.test/")
+//!     .timeout(Duration::from_secs(30))
+//!     .ssrf_policy(Policy::default()) // no request reaches a private or internal address
+//!     .middleware(Retry::new(RetryPolicy::builder().build()?))
+//!     .middleware(from_fn(|req: Request, next: Next| async move {
+//!         println!("{} {} (hop {})", req.method(), req.url(), req.hop());
+//!         next.run(req).await
+//!     }))
+//!     .build()?;
+//!
+//! let users = client.get("users").send().await?.text().await?;
+//! # let _ = users;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The server
+//!
+//! The layers go in one `ServiceBuilder`, outermost first, in the order shown here (the
+//! [`server`] module explains why).
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{Router, routing::get};
+//! use stopover::server::{CorsLayer, ErrorLayer, ForwardedLayer, ShieldLayer, TimeoutLayer};
+//! use tower::ServiceBuilder;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let app: Router = Router::new()
+//!     .route("/items", get(|| async { "[]" }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(ForwardedLayer::builder().build()?)
+//!             .layer(CorsLayer::builder().allow_origin("https://app.example").build()?)
+//!             .layer(ErrorLayer::new())
+//!             .layer(TimeoutLayer::new(Duration::from_secs(10))?)
+//!             .layer(ShieldLayer::builder().build()?),
+//!     );
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Coming from aiohttp
+//!
+//! | aiohttp / aiohttp-middlewares | stopover |
+//! |---|---|
+//! | `ClientSession(middlewares=(m1, m2))` | [`ClientBuilder::middleware`](client::ClientBuilder::middleware), once per middleware |
+//! | `session.get(url, middlewares=(m,))` | [`RequestBuilder::middlewares`](client::RequestBuilder::middlewares) (replaces the client's list, as in aiohttp) |
+//! | `session.get(url, middlewares=())` | [`RequestBuilder::no_middleware`](client::RequestBuilder::no_middleware) |
+//! | `async def mw(req, handler)` | [`from_fn`](client::from_fn)`(\|req, next\| async move { .. })`, or a struct implementing [`Middleware`](client::Middleware) |
+//! | `await handler(req)` | [`next.run(req).await`](client::Next::run) |
+//! | a middleware's own requests on the same session | [`next.client()`](client::Next::client), with or without middleware |
+//! | `DigestAuthMiddleware(login, password)` | [`client::digest::DigestAuth`] |
+//! | the cookbook's retry, logging and token-refresh recipes | [`client::retry`], [`client::logging`], [`client::token`] |
+//! | the cookbook's `SSRFConnector` / SSRF middleware | [`client::ssrf::Policy`] on [`ClientBuilder::ssrf_policy`](client::ClientBuilder::ssrf_policy) |
+//! | `error_middleware(default_handler=.., config={..})` | [`server::ErrorLayer`] with per-path handlers |
+//! | `get_error_response(request, err)` | [`server::ErrorLayer`] renders [`server::HttpError`] and empty error responses |
+//! | `cors_middleware(origins=.., urls=..)` | [`server::CorsLayer`] |
+//! | `timeout_middleware(seconds, ignore=..)` | [`server::TimeoutLayer`] |
+//! | `shield_middleware(methods=.., urls=..)` | [`server::ShieldLayer`] |
+//! | `https_middleware(match_headers=..)` | [`server::ForwardedLayer`], which believes only trusted proxies |
+//! | `match_path(item, path)` | [`server::matcher::PathMatcher`]: exact, prefix or whole-path regex |
+//!
+//! [reqwest]: https://docs.rs/reqwest
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -7,3 +121,8 @@ pub mod client;
 
 #[cfg(feature = "server")]
 pub mod server;
+
+// The README's examples compile: they are doctests here, so they cannot drift from the API.
+#[cfg(all(doctest, feature = "client", feature = "server"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

@@ -26,10 +26,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use layover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
-use layover::server::matcher::PathMatcher;
-use layover::server::{ErrorLayer, TimeoutLayer};
 use serde_json::{Value, json};
+use stopover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
+use stopover::server::matcher::PathMatcher;
+use stopover::server::{ErrorLayer, TimeoutLayer};
 
 use webdriver::browser;
 
@@ -365,7 +365,7 @@ async fn preflighted_put_with_a_listed_method_and_header_is_readable() {
     let api = Api::start(
         allowing(&page)
             .allow_methods(["PUT"])
-            .allow_headers(["x-layover"])
+            .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
     )
@@ -374,7 +374,7 @@ async fn preflighted_put_with_a_listed_method_and_header_is_readable() {
     tab.open(&page.url()).await;
 
     let response = tab
-        .fetch(&api.url("/item"), put_with("X-Layover"))
+        .fetch(&api.url("/item"), put_with("X-Stopover"))
         .await
         .readable();
 
@@ -390,7 +390,7 @@ async fn preflighted_put_with_an_unlisted_header_is_refused_before_the_handler()
     let api = Api::start(
         allowing(&page)
             .allow_methods(["PUT"])
-            .allow_headers(["x-layover"])
+            .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
     )
@@ -427,7 +427,7 @@ async fn credentialed_preflighted_put_from_a_listed_origin_is_readable() {
     let api = Api::start(
         allowing(&page)
             .allow_methods(["PUT"])
-            .allow_headers(["x-layover"])
+            .allow_headers(["x-stopover"])
             .allow_credentials(true)
             .build()
             .unwrap(),
@@ -439,7 +439,7 @@ async fn credentialed_preflighted_put_from_a_listed_origin_is_readable() {
     let response = tab
         .fetch(
             &api.url("/item"),
-            json!({ "method": "PUT", "headers": { "X-Layover": "1" }, "credentials": "include" }),
+            json!({ "method": "PUT", "headers": { "X-Stopover": "1" }, "credentials": "include" }),
         )
         .await
         .readable();
@@ -463,7 +463,7 @@ async fn preflighted_get_with_authorization_is_readable_with_allow_any_header() 
     let response = tab
         .fetch(
             &api.url("/item"),
-            json!({ "headers": { "Authorization": "Bearer t0ken", "X-Layover": "1" } }),
+            json!({ "headers": { "Authorization": "Bearer t0ken", "X-Stopover": "1" } }),
         )
         .await
         .readable();
@@ -479,7 +479,7 @@ async fn preflighted_put_from_an_unlisted_origin_is_refused_before_the_handler()
         CorsLayer::builder()
             .allow_origin("http://127.0.0.1:1")
             .allow_methods(["PUT"])
-            .allow_headers(["x-layover"])
+            .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
     )
@@ -487,7 +487,7 @@ async fn preflighted_put_from_an_unlisted_origin_is_refused_before_the_handler()
     let tab = browser().await;
     tab.open(&page.url()).await;
 
-    tab.fetch(&api.url("/item"), put_with("X-Layover"))
+    tab.fetch(&api.url("/item"), put_with("X-Stopover"))
         .await
         .assert_blocked();
 
@@ -515,7 +515,7 @@ async fn credentialed_preflight_with_mirrored_headers_allows_authorization() {
         .fetch(
             &api.url("/item"),
             json!({
-                "headers": { "Authorization": "Bearer t0ken", "X-Layover": "1" },
+                "headers": { "Authorization": "Bearer t0ken", "X-Stopover": "1" },
                 "credentials": "include",
             }),
         )
@@ -736,7 +736,7 @@ async fn preflight_is_cached_for_max_age() {
     let api = Api::start(
         allowing(&page)
             .allow_methods(["PUT"])
-            .allow_headers(["x-layover"])
+            .allow_headers(["x-stopover"])
             .max_age(Duration::from_secs(600))
             .build()
             .unwrap(),
@@ -746,7 +746,7 @@ async fn preflight_is_cached_for_max_age() {
     tab.open(&page.url()).await;
 
     for _ in 0..2 {
-        tab.fetch(&api.url("/item"), put_with("X-Layover"))
+        tab.fetch(&api.url("/item"), put_with("X-Stopover"))
             .await
             .readable();
     }
@@ -763,7 +763,7 @@ async fn preflight_with_max_age_zero_is_sent_before_every_request() {
     let api = Api::start(
         allowing(&page)
             .allow_methods(["PUT"])
-            .allow_headers(["x-layover"])
+            .allow_headers(["x-stopover"])
             .max_age(Duration::ZERO)
             .build()
             .unwrap(),
@@ -773,7 +773,7 @@ async fn preflight_with_max_age_zero_is_sent_before_every_request() {
     tab.open(&page.url()).await;
 
     for _ in 0..2 {
-        tab.fetch(&api.url("/item"), put_with("X-Layover"))
+        tab.fetch(&api.url("/item"), put_with("X-Stopover"))
             .await
             .readable();
     }

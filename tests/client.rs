@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use layover::client::{
+use stopover::client::{
     Body, Chain, Client, ErrorKind, Middleware, Next, Request, Response, Result, from_fn,
 };
 use support::TestServer;
@@ -807,7 +807,7 @@ impl TextStatus for Response {
 
 /// Everything a log line could show of an error: its `Debug`, and the `Display` of every error
 /// in its `source()` chain.
-fn everything_shown(err: &layover::client::Error) -> String {
+fn everything_shown(err: &stopover::client::Error) -> String {
     let mut shown = format!("{err:?}");
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(cause) = source {
@@ -1170,7 +1170,9 @@ async fn chain_that_reenters_itself_from_spawned_tasks_fails_with_a_recursion_er
         .middleware(from_fn(|req: Request, next: Next| async move {
             let client = next.client().clone();
             let nested = tokio::spawn(async move { client.get("/again").send().await });
-            nested.await.map_err(layover::client::Error::middleware)??;
+            nested
+                .await
+                .map_err(stopover::client::Error::middleware)??;
             next.run(req).await
         }))
         .build()
@@ -1256,7 +1258,7 @@ async fn cross_origin_hop_drops_a_host_header_the_caller_set() {
 
 #[tokio::test]
 async fn url_credentials_are_refused_by_an_ssrf_policy_that_forbids_user_info() {
-    use layover::client::ssrf::Policy;
+    use stopover::client::ssrf::Policy;
     let server = TestServer::start().await;
     let addr = server.addr.to_string();
     let strict = Policy::builder().allow_addr(&addr).build().unwrap();

@@ -12,13 +12,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response as AxumResponse};
-use layover::client::digest::{DigestAuth, DigestError, DigestFailure};
-use layover::client::{Body, Client, Response};
 use sha2::Digest as _;
+use stopover::client::digest::{DigestAuth, DigestError, DigestFailure};
+use stopover::client::{Body, Client, Response};
 
 const USER: &str = "Mufasa";
 const PASSWORD: &str = "Circle of Life";
-const REALM: &str = "loopback@layover.test";
+const REALM: &str = "loopback@stopover.test";
 
 // ---------------------------------------------------------------------------
 // The checking server
@@ -1200,7 +1200,7 @@ async fn concurrent_requests_all_authenticate() {
     }
 }
 
-fn digest_error(err: &layover::client::Error) -> Option<&DigestError> {
+fn digest_error(err: &stopover::client::Error) -> Option<&DigestError> {
     std::error::Error::source(err).and_then(|source| source.downcast_ref::<DigestError>())
 }
 

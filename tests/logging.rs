@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use fault_server::{Answer, FaultServer, Reply, capture_logs, status};
 use http::{HeaderName, StatusCode};
-use layover::client::logging::{LogToService, Logging, QueryRedaction, Redaction};
-use layover::client::retry::{Retry, RetryPolicy};
-use layover::client::{Client, ErrorKind};
+use stopover::client::logging::{LogToService, Logging, QueryRedaction, Redaction};
+use stopover::client::retry::{Retry, RetryPolicy};
+use stopover::client::{Client, ErrorKind};
 
 fn logging_client(logging: Logging) -> Client {
     Client::builder().middleware(logging).build().unwrap()

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use fault_server::{Answer, FaultServer, Reply, capture_logs, status};
 use http::StatusCode;
-use layover::client::retry::{Attempts, Budget, GaveUp, Retry, RetryPolicy, RetryPolicyBuilder};
-use layover::client::{Body, Client, ErrorKind, Next, Request, from_fn};
+use stopover::client::retry::{Attempts, Budget, GaveUp, Retry, RetryPolicy, RetryPolicyBuilder};
+use stopover::client::{Body, Client, ErrorKind, Next, Request, from_fn};
 
 /// A policy that never waits, so tests without a clock run at once.
 fn no_wait() -> RetryPolicyBuilder {
@@ -30,14 +30,14 @@ fn client(policy: RetryPolicyBuilder) -> Client {
         .unwrap()
 }
 
-fn attempts(response: &layover::client::Response) -> Option<u32> {
+fn attempts(response: &stopover::client::Response) -> Option<u32> {
     response
         .extensions()
         .get::<Attempts>()
         .map(|attempts| attempts.0)
 }
 
-fn gave_up(response: &layover::client::Response) -> Option<GaveUp> {
+fn gave_up(response: &stopover::client::Response) -> Option<GaveUp> {
     response.extensions().get::<GaveUp>().copied()
 }
 
@@ -283,7 +283,7 @@ async fn a_middleware_error_is_not_retried() {
         .middleware(Retry::new(no_wait().build().unwrap()))
         .middleware(from_fn(move |_req: Request, _next: Next| {
             counter.fetch_add(1, Ordering::SeqCst);
-            async { Err(layover::client::Error::middleware("signing key missing")) }
+            async { Err(stopover::client::Error::middleware("signing key missing")) }
         }))
         .build()
         .unwrap();
@@ -300,7 +300,7 @@ async fn a_request_refused_by_the_connection_policy_is_not_retried() {
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&sent);
     let client = Client::builder()
-        .ssrf_policy(layover::client::ssrf::Policy::builder().build().unwrap())
+        .ssrf_policy(stopover::client::ssrf::Policy::builder().build().unwrap())
         .middleware(Retry::new(no_wait().build().unwrap()))
         .middleware(from_fn(move |req: Request, next: Next| {
             counter.fetch_add(1, Ordering::SeqCst);

@@ -13,8 +13,8 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use layover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
-use layover::server::matcher::{PathMatcher, Rule, Rules};
+use stopover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
+use stopover::server::matcher::{PathMatcher, Rule, Rules};
 
 const APP: &str = "https://app.example";
 const EVIL: &str = "https://evil.example";
@@ -1319,7 +1319,7 @@ async fn urls_rule_methods_apply_to_the_method_a_preflight_asks_for() {
 
 mod with_error_and_timeout_layers {
     use super::*;
-    use layover::server::{ErrorLayer, TimeoutLayer};
+    use stopover::server::{ErrorLayer, TimeoutLayer};
 
     fn routes() -> Router {
         Router::new()
@@ -1510,8 +1510,8 @@ async fn actual_requests_allocate_nothing_beyond_the_inner_service() {
 /// error and timeout layers, answers preflights itself (which needs the error layer's body to
 /// have an empty `Default`), and puts its headers on the errors they make.
 async fn serve_recommended_stack() -> Server {
-    use layover::server::error::ErrorLayer;
-    use layover::server::timeout::TimeoutLayer;
+    use stopover::server::error::ErrorLayer;
+    use stopover::server::timeout::TimeoutLayer;
     use tower::ServiceBuilder;
 
     let calls = Arc::new(AtomicUsize::new(0));

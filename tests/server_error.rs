@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use layover::server::error::{ErrorConfigError, ErrorFormat, ErrorKind, ErrorLayer, HttpError};
-use layover::server::matcher::{PathMatcher, Rule};
 use serde_json::{Value, json};
+use stopover::server::error::{ErrorConfigError, ErrorFormat, ErrorKind, ErrorLayer, HttpError};
+use stopover::server::matcher::{PathMatcher, Rule};
 use tokio::net::TcpListener;
 use tower::Layer;
 
@@ -381,7 +381,7 @@ async fn problem_json_keeps_http_error_data_and_type() {
 
 fn text_handler(
     label: &'static str,
-) -> impl Fn(&layover::server::error::ErrorContext<'_>) -> http::Response<Bytes> + Send + Sync + 'static
+) -> impl Fn(&stopover::server::error::ErrorContext<'_>) -> http::Response<Bytes> + Send + Sync + 'static
 {
     move |ctx| {
         let mut response = http::Response::new(Bytes::from(format!("{label}: {}", ctx.detail())));

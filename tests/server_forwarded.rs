@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use layover::server::forwarded::{
+use serde_json::{Value, json};
+use stopover::server::forwarded::{
     ForwardedConfigError, ForwardedInfo, ForwardedLayer, ForwardedLayerBuilder, PeerAddr,
 };
-use serde_json::{Value, json};
 
 async fn report(Extension(info): Extension<ForwardedInfo>, request: Request) -> Json<Value> {
     let header = |name: &str| {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use layover::server::matcher::{PathMatcher, Rule, Rules};
-use layover::server::shield::{ClientGone, ShieldConfigError, ShieldLayer};
+use stopover::server::matcher::{PathMatcher, Rule, Rules};
+use stopover::server::shield::{ClientGone, ShieldConfigError, ShieldLayer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -418,7 +418,7 @@ async fn panic_in_shielded_work_is_rendered_by_an_outer_error_layer() {
     let shield = ShieldLayer::builder().build().unwrap();
     let router = app(Arc::default())
         .layer(shield)
-        .layer(layover::server::ErrorLayer::new());
+        .layer(stopover::server::ErrorLayer::new());
     let addr = serve(router).await;
     let (code, body) = status(addr, "POST", "/panic").await;
     assert_eq!(code, 500);
@@ -430,7 +430,7 @@ async fn shield_inside_a_timeout_keeps_the_work_going_after_the_504() {
     let counters = Arc::new(Counters::default());
     let router = app(counters.clone())
         .layer(ShieldLayer::builder().build().unwrap())
-        .layer(layover::server::TimeoutLayer::new(Duration::from_millis(20)).unwrap());
+        .layer(stopover::server::TimeoutLayer::new(Duration::from_millis(20)).unwrap());
     let addr = serve(router).await;
     // The handler completes only once its response future has been dropped, which here is
     // the timeout's doing: the client is still connected when it gets the 504.

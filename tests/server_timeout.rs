@@ -11,10 +11,10 @@ use axum::body::Body;
 use axum::routing::get;
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
-use layover::server::error::{ErrorFormat, ErrorLayer};
-use layover::server::matcher::{PathMatcher, Rule};
-use layover::server::timeout::{TimeoutConfigError, TimeoutLayer};
 use serde_json::{Value, json};
+use stopover::server::error::{ErrorFormat, ErrorLayer};
+use stopover::server::matcher::{PathMatcher, Rule};
+use stopover::server::timeout::{TimeoutConfigError, TimeoutLayer};
 use tokio::net::TcpListener;
 use tokio::time::sleep;
 

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use layover::client::ssrf::{MixedAnswers, Policy, Rule, Stage};
-use layover::client::{Chain, Client, Error, ErrorKind, Next, Request, from_fn};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use stopover::client::ssrf::{MixedAnswers, Policy, Rule, Stage};
+use stopover::client::{Chain, Client, Error, ErrorKind, Next, Request, from_fn};
 use support::TestServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -143,7 +143,7 @@ fn redirect_to(server: &TestServer, target: &str) -> String {
     server.url(&format!("/redirect?{query}"))
 }
 
-fn refusal_of(err: &Error) -> &layover::client::ssrf::Refusal {
+fn refusal_of(err: &Error) -> &stopover::client::ssrf::Refusal {
     assert_eq!(err.kind(), ErrorKind::Refused, "{err:?}");
     err.refusal().expect("a refused error carries its refusal")
 }

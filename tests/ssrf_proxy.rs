@@ -8,8 +8,8 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use layover::client::Client;
-use layover::client::ssrf::Policy;
+use stopover::client::Client;
+use stopover::client::ssrf::Policy;
 use support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

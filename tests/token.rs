@@ -13,10 +13,10 @@ use std::time::Duration;
 use base64::Engine;
 use fault_server::{Answer, FaultServer, Reply, Seen, status};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use layover::client::token::{
+use stopover::client::token::{
     BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache, TokenError, source_fn,
 };
-use layover::client::{Client, Proxy};
+use stopover::client::{Client, Proxy};
 
 /// Fails the test instead of hanging when `future` deadlocks.
 async fn bounded<F: Future>(future: F) -> F::Output {
@@ -57,11 +57,11 @@ fn bearers(server: &FaultServer, path: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-fn client_with<S: layover::client::token::TokenSource>(auth: TokenAuth<S>) -> Client {
+fn client_with<S: stopover::client::token::TokenSource>(auth: TokenAuth<S>) -> Client {
     Client::builder().middleware(auth).build().unwrap()
 }
 
-fn token_error(err: &layover::client::Error) -> &TokenError {
+fn token_error(err: &stopover::client::Error) -> &TokenError {
     std::error::Error::source(err)
         .and_then(|source| source.downcast_ref::<TokenError>())
         .unwrap_or_else(|| panic!("not a token error: {err:?}"))
@@ -136,7 +136,7 @@ async fn a_request_whose_stream_cannot_be_replayed_gets_its_401_back() {
     let response = bounded(
         client_with(auth)
             .post(server.url("/upload"))
-            .body(layover::client::Body::wrap_stream(chunks))
+            .body(stopover::client::Body::wrap_stream(chunks))
             .send(),
     )
     .await
@@ -162,7 +162,7 @@ async fn a_request_whose_stream_outgrew_its_replay_cap_gets_its_401_back() {
     let response = bounded(
         client_with(auth)
             .post(server.url("/upload"))
-            .body(layover::client::Body::wrap_stream_replayable(chunks, 4))
+            .body(stopover::client::Body::wrap_stream_replayable(chunks, 4))
             .send(),
     )
     .await
@@ -625,7 +625,7 @@ async fn a_custom_proxy_authorization_is_sent_as_configured() {
 
 #[test]
 fn a_proxy_with_an_ssrf_policy_is_refused_at_build() {
-    let policy = layover::client::ssrf::Policy::builder().build().unwrap();
+    let policy = stopover::client::ssrf::Policy::builder().build().unwrap();
     let err = Client::builder()
         .ssrf_policy(policy)
         .proxy(Proxy::all("http://127.0.0.1:3128").unwrap())

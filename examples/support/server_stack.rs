@@ -1,4 +1,4 @@
-//! The server stack the examples share: an axum app with every layover server layer in the
+//! The server stack the examples share: an axum app with every stopover server layer in the
 //! recommended order (forwarded, CORS, error, timeout, shield), and routes that show each one.
 
 use std::net::SocketAddr;
@@ -10,12 +10,12 @@ use axum::extract::{ConnectInfo, Path};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use layover::server::cors::CorsLayer;
-use layover::server::error::{ErrorLayer, HttpError};
-use layover::server::forwarded::{ForwardedInfo, ForwardedLayer};
-use layover::server::matcher::PathMatcher;
-use layover::server::shield::{ClientGone, ShieldHandle, ShieldLayer};
-use layover::server::timeout::TimeoutLayer;
+use stopover::server::cors::CorsLayer;
+use stopover::server::error::{ErrorLayer, HttpError};
+use stopover::server::forwarded::{ForwardedInfo, ForwardedLayer};
+use stopover::server::matcher::PathMatcher;
+use stopover::server::shield::{ClientGone, ShieldHandle, ShieldLayer};
+use stopover::server::timeout::TimeoutLayer;
 use tower::ServiceBuilder;
 
 /// The origin the CORS layer lets in.
@@ -38,12 +38,12 @@ pub async fn start() -> Result<RunningServer, Box<dyn std::error::Error>> {
 pub async fn start_with(extra: Router) -> Result<RunningServer, Box<dyn std::error::Error>> {
     let orders_stored = Arc::new(AtomicUsize::new(0));
     let shield = ShieldLayer::builder()
-        .paths(layover::server::matcher::Rules::new().with(PathMatcher::exact("/orders")?))
+        .paths(stopover::server::matcher::Rules::new().with(PathMatcher::exact("/orders")?))
         .build()?;
     let shield_handle = shield.handle();
 
     let routes = Router::new()
-        .route("/hello", get(|| async { "hello from the layover stack" }))
+        .route("/hello", get(|| async { "hello from the stopover stack" }))
         .route("/items/{id}", get(item))
         .route("/panic", get(panics))
         .route("/slow", get(slow))

@@ -21,7 +21,7 @@ type BoxStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, BoxError>>
 /// The body of a client request.
 ///
 /// ```
-/// use layover::client::Body;
+/// use stopover::client::Body;
 ///
 /// let body = Body::from("hello");
 /// assert_eq!(body.as_bytes(), Some(&b"hello"[..]));
@@ -86,7 +86,7 @@ impl Body {
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use layover::client::Body;
+    /// use stopover::client::Body;
     ///
     /// let chunks = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("part"))]);
     /// let body = Body::wrap_stream_replayable(chunks, 64 * 1024);

@@ -72,7 +72,7 @@ impl ErrorKind {
 ///
 /// ```
 /// # async fn run() {
-/// let client = layover::client::Client::new();
+/// let client = stopover::client::Client::new();
 /// match client.get("http://127.0.0.1:9/").send().await {
 ///     Ok(response) => println!("{}", response.status()),
 ///     Err(err) if err.is_connect() => println!("nobody listens at {:?}", err.url()),
@@ -119,7 +119,7 @@ impl Error {
     /// An error of a middleware's own, reported with [`ErrorKind::Middleware`].
     ///
     /// ```
-    /// use layover::client::{Error, ErrorKind};
+    /// use stopover::client::{Error, ErrorKind};
     ///
     /// let err = Error::middleware(std::io::Error::other("signing key missing"));
     /// assert_eq!(err.kind(), ErrorKind::Middleware);
@@ -262,8 +262,8 @@ impl Error {
     ///
     /// ```
     /// # async fn run() {
-    /// use layover::client::Client;
-    /// use layover::client::retry::{GaveUp, Retry};
+    /// use stopover::client::Client;
+    /// use stopover::client::retry::{GaveUp, Retry};
     ///
     /// let client = Client::builder().middleware(Retry::default()).build().unwrap();
     /// let err = client.post("http://127.0.0.1:9/").body("x").send().await.unwrap_err();
@@ -305,7 +305,7 @@ impl Error {
     ///
     /// ```
     /// # async fn run() {
-    /// use layover::client::{Client, ssrf::Policy};
+    /// use stopover::client::{Client, ssrf::Policy};
     ///
     /// let client = Client::builder().ssrf_policy(Policy::default()).build().unwrap();
     /// let err = client.get("http://169.254.169.254/").send().await.unwrap_err();
@@ -386,7 +386,7 @@ impl Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut debug = f.debug_struct("layover::client::Error");
+        let mut debug = f.debug_struct("stopover::client::Error");
         debug.field("kind", &self.inner.kind);
         if let Some(url) = &self.inner.url {
             debug.field("url", &format_args!("{}", Redacted(url)));

@@ -11,8 +11,8 @@
 //!
 //! ```
 //! use http::{HeaderMap, HeaderName, HeaderValue};
-//! use layover::client::Client;
-//! use layover::client::logging::{LogToService, Logging, QueryRedaction, Redaction};
+//! use stopover::client::Client;
+//! use stopover::client::logging::{LogToService, Logging, QueryRedaction, Redaction};
 //! use url::Url;
 //!
 //! let redaction = Redaction::default()

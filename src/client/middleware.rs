@@ -10,9 +10,9 @@
 //! the response last.
 //!
 //! ```
-//! use layover::client::{from_fn, Client, Next, Request};
+//! use stopover::client::{from_fn, Client, Next, Request};
 //!
-//! # fn build() -> Result<Client, layover::client::Error> {
+//! # fn build() -> Result<Client, stopover::client::Error> {
 //! let client = Client::builder()
 //!     .middleware(from_fn(|mut req: Request, next: Next| async move {
 //!         let hop = http::HeaderValue::from(req.hop());
@@ -43,7 +43,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use layover::client::{Middleware, Next, Request, Response, Result};
+/// use stopover::client::{Middleware, Next, Request, Response, Result};
 ///
 /// struct CountRequests(AtomicUsize);
 ///
@@ -79,7 +79,7 @@ pub struct FromFn<F> {
 /// Makes a middleware of an async closure taking the request and the rest of the chain.
 ///
 /// ```
-/// use layover::client::{from_fn, Next, Request};
+/// use stopover::client::{from_fn, Next, Request};
 ///
 /// let log = from_fn(|req: Request, next: Next| async move {
 ///     println!("{} {} (hop {})", req.method(), req.url(), req.hop());
@@ -117,7 +117,7 @@ impl<F> fmt::Debug for FromFn<F> {
 /// request that uses it.
 ///
 /// ```
-/// use layover::client::{from_fn, Chain, Next, Request};
+/// use stopover::client::{from_fn, Chain, Next, Request};
 ///
 /// let chain = Chain::new()
 ///     .with(from_fn(|req: Request, next: Next| async move { next.run(req).await }))

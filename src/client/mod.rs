@@ -1,15 +1,15 @@
 //! The client: a cheap-to-clone HTTP client on reqwest with a middleware chain.
 //!
 //! [`Client`] owns a reqwest client (TLS, pooling, HTTP/1 and 2) and adds what reqwest-middleware
-//! cannot: the chain runs once per redirect hop because layover, not reqwest, follows redirects;
+//! cannot: the chain runs once per redirect hop because stopover, not reqwest, follows redirects;
 //! a middleware can send requests through the same client without recursing for ever; and a
 //! request can replace the client's middleware list (aiohttp's semantics), with extending it a
 //! separate, explicit call.
 //!
 //! ```no_run
-//! use layover::client::{from_fn, Client, Next, Request};
+//! use stopover::client::{from_fn, Client, Next, Request};
 //!
-//! # async fn run() -> Result<(), layover::client::Error> {
+//! # async fn run() -> Result<(), stopover::client::Error> {
 //! let client = Client::builder()
 //!     .base_url("http://127.0.0.1:8080/")
 //!     .middleware(from_fn(|req: Request, next: Next| async move {
@@ -59,7 +59,7 @@ use redirect::Draft;
 pub use request::Request;
 pub use response::{Redirect, Response};
 
-const DEFAULT_USER_AGENT: &str = concat!("layover/", env!("CARGO_PKG_VERSION"));
+const DEFAULT_USER_AGENT: &str = concat!("stopover/", env!("CARGO_PKG_VERSION"));
 const DEFAULT_MAX_REDIRECTS: usize = 10;
 const DEFAULT_MAX_NESTING: usize = 8;
 
@@ -103,7 +103,7 @@ impl Client {
     pub fn new() -> Client {
         match ClientBuilder::new().build() {
             Ok(client) => client,
-            Err(err) => panic!("the default layover client could not be built: {err}"),
+            Err(err) => panic!("the default stopover client could not be built: {err}"),
         }
     }
 
@@ -280,7 +280,7 @@ impl fmt::Debug for Client {
 ///
 /// ```
 /// use std::time::Duration;
-/// use layover::client::Client;
+/// use stopover::client::Client;
 ///
 /// let client = Client::builder()
 ///     .base_url("https://api.example.test/v1/")
@@ -342,7 +342,7 @@ impl ClientBuilder {
         self
     }
 
-    /// The `User-Agent` header. Default: `layover/<version>`.
+    /// The `User-Agent` header. Default: `stopover/<version>`.
     pub fn user_agent(mut self, user_agent: &str) -> Self {
         match HeaderValue::from_str(user_agent) {
             Ok(value) => self.user_agent = value,
@@ -438,7 +438,7 @@ impl ClientBuilder {
     /// A refused request fails with [`ErrorKind::Refused`] and [`Error::refusal`] tells why.
     ///
     /// ```
-    /// use layover::client::{Client, ssrf::Policy};
+    /// use stopover::client::{Client, ssrf::Policy};
     ///
     /// let policy = Policy::builder().allow_addr("127.0.0.1:8080").build().unwrap();
     /// let client = Client::builder().ssrf_policy(policy).build().unwrap();
@@ -693,7 +693,7 @@ impl RequestBuilder {
     /// twice on the request sends both values.
     ///
     /// ```
-    /// # let client = layover::client::Client::new();
+    /// # let client = stopover::client::Client::new();
     /// let request = client.get("http://example.test/").header("x-trace", "abc");
     /// # let _ = request;
     /// ```
@@ -732,7 +732,7 @@ impl RequestBuilder {
     /// `Authorization` set on the request before. The value is marked sensitive.
     ///
     /// ```
-    /// # let client = layover::client::Client::new();
+    /// # let client = stopover::client::Client::new();
     /// let request = client.get("http://example.test/").basic_auth("aladdin", Some("opensesame"));
     /// # let _ = request;
     /// ```
@@ -767,7 +767,7 @@ impl RequestBuilder {
     /// Appends query parameters, serialised with `serde_urlencoded`.
     ///
     /// ```
-    /// # let client = layover::client::Client::new();
+    /// # let client = stopover::client::Client::new();
     /// let request = client.get("http://example.test/search").query(&[("q", "rust"), ("page", "2")]);
     /// # let _ = request;
     /// ```
@@ -838,7 +838,7 @@ impl RequestBuilder {
     /// `HTTP_10` sends an HTTP/1.0 request; `HTTP_2` over a connection that is HTTP/1 fails.
     ///
     /// ```
-    /// # let client = layover::client::Client::new();
+    /// # let client = stopover::client::Client::new();
     /// let request = client.get("http://example.test/").version(http::Version::HTTP_10);
     /// # let _ = request;
     /// ```
@@ -897,7 +897,7 @@ impl RequestBuilder {
     /// stream or the builder holds an input error.
     ///
     /// ```
-    /// # let client = layover::client::Client::new();
+    /// # let client = stopover::client::Client::new();
     /// let request = client.post("http://example.test/").body("payload");
     /// let again = request.try_clone().expect("a buffered body can be copied");
     /// # let _ = (request, again);

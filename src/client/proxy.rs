@@ -10,13 +10,13 @@
 //! header.
 //!
 //! ```
-//! use layover::client::{Client, Proxy};
+//! use stopover::client::{Client, Proxy};
 //!
 //! let client = Client::builder()
 //!     .proxy(Proxy::all("http://proxy.internal:3128")?.basic_auth("svc", "s3cret"))
 //!     .build()?;
 //! # let _ = client;
-//! # Ok::<(), layover::client::Error>(())
+//! # Ok::<(), stopover::client::Error>(())
 //! ```
 
 use std::fmt;

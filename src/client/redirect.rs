@@ -1,4 +1,4 @@
-//! The redirect loop: layover, not reqwest, follows redirects, running the whole chain once per
+//! The redirect loop: stopover, not reqwest, follows redirects, running the whole chain once per
 //! hop so that no hop escapes the middlewares or the connection policy.
 //!
 //! The rules, hop by hop:

@@ -37,7 +37,7 @@ impl Request {
     ///
     /// ```
     /// use http::Method;
-    /// use layover::client::Request;
+    /// use stopover::client::Request;
     ///
     /// let url = url::Url::parse("http://example.test/").unwrap();
     /// let request = Request::new(Method::GET, url);

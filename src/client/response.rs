@@ -91,7 +91,7 @@ impl Response {
     /// fake for tests, a refusal with a body).
     ///
     /// ```
-    /// use layover::client::Response;
+    /// use stopover::client::Response;
     ///
     /// let url = url::Url::parse("http://example.test/cached").unwrap();
     /// let response = Response::from_http(http::Response::new("from cache"), url);
@@ -175,7 +175,7 @@ impl Response {
     /// ended by closing the connection).
     ///
     /// ```
-    /// use layover::client::Response;
+    /// use stopover::client::Response;
     ///
     /// let url = url::Url::parse("http://example.test/").unwrap();
     /// let response = Response::from_http(http::Response::new("12345"), url);
@@ -201,7 +201,7 @@ impl Response {
     /// the response itself otherwise.
     ///
     /// ```
-    /// use layover::client::Response;
+    /// use stopover::client::Response;
     ///
     /// let url = url::Url::parse("http://example.test/").unwrap();
     /// let mut response = http::Response::new("");
@@ -279,7 +279,7 @@ impl Response {
     ///
     /// ```no_run
     /// use futures_util::StreamExt;
-    /// # async fn run(response: layover::client::Response) -> layover::client::Result<()> {
+    /// # async fn run(response: stopover::client::Response) -> stopover::client::Result<()> {
     /// let mut chunks = response.bytes_stream();
     /// while let Some(chunk) = chunks.next().await {
     ///     println!("{} bytes", chunk?.len());

@@ -18,8 +18,8 @@
 //! ```
 //! use std::time::Duration;
 //! use http::StatusCode;
-//! use layover::client::Client;
-//! use layover::client::retry::{Attempts, Budget, Retry, RetryPolicy};
+//! use stopover::client::Client;
+//! use stopover::client::retry::{Attempts, Budget, Retry, RetryPolicy};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let policy = RetryPolicy::builder()
@@ -231,7 +231,7 @@ fn is_idempotent(method: &Method) -> bool {
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use layover::client::retry::parse_retry_after;
+/// use stopover::client::retry::parse_retry_after;
 ///
 /// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
 /// assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));

@@ -19,8 +19,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use layover::client::Client;
-//! use layover::client::token::{BackgroundRefresh, RefreshTokenSource, TokenAuth};
+//! use stopover::client::Client;
+//! use stopover::client::token::{BackgroundRefresh, RefreshTokenSource, TokenAuth};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let source = RefreshTokenSource::new("https://auth.example/oauth/token", "refresh-123")?
@@ -167,7 +167,7 @@ impl<F> fmt::Debug for SourceFn<F> {
 /// Makes a [`TokenSource`] from an async closure.
 ///
 /// ```
-/// use layover::client::token::{source_fn, Token};
+/// use stopover::client::token::{source_fn, Token};
 ///
 /// let source = source_fn(|_client| async { Ok(Token::new("static-token")) });
 /// # let _ = source;
@@ -252,11 +252,11 @@ pub(crate) fn in_refresh() -> bool {
 ///
 /// ```
 /// use std::time::Duration;
-/// use layover::client::Client;
-/// use layover::client::token::{source_fn, Token, TokenCache};
+/// use stopover::client::Client;
+/// use stopover::client::token::{source_fn, Token, TokenCache};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), layover::client::token::TokenError> {
+/// # async fn main() -> Result<(), stopover::client::token::TokenError> {
 /// let cache = TokenCache::new(source_fn(|_client| async {
 ///     Ok(Token::new("fresh").expires_in(Duration::from_secs(3600)))
 /// }))

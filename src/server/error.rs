@@ -36,7 +36,7 @@
 //! ```
 //! use axum::{Router, routing::get};
 //! use http::StatusCode;
-//! use layover::server::error::{ErrorLayer, HttpError};
+//! use stopover::server::error::{ErrorLayer, HttpError};
 //!
 //! async fn item() -> Result<String, axum::response::Response> {
 //!     // `?` turns the `HttpError` into a response the layer renders.
@@ -53,14 +53,14 @@
 //!
 //! # Using `HttpError` from axum
 //!
-//! layover does not depend on axum, so `HttpError` cannot implement axum's `IntoResponse`.
+//! stopover does not depend on axum, so `HttpError` cannot implement axum's `IntoResponse`.
 //! It converts into any `http::Response<B>` whose body can be made from `Bytes`, which includes
 //! `axum::response::Response`: return `Result<T, axum::response::Response>` and use `?` as
 //! above, or wrap it in your application's error type:
 //!
 //! ```
 //! use axum::response::{IntoResponse, Response};
-//! use layover::server::error::HttpError;
+//! use stopover::server::error::HttpError;
 //!
 //! struct AppError(HttpError);
 //!
@@ -255,7 +255,7 @@ pub(crate) fn into_error_response<B>(
 ///
 /// ```
 /// use http::{StatusCode, header};
-/// use layover::server::error::HttpError;
+/// use stopover::server::error::HttpError;
 ///
 /// let err = HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, "name is too long")
 ///     .with_field("field", "name")
@@ -575,7 +575,7 @@ impl ErrorLayer {
     ///
     /// ```
     /// use axum::{Json, Router, routing::post};
-    /// use layover::server::error::ErrorLayer;
+    /// use stopover::server::error::ErrorLayer;
     ///
     /// // A malformed JSON body now gets `400 {"detail":"Failed to parse the request body ..."}`
     /// // instead of axum's plain-text rejection.
@@ -599,8 +599,8 @@ impl ErrorLayer {
     /// ```
     /// use bytes::Bytes;
     /// use http::{Response, header};
-    /// use layover::server::error::ErrorLayer;
-    /// use layover::server::matcher::PathMatcher;
+    /// use stopover::server::error::ErrorLayer;
+    /// use stopover::server::matcher::PathMatcher;
     ///
     /// let layer = ErrorLayer::new().handler(PathMatcher::prefix("/pages/")?, |ctx| {
     ///     let mut page = Response::new(Bytes::from(format!("<h1>{}</h1>", ctx.detail())));
@@ -608,7 +608,7 @@ impl ErrorLayer {
     ///     page.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
     ///     page
     /// });
-    /// # Ok::<(), layover::server::matcher::MatcherError>(())
+    /// # Ok::<(), stopover::server::matcher::MatcherError>(())
     /// ```
     pub fn handler<F>(mut self, rule: impl Into<Rule>, handler: F) -> Self
     where

@@ -31,9 +31,9 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use axum::{Router, extract::ConnectInfo, routing::get, Extension};
-//! use layover::server::forwarded::{ForwardedInfo, ForwardedLayer};
+//! use stopover::server::forwarded::{ForwardedInfo, ForwardedLayer};
 //!
-//! # fn main() -> Result<(), layover::server::forwarded::ForwardedConfigError> {
+//! # fn main() -> Result<(), stopover::server::forwarded::ForwardedConfigError> {
 //! let forwarded = ForwardedLayer::builder()
 //!     .x_forwarded()
 //!     .trusted_proxies(["127.0.0.0/8", "::1", "10.0.0.0/8"])
@@ -301,7 +301,7 @@ impl ForwardedLayerBuilder {
     /// ```
     /// # use std::net::SocketAddr;
     /// # use axum::extract::ConnectInfo;
-    /// # use layover::server::forwarded::ForwardedLayer;
+    /// # use stopover::server::forwarded::ForwardedLayer;
     /// let layer = ForwardedLayer::builder()
     ///     .peer_addr_with(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
     ///     .build();

@@ -33,9 +33,9 @@
 //!
 //! ```
 //! use http::Method;
-//! use layover::server::matcher::{PathMap, PathMatcher, Rule, Rules};
+//! use stopover::server::matcher::{PathMap, PathMatcher, Rule, Rules};
 //!
-//! # fn main() -> Result<(), layover::server::matcher::MatcherError> {
+//! # fn main() -> Result<(), stopover::server::matcher::MatcherError> {
 //! // The regex must match the whole path: `/items/12/edit` is not an item.
 //! let item = PathMatcher::regex(r"/items/\d+")?;
 //! assert!(item.is_match("/items/12"));
@@ -129,12 +129,12 @@ impl PathMatcher {
     /// raw request path.
     ///
     /// ```
-    /// # use layover::server::matcher::PathMatcher;
+    /// # use stopover::server::matcher::PathMatcher;
     /// let health = PathMatcher::exact("/health")?;
     /// assert!(health.is_match("/health"));
     /// assert!(!health.is_match("/health/"));
     /// assert!(PathMatcher::exact("health").is_err());
-    /// # Ok::<(), layover::server::matcher::MatcherError>(())
+    /// # Ok::<(), stopover::server::matcher::MatcherError>(())
     /// ```
     pub fn exact(path: impl Into<String>) -> Result<Self, MatcherError> {
         let path = validate_literal(path.into())?;
@@ -154,11 +154,11 @@ impl PathMatcher {
     /// a raw request path.
     ///
     /// ```
-    /// # use layover::server::matcher::PathMatcher;
+    /// # use stopover::server::matcher::PathMatcher;
     /// let api = PathMatcher::prefix("/api/")?;
     /// assert!(api.is_match("/api/users"));
     /// assert!(!api.is_match("/api"));
-    /// # Ok::<(), layover::server::matcher::MatcherError>(())
+    /// # Ok::<(), stopover::server::matcher::MatcherError>(())
     /// ```
     pub fn prefix(prefix: impl Into<String>) -> Result<Self, MatcherError> {
         let prefix = validate_literal(prefix.into())?;
@@ -178,12 +178,12 @@ impl PathMatcher {
     /// [`MatcherError::Regex`] when the pattern does not compile.
     ///
     /// ```
-    /// # use layover::server::matcher::PathMatcher;
+    /// # use stopover::server::matcher::PathMatcher;
     /// let users = PathMatcher::regex(r"/users/\d+")?;
     /// assert!(users.is_match("/users/7"));
     /// assert!(!users.is_match("/users/7/avatar"));
     /// assert!(PathMatcher::regex(r"/users/(\d+").is_err());
-    /// # Ok::<(), layover::server::matcher::MatcherError>(())
+    /// # Ok::<(), stopover::server::matcher::MatcherError>(())
     /// ```
     pub fn regex(pattern: &str) -> Result<Self, MatcherError> {
         let regex =
@@ -275,11 +275,11 @@ impl Rule {
     ///
     /// ```
     /// # use http::Method;
-    /// # use layover::server::matcher::{PathMatcher, Rule};
+    /// # use stopover::server::matcher::{PathMatcher, Rule};
     /// let upload = Rule::with_methods(PathMatcher::exact("/upload")?, [Method::POST, Method::PUT])?;
     /// assert!(upload.matches(&Method::PUT, "/upload"));
     /// assert!(!upload.matches(&Method::GET, "/upload"));
-    /// # Ok::<(), layover::server::matcher::MatcherError>(())
+    /// # Ok::<(), stopover::server::matcher::MatcherError>(())
     /// ```
     pub fn with_methods(
         path: PathMatcher,

@@ -26,7 +26,7 @@
 //! use std::time::Duration;
 //!
 //! use axum::{Router, routing::get};
-//! use layover::server::{ErrorLayer, TimeoutLayer};
+//! use stopover::server::{ErrorLayer, TimeoutLayer};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()

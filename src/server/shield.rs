@@ -38,10 +38,10 @@
 //!
 //! ```
 //! use axum::{Extension, Router, routing::post};
-//! use layover::server::shield::{ClientGone, ShieldLayer};
+//! use stopover::server::shield::{ClientGone, ShieldLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), layover::server::shield::ShieldConfigError> {
+//! # async fn main() -> Result<(), stopover::server::shield::ShieldConfigError> {
 //! let shield = ShieldLayer::builder().max_in_flight(1024).build()?;
 //! let handle = shield.handle();
 //!

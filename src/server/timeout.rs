@@ -33,8 +33,8 @@
 //!
 //! use axum::{Router, routing::{get, post}};
 //! use http::{Method, StatusCode};
-//! use layover::server::matcher::{PathMatcher, Rule};
-//! use layover::server::timeout::TimeoutLayer;
+//! use stopover::server::matcher::{PathMatcher, Rule};
+//! use stopover::server::timeout::TimeoutLayer;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let timeout = TimeoutLayer::new(Duration::from_secs(10))?

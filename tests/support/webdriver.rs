@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, MutexGuard, OnceCell, oneshot};
 
 const INSTALL_HINT: &str = "the browser suite needs Chromium and ChromeDriver; on Debian or \
      Ubuntu install them with `apt-get install chromium chromium-driver` (or point \
-     LAYOVER_CHROMIUM and LAYOVER_CHROMEDRIVER at the binaries)";
+     STOPOVER_CHROMIUM and STOPOVER_CHROMEDRIVER at the binaries)";
 
 /// Flags for a headless Chromium on a machine that reaches only loopback: no sandbox (tests
 /// may run as root), no GPU, and none of the background connections to Google's services.
@@ -64,7 +64,7 @@ rm -rf "$dir" 2>/dev/null || { sleep 1; rm -rf "$dir"; }
 /// The page-side fetch: resolves to what the page can see of the response (the headers CORS
 /// lets it read, the status, the body) or to the error `fetch()` rejected with.
 const FETCH_FUNCTION: &str = r#"
-async function layoverFetch(url, init) {
+async function stopoverFetch(url, init) {
   try {
     const response = await fetch(url, init);
     const headers = {};
@@ -198,7 +198,7 @@ impl Tab {
     pub async fn fetch(&self, url: &str, init: Value) -> Fetched {
         let script = format!(
             "{FETCH_FUNCTION}\nconst done = arguments[arguments.length - 1];\n\
-             layoverFetch(arguments[0], arguments[1]).then(done);"
+             stopoverFetch(arguments[0], arguments[1]).then(done);"
         );
         self.fetch_with(&script, url, init).await
     }
@@ -217,7 +217,7 @@ window.addEventListener("message", function listener(event) {{
   frame.remove();
   done(event.data);
 }});
-frame.srcdoc = "<script>" + layoverFetch.toString() + "\nlayoverFetch(" + JSON.stringify(url) +
+frame.srcdoc = "<script>" + stopoverFetch.toString() + "\nstopoverFetch(" + JSON.stringify(url) +
   ", " + JSON.stringify(init) + ").then((result) => parent.postMessage(result, '*'));</" +
   "script>";
 document.body.appendChild(frame);"#
@@ -292,13 +292,13 @@ async fn send(
 
 /// Starts chromedriver and a Chromium session, or says what is missing.
 async fn start() -> Result<Mutex<Session>, String> {
-    let chromium = binary("LAYOVER_CHROMIUM", "chromium")?;
-    let chromedriver = binary("LAYOVER_CHROMEDRIVER", "chromedriver")?;
+    let chromium = binary("STOPOVER_CHROMIUM", "chromium")?;
+    let chromedriver = binary("STOPOVER_CHROMEDRIVER", "chromedriver")?;
 
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.subsec_nanos());
-    let dir = std::env::temp_dir().join(format!("layover-browser-{}-{nanos}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("stopover-browser-{}-{nanos}", std::process::id()));
     let profile = dir.join("profile");
     std::fs::create_dir_all(&profile)
         .map_err(|err| format!("cannot create {}: {err}", profile.display()))?;

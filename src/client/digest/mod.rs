@@ -13,10 +13,10 @@
 //! and later requests are unaffected.
 //!
 //! ```no_run
-//! use layover::client::Client;
-//! use layover::client::digest::{DigestAuth, DigestFailure};
+//! use stopover::client::Client;
+//! use stopover::client::digest::{DigestAuth, DigestFailure};
 //!
-//! # async fn run() -> Result<(), layover::client::Error> {
+//! # async fn run() -> Result<(), stopover::client::Error> {
 //! let client = Client::builder()
 //!     .middleware(DigestAuth::new("Mufasa", "Circle of Life"))
 //!     .build()?;
@@ -32,7 +32,7 @@
 //! Other configurations:
 //!
 //! ```
-//! use layover::client::digest::DigestAuth;
+//! use stopover::client::digest::DigestAuth;
 //!
 //! // Answer only after a 401, never ahead of it:
 //! let cautious = DigestAuth::new("Mufasa", "Circle of Life").preemptive(false);
@@ -116,7 +116,7 @@ use self::space::{Lease, Spaces};
 /// the response's extensions:
 ///
 /// ```
-/// # use layover::client::digest::DigestFailure;
+/// # use stopover::client::digest::DigestFailure;
 /// # fn check(extensions: &http::Extensions) {
 /// if let Some(failure) = extensions.get::<DigestFailure>() {
 ///     eprintln!("digest authentication failed: {failure}");
@@ -332,7 +332,7 @@ impl DigestAuth {
     /// server never asked) is returned as it is: there is nothing to verify.
     ///
     /// ```
-    /// use layover::client::digest::DigestAuth;
+    /// use stopover::client::digest::DigestAuth;
     ///
     /// let mutual = DigestAuth::new("Mufasa", "Circle of Life").verify_server(true);
     /// # let _ = mutual;

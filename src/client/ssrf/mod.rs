@@ -22,7 +22,7 @@
 //! request with that key gets the same URL verdict, and the connection goes to an address that
 //! was judged when it was opened, so reuse never reaches an address the policy refuses. A
 //! name that later resolves elsewhere is judged again on the next new connection. Never share
-//! a reqwest client, and so its pool, between policies: layover builds one per [`Client`].
+//! a reqwest client, and so its pool, between policies: stopover builds one per [`Client`].
 //!
 //! [`Client`]: crate::client::Client
 //!
@@ -40,7 +40,7 @@
 //! [`Error::refusal`](crate::client::Error::refusal) says why:
 //!
 //! ```no_run
-//! use layover::client::{Client, ssrf::Policy};
+//! use stopover::client::{Client, ssrf::Policy};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::builder()
@@ -59,7 +59,7 @@
 //! The policy on its own judges URLs and addresses without any I/O:
 //!
 //! ```
-//! use layover::client::ssrf::{Policy, Rule};
+//! use stopover::client::ssrf::{Policy, Rule};
 //! use url::Url;
 //!
 //! let policy = Policy::builder()
@@ -73,7 +73,7 @@
 //! assert_eq!(check("http://[64:ff9b::a00:1]/"), Err(Rule::Ipv4Private)); // NAT64 of 10.0.0.1
 //! assert_eq!(check("http://api.localhost/"), Err(Rule::HostLocalhost));
 //! assert_eq!(check("gopher://example.com/"), Err(Rule::Scheme));
-//! # Ok::<(), layover::client::ssrf::PolicyError>(())
+//! # Ok::<(), stopover::client::ssrf::PolicyError>(())
 //! ```
 
 mod connect;

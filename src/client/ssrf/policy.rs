@@ -71,7 +71,7 @@ pub enum MixedAnswers {
 /// `Policy` is cheap to clone (an `Arc` inside).
 ///
 /// ```
-/// use layover::client::ssrf::Policy;
+/// use stopover::client::ssrf::Policy;
 /// use url::Url;
 ///
 /// let policy = Policy::default();
@@ -169,7 +169,7 @@ impl Policy {
     /// closed. This is the verdict only; report-only mode does not change it.
     ///
     /// ```
-    /// use layover::client::ssrf::Policy;
+    /// use stopover::client::ssrf::Policy;
     ///
     /// let policy = Policy::default();
     /// assert_eq!(policy.check_ip("10.1.2.3".parse().unwrap()).unwrap_err().rule().as_str(), "ipv4-private");
@@ -189,7 +189,7 @@ impl Policy {
     /// returned refusal carries the URL.
     ///
     /// ```
-    /// use layover::client::ssrf::Policy;
+    /// use stopover::client::ssrf::Policy;
     /// use url::Url;
     ///
     /// let refusal = Policy::default().check_url(&Url::parse("http://0x7f.1/").unwrap()).unwrap_err();
@@ -564,7 +564,7 @@ pub enum PolicyError {
 /// [`PolicyBuilder::build`] validates everything at once.
 ///
 /// ```
-/// use layover::client::ssrf::{MixedAnswers, Policy};
+/// use stopover::client::ssrf::{MixedAnswers, Policy};
 ///
 /// let policy = Policy::builder()
 ///     .schemes(["https"])
@@ -575,7 +575,7 @@ pub enum PolicyError {
 ///     .build()?;
 /// assert!(policy.check_url(&"https://10.20.0.5:8443/".parse().unwrap()).is_ok());
 /// assert!(policy.check_url(&"https://10.20.0.5:22/".parse().unwrap()).is_err());
-/// # Ok::<(), layover::client::ssrf::PolicyError>(())
+/// # Ok::<(), stopover::client::ssrf::PolicyError>(())
 /// ```
 #[derive(Debug, Default)]
 #[must_use]

@@ -279,7 +279,7 @@ impl fmt::Display for Redacted<'_> {
 /// `source()` skips the error it wraps) and returns the refusal, if any.
 ///
 /// ```
-/// use layover::client::ssrf::{find_refusal, Policy};
+/// use stopover::client::ssrf::{find_refusal, Policy};
 ///
 /// let url = url::Url::parse("http://127.0.0.1/").unwrap();
 /// let refusal = Policy::default().check_url(&url).unwrap_err();

@@ -42,13 +42,13 @@ pub(crate) async fn with_destination_port<F: Future>(port: u16, future: F) -> F:
 /// installs one for you; this type is public for plain reqwest clients.
 ///
 /// reqwest does not tell a resolver which port it will connect to. Inside
-/// a layover client the port is known and port-restricted rules apply;
+/// a stopover client the port is known and port-restricted rules apply;
 /// used on its own with a plain reqwest client, port-restricted allow
 /// rules never match (and port-restricted deny rules always do).
 ///
 /// ```
 /// use std::sync::Arc;
-/// use layover::client::ssrf::{GuardedResolver, Policy};
+/// use stopover::client::ssrf::{GuardedResolver, Policy};
 ///
 /// let resolver = GuardedResolver::new(Policy::default());
 /// let client = reqwest::Client::builder()

@@ -29,8 +29,8 @@
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
-//! use layover::server::cors::CorsLayer;
-//! use layover::server::matcher::{PathMatcher, Rules};
+//! use stopover::server::cors::CorsLayer;
+//! use stopover::server::matcher::{PathMatcher, Rules};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cors = CorsLayer::builder()
@@ -248,7 +248,7 @@ impl CorsLayerBuilder {
     /// visible ASCII. Adds to earlier calls.
     ///
     /// ```
-    /// # use layover::server::cors::CorsLayer;
+    /// # use stopover::server::cors::CorsLayer;
     /// let cors = CorsLayer::builder()
     ///     .allow_origin_predicate(|origin| origin.ends_with(".corp.example"))
     ///     .build();
