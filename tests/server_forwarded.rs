@@ -488,7 +488,7 @@ async fn rfc7239_backslash_escapes_in_quoted_strings_are_unescaped() {
 }
 
 #[tokio::test]
-async fn rfc7239_malformed_element_from_trusted_proxy_ignores_whole_header() {
+async fn rfc7239_unreadable_nearest_element_believes_nothing() {
     let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
     for malformed in [
         "for=203.0.113.9;proto=https, garbage",
@@ -507,7 +507,7 @@ async fn rfc7239_malformed_element_from_trusted_proxy_ignores_whole_header() {
 }
 
 #[tokio::test]
-async fn rfc7239_malformed_line_among_several_ignores_every_line() {
+async fn rfc7239_malformed_line_before_the_proxy_line_keeps_the_proxy_hop() {
     let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = client
@@ -518,8 +518,80 @@ async fn rfc7239_malformed_line_among_several_ignores_every_line() {
         .await
         .unwrap();
     let report: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    assert_eq!(report["scheme"], "http");
-    assert_eq!(report["client"], "127.0.0.1");
+    assert_eq!(report["scheme"], "https");
+    assert_eq!(report["client"], "203.0.113.9");
+}
+
+/// What a client may write before a trusted proxy appends its own element.
+const CLIENT_MALFORMATIONS: [&str; 4] = [
+    "for=\"198.51.100.1",
+    "for=198.51.100.1;for=198.51.100.2",
+    "garbage",
+    "for=\"caf\u{e9}\"",
+];
+
+/// Sends `value` as the header `name` through raw HTTP/1.1, so a byte outside ASCII reaches
+/// the server as it was written.
+async fn get_report_raw(addr: SocketAddr, name: &str, value: &[u8]) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request =
+        format!("GET / HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{name}: ").into_bytes();
+    request.extend_from_slice(value);
+    request.extend_from_slice(b"\r\n\r\n");
+    stream.write_all(&request).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test]
+async fn rfc7239_client_malformation_cannot_erase_the_trusted_proxy_element() {
+    let addr = serve(rfc7239_trusting_loopback().build().unwrap()).await;
+    for malformed in CLIENT_MALFORMATIONS {
+        // The proxy on 127.0.0.1 appended its element to the client's line.
+        let line = format!("{malformed}, for=203.0.113.9;proto=https");
+        let report = get_report_raw(addr, "forwarded", line.as_bytes()).await;
+        assert_eq!(report["client"], "203.0.113.9", "{malformed}");
+        assert_eq!(report["scheme"], "https", "{malformed}");
+    }
+}
+
+#[tokio::test]
+async fn x_forwarded_client_malformation_cannot_erase_the_trusted_proxy_item() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    for malformed in CLIENT_MALFORMATIONS {
+        let line = format!("{malformed}, 203.0.113.9, 10.0.0.2");
+        let report = get_report_raw(addr, "x-forwarded-for", line.as_bytes()).await;
+        assert_eq!(report["client"], "203.0.113.9", "{malformed}");
+    }
+}
+
+#[tokio::test]
+async fn unreadable_item_next_to_trusted_hops_leaves_the_last_believed_address() {
+    let layer = connect_info(ForwardedLayer::builder())
+        .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
+        .client(true)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let report = get_report(
+        addr,
+        &[("x-forwarded-for", "203.0.113.9, not-an-ip, 10.0.0.2:8080")],
+    )
+    .await;
+    // 10.0.0.2 (port and all) is a trusted hop; the walk stops at the garbage, so the client
+    // is the last address it could believe.
+    assert_eq!(report["client"], "10.0.0.2");
+    assert_eq!(report["peer"], "127.0.0.1");
 }
 
 #[tokio::test]
@@ -535,7 +607,7 @@ async fn rfc7239_empty_list_elements_and_spaces_around_semicolons_are_accepted()
 }
 
 #[tokio::test]
-async fn garbage_in_the_believed_x_forwarded_for_hop_gives_no_client() {
+async fn unknown_in_the_believed_x_forwarded_for_hop_gives_no_client() {
     let layer = connect_info(ForwardedLayer::builder())
         .trusted_proxies(["127.0.0.0/8", "10.0.0.0/8"])
         .client(true)
@@ -544,11 +616,11 @@ async fn garbage_in_the_believed_x_forwarded_for_hop_gives_no_client() {
     let addr = serve(layer).await;
     let report = get_report(
         addr,
-        &[("x-forwarded-for", "203.0.113.9, not-an-ip, 10.0.0.2:8080")],
+        &[("x-forwarded-for", "203.0.113.9, unknown, 10.0.0.2:8080")],
     )
     .await;
-    // 10.0.0.2 (port and all) is a trusted hop; the walk stops at the garbage, which names no
-    // client: the peer, a proxy, must not be reported as the client.
+    // The proxy at 10.0.0.2 says it does not know its client: the peer, a proxy, must not be
+    // reported as the client.
     assert_eq!(report["client"], Value::Null);
     assert_eq!(report["peer"], "127.0.0.1");
 }

@@ -111,9 +111,10 @@ impl ForwardedInfo {
     /// believed, else the peer address.
     ///
     /// `None` when a trusted proxy's forwarded headers were read but the hop they point at
-    /// gives no readable address (`for=unknown`, an obfuscated `for=_hidden`, garbage in
-    /// `X-Forwarded-For`, or no `for` at all): the peer is then a proxy, and reporting its
-    /// address as the client's would be wrong.
+    /// gives no address (`for=unknown`, an obfuscated `for=_hidden`, or no `for` at all):
+    /// the peer is then a proxy, and reporting its address as the client's would be wrong.
+    /// An element the layer cannot read at all (a client's own malformed value) ends the
+    /// walk instead, and the client is the last address the walk believed.
     pub fn client(&self) -> Option<IpAddr> {
         self.client
     }
@@ -229,10 +230,11 @@ impl ForwardedLayerBuilder {
     /// Read RFC 7239 `Forwarded` (`proto=`, `host=`, `for=`) instead of `X-Forwarded-*`.
     ///
     /// The header is parsed with the RFC 7239 grammar, quoted-strings and backslash escapes
-    /// included, so `by="a,b"` is one value. A header that breaks the grammar on any line
-    /// (an element without `=`, an unterminated quote, a parameter given twice, an IPv6
-    /// address or a port left unquoted) is ignored as a whole, as if absent: the layer
-    /// never guesses what a broken header meant.
+    /// included, so `by="a,b"` is one value. Elements are read from the right, nearest proxy
+    /// first, and the walk stops at the first element that breaks the grammar (no `=`, an
+    /// unterminated quote, a parameter given twice, an IPv6 address or a port left
+    /// unquoted, a byte outside visible ASCII): what the trusted proxies appended to the
+    /// right of it is still believed, and nothing to its left is.
     pub fn rfc7239(mut self) -> Self {
         self.family = FamilyChoice::Rfc7239;
         self
@@ -483,23 +485,25 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
                     Family::Rfc7239 => rfc7239_hops(headers),
                     _ => x_forwarded_hops(headers),
                 };
-                if let Some(chosen) = choose_hop(config, &hops) {
+                let believed = believed_hops(config, &hops);
+                if let Some(chosen) = believed.last() {
                     // A field the chosen hop did not report is taken from the nearest hop
                     // to its right: every one of those was added by a trusted proxy.
-                    let believed = &hops[chosen..];
                     scheme = believed
                         .iter()
+                        .rev()
                         .find_map(|h| h.proto.as_deref())
                         .and_then(parse_scheme);
                     if config.host {
                         host = believed
                             .iter()
+                            .rev()
                             .find_map(|h| h.host.as_deref())
                             .filter(|h| !h.contains('@'))
                             .and_then(|h| Authority::try_from(h).ok());
                     }
                     if config.client {
-                        client = Some(hops[chosen].for_.as_deref().and_then(parse_node_ip));
+                        client = Some(chosen.for_.as_deref().and_then(parse_node_ip));
                     }
                 }
             }
@@ -537,17 +541,20 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
     request.extensions_mut().insert(info);
 }
 
-/// Index of the hop whose values are believed: walk from the right while the address a
-/// hop reports for its own client is itself a trusted proxy.
-fn choose_hop(config: &Config, hops: &[Hop<'_>]) -> Option<usize> {
-    let mut index = hops.len().checked_sub(1)?;
-    while index > 0 {
-        match hops[index].for_.as_deref().and_then(parse_node_ip) {
-            Some(ip) if config.is_trusted(ip) => index -= 1,
+/// The hops whose values are believed, nearest first: the walk goes right to left while the
+/// address a hop reports for its own client is itself a trusted proxy. `hops` is nearest
+/// first and already ends before the first element that could not be read, so the last hop
+/// returned is the one that names the client (the last address the walk could believe).
+fn believed_hops<'h, 'a>(config: &Config, hops: &'h [Hop<'a>]) -> &'h [Hop<'a>] {
+    let mut end = 0;
+    for hop in hops {
+        end += 1;
+        match hop.for_.as_deref().and_then(parse_node_ip) {
+            Some(ip) if config.is_trusted(ip) => continue,
             _ => break,
         }
     }
-    Some(index)
+    &hops[..end]
 }
 
 fn header_items<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
@@ -567,110 +574,187 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// The three lists are aligned from the right: the last item of each was added by the
-/// proxy nearest to us.
-fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop<'_>> {
-    let fors: Vec<&str> = header_items(headers, &X_FORWARDED_FOR).collect();
-    let protos: Vec<&str> = header_items(headers, &X_FORWARDED_PROTO).collect();
-    let hosts: Vec<&str> = header_items(headers, &X_FORWARDED_HOST).collect();
-    let len = fors.len().max(protos.len()).max(hosts.len());
-    (0..len)
-        .map(|i| Hop {
-            for_: aligned(&fors, len, i).map(Cow::Borrowed),
-            proto: aligned(&protos, len, i).map(Cow::Borrowed),
-            host: aligned(&hosts, len, i).map(Cow::Borrowed),
+/// The items of every line of a comma-list header, left to right; `None` for an item with a
+/// byte outside visible ASCII (obs-text, a control character), which cannot be read but
+/// still takes its place in the list.
+fn raw_items<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Vec<Option<&'a str>> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+        .map(|item| {
+            std::str::from_utf8(item)
+                .ok()
+                .filter(|item| {
+                    item.bytes()
+                        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+                })
+                .map(str::trim)
         })
         .collect()
 }
 
-fn aligned<'a>(list: &[&'a str], len: usize, index: usize) -> Option<&'a str> {
-    index
-        .checked_sub(len - list.len())
-        .and_then(|j| list.get(j).copied())
-        .filter(|v| !v.is_empty())
+/// The `X-Forwarded-*` hops, nearest first, up to the first one that cannot be read.
+///
+/// The three lists are aligned from the right: the last item of each was added by the proxy
+/// nearest to us. An `X-Forwarded-For` item is readable when it is a node address (with or
+/// without a port) or `unknown`; a bare token, a quote or a parameter is not, and neither is
+/// an item of any of the three lists with a byte outside visible ASCII.
+fn x_forwarded_hops(headers: &HeaderMap) -> Vec<Hop<'_>> {
+    let fors = raw_items(headers, &X_FORWARDED_FOR);
+    let protos = raw_items(headers, &X_FORWARDED_PROTO);
+    let hosts = raw_items(headers, &X_FORWARDED_HOST);
+    let len = fors.len().max(protos.len()).max(hosts.len());
+    let mut hops = Vec::new();
+    for from_right in 0..len {
+        let (Some(for_), Some(proto), Some(host)) = (
+            from_the_right(&fors, from_right),
+            from_the_right(&protos, from_right),
+            from_the_right(&hosts, from_right),
+        ) else {
+            break;
+        };
+        if for_.is_some_and(|node| {
+            !node.eq_ignore_ascii_case("unknown") && parse_node_ip(node).is_none()
+        }) {
+            break;
+        }
+        hops.push(Hop {
+            for_: for_.map(Cow::Borrowed),
+            proto: proto.map(Cow::Borrowed),
+            host: host.map(Cow::Borrowed),
+        });
+    }
+    hops
+}
+
+/// The item `from_right` places from the end of `list`: `Some(None)` when the list is shorter
+/// or the item is empty, `None` when the item cannot be read.
+fn from_the_right<'a>(list: &[Option<&'a str>], from_right: usize) -> Option<Option<&'a str>> {
+    match list.len().checked_sub(from_right + 1).map(|i| list[i]) {
+        None => Some(None),
+        Some(item) => item.map(|item| Some(item).filter(|v| !v.is_empty())),
+    }
 }
 
 const FORWARDED: HeaderName = header::FORWARDED;
 
 /// RFC 7239: `Forwarded: for=192.0.2.60;proto=https;host=example.com, for=10.0.0.1`.
 ///
-/// Every line of the header is parsed with the RFC 7239 grammar (a comma list of elements,
-/// each a semicolon list of `token=value` pairs, the value a token or a quoted-string with
-/// backslash escapes), so a `,` or `;` inside quotes never splits anything. A header that
-/// breaks the grammar anywhere (on any of its lines) is ignored as a whole: guessing which
-/// part of a broken header a trusted proxy meant could believe a value the client wrote.
+/// The elements of every line, nearest proxy first (the last element of the last line is
+/// the nearest), up to the first element that cannot be read. Each element is parsed with the
+/// RFC 7239 grammar (a semicolon list of `token=value` pairs, the value a token or a
+/// quoted-string with backslash escapes), so a `,` or `;` inside quotes never splits
+/// anything.
+///
+/// Reading from the right is what keeps a client from erasing the proxies' hops: a client's
+/// own broken value (an unterminated quote, a duplicate parameter, obs-text) sits to the left
+/// of what the proxies appended, so it ends the walk there instead of voiding the header.
+/// An element ends at a comma outside quotes; walking right to left, the element is the
+/// shortest stretch back to a comma that parses as one element. A stretch that ends inside
+/// a quoted-string never parses (its last value would have to open with an unescaped quote
+/// inside that string), so a quoted comma cannot fake an element boundary.
 fn rfc7239_hops(headers: &HeaderMap) -> Vec<Hop<'_>> {
     let mut hops = Vec::new();
-    for line in headers.get_all(&FORWARDED) {
-        let parsed = line
-            .to_str()
-            .map_err(|_| Malformed)
-            .and_then(|line| parse_forwarded_line(line, &mut hops));
-        if parsed.is_err() {
-            tracing::debug!("ignored a malformed Forwarded header from a trusted proxy");
-            return Vec::new();
+    for line in headers.get_all(&FORWARDED).iter().rev() {
+        if !elements_from_the_right(line.as_bytes(), &mut hops) {
+            break;
         }
     }
     hops
 }
 
+/// How many commas one element may span inside quotes before the walk gives up on it: a
+/// crafted header cannot make the search try every comma of the line for each element.
+const MAX_QUOTED_COMMAS: usize = 16;
+
+/// Pushes the elements of one line onto `hops`, right to left; `false` when the walk met an
+/// element it cannot read (and must stop).
+fn elements_from_the_right<'a>(line: &'a [u8], hops: &mut Vec<Hop<'a>>) -> bool {
+    let mut end = line.len();
+    while end > 0 {
+        let mut found = None;
+        let commas = line[..end]
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, b)| **b == b',')
+            .map(|(i, _)| i + 1)
+            .take(MAX_QUOTED_COMMAS + 1);
+        for start in commas.chain(std::iter::once(0)) {
+            match parse_element(&line[start..end]) {
+                Ok(hop) => {
+                    found = Some((start, hop));
+                    break;
+                }
+                Err(Malformed) if start == 0 => return false,
+                Err(Malformed) => continue,
+            }
+        }
+        let Some((start, hop)) = found else {
+            return false;
+        };
+        // An empty list element (`, ,`) is skipped, as RFC 9110's list rule asks.
+        if let Some(hop) = hop {
+            hops.push(hop);
+        }
+        end = start.saturating_sub(1);
+    }
+    true
+}
+
 /// A `Forwarded` line that does not follow the RFC 7239 grammar.
 struct Malformed;
 
-/// Appends the elements of one `Forwarded` line to `hops`, in one left-to-right pass.
+/// One `Forwarded` element, `None` when it is empty (whitespace only).
 ///
-/// Empty list elements (`, ,`) are skipped as RFC 9110's list rule asks, and whitespace is
-/// allowed around `;` as well as `,` (common in practice); around `=` it is not. Names are
-/// case-insensitive; a parameter given twice in one element is malformed (RFC 7239 section
-/// 4). Only `for`, `proto` and `host` are kept; other parameters are checked and skipped.
-fn parse_forwarded_line<'a>(line: &'a str, hops: &mut Vec<Hop<'a>>) -> Result<(), Malformed> {
-    let bytes = line.as_bytes();
+/// Whitespace is allowed around `;` as well as around the element (common in practice);
+/// around `=` it is not. Names are case-insensitive; a parameter given twice is malformed
+/// (RFC 7239 section 4), and so is a byte outside visible ASCII. Only `for`, `proto` and
+/// `host` are kept; other parameters are checked and skipped.
+fn parse_element(element: &[u8]) -> Result<Option<Hop<'_>>, Malformed> {
+    let element = std::str::from_utf8(element).map_err(|_| Malformed)?;
+    let bytes = element.as_bytes();
     let mut pos = skip_ows(bytes, 0);
+    if pos == bytes.len() {
+        return Ok(None);
+    }
+    let mut hop = Hop::default();
+    let (mut seen_for, mut seen_by, mut seen_proto, mut seen_host) = (false, false, false, false);
     while pos < bytes.len() {
-        if bytes[pos] == b',' {
+        if bytes[pos] == b';' {
             pos = skip_ows(bytes, pos + 1);
             continue;
         }
-        let mut hop = Hop::default();
-        let (mut seen_for, mut seen_by, mut seen_proto, mut seen_host) =
-            (false, false, false, false);
-        // One element: pairs separated by `;`, ended by `,` or the end of the line.
-        while pos < bytes.len() && bytes[pos] != b',' {
-            if bytes[pos] == b';' {
-                pos = skip_ows(bytes, pos + 1);
-                continue;
-            }
-            let name_end = token_end(bytes, pos);
-            if name_end == pos || bytes.get(name_end) != Some(&b'=') {
-                return Err(Malformed);
-            }
-            let name = &line[pos..name_end];
-            let (value, value_end) = parse_value(line, name_end + 1)?;
-            pos = skip_ows(bytes, value_end);
-            if !matches!(bytes.get(pos), None | Some(b';' | b',')) {
-                return Err(Malformed);
-            }
-            let (seen, slot) = if name.eq_ignore_ascii_case("for") {
-                (&mut seen_for, Some(&mut hop.for_))
-            } else if name.eq_ignore_ascii_case("proto") {
-                (&mut seen_proto, Some(&mut hop.proto))
-            } else if name.eq_ignore_ascii_case("host") {
-                (&mut seen_host, Some(&mut hop.host))
-            } else if name.eq_ignore_ascii_case("by") {
-                (&mut seen_by, None)
-            } else {
-                continue;
-            };
-            if std::mem::replace(seen, true) {
-                return Err(Malformed);
-            }
-            if let Some(slot) = slot {
-                *slot = Some(value).filter(|v| !v.is_empty());
-            }
+        let name_end = token_end(bytes, pos);
+        if name_end == pos || bytes.get(name_end) != Some(&b'=') {
+            return Err(Malformed);
         }
-        hops.push(hop);
+        let name = &element[pos..name_end];
+        let (value, value_end) = parse_value(element, name_end + 1)?;
+        pos = skip_ows(bytes, value_end);
+        if !matches!(bytes.get(pos), None | Some(b';')) {
+            return Err(Malformed);
+        }
+        let (seen, slot) = if name.eq_ignore_ascii_case("for") {
+            (&mut seen_for, Some(&mut hop.for_))
+        } else if name.eq_ignore_ascii_case("proto") {
+            (&mut seen_proto, Some(&mut hop.proto))
+        } else if name.eq_ignore_ascii_case("host") {
+            (&mut seen_host, Some(&mut hop.host))
+        } else if name.eq_ignore_ascii_case("by") {
+            (&mut seen_by, None)
+        } else {
+            continue;
+        };
+        if std::mem::replace(seen, true) {
+            return Err(Malformed);
+        }
+        if let Some(slot) = slot {
+            *slot = Some(value).filter(|v| !v.is_empty());
+        }
     }
-    Ok(())
+    Ok(Some(hop))
 }
 
 fn skip_ows(bytes: &[u8], mut pos: usize) -> usize {
@@ -868,17 +952,17 @@ mod tests {
     }
 
     #[test]
-    fn rfc7239_elements_pairs_and_quotes() {
+    fn rfc7239_elements_are_listed_nearest_first() {
         let hops = parse(&[
             "for=192.0.2.60;proto=http;by=203.0.113.43",
             "For=\"[2001:db8:cafe::17]:4711\"; Host=\"app.example\", ;",
         ]);
         assert_eq!(hops.len(), 3);
-        assert_eq!(hops[0].for_.as_deref(), Some("192.0.2.60"));
-        assert_eq!(hops[0].proto.as_deref(), Some("http"));
+        assert!(hops[0].for_.is_none() && hops[0].proto.is_none());
         assert_eq!(hops[1].for_.as_deref(), Some("[2001:db8:cafe::17]:4711"));
         assert_eq!(hops[1].host.as_deref(), Some("app.example"));
-        assert!(hops[2].for_.is_none() && hops[2].proto.is_none());
+        assert_eq!(hops[2].for_.as_deref(), Some("192.0.2.60"));
+        assert_eq!(hops[2].proto.as_deref(), Some("http"));
     }
 
     #[test]
@@ -890,9 +974,21 @@ mod tests {
     }
 
     #[test]
-    fn rfc7239_grammar_violations_drop_the_whole_header() {
+    fn rfc7239_quoted_commas_never_make_an_element() {
+        // Each stretch after a quoted comma looks like the tail of an element.
+        let hops = parse(&["for=a, host=\"x, for=b\", host=\"y,proto=https\""]);
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[0].host.as_deref(), Some("y,proto=https"));
+        assert_eq!(hops[0].proto, None);
+        assert_eq!(hops[1].host.as_deref(), Some("x, for=b"));
+        assert_eq!(hops[1].for_, None);
+        assert_eq!(hops[2].for_.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn rfc7239_walk_stops_at_the_first_unreadable_element() {
         for bad in [
-            "for=a, garbage",
+            "garbage",
             "for=a junk",
             "for=\"a",
             "for=\"a\\",
@@ -904,8 +1000,31 @@ mod tests {
             "for =a",
             "for= a",
         ] {
-            assert!(parse(&["proto=https", bad]).is_empty(), "{bad}");
+            // What the proxies appended to the right is kept; the element to the left is not.
+            let line = format!("for=left, {bad}, for=right;proto=https");
+            let mut headers = HeaderMap::new();
+            headers.append(FORWARDED, HeaderValue::from_str(&line).unwrap());
+            let hops = rfc7239_hops(&headers);
+            assert_eq!(hops.len(), 1, "{bad}");
+            assert_eq!(hops[0].for_.as_deref(), Some("right"), "{bad}");
         }
+    }
+
+    #[test]
+    fn rfc7239_obs_text_element_stops_the_walk() {
+        let mut headers = HeaderMap::new();
+        let line = HeaderValue::from_bytes(b"for=left, for=\"caf\xe9\", for=right").unwrap();
+        headers.append(FORWARDED, line);
+        let hops = rfc7239_hops(&headers);
+        assert_eq!(hops.len(), 1);
+        assert_eq!(hops[0].for_.as_deref(), Some("right"));
+    }
+
+    #[test]
+    fn rfc7239_unterminated_quote_in_an_earlier_line_keeps_later_lines() {
+        let hops = parse(&["for=\"_unterminated", "for=right"]);
+        assert_eq!(hops.len(), 1);
+        assert_eq!(hops[0].for_.as_deref(), Some("right"));
     }
 
     #[test]
@@ -918,13 +1037,47 @@ mod tests {
     #[test]
     fn x_forwarded_lists_align_from_the_right() {
         let mut headers = HeaderMap::new();
-        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("a, b, c"));
+        headers.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("10.0.0.1, 10.0.0.2, 10.0.0.3"),
+        );
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
         let hops = x_forwarded_hops(&headers);
         assert_eq!(hops.len(), 3);
-        assert_eq!(hops[0].proto, None);
-        assert_eq!(hops[2].proto.as_deref(), Some("https"));
-        assert_eq!(hops[2].for_.as_deref(), Some("c"));
+        assert_eq!(hops[0].proto.as_deref(), Some("https"));
+        assert_eq!(hops[0].for_.as_deref(), Some("10.0.0.3"));
+        assert_eq!(hops[2].proto, None);
+    }
+
+    #[test]
+    fn x_forwarded_walk_stops_at_the_first_unreadable_item() {
+        for bad in [
+            "garbage",
+            "\"10.0.0.9",
+            "for=10.0.0.9;for=10.0.0.8",
+            "10.0.0.9:port",
+        ] {
+            let mut headers = HeaderMap::new();
+            let line = format!("10.0.0.1, {bad}, 10.0.0.3");
+            headers.insert(X_FORWARDED_FOR, HeaderValue::from_str(&line).unwrap());
+            let hops = x_forwarded_hops(&headers);
+            assert_eq!(hops.len(), 1, "{bad}");
+            assert_eq!(hops[0].for_.as_deref(), Some("10.0.0.3"), "{bad}");
+        }
+        let mut headers = HeaderMap::new();
+        let line = HeaderValue::from_bytes(b"10.0.0.1, 10.0.0.\xff, 10.0.0.3").unwrap();
+        headers.insert(X_FORWARDED_FOR, line);
+        assert_eq!(x_forwarded_hops(&headers).len(), 1);
+    }
+
+    #[test]
+    fn x_forwarded_unknown_is_a_readable_item() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("10.0.0.1, unknown"),
+        );
+        assert_eq!(x_forwarded_hops(&headers).len(), 2);
     }
 
     #[test]
