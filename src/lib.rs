@@ -29,6 +29,7 @@
 //! |---|---|---|---|
 //! | `client` | yes | the [`client`] module | reqwest 0.13 (rustls with aws-lc-rs, HTTP/2), hyper-util, url, RustCrypto hashes (md-5, sha1, sha2), ipnet, getrandom |
 //! | `server` | yes | the [`server`] module | tower, regex, ipnet, pin-project-lite |
+//! | `axum` | no | `HttpError: IntoResponse`, `ForwardedInfo` and `ClientGone` as extractors, `ForwardedLayer` reading axum's `ConnectInfo` (see `server::axum`) | axum 0.8 without default features |
 //!
 //! Both halves use tokio, `http` 1, bytes, serde_json and tracing. Building the default TLS
 //! stack (aws-lc-rs) needs a C compiler.

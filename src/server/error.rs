@@ -53,23 +53,11 @@
 //!
 //! # Using `HttpError` from axum
 //!
-//! stopover does not depend on axum, so `HttpError` cannot implement axum's `IntoResponse`.
-//! It converts into any `http::Response<B>` whose body can be made from `Bytes`, which includes
-//! `axum::response::Response`: return `Result<T, axum::response::Response>` and use `?` as
-//! above, or wrap it in your application's error type:
-//!
-//! ```
-//! use axum::response::{IntoResponse, Response};
-//! use stopover::server::error::HttpError;
-//!
-//! struct AppError(HttpError);
-//!
-//! impl IntoResponse for AppError {
-//!     fn into_response(self) -> Response {
-//!         self.0.into()
-//!     }
-//! }
-//! ```
+//! With the `axum` feature `HttpError` implements axum's `IntoResponse`, so a handler returns
+//! `Result<Json<T>, HttpError>` (see [`server::axum`](crate::server)). Without the feature it
+//! still converts into any `http::Response<B>` whose body can be made from `Bytes`, which
+//! includes `axum::response::Response`: return `Result<T, axum::response::Response>` and use
+//! `?` as above.
 //!
 //! Without the layer, the response still carries the JSON body in the default format.
 //!

@@ -21,16 +21,20 @@
 //!
 //! tower services do not see the socket. The layer asks a peer-address function for it;
 //! the default reads a [`PeerAddr`] extension, which you insert when you accept the
-//! connection. With axum, `into_make_service_with_connect_info::<SocketAddr>()` stores
-//! `axum::extract::ConnectInfo<SocketAddr>` instead; point the layer at it with
-//! [`ForwardedLayerBuilder::peer_addr_with`] (shown below). A request whose peer address
-//! cannot be found is treated as coming from an untrusted peer.
+//! connection, and with the `axum` feature also axum's `ConnectInfo<SocketAddr>`, which
+//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` stores.
+//! Any other source can be named with [`ForwardedLayerBuilder::peer_addr_with`]. A request
+//! whose peer address cannot be found is treated as coming from an untrusted peer, and the
+//! layer logs one warning (per layer) saying how to serve the app so that it finds one.
 //!
 //! # Example
 //!
+//! With the `axum` feature the layer finds axum's `ConnectInfo` by itself (without it, add
+//! the [`ForwardedLayerBuilder::peer_addr_with`] line shown there), and `ForwardedInfo` is
+//! also an extractor of its own.
+//!
 //! ```
-//! use std::net::SocketAddr;
-//! use axum::{Router, extract::ConnectInfo, routing::get, Extension};
+//! use axum::{Router, routing::get, Extension};
 //! use stopover::server::forwarded::{ForwardedInfo, ForwardedLayer};
 //!
 //! # fn main() -> Result<(), stopover::server::forwarded::ForwardedConfigError> {
@@ -39,9 +43,6 @@
 //!     .trusted_proxies(["127.0.0.0/8", "::1", "10.0.0.0/8"])
 //!     .host(true)
 //!     .client(true)
-//!     .peer_addr_with(|extensions| {
-//!         extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip())
-//!     })
 //!     .build()?;
 //!
 //! let app: Router = Router::new()
@@ -59,6 +60,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -75,6 +77,29 @@ use tower_service::Service;
 /// `ConnectInfo` with [`ForwardedLayerBuilder::peer_addr_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// How to give the layer a peer address, for the warning it logs once when it finds none.
+#[cfg(feature = "axum")]
+const NO_PEER_HINT: &str = "serve the app with `axum::serve(listener, \
+    app.into_make_service_with_connect_info::<SocketAddr>())`, insert a `PeerAddr` extension \
+    when accepting connections, or set `ForwardedLayerBuilder::peer_addr_with`";
+#[cfg(not(feature = "axum"))]
+const NO_PEER_HINT: &str = "insert a `PeerAddr` extension when accepting connections, set \
+    `ForwardedLayerBuilder::peer_addr_with`, or enable stopover's `axum` feature and serve the \
+    app with `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`";
+
+/// The default peer address: a [`PeerAddr`] extension, else (with the `axum` feature) the
+/// `ConnectInfo<SocketAddr>` that `into_make_service_with_connect_info` inserts.
+fn default_peer(extensions: &Extensions) -> Option<IpAddr> {
+    let peer = extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    #[cfg(feature = "axum")]
+    let peer = peer.or_else(|| {
+        extensions
+            .get::<::axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+    });
+    peer
+}
 
 /// What the layer concluded about a request, inserted into its extensions.
 ///
@@ -180,6 +205,8 @@ struct Config {
     client: bool,
     strip_untrusted: bool,
     peer: Arc<PeerFn>,
+    /// Set once the layer warned that it found no peer address.
+    warned_no_peer: AtomicBool,
 }
 
 impl fmt::Debug for Config {
@@ -355,6 +382,7 @@ impl ForwardedLayerBuilder {
                 client: self.client,
                 strip_untrusted: self.strip_untrusted,
                 peer: self.peer,
+                warned_no_peer: AtomicBool::new(false),
             }),
         })
     }
@@ -397,7 +425,8 @@ pub struct ForwardedLayer {
 impl ForwardedLayer {
     /// Starts a builder with the defaults: the `X-Forwarded-*` family, trusted proxies
     /// `127.0.0.0/8` and `::1`, scheme only (host and client off), headers from untrusted
-    /// peers stripped, peer address from the [`PeerAddr`] extension.
+    /// peers stripped, peer address from the [`PeerAddr`] extension or, with the `axum`
+    /// feature, from axum's `ConnectInfo<SocketAddr>`.
     pub fn builder() -> ForwardedLayerBuilder {
         ForwardedLayerBuilder {
             family: FamilyChoice::XForwarded,
@@ -405,7 +434,7 @@ impl ForwardedLayer {
             host: false,
             client: false,
             strip_untrusted: true,
-            peer: Arc::new(|ext: &Extensions| ext.get::<PeerAddr>().map(|p| p.0.ip())),
+            peer: Arc::new(default_peer),
         }
     }
 }
@@ -463,6 +492,12 @@ struct Hop<'a> {
 
 fn apply<B>(config: &Config, request: &mut Request<B>) {
     let peer = (config.peer)(request.extensions()).map(|ip| ip.to_canonical());
+    if peer.is_none() && !config.warned_no_peer.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "ForwardedLayer found no peer address, so every request counts as coming from an \
+             untrusted peer and forwarded headers are ignored; {NO_PEER_HINT}"
+        );
+    }
     let trusted = peer.is_some_and(|ip| config.is_trusted(ip));
 
     let mut scheme = None;

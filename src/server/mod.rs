@@ -39,6 +39,9 @@
 //!
 //! All `urls`, `ignore` and per-path rules use the one [`matcher`].
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 pub mod cors;
 pub mod error;
 pub mod forwarded;
