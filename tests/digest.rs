@@ -850,16 +850,54 @@ async fn same_origin_redirect_is_answered_preemptively() {
 }
 
 #[tokio::test]
-async fn a_direct_request_to_another_origin_is_answered() {
+async fn by_default_only_the_first_answered_origin_gets_answers() {
     let first = DigestServer::start(Policy::default()).await;
     let second = DigestServer::start(Policy::default()).await;
     let client = client(credentials());
+    let response = client.get(first.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = client.get(second.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure(&response), Some(DigestFailure::UnlistedOrigin));
+    assert_eq!(verdicts(&second), ["missing"]);
+    // The first origin keeps its answers.
+    let response = client.get(first.url("/again")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_to_an_unlisted_origin_gets_no_answer() {
+    let listed = DigestServer::start(Policy::default()).await;
+    let unrelated = DigestServer::start(Policy::default()).await;
+    let digest = credentials().origins([listed.url("/")]).unwrap();
+    let response = client(digest).get(unrelated.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure(&response), Some(DigestFailure::UnlistedOrigin));
+    let hits = unrelated.hits();
+    assert_eq!(hits.len(), 1, "the challenge is not answered");
+    assert_eq!(hits[0].authorization, None);
+}
+
+#[tokio::test]
+async fn two_listed_origins_share_one_client() {
+    let first = DigestServer::start(Policy::default()).await;
+    let second = DigestServer::start(Policy::default()).await;
+    let digest = credentials()
+        .origins([first.url("/"), second.url("/")])
+        .unwrap();
+    let client = client(digest);
     for server in [&first, &second] {
         let response = client.get(server.url("/")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
     // Each origin has its own space: no answer went preemptively to the second.
     assert_eq!(verdicts(&second), ["missing", "accepted"]);
+}
+
+#[test]
+fn an_origin_that_is_not_a_url_is_refused() {
+    let err = credentials().origins(["camera.local"]).unwrap_err();
+    assert!(err.to_string().contains("camera.local"), "{err}");
 }
 
 #[tokio::test]

@@ -424,8 +424,9 @@ impl<S: TokenSource> TokenCache<S> {
 ///   while the current token has not expired it is still sent, and the failure is a WARN
 ///   event.
 /// - The token goes only to the origin of the request's original URL, or to the origins set
-///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to. Where
-///   it goes, it replaces any `Authorization` the request carried.
+///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to, and
+///   never to any later hop of a request once one of its hops left the origin (A to B and back
+///   to A: B chose the URL). Where it goes, it replaces any `Authorization` the request carried.
 pub struct TokenAuth<S> {
     cache: Arc<TokenCache<S>>,
     origins: Option<Arc<[Origin]>>,
@@ -494,6 +495,11 @@ impl<S: TokenSource> TokenAuth<S> {
     }
 
     fn sends_token_to(&self, request: &Request) -> bool {
+        // Once a hop left the origin, the other origin chose every later hop's URL, even one
+        // back on a listed origin: the redirect loop's rule for plain credential headers.
+        if request.left_origin {
+            return false;
+        }
         let url = request.url();
         match &self.origins {
             Some(origins) => origins.iter().any(|origin| is_origin_of(origin, url)),
@@ -504,7 +510,7 @@ impl<S: TokenSource> TokenAuth<S> {
 
 /// Whether `url` belongs to `origin`, compared field by field: `Url::origin` allocates, and
 /// this runs on every request.
-fn is_origin_of(origin: &Origin, url: &Url) -> bool {
+pub(crate) fn is_origin_of(origin: &Origin, url: &Url) -> bool {
     let Origin::Tuple(scheme, host, port) = origin else {
         return false;
     };

@@ -12,6 +12,17 @@
 //! an error: the `401` comes back with a [`DigestFailure`] in its extensions,
 //! and later requests are unaffected.
 //!
+//! # Which origins get an answer
+//!
+//! A Digest answer is an offline-guessable hash of the password, so it goes
+//! only to the origins the credentials are for: the ones given to
+//! [`origins`](DigestAuth::origins), or, when none are given, the origin of
+//! the first request it answers (scheme, host and port; later challenges from
+//! any other origin come back with [`DigestFailure::UnlistedOrigin`]). A
+//! client that talks to two Digest servers lists both, or has one
+//! `DigestAuth` per origin in per-request middleware lists. Inside an origin,
+//! a challenge's `domain` still limits where answers go ahead of a challenge.
+//!
 //! ```no_run
 //! use stopover::client::Client;
 //! use stopover::client::digest::{DigestAuth, DigestFailure};
@@ -44,7 +55,9 @@
 //! # How a request goes
 //!
 //! 1. A request that already carries `Authorization` (`Proxy-Authorization`
-//!    for a proxy) is left alone: the caller authenticates it.
+//!    for a proxy) is left alone: the caller authenticates it. So is a
+//!    request to an origin the credentials are not for (see above); its
+//!    Digest `401` comes back with [`DigestFailure::UnlistedOrigin`].
 //! 2. On a redirect hop to an origin other than the one the caller asked for,
 //!    or back to it after a hop elsewhere (the other origin chose where the
 //!    request goes), nothing is answered: a `401` comes back with
@@ -94,16 +107,17 @@ mod challenge;
 mod space;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use http::header::{
     AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
     WWW_AUTHENTICATE,
 };
 use http::{Method, StatusCode};
-use url::Url;
+use url::{Origin, Url};
 
 use super::redirect::crosses_origin;
+use super::token::is_origin_of;
 use super::{Error, Middleware, Next, Request, Response, Result};
 
 use self::answer::Credentials;
@@ -160,6 +174,11 @@ pub enum DigestFailure {
     /// hops that never left it.
     #[error("Digest challenge from a cross-origin redirect target not answered")]
     CrossOrigin,
+    /// The challenge came from an origin the credentials are not for: not one
+    /// of [`DigestAuth::origins`], or, without that list, not the origin of
+    /// the first request the middleware answered.
+    #[error("Digest challenge from an origin the credentials are not for not answered")]
+    UnlistedOrigin,
     /// The server kept one nonce for 2^32 - 1 requests; the count cannot go on.
     #[error("the Digest nonce count is exhausted")]
     NonceCountExhausted,
@@ -205,6 +224,15 @@ pub enum DigestError {
     RspauthMismatch,
 }
 
+/// A [`DigestAuth`] configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestConfigError {
+    /// The origin is not an absolute `http`/`https` URL.
+    #[error("{0:?} is not a valid origin (expected a URL such as https://camera.example)")]
+    InvalidOrigin(String),
+}
+
 /// The operating system's random source failed; the cause of
 /// [`DigestError::Random`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -232,6 +260,10 @@ pub struct DigestAuth {
     verify_server: bool,
     cnonce_source: Option<CnonceSource>,
     spaces: Arc<Mutex<Spaces>>,
+    /// The origins answered; `None`: the one in `first_origin`.
+    origins: Option<Arc<[Origin]>>,
+    /// The origin of the first request answered, shared by the clones.
+    first_origin: Arc<OnceLock<Origin>>,
 }
 
 impl fmt::Debug for DigestAuth {
@@ -242,6 +274,7 @@ impl fmt::Debug for DigestAuth {
             .field("proxy", &(self.target == Target::Proxy))
             .field("preemptive", &self.preemptive)
             .field("verify_server", &self.verify_server)
+            .field("origins", &self.origins)
             .finish_non_exhaustive()
     }
 }
@@ -302,7 +335,70 @@ impl DigestAuth {
             verify_server: false,
             cnonce_source: None,
             spaces: Arc::new(Mutex::new(Spaces::new(target == Target::Origin))),
+            origins: None,
+            first_origin: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Answers challenges only from these origins (scheme, host and port of
+    /// each URL).
+    ///
+    /// Default: only the origin of the first request this middleware (or a
+    /// clone of it) answers; a challenge from any other origin is returned
+    /// with [`DigestFailure::UnlistedOrigin`]. Redirects stay stricter than
+    /// the list: a hop to another origin, or back after one, is never
+    /// answered. A proxy's credentials ([`DigestAuth::proxy`]) go to the one
+    /// proxy whatever the target, so the list does not apply to them.
+    ///
+    /// ```
+    /// use stopover::client::digest::DigestAuth;
+    ///
+    /// let auth = DigestAuth::new("Mufasa", "Circle of Life")
+    ///     .origins(["https://camera-1.example", "https://camera-2.example:8443"])?;
+    /// # let _ = auth;
+    /// # Ok::<(), stopover::client::digest::DigestConfigError>(())
+    /// ```
+    pub fn origins<I, U>(mut self, urls: I) -> Result<Self, DigestConfigError>
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        let origins = urls
+            .into_iter()
+            .map(|url| {
+                let url = url.as_ref();
+                Url::parse(url)
+                    .ok()
+                    .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
+                    .map(|parsed| parsed.origin())
+                    .filter(Origin::is_tuple)
+                    .ok_or_else(|| DigestConfigError::InvalidOrigin(url.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.origins = Some(origins.into());
+        Ok(self)
+    }
+
+    /// Whether the credentials are for the origin of `url`: listed, or the
+    /// first origin answered (any, while none has been).
+    fn answers_origin(&self, url: &Url) -> bool {
+        if self.target == Target::Proxy {
+            return true;
+        }
+        match (&self.origins, self.first_origin.get()) {
+            (Some(origins), _) => origins.iter().any(|origin| is_origin_of(origin, url)),
+            (None, Some(first)) => is_origin_of(first, url),
+            (None, None) => true,
+        }
+    }
+
+    /// Ties the default scope to the origin of `url` when it is the first one
+    /// answered; false if a concurrent first answer bound another origin.
+    fn bind_origin(&self, url: &Url) -> bool {
+        if self.target == Target::Proxy || self.origins.is_some() {
+            return true;
+        }
+        is_origin_of(self.first_origin.get_or_init(|| url.origin()), url)
     }
 
     /// Whether a request inside a known protection space is answered before
@@ -600,6 +696,17 @@ impl Middleware for DigestAuth {
             }
             return Ok(response);
         }
+        if !self.answers_origin(req.url()) {
+            let mut response = next.run(req).await?;
+            if response.status() == self.challenge_status()
+                && self.read_challenge(response.headers()) != Err(DigestFailure::NoDigestChallenge)
+            {
+                response
+                    .extensions_mut()
+                    .insert(DigestFailure::UnlistedOrigin);
+            }
+            return Ok(response);
+        }
 
         let mut sent = None;
         let preemptive = self
@@ -654,6 +761,12 @@ impl Middleware for DigestAuth {
                     return Ok(response);
                 }
                 stale_retried = true;
+            }
+            if !self.bind_origin(response.url()) {
+                response
+                    .extensions_mut()
+                    .insert(DigestFailure::UnlistedOrigin);
+                return Ok(response);
             }
             let mut retry = replay?;
             let answered = match self.answer_challenge(
