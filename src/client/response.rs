@@ -347,7 +347,11 @@ impl fmt::Debug for Response {
         f.debug_struct("Response")
             .field("url", &self.url.as_str())
             .field("status", &self.status)
-            .field("headers", &self.headers)
+            // Set-Cookie and the like, however the response got them.
+            .field(
+                "headers",
+                &super::logging::Redaction::default().headers(&self.headers),
+            )
             .field("history", &self.history.len())
             .finish()
     }
