@@ -458,6 +458,33 @@ fn an_origin_that_is_not_a_url_is_refused() {
 }
 
 #[tokio::test]
+async fn a_token_endpoint_answer_over_64_kib_is_refused_unread() {
+    // Announces 1 MiB and sends a few bytes: only a read that trusts the length would wait.
+    let endpoint = FaultServer::start(|_, _| {
+        Answer::new(200)
+            .header("content-type", "application/json")
+            .body("{")
+            .announce_length(1024 * 1024)
+            .reply()
+    })
+    .await;
+    let source = RefreshTokenSource::new(&endpoint.url("/token"), "refresh-1").unwrap();
+    let client = Client::new();
+    let err = bounded(stopover::client::token::TokenSource::fetch(
+        &source, &client,
+    ))
+    .await
+    .unwrap_err();
+    let TokenError::Transport(cause) = &err else {
+        panic!("not a transport error: {err:?}");
+    };
+    let cause = cause
+        .downcast_ref::<stopover::client::Error>()
+        .unwrap_or_else(|| panic!("not a client error: {cause:?}"));
+    assert_eq!(cause.kind(), stopover::client::ErrorKind::BodyTooLarge);
+}
+
+#[tokio::test]
 async fn the_refresh_request_is_an_oauth_form_post() {
     let server = FaultServer::start(|seen, _| match seen.path() {
         "/token" => token_json("a1", None, None),

@@ -581,8 +581,16 @@ fn set_bearer(request: &mut Request, token: &Token) -> Result<()> {
     Ok(())
 }
 
+/// The most bytes read from a token endpoint's answer: a token answer is a few kilobytes even
+/// with a large JWT, and an endpoint that sends more is broken or hostile.
+const TOKEN_RESPONSE_LIMIT: u64 = 64 * 1024;
+
 /// A [`TokenSource`] that trades a refresh token for an access token at an OAuth 2 token
 /// endpoint (RFC 6749, section 6).
+///
+/// At most 64 KiB of the endpoint's answer are read (a token answer is a few kilobytes even
+/// with a large JWT); a longer one fails the refresh with [`TokenError::Transport`] whose
+/// error is of kind [`ErrorKind::BodyTooLarge`](super::ErrorKind::BodyTooLarge).
 ///
 /// Sends `grant_type=refresh_token` (plus `client_id` and `scope` if set) as a form POST
 /// through the client the token is for, **without middleware**, so it is safe to use from a
@@ -668,6 +676,7 @@ impl TokenSource for RefreshTokenSource {
         let response = client
             .post(self.endpoint.clone())
             .no_middleware()
+            .body_limit(TOKEN_RESPONSE_LIMIT)
             .form(&form)
             .send()
             .await
