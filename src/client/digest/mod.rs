@@ -68,8 +68,14 @@
 //!    of the request ([`Request::try_clone`]: a body that cannot be sent again
 //!    is an [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) error). If that
 //!    answer is refused with `stale=true` it is redone once with the new
-//!    nonce; any other refusal is returned with
-//!    [`DigestFailure::CredentialsRejected`]. At most three attempts go out.
+//!    nonce. Any other refusal is returned with
+//!    [`DigestFailure::CredentialsRejected`], unless these credentials were
+//!    accepted in this protection space before: then the refusal is taken for
+//!    a nonce count that concurrent requests overtook (see below) and
+//!    answered again with the new challenge, up to four times. A wrong
+//!    password thus fails after two requests (one for the challenge, one
+//!    answer); a request in a confirmed space makes at most seven, and a
+//!    space whose credentials then fail that often is no longer confirmed.
 //! 5. With [`verify_server`](DigestAuth::verify_server) on, the response to
 //!    an answered request must carry the server's `rspauth`, or the request
 //!    fails.
@@ -93,9 +99,15 @@
 //! - `-sess` algorithms keep one client nonce per server nonce, so the session
 //!   key is the same whether a server hashes it once or per request.
 //! - Concurrent requests share a nonce and take nonce counts in the order they
-//!   are prepared; a server that insists on strictly increasing counts on the
-//!   wire may refuse one that overtook another, and that request is answered
-//!   again with the fresh challenge.
+//!   are prepared, but reach the server over several connections in any
+//!   order. A server that insists on strictly increasing counts on the wire
+//!   (Apache's `AuthDigestNcCheck On`) refuses one that was overtaken, and
+//!   re-challenges with a new nonce and the same `opaque`, keeping one count
+//!   per `opaque` across its nonces. So the count of a new nonce with the same
+//!   `opaque` and no `stale=true` goes on from the highest count sent under
+//!   that `opaque` instead of starting at 1 (a server counting per nonce
+//!   accepts any count above the last), and the refused request is answered
+//!   again as described above. A `stale=true` nonce starts at 1.
 //! - `rspauth` in `Authentication-Info` (the server proving it knows the
 //!   password too, RFC 7616 section 3.5) is checked only when asked for with
 //!   [`DigestAuth::verify_server`]: many servers never send it, and RFC 7616
@@ -248,6 +260,11 @@ enum Target {
 
 type CnonceSource = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// How many times one request answers again a refusal of a fresh answer in a
+/// space where the credentials were accepted before (a nonce count overtaken
+/// by concurrent requests); see the module docs.
+const MAX_OVERTAKEN_RETRIES: u32 = 4;
+
 /// Digest authentication middleware; see the [module docs](self).
 ///
 /// Cloning is cheap and the clones share the learnt protection spaces and
@@ -264,6 +281,9 @@ pub struct DigestAuth {
     origins: Option<Arc<[Origin]>>,
     /// The origin of the first request answered, shared by the clones.
     first_origin: Arc<OnceLock<Origin>>,
+    /// Taken by a re-answer after an overtaken count, so that re-answers go
+    /// out one at a time and cannot overtake each other.
+    reanswer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for DigestAuth {
@@ -337,6 +357,7 @@ impl DigestAuth {
             spaces: Arc::new(Mutex::new(Spaces::new(target == Target::Origin))),
             origins: None,
             first_origin: Arc::new(OnceLock::new()),
+            reanswer: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -721,8 +742,18 @@ impl Middleware for DigestAuth {
         }
 
         let mut stale_retried = false;
+        let mut overtaken_retries = 0;
         loop {
             let replay = req.try_clone();
+            // Re-answers after an overtaken count go out one at a time, each
+            // with the newest count. Only a caller's own request waits: one
+            // that a middleware sends from inside a request that holds the
+            // turn goes without it, so no request waits for its own caller.
+            let _turn = if overtaken_retries > 0 && next.client().nesting <= 1 {
+                Some(self.reanswer.lock().await)
+            } else {
+                None
+            };
             let mut response = next.run(req).await?;
             if response.status() != self.challenge_status() {
                 if let Some(sent) = &sent {
@@ -741,6 +772,8 @@ impl Middleware for DigestAuth {
                         response.url(),
                         &sent.proof.challenge.nonce,
                     );
+                    self.spaces()
+                        .confirm(response.url(), &sent.proof.challenge.realm, true);
                 }
                 return Ok(response);
             }
@@ -752,15 +785,29 @@ impl Middleware for DigestAuth {
                 }
             };
             if sent.as_ref().is_some_and(|sent| sent.fresh) {
-                // An answer to a fresh nonce was refused. Only `stale=true`
-                // says the credentials were right, and that is believed once.
-                if !challenge.stale || stale_retried {
+                // An answer to a fresh nonce was refused. `stale=true` says
+                // the credentials were right, and that is believed once. A
+                // server checking nonce counts across its nonces refuses
+                // without `stale` an answer that a concurrent one overtook:
+                // once these credentials were accepted in this space, such a
+                // refusal is answered again, a bounded number of times.
+                let confirmed = self.spaces().is_confirmed(response.url(), &challenge.realm);
+                if challenge.stale && !stale_retried {
+                    stale_retried = true;
+                } else if confirmed && overtaken_retries < MAX_OVERTAKEN_RETRIES {
+                    overtaken_retries += 1;
+                } else {
+                    if confirmed {
+                        // Not concurrency after all (the password changed):
+                        // the next request fails after two attempts again.
+                        self.spaces()
+                            .confirm(response.url(), &challenge.realm, false);
+                    }
                     response
                         .extensions_mut()
                         .insert(DigestFailure::CredentialsRejected);
                     return Ok(response);
                 }
-                stale_retried = true;
             }
             if !self.bind_origin(response.url()) {
                 response
