@@ -484,6 +484,26 @@ mod tests {
     }
 
     #[test]
+    fn a_new_nonce_with_the_same_opaque_continues_the_count_unless_stale() {
+        let mut spaces = Spaces::new(true);
+        let target = url("http://a.test/");
+        spaces.store(&target, challenge(r#"nonce="n1", opaque="o""#), "c".into());
+        spaces.lease(&target, "c".into());
+        let same_opaque = spaces.store(&target, challenge(r#"nonce="n2", opaque="o""#), "c".into());
+        assert_eq!(same_opaque.map(|l| l.nonce_count), Some(3));
+        let stale = spaces.store(
+            &target,
+            challenge(r#"nonce="n3", opaque="o", stale=true"#),
+            "c".into(),
+        );
+        assert_eq!(stale.map(|l| l.nonce_count), Some(1));
+        let again = spaces.store(&target, challenge(r#"nonce="n4", opaque="o""#), "c".into());
+        assert_eq!(again.map(|l| l.nonce_count), Some(4));
+        let other = spaces.store(&target, challenge(r#"nonce="n5", opaque="p""#), "c".into());
+        assert_eq!(other.map(|l| l.nonce_count), Some(1));
+    }
+
+    #[test]
     fn a_nonce_handed_out_again_continues_its_count() {
         let mut spaces = Spaces::new(true);
         let target = url("http://a.test/");
