@@ -850,16 +850,54 @@ async fn same_origin_redirect_is_answered_preemptively() {
 }
 
 #[tokio::test]
-async fn a_direct_request_to_another_origin_is_answered() {
+async fn by_default_only_the_first_answered_origin_gets_answers() {
     let first = DigestServer::start(Policy::default()).await;
     let second = DigestServer::start(Policy::default()).await;
     let client = client(credentials());
+    let response = client.get(first.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = client.get(second.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure(&response), Some(DigestFailure::UnlistedOrigin));
+    assert_eq!(verdicts(&second), ["missing"]);
+    // The first origin keeps its answers.
+    let response = client.get(first.url("/again")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_to_an_unlisted_origin_gets_no_answer() {
+    let listed = DigestServer::start(Policy::default()).await;
+    let unrelated = DigestServer::start(Policy::default()).await;
+    let digest = credentials().origins([listed.url("/")]).unwrap();
+    let response = client(digest).get(unrelated.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure(&response), Some(DigestFailure::UnlistedOrigin));
+    let hits = unrelated.hits();
+    assert_eq!(hits.len(), 1, "the challenge is not answered");
+    assert_eq!(hits[0].authorization, None);
+}
+
+#[tokio::test]
+async fn two_listed_origins_share_one_client() {
+    let first = DigestServer::start(Policy::default()).await;
+    let second = DigestServer::start(Policy::default()).await;
+    let digest = credentials()
+        .origins([first.url("/"), second.url("/")])
+        .unwrap();
+    let client = client(digest);
     for server in [&first, &second] {
         let response = client.get(server.url("/")).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
     // Each origin has its own space: no answer went preemptively to the second.
     assert_eq!(verdicts(&second), ["missing", "accepted"]);
+}
+
+#[test]
+fn an_origin_that_is_not_a_url_is_refused() {
+    let err = credentials().origins(["camera.local"]).unwrap_err();
+    assert!(err.to_string().contains("camera.local"), "{err}");
 }
 
 #[tokio::test]
@@ -1392,4 +1430,134 @@ async fn concurrent_answers_never_repeat_a_nonce_count() {
         .collect();
     let unique: HashSet<&(String, String)> = pairs.iter().collect();
     assert_eq!(unique.len(), pairs.len(), "{pairs:?}");
+}
+
+// ---------------------------------------------------------------------------
+// A server that checks nonce counts the way Apache's AuthDigestNcCheck does
+// ---------------------------------------------------------------------------
+
+/// What the strict server keeps: the nonces it issued under its one `opaque`,
+/// and the highest nonce count it accepted for that `opaque`, across nonces.
+#[derive(Default)]
+struct StrictState {
+    issued: Vec<String>,
+    highest_count: u32,
+    hits: usize,
+    rejected_counts: usize,
+}
+
+const STRICT_OPAQUE: &str = "strict-opaque";
+
+impl StrictState {
+    fn challenge(&mut self) -> AxumResponse {
+        let nonce = format!("strict-{}", self.issued.len());
+        self.issued.push(nonce.clone());
+        let value = format!(
+            r#"Digest realm="{REALM}", nonce="{nonce}", opaque="{STRICT_OPAQUE}", qop="auth", algorithm=MD5"#
+        );
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, value)],
+        )
+            .into_response()
+    }
+}
+
+/// Refuses any count not above the highest seen for the `opaque`, and any
+/// answer computed from another password, with a new nonce and the same
+/// `opaque` (no `stale`, as Apache does). Each request waits a moment first,
+/// so that requests sent in count order are judged out of order.
+async fn strict_serve(
+    State(state): State<Arc<Mutex<StrictState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AxumResponse {
+    let jitter = {
+        let mut state = state.lock().unwrap();
+        state.hits += 1;
+        (state.hits * 7919) % 5
+    };
+    tokio::time::sleep(Duration::from_millis(jitter as u64)).await;
+    let mut state = state.lock().unwrap();
+    let params = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(parse_authorization);
+    let Some(params) = params else {
+        return state.challenge();
+    };
+    let field = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+    let nonce = field("nonce");
+    let ha1 = hash("MD5", format!("{USER}:{REALM}:{PASSWORD}").as_bytes());
+    let ha2 = hash("MD5", format!("{method}:{}", field("uri")).as_bytes());
+    let expected = hash(
+        "MD5",
+        format!(
+            "{ha1}:{nonce}:{}:{}:auth:{ha2}",
+            field("nc"),
+            field("cnonce")
+        )
+        .as_bytes(),
+    );
+    let uri_matches = uri
+        .path_and_query()
+        .is_some_and(|target| target.as_str() == field("uri"));
+    if !state.issued.iter().any(|issued| issued == nonce)
+        || field("opaque") != STRICT_OPAQUE
+        || !uri_matches
+        || field("response") != expected
+    {
+        return state.challenge();
+    }
+    let Ok(count) = u32::from_str_radix(field("nc"), 16) else {
+        return state.challenge();
+    };
+    if count <= state.highest_count {
+        state.rejected_counts += 1;
+        return state.challenge();
+    }
+    state.highest_count = count;
+    (StatusCode::OK, "ok").into_response()
+}
+
+async fn strict_server() -> (SocketAddr, Arc<Mutex<StrictState>>) {
+    let state = Arc::new(Mutex::new(StrictState::default()));
+    let app = Router::new()
+        .fallback(strict_serve)
+        .with_state(Arc::clone(&state));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, state)
+}
+
+#[tokio::test]
+async fn concurrent_requests_pass_a_server_that_checks_counts_across_nonces() {
+    let (addr, state) = strict_server().await;
+    let client = client(credentials());
+    let warm_up = client.get(format!("http://{addr}/")).send().await.unwrap();
+    assert_eq!(warm_up.status(), StatusCode::OK);
+    let requests = (0..20).map(|i| client.get(format!("http://{addr}/item/{i}")).send());
+    for response in futures_util::future::join_all(requests).await {
+        let response = response.unwrap();
+        assert_eq!(failure(&response), None);
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let state = state.lock().unwrap();
+    // 2 for the warm-up, at most 1 + 1 + 4 per concurrent request (preemptive, the
+    // answer to the re-challenge, and the bounded re-answers).
+    assert!(state.hits <= 2 + 20 * 6, "{} requests", state.hits);
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_after_two_requests_against_the_strict_server() {
+    let (addr, state) = strict_server().await;
+    let client = client(DigestAuth::new(USER, "Hakuna Matata"));
+    for _ in 0..2 {
+        let response = client.get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(failure(&response), Some(DigestFailure::CredentialsRejected));
+    }
+    assert_eq!(state.lock().unwrap().hits, 4);
 }

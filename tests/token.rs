@@ -366,6 +366,54 @@ async fn the_token_is_not_sent_to_another_origin_after_a_redirect() {
     assert_eq!(bearers(&elsewhere, "/land"), [None]);
 }
 
+/// A redirects to B, which sends the request back to a URL of its choosing on A.
+async fn a_to_b_to_a() -> (FaultServer, FaultServer) {
+    let elsewhere_url = Arc::new(Mutex::new(String::new()));
+    let bounce = Arc::clone(&elsewhere_url);
+    let origin = FaultServer::start(move |seen, _| match seen.path() {
+        "/start" => {
+            let to = bounce.lock().unwrap().clone();
+            Answer::new(302).header("location", &to).reply()
+        }
+        _ => status(200, "back"),
+    })
+    .await;
+    let back = origin.url("/chosen-by-elsewhere");
+    let elsewhere =
+        FaultServer::start(move |_, _| Answer::new(302).header("location", &back).reply()).await;
+    *elsewhere_url.lock().unwrap() = elsewhere.url("/bounce");
+    (origin, elsewhere)
+}
+
+#[tokio::test]
+async fn the_token_is_not_sent_back_to_the_origin_after_a_hop_elsewhere() {
+    let (origin, elsewhere) = a_to_b_to_a().await;
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }));
+    let response = bounded(client_with(auth).get(origin.url("/start")).send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        bearers(&origin, "/start"),
+        [Some("Bearer secret".to_owned())]
+    );
+    assert_eq!(bearers(&elsewhere, "/bounce"), [None]);
+    assert_eq!(bearers(&origin, "/chosen-by-elsewhere"), [None]);
+}
+
+#[tokio::test]
+async fn a_listed_origin_gets_no_token_on_a_hop_back_from_elsewhere() {
+    let (origin, elsewhere) = a_to_b_to_a().await;
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }))
+        .origins([origin.url("/"), elsewhere.url("/")])
+        .unwrap();
+    bounded(client_with(auth).get(origin.url("/start")).send())
+        .await
+        .unwrap();
+    assert_eq!(bearers(&elsewhere, "/bounce"), [None]);
+    assert_eq!(bearers(&origin, "/chosen-by-elsewhere"), [None]);
+}
+
 #[tokio::test]
 async fn a_redirect_within_the_origin_keeps_the_token() {
     let server = FaultServer::start(|seen, _| match seen.path() {
@@ -407,6 +455,33 @@ fn an_origin_that_is_not_a_url_is_refused() {
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t")) }));
     let err = auth.origins(["api.example"]).unwrap_err();
     assert!(err.to_string().contains("api.example"), "{err}");
+}
+
+#[tokio::test]
+async fn a_token_endpoint_answer_over_64_kib_is_refused_unread() {
+    // Announces 1 MiB and sends a few bytes: only a read that trusts the length would wait.
+    let endpoint = FaultServer::start(|_, _| {
+        Answer::new(200)
+            .header("content-type", "application/json")
+            .body("{")
+            .announce_length(1024 * 1024)
+            .reply()
+    })
+    .await;
+    let source = RefreshTokenSource::new(&endpoint.url("/token"), "refresh-1").unwrap();
+    let client = Client::new();
+    let err = bounded(stopover::client::token::TokenSource::fetch(
+        &source, &client,
+    ))
+    .await
+    .unwrap_err();
+    let TokenError::Transport(cause) = &err else {
+        panic!("not a transport error: {err:?}");
+    };
+    let cause = cause
+        .downcast_ref::<stopover::client::Error>()
+        .unwrap_or_else(|| panic!("not a client error: {cause:?}"));
+    assert_eq!(cause.kind(), stopover::client::ErrorKind::BodyTooLarge);
 }
 
 #[tokio::test]

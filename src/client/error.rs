@@ -48,6 +48,11 @@ pub enum ErrorKind {
     Status,
     /// A response body could not be decoded (JSON, UTF-8).
     Decode,
+    /// A response body read whole was longer than the body limit
+    /// ([`ClientBuilder::body_limit`](super::ClientBuilder::body_limit),
+    /// [`RequestBuilder::body_limit`](super::RequestBuilder::body_limit)); the message names
+    /// the limit.
+    BodyTooLarge,
 }
 
 impl ErrorKind {
@@ -64,6 +69,7 @@ impl ErrorKind {
             ErrorKind::Middleware => "middleware error",
             ErrorKind::Status => "error status",
             ErrorKind::Decode => "response body could not be decoded",
+            ErrorKind::BodyTooLarge => "response body too large",
         }
     }
 }
@@ -157,6 +163,13 @@ impl Error {
         ));
         err.inner.detail = Detail::Depth(depth);
         err
+    }
+
+    /// A response body longer than `limit` bytes.
+    pub(crate) fn body_too_large(limit: u64) -> Self {
+        Error::new(ErrorKind::BodyTooLarge).with_message(format!(
+            "the body is longer than the limit of {limit} bytes"
+        ))
     }
 
     pub(crate) fn body_not_replayable(reason: &'static str) -> Self {

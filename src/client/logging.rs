@@ -41,7 +41,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
+use http::header::{
+    AUTHORIZATION, CONTENT_LOCATION, COOKIE, LOCATION, PROXY_AUTHORIZATION, SET_COOKIE,
+};
 use http::{HeaderMap, HeaderName};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -72,7 +74,8 @@ pub enum QueryRedaction {
 /// What is hidden when requests and responses are logged.
 ///
 /// The default hides `Authorization`, `Cookie`, `Set-Cookie` and `Proxy-Authorization`, every
-/// header value marked sensitive, and a URL's user name and password; it keeps the query.
+/// header value marked sensitive, and a URL's user name and password, in the URL logged and in
+/// a `Location` or `Content-Location` header; it keeps the query.
 #[derive(Debug, Clone)]
 pub struct Redaction {
     headers: Vec<HeaderName>,
@@ -149,6 +152,23 @@ impl Redaction {
     }
 }
 
+/// `reference` (an absolute or scheme-relative URL, or a path) without the `user:password@`
+/// of its authority. Done on the text: a `Location` is shown as the server sent it, relative or
+/// not, only without the credentials.
+fn without_userinfo(reference: &str) -> std::borrow::Cow<'_, str> {
+    let authority_start = match reference.find("//") {
+        // Only a `//` before any path, query or fragment starts an authority.
+        Some(at) if !reference[..at].contains(['/', '?', '#']) => at + 2,
+        _ => return reference.into(),
+    };
+    let rest = &reference[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!("{}{}", &reference[..authority_start], &rest[at + 1..]).into(),
+        None => reference.into(),
+    }
+}
+
 /// Headers formatted with hidden values replaced; see [`Redaction::headers`].
 pub struct RedactedHeaders<'a> {
     redaction: &'a Redaction,
@@ -162,7 +182,11 @@ impl fmt::Debug for RedactedHeaders<'_> {
             if value.is_sensitive() || self.redaction.hides(name) {
                 map.entry(&name.as_str(), &REDACTED_HEADER);
             } else if let Ok(text) = value.to_str() {
-                map.entry(&name.as_str(), &text);
+                if *name == LOCATION || *name == CONTENT_LOCATION {
+                    map.entry(&name.as_str(), &without_userinfo(text));
+                } else {
+                    map.entry(&name.as_str(), &text);
+                }
             } else {
                 // Not text: `HeaderValue`'s own Debug escapes the bytes.
                 map.entry(&name.as_str(), value);
@@ -380,6 +404,33 @@ mod tests {
 
     fn url(text: &str) -> Url {
         Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_location_is_shown_without_its_userinfo() {
+        for (sent, shown) in [
+            (
+                "https://user:pw@example.test/a?b#c",
+                "https://example.test/a?b#c",
+            ),
+            ("//user:pw@example.test:8080/", "//example.test:8080/"),
+            ("https://a@b:pw@example.test", "https://example.test"),
+            (
+                "https://example.test/@user:pw",
+                "https://example.test/@user:pw",
+            ),
+            ("/path?x=//user:pw@host", "/path?x=//user:pw@host"),
+        ] {
+            assert_eq!(without_userinfo(sent), shown);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("http://user:hunter2@example.test/next"),
+        );
+        let dump = Redaction::default().headers(&headers).to_string();
+        assert!(!dump.contains("hunter2"), "{dump}");
+        assert!(dump.contains("http://example.test/next"), "{dump}");
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub use response::{Redirect, Response};
 const DEFAULT_USER_AGENT: &str = concat!("stopover/", env!("CARGO_PKG_VERSION"));
 const DEFAULT_MAX_REDIRECTS: usize = 10;
 const DEFAULT_MAX_NESTING: usize = 8;
+/// See [`ClientBuilder::body_limit`].
+const DEFAULT_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// A request's own [`RequestBuilder::body_limit`], carried to the transport in its extensions.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(u64);
 
 tokio::task_local! {
     /// How many `send` calls are running inside each other in this task: a request sent from
@@ -91,6 +97,7 @@ struct ClientRef {
     max_nesting: usize,
     chain: Chain,
     ssrf: Option<ssrf::Policy>,
+    body_limit: u64,
 }
 
 impl Client {
@@ -225,8 +232,12 @@ impl Client {
             attempt_timeout,
             version,
             hop,
+            extensions,
             ..
         } = request;
+        let body_limit = extensions
+            .get::<BodyLimit>()
+            .map_or(self.inner.body_limit, |limit| limit.0);
         let refused =
             |refusal: ssrf::Refusal| Error::refused(refusal.with_url(url.clone()).with_hop(hop));
         if let Some(policy) = &self.inner.ssrf {
@@ -250,7 +261,7 @@ impl Client {
             _ => execute.await,
         };
         match result {
-            Ok(response) => Ok(Response::from_reqwest(response, url)),
+            Ok(response) => Ok(Response::from_reqwest(response, url).with_body_limit(body_limit)),
             Err(err) => match ssrf::find_refusal(&err) {
                 Some(refusal) => Err(refused(refusal.clone())),
                 None => Err(Error::from_reqwest(err).with_url(url)),
@@ -301,6 +312,7 @@ pub struct ClientBuilder {
     connect_timeout: Option<Duration>,
     max_redirects: usize,
     max_nesting: usize,
+    body_limit: u64,
     chain: Chain,
     proxies: Vec<Proxy>,
     ssrf: Option<ssrf::Policy>,
@@ -320,6 +332,7 @@ impl ClientBuilder {
             connect_timeout: None,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             max_nesting: DEFAULT_MAX_NESTING,
+            body_limit: DEFAULT_BODY_LIMIT,
             chain: Chain::new(),
             proxies: Vec::new(),
             ssrf: None,
@@ -369,6 +382,29 @@ impl ClientBuilder {
     /// reading the body fails with [`ErrorKind::Timeout`]. Default: no limit.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The most bytes [`Response::bytes`], [`text`](Response::text), [`json`](Response::json)
+    /// and [`buffer`](Response::buffer) read into memory; a longer body fails them with
+    /// [`ErrorKind::BodyTooLarge`], before reading when its `Content-Length` says so, else as
+    /// soon as the bytes read pass the limit (decompressed bytes, when decompression is on).
+    /// [`RequestBuilder::body_limit`] overrides it for one request; `u64::MAX` lifts it.
+    ///
+    /// Default: 64 MiB. Reading a body whole is for bodies a program expects to hold in
+    /// memory (JSON, HTML, a small file); without a bound, one server could make a call
+    /// buffer gigabytes. Bodies larger than that are streamed with
+    /// [`Response::chunk`] or [`Response::bytes_stream`], which the limit does not apply to.
+    ///
+    /// ```
+    /// let client = stopover::client::Client::builder()
+    ///     .body_limit(1024 * 1024)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn body_limit(mut self, bytes: u64) -> Self {
+        self.body_limit = bytes;
         self
     }
 
@@ -534,6 +570,7 @@ impl ClientBuilder {
                 max_nesting: self.max_nesting,
                 chain: self.chain,
                 ssrf: self.ssrf,
+                body_limit: self.body_limit,
             }),
         })
     }
@@ -854,6 +891,22 @@ impl RequestBuilder {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// The most bytes the response's whole-body readers ([`Response::bytes`], `text`, `json`,
+    /// `buffer`) accept for this request, replacing the client's
+    /// [`body_limit`](ClientBuilder::body_limit) (default 64 MiB); `u64::MAX` lifts it.
+    ///
+    /// ```
+    /// # let client = stopover::client::Client::new();
+    /// let request = client.get("http://example.test/export.csv").body_limit(1 << 30);
+    /// # let _ = request;
+    /// ```
+    pub fn body_limit(self, bytes: u64) -> Self {
+        self.update(|request| {
+            request.extensions.insert(BodyLimit(bytes));
+            Ok(())
+        })
     }
 
     /// Whether redirects are followed. Default: yes; when not, a 3xx is returned as it is.

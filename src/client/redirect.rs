@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use http::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_LOCATION,
-    CONTENT_TYPE, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
+    CONTENT_TYPE, COOKIE, Entry, HOST, LOCATION, PROXY_AUTHORIZATION, TRANSFER_ENCODING,
 };
 use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode, Version};
 use url::Url;
@@ -103,6 +103,15 @@ impl Hops {
         let mut headers = client.default_headers().clone();
         if !self.headers.is_empty() {
             headers.extend(self.headers.clone());
+        }
+        // Whichever way they were set (defaults, `header`, `headers`), credentials are marked
+        // sensitive: hidden from `Debug` and never indexed by HTTP/2 header compression.
+        for name in CREDENTIAL_HEADERS {
+            if let Entry::Occupied(mut values) = headers.entry(name) {
+                values
+                    .iter_mut()
+                    .for_each(|value| value.set_sensitive(true));
+            }
         }
         if self.credentials_dropped {
             for name in CREDENTIAL_HEADERS {
@@ -214,7 +223,15 @@ fn redirect_target(response: &Response) -> Option<Url> {
     if target.fragment().is_none() {
         target.set_fragment(response.url().fragment());
     }
-    matches!(target.scheme(), "http" | "https").then_some(target)
+    if !matches!(target.scheme(), "http" | "https") {
+        return None;
+    }
+    // Credentials in a `Location` are never sent (reqwest would turn them into Basic auth), but
+    // the next hop's URL shows up in logs, errors and pool keys: drop them. Both only fail for
+    // URLs that cannot carry credentials.
+    let _ = target.set_username("");
+    let _ = target.set_password(None);
+    Some(target)
 }
 
 /// Whether a hop leaves the origin the credentials were given for; a change of scheme (https to

@@ -14,7 +14,10 @@ use super::error::{Error, Result};
 /// The redirect loop builds a fresh `Request` for every hop from the request the caller built,
 /// so what a middleware changes here (a header, the URL, the body) applies to this hop and to
 /// the attempts a middleware makes inside it, never to the next hop.
-#[derive(Debug)]
+///
+/// Its `Debug` output hides credential headers (`Authorization`, `Cookie`, ..., see
+/// [`Redaction`](super::logging::Redaction)), every value marked sensitive, and the URL's user
+/// name and password, however they were set.
 pub struct Request {
     pub(crate) method: Method,
     pub(crate) url: Url,
@@ -30,6 +33,20 @@ pub struct Request {
     /// Set once a redirect on the way here left the original origin, even if
     /// this hop is back on it: credentials are not sent again.
     pub(crate) left_origin: bool,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redaction = super::logging::Redaction::default();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &redaction.url(&self.url))
+            .field("headers", &redaction.headers(&self.headers))
+            .field("body", &self.body)
+            .field("version", &self.version)
+            .field("hop", &self.hop)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {

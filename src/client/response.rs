@@ -25,6 +25,8 @@ pub struct Response {
     remote_addr: Option<SocketAddr>,
     history: Vec<Redirect>,
     body: ResponseBody,
+    /// The most bytes the whole-body readers accept; a body in memory already has none.
+    body_limit: u64,
 }
 
 enum ResponseBody {
@@ -108,6 +110,7 @@ impl Response {
             remote_addr: None,
             history: Vec::new(),
             body: ResponseBody::Full(body.into()),
+            body_limit: u64::MAX,
         }
     }
 
@@ -121,7 +124,27 @@ impl Response {
             remote_addr: response.remote_addr(),
             history: Vec::new(),
             body: ResponseBody::Incoming(response),
+            body_limit: u64::MAX,
         }
+    }
+
+    pub(crate) fn with_body_limit(mut self, limit: u64) -> Self {
+        self.body_limit = limit;
+        self
+    }
+
+    /// The most bytes [`bytes`](Self::bytes), [`text`](Self::text), [`json`](Self::json) and
+    /// [`buffer`](Self::buffer) read; see
+    /// [`ClientBuilder::body_limit`](super::ClientBuilder::body_limit). `u64::MAX` for no
+    /// limit, as for a response a middleware made.
+    pub fn body_limit(&self) -> u64 {
+        self.body_limit
+    }
+
+    /// Changes [`body_limit`](Self::body_limit), for a middleware that knows what a body may
+    /// hold.
+    pub fn set_body_limit(&mut self, limit: u64) {
+        self.body_limit = limit;
     }
 
     /// The status code.
@@ -242,17 +265,15 @@ impl Response {
     }
 
     /// The whole body.
-    pub async fn bytes(self) -> Result<Bytes> {
-        match self.body {
-            ResponseBody::Full(bytes) => Ok(bytes),
-            ResponseBody::Incoming(response) => response
-                .bytes()
-                .await
-                .map_err(|err| Error::from_reqwest(err).with_url(self.url)),
-        }
+    ///
+    /// A body longer than [`body_limit`](Self::body_limit) is an
+    /// [`ErrorKind::BodyTooLarge`](super::ErrorKind::BodyTooLarge) error; stream it with
+    /// [`chunk`](Self::chunk) or [`bytes_stream`](Self::bytes_stream) instead.
+    pub async fn bytes(mut self) -> Result<Bytes> {
+        self.buffer().await
     }
 
-    /// The whole body as UTF-8 text.
+    /// The whole body as UTF-8 text, within [`body_limit`](Self::body_limit).
     ///
     /// A leading byte order mark is dropped, as reqwest and browsers do. A body that is not
     /// UTF-8 is an [`ErrorKind::Decode`](super::ErrorKind::Decode) error rather than text with
@@ -267,7 +288,7 @@ impl Response {
         String::from_utf8(bytes.into()).map_err(|err| Error::decode(err.utf8_error()).with_url(url))
     }
 
-    /// The whole body deserialized from JSON.
+    /// The whole body deserialized from JSON, within [`body_limit`](Self::body_limit).
     pub async fn json<T: DeserializeOwned>(self) -> Result<T> {
         let url = self.url.clone();
         let bytes = self.bytes().await?;
@@ -328,15 +349,44 @@ impl Response {
 
     /// Reads the whole body into memory, so that the response can be read more than once by
     /// the middlewares it passes through. Returns the bytes that were read.
+    ///
+    /// A body longer than [`body_limit`](Self::body_limit) is an
+    /// [`ErrorKind::BodyTooLarge`](super::ErrorKind::BodyTooLarge) error, found from
+    /// `Content-Length` before anything is read, or else as soon as the bytes read pass it.
     pub async fn buffer(&mut self) -> Result<Bytes> {
         if let ResponseBody::Full(bytes) = &self.body {
             return Ok(bytes.clone());
         }
-        let mut buffer = BytesMut::new();
-        while let Some(chunk) = self.chunk().await? {
-            buffer.extend_from_slice(&chunk);
+        let limit = self.body_limit;
+        let too_large = |url: &Url| Error::body_too_large(limit).with_url(url.clone());
+        let announced = self.content_length();
+        if announced.is_some_and(|len| len > limit) {
+            return Err(too_large(&self.url));
         }
-        let bytes = buffer.freeze();
+        let fits = |len: usize| u64::try_from(len).is_ok_and(|len| len <= limit);
+        // A body that arrives in one chunk is returned without a copy.
+        let first = self.chunk().await?.unwrap_or_default();
+        if !fits(first.len()) {
+            return Err(too_large(&self.url));
+        }
+        let bytes = match self.chunk().await? {
+            None => first,
+            Some(second) => {
+                let capacity = announced.and_then(|len| usize::try_from(len).ok());
+                let mut buffer =
+                    BytesMut::with_capacity(capacity.unwrap_or(first.len() + second.len()));
+                buffer.extend_from_slice(&first);
+                let mut next = Some(second);
+                while let Some(chunk) = next {
+                    if !fits(buffer.len() + chunk.len()) {
+                        return Err(too_large(&self.url));
+                    }
+                    buffer.extend_from_slice(&chunk);
+                    next = self.chunk().await?;
+                }
+                buffer.freeze()
+            }
+        };
         self.body = ResponseBody::Full(bytes.clone());
         Ok(bytes)
     }
@@ -347,7 +397,11 @@ impl fmt::Debug for Response {
         f.debug_struct("Response")
             .field("url", &self.url.as_str())
             .field("status", &self.status)
-            .field("headers", &self.headers)
+            // Set-Cookie and the like, however the response got them.
+            .field(
+                "headers",
+                &super::logging::Redaction::default().headers(&self.headers),
+            )
             .field("history", &self.history.len())
             .finish()
     }

@@ -424,8 +424,9 @@ impl<S: TokenSource> TokenCache<S> {
 ///   while the current token has not expired it is still sent, and the failure is a WARN
 ///   event.
 /// - The token goes only to the origin of the request's original URL, or to the origins set
-///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to. Where
-///   it goes, it replaces any `Authorization` the request carried.
+///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to, and
+///   never to any later hop of a request once one of its hops left the origin (A to B and back
+///   to A: B chose the URL). Where it goes, it replaces any `Authorization` the request carried.
 pub struct TokenAuth<S> {
     cache: Arc<TokenCache<S>>,
     origins: Option<Arc<[Origin]>>,
@@ -494,6 +495,11 @@ impl<S: TokenSource> TokenAuth<S> {
     }
 
     fn sends_token_to(&self, request: &Request) -> bool {
+        // Once a hop left the origin, the other origin chose every later hop's URL, even one
+        // back on a listed origin: the redirect loop's rule for plain credential headers.
+        if request.left_origin {
+            return false;
+        }
         let url = request.url();
         match &self.origins {
             Some(origins) => origins.iter().any(|origin| is_origin_of(origin, url)),
@@ -504,7 +510,7 @@ impl<S: TokenSource> TokenAuth<S> {
 
 /// Whether `url` belongs to `origin`, compared field by field: `Url::origin` allocates, and
 /// this runs on every request.
-fn is_origin_of(origin: &Origin, url: &Url) -> bool {
+pub(crate) fn is_origin_of(origin: &Origin, url: &Url) -> bool {
     let Origin::Tuple(scheme, host, port) = origin else {
         return false;
     };
@@ -575,8 +581,16 @@ fn set_bearer(request: &mut Request, token: &Token) -> Result<()> {
     Ok(())
 }
 
+/// The most bytes read from a token endpoint's answer: a token answer is a few kilobytes even
+/// with a large JWT, and an endpoint that sends more is broken or hostile.
+const TOKEN_RESPONSE_LIMIT: u64 = 64 * 1024;
+
 /// A [`TokenSource`] that trades a refresh token for an access token at an OAuth 2 token
 /// endpoint (RFC 6749, section 6).
+///
+/// At most 64 KiB of the endpoint's answer are read (a token answer is a few kilobytes even
+/// with a large JWT); a longer one fails the refresh with [`TokenError::Transport`] whose
+/// error is of kind [`ErrorKind::BodyTooLarge`](super::ErrorKind::BodyTooLarge).
 ///
 /// Sends `grant_type=refresh_token` (plus `client_id` and `scope` if set) as a form POST
 /// through the client the token is for, **without middleware**, so it is safe to use from a
@@ -662,6 +676,7 @@ impl TokenSource for RefreshTokenSource {
         let response = client
             .post(self.endpoint.clone())
             .no_middleware()
+            .body_limit(TOKEN_RESPONSE_LIMIT)
             .form(&form)
             .send()
             .await

@@ -12,6 +12,17 @@
 //! an error: the `401` comes back with a [`DigestFailure`] in its extensions,
 //! and later requests are unaffected.
 //!
+//! # Which origins get an answer
+//!
+//! A Digest answer is an offline-guessable hash of the password, so it goes
+//! only to the origins the credentials are for: the ones given to
+//! [`origins`](DigestAuth::origins), or, when none are given, the origin of
+//! the first request it answers (scheme, host and port; later challenges from
+//! any other origin come back with [`DigestFailure::UnlistedOrigin`]). A
+//! client that talks to two Digest servers lists both, or has one
+//! `DigestAuth` per origin in per-request middleware lists. Inside an origin,
+//! a challenge's `domain` still limits where answers go ahead of a challenge.
+//!
 //! ```no_run
 //! use stopover::client::Client;
 //! use stopover::client::digest::{DigestAuth, DigestFailure};
@@ -44,7 +55,9 @@
 //! # How a request goes
 //!
 //! 1. A request that already carries `Authorization` (`Proxy-Authorization`
-//!    for a proxy) is left alone: the caller authenticates it.
+//!    for a proxy) is left alone: the caller authenticates it. So is a
+//!    request to an origin the credentials are not for (see above); its
+//!    Digest `401` comes back with [`DigestFailure::UnlistedOrigin`].
 //! 2. On a redirect hop to an origin other than the one the caller asked for,
 //!    or back to it after a hop elsewhere (the other origin chose where the
 //!    request goes), nothing is answered: a `401` comes back with
@@ -55,8 +68,14 @@
 //!    of the request ([`Request::try_clone`]: a body that cannot be sent again
 //!    is an [`ErrorKind::BodyNotReplayable`](super::ErrorKind::BodyNotReplayable) error). If that
 //!    answer is refused with `stale=true` it is redone once with the new
-//!    nonce; any other refusal is returned with
-//!    [`DigestFailure::CredentialsRejected`]. At most three attempts go out.
+//!    nonce. Any other refusal is returned with
+//!    [`DigestFailure::CredentialsRejected`], unless these credentials were
+//!    accepted in this protection space before: then the refusal is taken for
+//!    a nonce count that concurrent requests overtook (see below) and
+//!    answered again with the new challenge, up to four times. A wrong
+//!    password thus fails after two requests (one for the challenge, one
+//!    answer); a request in a confirmed space makes at most seven, and a
+//!    space whose credentials then fail that often is no longer confirmed.
 //! 5. With [`verify_server`](DigestAuth::verify_server) on, the response to
 //!    an answered request must carry the server's `rspauth`, or the request
 //!    fails.
@@ -80,9 +99,15 @@
 //! - `-sess` algorithms keep one client nonce per server nonce, so the session
 //!   key is the same whether a server hashes it once or per request.
 //! - Concurrent requests share a nonce and take nonce counts in the order they
-//!   are prepared; a server that insists on strictly increasing counts on the
-//!   wire may refuse one that overtook another, and that request is answered
-//!   again with the fresh challenge.
+//!   are prepared, but reach the server over several connections in any
+//!   order. A server that insists on strictly increasing counts on the wire
+//!   (Apache's `AuthDigestNcCheck On`) refuses one that was overtaken, and
+//!   re-challenges with a new nonce and the same `opaque`, keeping one count
+//!   per `opaque` across its nonces. So the count of a new nonce with the same
+//!   `opaque` and no `stale=true` goes on from the highest count sent under
+//!   that `opaque` instead of starting at 1 (a server counting per nonce
+//!   accepts any count above the last), and the refused request is answered
+//!   again as described above. A `stale=true` nonce starts at 1.
 //! - `rspauth` in `Authentication-Info` (the server proving it knows the
 //!   password too, RFC 7616 section 3.5) is checked only when asked for with
 //!   [`DigestAuth::verify_server`]: many servers never send it, and RFC 7616
@@ -94,16 +119,17 @@ mod challenge;
 mod space;
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use http::header::{
     AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
     WWW_AUTHENTICATE,
 };
 use http::{Method, StatusCode};
-use url::Url;
+use url::{Origin, Url};
 
 use super::redirect::crosses_origin;
+use super::token::is_origin_of;
 use super::{Error, Middleware, Next, Request, Response, Result};
 
 use self::answer::Credentials;
@@ -160,6 +186,11 @@ pub enum DigestFailure {
     /// hops that never left it.
     #[error("Digest challenge from a cross-origin redirect target not answered")]
     CrossOrigin,
+    /// The challenge came from an origin the credentials are not for: not one
+    /// of [`DigestAuth::origins`], or, without that list, not the origin of
+    /// the first request the middleware answered.
+    #[error("Digest challenge from an origin the credentials are not for not answered")]
+    UnlistedOrigin,
     /// The server kept one nonce for 2^32 - 1 requests; the count cannot go on.
     #[error("the Digest nonce count is exhausted")]
     NonceCountExhausted,
@@ -205,6 +236,15 @@ pub enum DigestError {
     RspauthMismatch,
 }
 
+/// A [`DigestAuth`] configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestConfigError {
+    /// The origin is not an absolute `http`/`https` URL.
+    #[error("{0:?} is not a valid origin (expected a URL such as https://camera.example)")]
+    InvalidOrigin(String),
+}
+
 /// The operating system's random source failed; the cause of
 /// [`DigestError::Random`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -220,6 +260,11 @@ enum Target {
 
 type CnonceSource = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// How many times one request answers again a refusal of a fresh answer in a
+/// space where the credentials were accepted before (a nonce count overtaken
+/// by concurrent requests); see the module docs.
+const MAX_OVERTAKEN_RETRIES: u32 = 4;
+
 /// Digest authentication middleware; see the [module docs](self).
 ///
 /// Cloning is cheap and the clones share the learnt protection spaces and
@@ -232,6 +277,13 @@ pub struct DigestAuth {
     verify_server: bool,
     cnonce_source: Option<CnonceSource>,
     spaces: Arc<Mutex<Spaces>>,
+    /// The origins answered; `None`: the one in `first_origin`.
+    origins: Option<Arc<[Origin]>>,
+    /// The origin of the first request answered, shared by the clones.
+    first_origin: Arc<OnceLock<Origin>>,
+    /// Taken by a re-answer after an overtaken count, so that re-answers go
+    /// out one at a time and cannot overtake each other.
+    reanswer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl fmt::Debug for DigestAuth {
@@ -242,6 +294,7 @@ impl fmt::Debug for DigestAuth {
             .field("proxy", &(self.target == Target::Proxy))
             .field("preemptive", &self.preemptive)
             .field("verify_server", &self.verify_server)
+            .field("origins", &self.origins)
             .finish_non_exhaustive()
     }
 }
@@ -302,7 +355,71 @@ impl DigestAuth {
             verify_server: false,
             cnonce_source: None,
             spaces: Arc::new(Mutex::new(Spaces::new(target == Target::Origin))),
+            origins: None,
+            first_origin: Arc::new(OnceLock::new()),
+            reanswer: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Answers challenges only from these origins (scheme, host and port of
+    /// each URL).
+    ///
+    /// Default: only the origin of the first request this middleware (or a
+    /// clone of it) answers; a challenge from any other origin is returned
+    /// with [`DigestFailure::UnlistedOrigin`]. Redirects stay stricter than
+    /// the list: a hop to another origin, or back after one, is never
+    /// answered. A proxy's credentials ([`DigestAuth::proxy`]) go to the one
+    /// proxy whatever the target, so the list does not apply to them.
+    ///
+    /// ```
+    /// use stopover::client::digest::DigestAuth;
+    ///
+    /// let auth = DigestAuth::new("Mufasa", "Circle of Life")
+    ///     .origins(["https://camera-1.example", "https://camera-2.example:8443"])?;
+    /// # let _ = auth;
+    /// # Ok::<(), stopover::client::digest::DigestConfigError>(())
+    /// ```
+    pub fn origins<I, U>(mut self, urls: I) -> Result<Self, DigestConfigError>
+    where
+        I: IntoIterator<Item = U>,
+        U: AsRef<str>,
+    {
+        let origins = urls
+            .into_iter()
+            .map(|url| {
+                let url = url.as_ref();
+                Url::parse(url)
+                    .ok()
+                    .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
+                    .map(|parsed| parsed.origin())
+                    .filter(Origin::is_tuple)
+                    .ok_or_else(|| DigestConfigError::InvalidOrigin(url.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.origins = Some(origins.into());
+        Ok(self)
+    }
+
+    /// Whether the credentials are for the origin of `url`: listed, or the
+    /// first origin answered (any, while none has been).
+    fn answers_origin(&self, url: &Url) -> bool {
+        if self.target == Target::Proxy {
+            return true;
+        }
+        match (&self.origins, self.first_origin.get()) {
+            (Some(origins), _) => origins.iter().any(|origin| is_origin_of(origin, url)),
+            (None, Some(first)) => is_origin_of(first, url),
+            (None, None) => true,
+        }
+    }
+
+    /// Ties the default scope to the origin of `url` when it is the first one
+    /// answered; false if a concurrent first answer bound another origin.
+    fn bind_origin(&self, url: &Url) -> bool {
+        if self.target == Target::Proxy || self.origins.is_some() {
+            return true;
+        }
+        is_origin_of(self.first_origin.get_or_init(|| url.origin()), url)
     }
 
     /// Whether a request inside a known protection space is answered before
@@ -600,6 +717,17 @@ impl Middleware for DigestAuth {
             }
             return Ok(response);
         }
+        if !self.answers_origin(req.url()) {
+            let mut response = next.run(req).await?;
+            if response.status() == self.challenge_status()
+                && self.read_challenge(response.headers()) != Err(DigestFailure::NoDigestChallenge)
+            {
+                response
+                    .extensions_mut()
+                    .insert(DigestFailure::UnlistedOrigin);
+            }
+            return Ok(response);
+        }
 
         let mut sent = None;
         let preemptive = self
@@ -614,8 +742,18 @@ impl Middleware for DigestAuth {
         }
 
         let mut stale_retried = false;
+        let mut overtaken_retries = 0;
         loop {
             let replay = req.try_clone();
+            // Re-answers after an overtaken count go out one at a time, each
+            // with the newest count. Only a caller's own request waits: one
+            // that a middleware sends from inside a request that holds the
+            // turn goes without it, so no request waits for its own caller.
+            let _turn = if overtaken_retries > 0 && next.client().nesting <= 1 {
+                Some(self.reanswer.lock().await)
+            } else {
+                None
+            };
             let mut response = next.run(req).await?;
             if response.status() != self.challenge_status() {
                 if let Some(sent) = &sent {
@@ -634,6 +772,8 @@ impl Middleware for DigestAuth {
                         response.url(),
                         &sent.proof.challenge.nonce,
                     );
+                    self.spaces()
+                        .confirm(response.url(), &sent.proof.challenge.realm, true);
                 }
                 return Ok(response);
             }
@@ -645,15 +785,35 @@ impl Middleware for DigestAuth {
                 }
             };
             if sent.as_ref().is_some_and(|sent| sent.fresh) {
-                // An answer to a fresh nonce was refused. Only `stale=true`
-                // says the credentials were right, and that is believed once.
-                if !challenge.stale || stale_retried {
+                // An answer to a fresh nonce was refused. `stale=true` says
+                // the credentials were right, and that is believed once. A
+                // server checking nonce counts across its nonces refuses
+                // without `stale` an answer that a concurrent one overtook:
+                // once these credentials were accepted in this space, such a
+                // refusal is answered again, a bounded number of times.
+                let confirmed = self.spaces().is_confirmed(response.url(), &challenge.realm);
+                if challenge.stale && !stale_retried {
+                    stale_retried = true;
+                } else if confirmed && overtaken_retries < MAX_OVERTAKEN_RETRIES {
+                    overtaken_retries += 1;
+                } else {
+                    if confirmed {
+                        // Not concurrency after all (the password changed):
+                        // the next request fails after two attempts again.
+                        self.spaces()
+                            .confirm(response.url(), &challenge.realm, false);
+                    }
                     response
                         .extensions_mut()
                         .insert(DigestFailure::CredentialsRejected);
                     return Ok(response);
                 }
-                stale_retried = true;
+            }
+            if !self.bind_origin(response.url()) {
+                response
+                    .extensions_mut()
+                    .insert(DigestFailure::UnlistedOrigin);
+                return Ok(response);
             }
             let mut retry = replay?;
             let answered = match self.answer_challenge(

@@ -76,6 +76,13 @@ struct Space {
     session_cnonce: Option<String>,
     /// Earlier nonces of this space, oldest first.
     retired: Vec<Retired>,
+    /// The highest count sent under the current `opaque`, whichever nonce it
+    /// went with.
+    opaque_count: u32,
+    /// An answer in this space was accepted: the credentials are right, so a
+    /// later refusal of a fresh answer can be a server's nonce-count check
+    /// that concurrent requests tripped.
+    confirmed: bool,
 }
 
 impl Space {
@@ -89,6 +96,7 @@ impl Space {
 
     fn lease(&mut self, fresh_cnonce: String) -> Option<Lease> {
         self.nonce_count = self.nonce_count.checked_add(1)?;
+        self.opaque_count = self.opaque_count.max(self.nonce_count);
         let cnonce = if self.challenge.algorithm.session {
             self.session_cnonce.get_or_insert(fresh_cnonce).clone()
         } else {
@@ -168,8 +176,26 @@ impl Spaces {
             .iter()
             .position(|space| space.origin == origin && space.challenge.realm == challenge.realm)
             .map(|index| self.entries.remove(index));
+        let mut confirmed = false;
+        let mut opaque_count = 0;
         let (nonce_count, session_cnonce, retired) = match previous {
             Some(space) => {
+                confirmed = space.confirmed;
+                // A server that keeps one count per `opaque` across its
+                // nonces (Apache's AuthDigestNcCheck) refuses a new nonce's
+                // count that does not pass the highest it saw, and says so
+                // with a new nonce, the same `opaque` and no `stale`. A stale
+                // nonce starts over at 1 as RFC 7616 has it.
+                let same_opaque =
+                    space.challenge.opaque.is_some() && space.challenge.opaque == challenge.opaque;
+                if same_opaque {
+                    opaque_count = space.opaque_count;
+                }
+                let continued = if same_opaque && !challenge.stale {
+                    space.opaque_count
+                } else {
+                    0
+                };
                 // One realm is one space: a server that names different
                 // `domain`s for one realm on different paths (Apache does, per
                 // <Location>) widens it rather than moving it.
@@ -200,7 +226,7 @@ impl Spaces {
                     );
                     match resumed {
                         Some(old) => (old.nonce_count, old.session_cnonce, retired),
-                        None => (0, None, retired),
+                        None => (continued, None, retired),
                     }
                 }
             }
@@ -215,10 +241,33 @@ impl Spaces {
                 nonce_count,
                 session_cnonce,
                 retired,
+                opaque_count,
+                confirmed,
             },
         );
         self.entries.truncate(MAX_SPACES);
         self.entries[0].lease(fresh_cnonce)
+    }
+
+    /// Records whether the credentials were accepted in the space of `url`
+    /// and `realm`.
+    pub(crate) fn confirm(&mut self, url: &Url, realm: &str, accepted: bool) {
+        let origin = self.origin_of(url);
+        if let Some(space) = self
+            .entries
+            .iter_mut()
+            .find(|space| space.origin == origin && space.challenge.realm == realm)
+        {
+            space.confirmed = accepted;
+        }
+    }
+
+    /// Whether an answer in the space of `url` and `realm` was accepted.
+    pub(crate) fn is_confirmed(&self, url: &Url, realm: &str) -> bool {
+        let origin = self.origin_of(url);
+        self.entries.iter().any(|space| {
+            space.origin == origin && space.challenge.realm == realm && space.confirmed
+        })
     }
 
     /// Whether a known space covers `url`.
@@ -432,6 +481,26 @@ mod tests {
             Some((1, "n2".to_owned()))
         );
         assert_eq!(spaces.len(), 1);
+    }
+
+    #[test]
+    fn a_new_nonce_with_the_same_opaque_continues_the_count_unless_stale() {
+        let mut spaces = Spaces::new(true);
+        let target = url("http://a.test/");
+        spaces.store(&target, challenge(r#"nonce="n1", opaque="o""#), "c".into());
+        spaces.lease(&target, "c".into());
+        let same_opaque = spaces.store(&target, challenge(r#"nonce="n2", opaque="o""#), "c".into());
+        assert_eq!(same_opaque.map(|l| l.nonce_count), Some(3));
+        let stale = spaces.store(
+            &target,
+            challenge(r#"nonce="n3", opaque="o", stale=true"#),
+            "c".into(),
+        );
+        assert_eq!(stale.map(|l| l.nonce_count), Some(1));
+        let again = spaces.store(&target, challenge(r#"nonce="n4", opaque="o""#), "c".into());
+        assert_eq!(again.map(|l| l.nonce_count), Some(4));
+        let other = spaces.store(&target, challenge(r#"nonce="n5", opaque="p""#), "c".into());
+        assert_eq!(other.map(|l| l.nonce_count), Some(1));
     }
 
     #[test]

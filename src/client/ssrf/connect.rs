@@ -164,6 +164,7 @@ mod tests {
                 max_nesting: 1,
                 chain: crate::client::Chain::new(),
                 ssrf: None,
+                body_limit: u64::MAX,
             }),
         }
     }
