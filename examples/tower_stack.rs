@@ -25,7 +25,9 @@ async fn main() -> Result<(), BoxError> {
 
     for path in ["/one", "/two", "/three"] {
         let request = http::Request::get(format!("http://{addr}{path}")).body(String::new())?;
-        let response = stack.ready().await?.call(request).await?;
+        // The client serves any body type that converts into one; name the one used here.
+        let ready = ServiceExt::<http::Request<String>>::ready(&mut stack).await?;
+        let response = ready.call(request).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         println!("{path}: {status} {}", String::from_utf8_lossy(&body));
