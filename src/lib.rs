@@ -120,6 +120,13 @@
 #[cfg(feature = "client")]
 pub mod client;
 
+/// The reqwest this crate is built on, so that its types in this crate's API
+/// (a [`dns::Resolve`](reqwest::dns::Resolve) for
+/// [`ClientBuilder::dns_resolver`](client::ClientBuilder::dns_resolver)) need no separate
+/// dependency of a matching version.
+#[cfg(feature = "client")]
+pub use reqwest;
+
 #[cfg(feature = "server")]
 pub mod server;
 

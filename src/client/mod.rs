@@ -28,6 +28,7 @@
 
 mod body;
 mod error;
+mod interop;
 mod middleware;
 mod redirect;
 mod request;
@@ -53,6 +54,7 @@ use url::Url;
 
 pub use body::Body;
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use interop::HttpBody;
 pub use middleware::{Chain, FromFn, Middleware, Next, Pending, from_fn};
 pub use proxy::Proxy;
 use redirect::Draft;
