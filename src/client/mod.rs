@@ -38,6 +38,7 @@ pub mod logging;
 mod proxy;
 pub mod retry;
 pub mod ssrf;
+mod telemetry;
 pub mod token;
 
 use std::fmt;
@@ -91,6 +92,7 @@ struct ClientRef {
     max_nesting: usize,
     chain: Chain,
     ssrf: Option<ssrf::Policy>,
+    span_redaction: logging::Redaction,
 }
 
 impl Client {
@@ -207,6 +209,10 @@ impl Client {
         &self.inner.default_headers
     }
 
+    pub(crate) fn span_redaction(&self) -> &logging::Redaction {
+        &self.inner.span_redaction
+    }
+
     pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
         self.inner.attempt_timeout
     }
@@ -225,8 +231,35 @@ impl Client {
             attempt_timeout,
             version,
             hop,
+            extensions,
             ..
         } = request;
+        let span = telemetry::wire_span(
+            &self.inner.span_redaction,
+            &method,
+            &url,
+            &headers,
+            extensions.get::<telemetry::WireCount>(),
+        );
+        telemetry::traced(
+            span,
+            true,
+            self.wire(method, url, headers, body, attempt_timeout, version, hop),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn wire(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: body::Body,
+        attempt_timeout: Option<Duration>,
+        version: http::Version,
+        hop: u32,
+    ) -> Result<Response> {
         let refused =
             |refusal: ssrf::Refusal| Error::refused(refusal.with_url(url.clone()).with_hop(hop));
         if let Some(policy) = &self.inner.ssrf {
@@ -305,6 +338,7 @@ pub struct ClientBuilder {
     proxies: Vec<Proxy>,
     ssrf: Option<ssrf::Policy>,
     dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    span_redaction: logging::Redaction,
     error: Option<Error>,
 }
 
@@ -324,8 +358,30 @@ impl ClientBuilder {
             proxies: Vec::new(),
             ssrf: None,
             dns_resolver: None,
+            span_redaction: telemetry::default_redaction(),
             error: None,
         }
+    }
+
+    /// What is hidden from `url.full` on the client's spans (see the `telemetry` table in the
+    /// [`client`](crate::client) docs). Default: [`Redaction::default`](logging::Redaction)
+    /// plus the query keys OpenTelemetry's conventions name (`AWSAccessKeyId`, `Signature`,
+    /// `sig`, `X-Goog-Signature`). Set the same redaction as [`Logging`](logging::Logging)'s
+    /// so a secret hidden from the logs is hidden from the spans too.
+    ///
+    /// ```
+    /// use stopover::client::Client;
+    /// use stopover::client::logging::{QueryRedaction, Redaction};
+    ///
+    /// let client = Client::builder()
+    ///     .span_redaction(Redaction::default().query(QueryRedaction::All))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn span_redaction(mut self, redaction: logging::Redaction) -> Self {
+        self.span_redaction = redaction;
+        self
     }
 
     /// The URL relative request URLs are joined to (with [`Url::join`]: end it with `/` to
@@ -534,6 +590,7 @@ impl ClientBuilder {
                 max_nesting: self.max_nesting,
                 chain: self.chain,
                 ssrf: self.ssrf,
+                span_redaction: self.span_redaction,
             }),
         })
     }
