@@ -1,97 +1,19 @@
 //! Client spans by OpenTelemetry's HTTP client conventions, captured with an in-process
 //! `tracing` layer from a real request against a loopback server.
 
-use std::collections::BTreeMap;
-use std::fmt;
+mod span_capture;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
+use span_capture::capture;
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::{Client, ErrorKind};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
-
-/// One captured span: its name, its parent's id and every field recorded on it.
-#[derive(Debug, Clone)]
-struct Captured {
-    id: u64,
-    parent: Option<u64>,
-    name: &'static str,
-    fields: BTreeMap<String, String>,
-}
-
-impl Captured {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<Captured>>>);
-
-impl Spans {
-    fn all(&self) -> Vec<Captured> {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn client(&self) -> Vec<Captured> {
-        self.all()
-            .into_iter()
-            .filter(|span| span.field("otel.kind") == Some("client"))
-            .collect()
-    }
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S> Layer<S> for Spans
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        let parent = ctx
-            .span(id)
-            .and_then(|span| span.parent())
-            .map(|parent| parent.id().into_u64());
-        self.0.lock().unwrap().push(Captured {
-            id: id.into_u64(),
-            parent,
-            name: attrs.metadata().name(),
-            fields,
-        });
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
-        let mut spans = self.0.lock().unwrap();
-        if let Some(span) = spans.iter_mut().rev().find(|span| span.id == id.into_u64()) {
-            values.record(&mut Fields(&mut span.fields));
-        }
-    }
-}
-
-fn capture() -> (Spans, tracing::subscriber::DefaultGuard) {
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    (spans, tracing::subscriber::set_default(subscriber))
-}
 
 /// `/start` redirects (303) to `/flaky`, which answers 503 once and then 200.
 async fn redirect_then_flaky() -> String {
