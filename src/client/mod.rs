@@ -93,6 +93,8 @@ struct ClientRef {
     chain: Chain,
     ssrf: Option<ssrf::Policy>,
     span_redaction: logging::Redaction,
+    #[cfg(feature = "opentelemetry")]
+    trace_exclude: Vec<url::Origin>,
 }
 
 impl Client {
@@ -241,6 +243,12 @@ impl Client {
             &headers,
             extensions.get::<telemetry::WireCount>(),
         );
+        #[cfg(feature = "opentelemetry")]
+        let headers = {
+            let mut headers = headers;
+            telemetry::inject(&span, &url, &mut headers, &self.inner.trace_exclude);
+            headers
+        };
         telemetry::traced(
             span,
             true,
@@ -339,6 +347,8 @@ pub struct ClientBuilder {
     ssrf: Option<ssrf::Policy>,
     dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     span_redaction: logging::Redaction,
+    #[cfg(feature = "opentelemetry")]
+    trace_exclude: Vec<url::Origin>,
     error: Option<Error>,
 }
 
@@ -359,6 +369,8 @@ impl ClientBuilder {
             ssrf: None,
             dns_resolver: None,
             span_redaction: telemetry::default_redaction(),
+            #[cfg(feature = "opentelemetry")]
+            trace_exclude: Vec::new(),
             error: None,
         }
     }
@@ -381,6 +393,32 @@ impl ClientBuilder {
     /// ```
     pub fn span_redaction(mut self, redaction: logging::Redaction) -> Self {
         self.span_redaction = redaction;
+        self
+    }
+
+    /// Never sends the trace context (`traceparent`, `tracestate`) to this origin (scheme,
+    /// host and port of `url`), on any hop. Default: it is sent everywhere. An unusable URL is
+    /// a [`Builder`](ErrorKind::Builder) error from [`build`](Self::build).
+    ///
+    /// ```
+    /// use stopover::client::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .trace_context_exclude("https://partner.example")
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    #[cfg(feature = "opentelemetry")]
+    pub fn trace_context_exclude(mut self, url: &str) -> Self {
+        match Url::parse(url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                self.trace_exclude.push(url.origin())
+            }
+            _ => self.fail(Error::builder(format!(
+                "the trace context exclusion {url:?} is not an http(s) URL"
+            ))),
+        }
         self
     }
 
@@ -591,6 +629,8 @@ impl ClientBuilder {
                 chain: self.chain,
                 ssrf: self.ssrf,
                 span_redaction: self.span_redaction,
+                #[cfg(feature = "opentelemetry")]
+                trace_exclude: self.trace_exclude,
             }),
         })
     }

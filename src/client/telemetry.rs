@@ -23,6 +23,14 @@
 //! | `error.type` (the status code for 4xx and 5xx, else the error kind) | on failure | on failure |
 //! | `otel.status_code` = `ERROR` | on failure | on failure |
 //!
+//! With the `opentelemetry` feature, every request on the wire carries the trace context of
+//! its wire span (`traceparent` and `tracestate` with the W3C propagator), written by the
+//! global text-map propagator (`opentelemetry::global::set_text_map_propagator`) from the span's
+//! OpenTelemetry context (`tracing-opentelemetry`), so the server's spans join the client's
+//! trace. It is injected everywhere by default, as reqwest-tracing does; origins named with
+//! [`ClientBuilder::trace_context_exclude`](super::ClientBuilder::trace_context_exclude) never
+//! receive it, on any hop.
+//!
 //! Like any `tracing` span, they cost next to nothing when no subscriber listens. The
 //! `tracing-opentelemetry` layer turns them into OpenTelemetry spans (it reads `otel.kind` and
 //! `otel.status_code` as the span kind and status).
@@ -208,4 +216,32 @@ where
     let outcome = request.instrument(span.clone()).await;
     record(&span, &outcome, wire);
     outcome
+}
+
+/// Writes the trace context of `span` into `headers`, unless `url`'s origin is excluded.
+#[cfg(feature = "opentelemetry")]
+pub(crate) fn inject(span: &Span, url: &Url, headers: &mut HeaderMap, excluded: &[url::Origin]) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    struct Headers<'a>(&'a mut HeaderMap);
+
+    impl opentelemetry::propagation::Injector for Headers<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            // A propagator writes valid names and values; one that does not is skipped.
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(key.as_bytes()),
+                http::HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+
+    if !excluded.is_empty() && excluded.contains(&url.origin()) {
+        return;
+    }
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut Headers(headers));
+    });
 }
