@@ -39,6 +39,7 @@ mod proxy;
 pub mod retry;
 pub mod ssrf;
 mod telemetry;
+pub use telemetry::DURATION_BUCKETS;
 pub mod token;
 
 use std::fmt;
@@ -249,12 +250,23 @@ impl Client {
             telemetry::inject(&span, &url, &mut headers, &self.inner.trace_exclude);
             headers
         };
-        telemetry::traced(
+        #[cfg(feature = "metrics")]
+        let (started, metric_method, metric_url) =
+            (tokio::time::Instant::now(), method.clone(), url.clone());
+        let outcome = telemetry::traced(
             span,
             true,
             self.wire(method, url, headers, body, attempt_timeout, version, hop),
         )
-        .await
+        .await;
+        #[cfg(feature = "metrics")]
+        telemetry::record_duration(
+            &metric_method,
+            &metric_url,
+            &outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        outcome
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -31,6 +31,17 @@
 //! [`ClientBuilder::trace_context_exclude`](super::ClientBuilder::trace_context_exclude) never
 //! receive it, on any hop.
 //!
+//! With the `metrics` feature, the client reports through the [`metrics`](https://docs.rs/metrics)
+//! facade: the `http.client.request.duration` histogram (seconds, one value per request on the
+//! wire) with `http.request.method`, `server.address`, `server.port`, `url.scheme`,
+//! `network.protocol.version`, `http.response.status_code` and `error.type`, and the counters
+//! `stopover.client.retries`, `stopover.client.token.refreshes` (with `outcome` = `ok` or
+//! `error`) and `stopover.client.ssrf.refusals` (with `rule` and `mode` = `enforced` or
+//! `report_only`). The facade, not OpenTelemetry metrics, because it leaves the exporter to the
+//! application (Prometheus, StatsD, or OpenTelemetry through a bridge) and adds one small crate
+//! and no global SDK to the library; a histogram's buckets belong to the exporter, so the
+//! conventions' boundaries are [`DURATION_BUCKETS`](super::DURATION_BUCKETS), ready to hand to it.
+//!
 //! Like any `tracing` span, they cost next to nothing when no subscriber listens. The
 //! `tracing-opentelemetry` layer turns them into OpenTelemetry spans (it reads `otel.kind` and
 //! `otel.status_code` as the span kind and status).
@@ -216,6 +227,74 @@ where
     let outcome = request.instrument(span.clone()).await;
     record(&span, &outcome, wire);
     outcome
+}
+
+/// The bucket boundaries (seconds) OpenTelemetry's conventions advise for
+/// `http.client.request.duration`.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Records the duration of one request on the wire.
+#[cfg(feature = "metrics")]
+pub(crate) fn record_duration(
+    method: &Method,
+    url: &Url,
+    outcome: &Result<Response>,
+    seconds: f64,
+) {
+    let (name, _) = method_name(method);
+    let mut labels = vec![
+        ::metrics::Label::new("http.request.method", name),
+        ::metrics::Label::new("url.scheme", url.scheme().to_owned()),
+    ];
+    if let Some(host) = url.host_str() {
+        labels.push(::metrics::Label::new("server.address", host.to_owned()));
+    }
+    if let Some(port) = url.port_or_known_default() {
+        labels.push(::metrics::Label::new("server.port", port.to_string()));
+    }
+    match outcome {
+        Ok(response) => {
+            let status = response.status();
+            if let Some(version) = protocol_version(response.version()) {
+                labels.push(::metrics::Label::new("network.protocol.version", version));
+            }
+            labels.push(::metrics::Label::new(
+                "http.response.status_code",
+                status.as_str().to_owned(),
+            ));
+            if status.is_client_error() || status.is_server_error() {
+                labels.push(::metrics::Label::new(
+                    "error.type",
+                    status.as_str().to_owned(),
+                ));
+            }
+        }
+        Err(err) => labels.push(::metrics::Label::new("error.type", error_type(err))),
+    }
+    ::metrics::histogram!("http.client.request.duration", labels).record(seconds);
+}
+
+/// Counts one retry.
+#[cfg(feature = "metrics")]
+pub(crate) fn count_retry() {
+    ::metrics::counter!("stopover.client.retries").increment(1);
+}
+
+/// Counts one token refresh.
+#[cfg(feature = "metrics")]
+pub(crate) fn count_refresh(ok: bool) {
+    let outcome = if ok { "ok" } else { "error" };
+    ::metrics::counter!("stopover.client.token.refreshes", "outcome" => outcome).increment(1);
+}
+
+/// Counts one SSRF refusal.
+#[cfg(feature = "metrics")]
+pub(crate) fn count_refusal(rule: &'static str, enforced: bool) {
+    let mode = if enforced { "enforced" } else { "report_only" };
+    ::metrics::counter!("stopover.client.ssrf.refusals", "rule" => rule, "mode" => mode)
+        .increment(1);
 }
 
 /// Writes the trace context of `span` into `headers`, unless `url`'s origin is excluded.
