@@ -24,9 +24,13 @@ use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
+/// Each span's id, depth and line (name and fields), in the order the spans opened, and where
+/// each id's line is.
+type Lines = (Vec<(u64, usize, String)>, HashMap<u64, usize>);
+
 /// Keeps each span's name, depth and fields, in the order the spans opened.
 #[derive(Clone, Default)]
-struct Tree(Arc<Mutex<(Vec<(u64, usize, String)>, HashMap<u64, usize>)>>);
+struct Tree(Arc<Mutex<Lines>>);
 
 struct Fields<'a>(&'a mut String);
 

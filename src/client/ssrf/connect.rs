@@ -164,6 +164,9 @@ mod tests {
                 max_nesting: 1,
                 chain: crate::client::Chain::new(),
                 ssrf: None,
+                span_redaction: crate::client::logging::Redaction::default(),
+                #[cfg(feature = "opentelemetry")]
+                trace_exclude: Vec::new(),
             }),
         }
     }
