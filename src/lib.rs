@@ -30,6 +30,8 @@
 //! | `client` | yes | the [`client`] module | reqwest 0.13 (rustls with aws-lc-rs, HTTP/2), hyper-util, url, RustCrypto hashes (md-5, sha1, sha2), ipnet, getrandom |
 //! | `server` | yes | the [`server`] module | tower, regex, ipnet, pin-project-lite |
 //! | `axum` | no | `HttpError: IntoResponse`, `ForwardedInfo` and `ClientGone` as extractors, `ForwardedLayer` reading axum's `ConnectInfo` (see `server::axum`) | axum 0.8 without default features |
+//! | `opentelemetry` | no | W3C trace context (`traceparent`, `tracestate`) on every request on the wire, from its client span; `ClientBuilder::trace_context_exclude` | opentelemetry 0.31 (`trace`), tracing-opentelemetry 0.32 |
+//! | `metrics` | no | `http.client.request.duration` and counters for retries, token refreshes and SSRF refusals, through the `metrics` facade | metrics 0.24 |
 //!
 //! Both halves use tokio, `http` 1, bytes, serde_json and tracing. Building the default TLS
 //! stack (aws-lc-rs) needs a C compiler.

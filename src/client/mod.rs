@@ -39,6 +39,8 @@ pub mod logging;
 mod proxy;
 pub mod retry;
 pub mod ssrf;
+mod telemetry;
+pub use telemetry::DURATION_BUCKETS;
 pub mod token;
 
 use std::fmt;
@@ -100,6 +102,9 @@ struct ClientRef {
     chain: Chain,
     ssrf: Option<ssrf::Policy>,
     body_limit: u64,
+    span_redaction: logging::Redaction,
+    #[cfg(feature = "opentelemetry")]
+    trace_exclude: Vec<url::Origin>,
 }
 
 impl Client {
@@ -216,6 +221,10 @@ impl Client {
         &self.inner.default_headers
     }
 
+    pub(crate) fn span_redaction(&self) -> &logging::Redaction {
+        &self.inner.span_redaction
+    }
+
     pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
         self.inner.attempt_timeout
     }
@@ -240,6 +249,59 @@ impl Client {
         let body_limit = extensions
             .get::<BodyLimit>()
             .map_or(self.inner.body_limit, |limit| limit.0);
+        let span = telemetry::wire_span(
+            &self.inner.span_redaction,
+            &method,
+            &url,
+            &headers,
+            extensions.get::<telemetry::WireCount>(),
+        );
+        #[cfg(feature = "opentelemetry")]
+        let headers = {
+            let mut headers = headers;
+            telemetry::inject(&span, &url, &mut headers, &self.inner.trace_exclude);
+            headers
+        };
+        #[cfg(feature = "metrics")]
+        let (started, metric_method, metric_url) =
+            (tokio::time::Instant::now(), method.clone(), url.clone());
+        let outcome = telemetry::traced(
+            span,
+            true,
+            self.wire(
+                method,
+                url,
+                headers,
+                body,
+                attempt_timeout,
+                version,
+                hop,
+                body_limit,
+            ),
+        )
+        .await;
+        #[cfg(feature = "metrics")]
+        telemetry::record_duration(
+            &metric_method,
+            &metric_url,
+            &outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn wire(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: body::Body,
+        attempt_timeout: Option<Duration>,
+        version: http::Version,
+        hop: u32,
+        body_limit: u64,
+    ) -> Result<Response> {
         let refused =
             |refusal: ssrf::Refusal| Error::refused(refusal.with_url(url.clone()).with_hop(hop));
         if let Some(policy) = &self.inner.ssrf {
@@ -319,6 +381,9 @@ pub struct ClientBuilder {
     proxies: Vec<Proxy>,
     ssrf: Option<ssrf::Policy>,
     dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    span_redaction: logging::Redaction,
+    #[cfg(feature = "opentelemetry")]
+    trace_exclude: Vec<url::Origin>,
     error: Option<Error>,
 }
 
@@ -339,8 +404,58 @@ impl ClientBuilder {
             proxies: Vec::new(),
             ssrf: None,
             dns_resolver: None,
+            span_redaction: telemetry::default_redaction(),
+            #[cfg(feature = "opentelemetry")]
+            trace_exclude: Vec::new(),
             error: None,
         }
+    }
+
+    /// What is hidden from `url.full` on the client's spans (see the `telemetry` table in the
+    /// [`client`](crate::client) docs). Default: [`Redaction::default`](logging::Redaction)
+    /// plus the query keys OpenTelemetry's conventions name (`AWSAccessKeyId`, `Signature`,
+    /// `sig`, `X-Goog-Signature`). Set the same redaction as [`Logging`](logging::Logging)'s
+    /// so a secret hidden from the logs is hidden from the spans too.
+    ///
+    /// ```
+    /// use stopover::client::Client;
+    /// use stopover::client::logging::{QueryRedaction, Redaction};
+    ///
+    /// let client = Client::builder()
+    ///     .span_redaction(Redaction::default().query(QueryRedaction::All))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn span_redaction(mut self, redaction: logging::Redaction) -> Self {
+        self.span_redaction = redaction;
+        self
+    }
+
+    /// Never sends the trace context (`traceparent`, `tracestate`) to this origin (scheme,
+    /// host and port of `url`), on any hop. Default: it is sent everywhere. An unusable URL is
+    /// a [`Builder`](ErrorKind::Builder) error from [`build`](Self::build).
+    ///
+    /// ```
+    /// use stopover::client::Client;
+    ///
+    /// let client = Client::builder()
+    ///     .trace_context_exclude("https://partner.example")
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    #[cfg(feature = "opentelemetry")]
+    pub fn trace_context_exclude(mut self, url: &str) -> Self {
+        match Url::parse(url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                self.trace_exclude.push(url.origin())
+            }
+            _ => self.fail(Error::builder(format!(
+                "the trace context exclusion {url:?} is not an http(s) URL"
+            ))),
+        }
+        self
     }
 
     /// The URL relative request URLs are joined to (with [`Url::join`]: end it with `/` to
@@ -573,6 +688,9 @@ impl ClientBuilder {
                 chain: self.chain,
                 ssrf: self.ssrf,
                 body_limit: self.body_limit,
+                span_redaction: self.span_redaction,
+                #[cfg(feature = "opentelemetry")]
+                trace_exclude: self.trace_exclude,
             }),
         })
     }

@@ -33,6 +33,7 @@ use super::error::{Error, Result};
 use super::middleware::{Chain, Next};
 use super::request::Request;
 use super::response::{Redirect, Response};
+use super::telemetry;
 
 const CREDENTIAL_HEADERS: [HeaderName; 3] = [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION];
 const BODY_HEADERS: [HeaderName; 6] = [
@@ -157,7 +158,13 @@ pub(crate) async fn send(
     chain: Chain,
     follow: bool,
 ) -> Result<Response> {
+    let span = telemetry::logical_span(client.span_redaction(), &draft.method, &draft.url);
+    telemetry::traced(span, false, follow_hops(client, draft, chain, follow)).await
+}
+
+async fn follow_hops(client: Client, draft: Draft, chain: Chain, follow: bool) -> Result<Response> {
     let mut hops = Hops::new(draft);
+    hops.extensions.insert(telemetry::WireCount::default());
     let mut history = Vec::new();
     loop {
         let mut response = Next::new(client.clone(), chain.clone())

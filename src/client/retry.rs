@@ -730,6 +730,8 @@ impl Middleware for Retry {
                 from_retry_after = matches!(delay, Delay::RetryAfter(_)),
                 "retrying request"
             );
+            #[cfg(feature = "metrics")]
+            super::telemetry::count_retry();
             if let Ok(response) = outcome {
                 discard(response).await;
             }

@@ -393,6 +393,8 @@ impl<S: TokenSource> TokenCache<S> {
             // A token that cannot be sent is a failed fetch: cached, it would fail every
             // request until it expired (or forever, without an expiry).
             .and_then(|token| token.bearer_header().map(|_| token));
+        #[cfg(feature = "metrics")]
+        super::telemetry::count_refresh(fetched.is_ok());
         let mut state = self.lock_state();
         state.fetches += 1;
         match fetched {

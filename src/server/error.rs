@@ -509,7 +509,13 @@ struct Config {
     default_handler: Option<Handler>,
     skip_statuses: Vec<StatusCode>,
     skip_paths: Rules,
+    server_error_level: Option<tracing::Level>,
+    client_error_level: Option<tracing::Level>,
+    route: Option<RouteFn>,
 }
+
+/// Reads a request's route template (`http.route`) from its extensions.
+type RouteFn = fn(&http::Extensions) -> Option<&str>;
 
 /// Renders error responses as JSON; see the [module docs](self).
 #[derive(Clone, Default)]
@@ -546,6 +552,36 @@ impl ErrorLayer {
     /// either way).
     pub fn expose_error_messages(mut self, expose: bool) -> Self {
         self.config().expose_error_messages = expose;
+        self
+    }
+
+    /// The level of the `request failed` event for a 5xx. Default: [`ERROR`](tracing::Level::ERROR).
+    pub fn server_error_level(mut self, level: tracing::Level) -> Self {
+        self.config().server_error_level = Some(level);
+        self
+    }
+
+    /// The level of the `request failed` event for a 4xx. Default: [`DEBUG`](tracing::Level::DEBUG).
+    pub fn client_error_level(mut self, level: tracing::Level) -> Self {
+        self.config().client_error_level = Some(level);
+        self
+    }
+
+    /// Where the route template (the `http.route` field of the `request failed` event) comes
+    /// from: a function reading it from the request's extensions. Default: none, the field is
+    /// left out. With axum, where the layer is added by `Router::layer` or `route_layer`:
+    ///
+    /// ```
+    /// use axum::extract::MatchedPath;
+    /// use stopover::server::error::ErrorLayer;
+    ///
+    /// let layer = ErrorLayer::new().route_from(|extensions| {
+    ///     extensions.get::<MatchedPath>().map(MatchedPath::as_str)
+    /// });
+    /// # let _ = layer;
+    /// ```
+    pub fn route_from(mut self, route: fn(&http::Extensions) -> Option<&str>) -> Self {
+        self.config().route = Some(route);
         self
     }
 
@@ -727,6 +763,10 @@ where
             skip_path: config.skip_paths.matches(method, path),
             method: method.clone(),
             uri: req.uri().clone(),
+            route: config
+                .route
+                .and_then(|route| route(req.extensions()))
+                .map(str::to_owned),
             // Only a custom handler reads the request headers: copy them for it alone.
             headers: if handler.is_some() {
                 req.headers().clone()
@@ -754,6 +794,7 @@ struct RequestInfo {
     config: Arc<Config>,
     method: Method,
     uri: Uri,
+    route: Option<String>,
     headers: HeaderMap,
     handler: Option<Handler>,
     skip_path: bool,
@@ -1027,27 +1068,38 @@ impl RequestInfo {
         }
     }
 
+    /// The `request failed` event, with the server conventions' field names.
     fn log(&self, kind: ErrorKind, status: StatusCode, detail: &str, internal: Option<&str>) {
-        let path = self.uri.path();
-        if status.is_server_error() {
-            tracing::error!(
-                status = status.as_u16(),
-                method = %self.method,
-                path,
-                ?kind,
-                detail,
-                error = internal,
-                "request failed"
-            );
+        use tracing::Level;
+        let level = if status.is_server_error() {
+            self.config.server_error_level.unwrap_or(Level::ERROR)
         } else {
-            tracing::debug!(
-                status = status.as_u16(),
-                method = %self.method,
-                path,
-                ?kind,
-                detail,
-                "request failed"
-            );
+            self.config.client_error_level.unwrap_or(Level::DEBUG)
+        };
+        // A 4xx's internal text was written for the client and is already the detail.
+        let internal = internal.filter(|_| status.is_server_error());
+        macro_rules! failed {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    http.response.status_code = status.as_u16(),
+                    http.request.method = %self.method,
+                    url.path = self.uri.path(),
+                    http.route = self.route.as_deref(),
+                    error.type = status.as_str(),
+                    stopover.error_kind = ?kind,
+                    detail,
+                    error = internal,
+                    "request failed"
+                )
+            };
+        }
+        match level {
+            Level::ERROR => failed!(Level::ERROR),
+            Level::WARN => failed!(Level::WARN),
+            Level::INFO => failed!(Level::INFO),
+            Level::DEBUG => failed!(Level::DEBUG),
+            _ => failed!(Level::TRACE),
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Lets a handler run to completion when the client disconnects, instead of being dropped
 //! half-way.
 //!
+//! A shielded request records `shielded = true` on the current span, when that span declared
+//! the field (`shielded = tracing::field::Empty`): `tracing` keeps only the fields a span
+//! declared.
+//!
 //! hyper (and so axum) drops the response future of a request whose client has gone, which
 //! cancels the handler at whatever `.await` it was on: a payment half-recorded, a pooled
 //! connection returned mid-transaction. `ShieldLayer` moves selected requests (by default
@@ -332,6 +336,8 @@ where
                 }
             },
         };
+        // Kept only by a span that declared the field (`shielded = tracing::field::Empty`).
+        tracing::Span::current().record("shielded", true);
         let token = CancellationToken::new();
         request.extensions_mut().insert(ClientGone(token.clone()));
         let future = self.inner.call(request);

@@ -10,6 +10,10 @@
 //! headers to it. [`TimeoutLayer::path_timeout`] sets durations per path (first match wins) and
 //! [`TimeoutLayer::ignore`] exempts streams, uploads or websockets.
 //!
+//! A request that timed out records `timed_out = true` on the current span, when that span
+//! declared the field (`timed_out = tracing::field::Empty`, as in a tower-http `TraceLayer`'s
+//! `make_span_with`): `tracing` keeps only the fields a span declared.
+//!
 //! # What the timeout covers
 //!
 //! The clock starts when the request reaches this layer and stops when the inner service has
@@ -286,6 +290,8 @@ where
         };
         ready!(sleep.poll(cx));
         tracing::debug!(status = this.config.status.as_u16(), "request timed out");
+        // Kept only by a span that declared the field (`timed_out = tracing::field::Empty`).
+        tracing::Span::current().record("timed_out", true);
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = this.config.status;
         parts

@@ -165,6 +165,9 @@ mod tests {
                 chain: crate::client::Chain::new(),
                 ssrf: None,
                 body_limit: u64::MAX,
+                span_redaction: crate::client::logging::Redaction::default(),
+                #[cfg(feature = "opentelemetry")]
+                trace_exclude: Vec::new(),
             }),
         }
     }

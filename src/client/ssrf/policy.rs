@@ -324,6 +324,13 @@ impl Policy {
 
     /// Applies the mode: in report-only mode a refusal is logged and let through.
     pub(crate) fn enforce(&self, verdict: Result<(), Refusal>) -> Result<(), Refusal> {
+        #[cfg(feature = "metrics")]
+        if let Err(refusal) = &verdict {
+            crate::client::telemetry::count_refusal(
+                refusal.rule().as_str(),
+                !self.inner.report_only,
+            );
+        }
         match verdict {
             Err(refusal) if self.inner.report_only => {
                 report(&refusal);

@@ -1,0 +1,182 @@
+//! Client metrics (`metrics` feature) read back from an in-process debugging recorder.
+#![cfg(feature = "metrics")]
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use stopover::client::retry::{Retry, RetryPolicy};
+use stopover::client::ssrf::Policy;
+use stopover::client::token::{Token, TokenAuth, source_fn};
+use stopover::client::{Client, ErrorKind};
+
+/// The recorder is process-wide: every test reads only the series it alone produces.
+fn snapshotter() -> &'static Snapshotter {
+    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
+    SNAPSHOTTER.get_or_init(|| {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        snapshotter
+    })
+}
+
+type Series = Vec<(Vec<(String, String)>, DebugValue)>;
+
+/// Every series in the recorder now (a snapshot drains the histograms: take one per test).
+fn snapshot() -> Series {
+    snapshotter()
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let labels = std::iter::once((String::new(), key.key().name().to_owned()))
+                .chain(
+                    key.key()
+                        .labels()
+                        .map(|l| (l.key().to_owned(), l.value().to_owned())),
+                )
+                .collect();
+            (labels, value)
+        })
+        .collect()
+}
+
+/// The series named `name` whose labels include all of `labels` (the name is the label `""`).
+fn series<'a>(
+    all: &'a Series,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'a (Vec<(String, String)>, DebugValue)> {
+    all.iter()
+        .filter(|(found, _)| found[0].1 == name)
+        .filter(|(found, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| found.iter().any(|(fk, fv)| fk == k && fv == v))
+        })
+        .collect()
+}
+
+async fn flaky_server() -> String {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = Router::new().route(
+        "/flaky",
+        get(move || {
+            let calls = Arc::clone(&calls);
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    StatusCode::SERVICE_UNAVAILABLE.into_response()
+                } else {
+                    "ok".into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn each_wire_request_records_a_duration_and_each_retry_is_counted() {
+    snapshotter();
+    let base = flaky_server().await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let policy = RetryPolicy::builder()
+        .backoff(Duration::ZERO, Duration::ZERO)
+        .no_budget()
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .middleware(Retry::new(policy))
+        .build()
+        .unwrap();
+    client.get(format!("{base}/flaky")).send().await.unwrap();
+
+    let all = snapshot();
+    let durations = series(
+        &all,
+        "http.client.request.duration",
+        &[("server.port", &*port)],
+    );
+    assert_eq!(durations.len(), 2, "{durations:?}");
+    let failed = [
+        ("http.request.method", "GET"),
+        ("server.address", "127.0.0.1"),
+        ("server.port", port.as_str()),
+        ("url.scheme", "http"),
+        ("network.protocol.version", "1.1"),
+        ("http.response.status_code", "503"),
+        ("error.type", "503"),
+    ];
+    assert_eq!(
+        series(&all, "http.client.request.duration", &failed).len(),
+        1
+    );
+    let ok = series(
+        &all,
+        "http.client.request.duration",
+        &[
+            ("server.port", &*port),
+            ("http.response.status_code", "200"),
+        ],
+    );
+    assert_eq!(ok.len(), 1);
+    assert!(ok[0].0.iter().all(|(k, _)| k != "error.type"), "{ok:?}");
+    assert!(matches!(&ok[0].1, DebugValue::Histogram(values) if values.len() == 1));
+
+    let retries = series(&all, "stopover.client.retries", &[]);
+    assert!(
+        matches!(retries.as_slice(), [(_, DebugValue::Counter(n))] if *n >= 1),
+        "{retries:?}"
+    );
+}
+
+#[tokio::test]
+async fn token_refreshes_are_counted_by_outcome() {
+    snapshotter();
+    let base = flaky_server().await;
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t-1")) }));
+    let client = Client::builder().middleware(auth).build().unwrap();
+    client.get(format!("{base}/flaky")).send().await.unwrap();
+    let all = snapshot();
+    let refreshes = series(
+        &all,
+        "stopover.client.token.refreshes",
+        &[("outcome", "ok")],
+    );
+    assert!(
+        matches!(refreshes.as_slice(), [(_, DebugValue::Counter(n))] if *n >= 1),
+        "{refreshes:?}"
+    );
+}
+
+#[tokio::test]
+async fn ssrf_refusals_are_counted_by_rule() {
+    snapshotter();
+    let client = Client::builder()
+        .ssrf_policy(Policy::builder().build().unwrap())
+        .build()
+        .unwrap();
+    let err = client.get("http://127.0.0.1:9/").send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Refused);
+    let rule = err.refusal().unwrap().rule().as_str();
+    let all = snapshot();
+    let refusals = series(
+        &all,
+        "stopover.client.ssrf.refusals",
+        &[("rule", rule), ("mode", "enforced")],
+    );
+    assert!(
+        matches!(refusals.as_slice(), [(_, DebugValue::Counter(n))] if *n >= 1),
+        "{refusals:?}"
+    );
+}
