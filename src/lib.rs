@@ -28,6 +28,7 @@
 //! | feature | default | what it adds | what it pulls in |
 //! |---|---|---|---|
 //! | `client` | yes | the [`client`] module | reqwest 0.13 (rustls with aws-lc-rs, HTTP/2), hyper-util, url, RustCrypto hashes (md-5, sha1, sha2), ipnet, getrandom |
+//! | `redis` | no | [`client::token::redis`]: one bearer token and one refresh per expiry for a fleet, through Redis | redis 1.2 (tokio, connection manager) |
 //! | `server` | yes | the [`server`] module | tower, regex, ipnet, pin-project-lite |
 //! | `axum` | no | `HttpError: IntoResponse`, `ForwardedInfo` and `ClientGone` as extractors, `ForwardedLayer` reading axum's `ConnectInfo` (see `server::axum`) | axum 0.8 without default features |
 //! | `opentelemetry` | no | W3C trace context (`traceparent`, `tracestate`) on every request on the wire, from its client span; `ClientBuilder::trace_context_exclude` | opentelemetry 0.31 (`trace`), tracing-opentelemetry 0.32 |

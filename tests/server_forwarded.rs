@@ -130,8 +130,14 @@ async fn headers_from_untrusted_peer_are_kept_when_stripping_is_off() {
 
 #[tokio::test]
 async fn peer_address_not_found_counts_as_untrusted() {
-    // The default peer-address function reads `PeerAddr`, which nothing inserts here.
-    let addr = serve(ForwardedLayer::builder().build().unwrap()).await;
+    // The default peer-address function reads `PeerAddr` (and, with the `axum` feature,
+    // `ConnectInfo`); this server inserts neither.
+    let app = Router::new()
+        .route("/", get(report))
+        .layer(ForwardedLayer::builder().build().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
     assert_eq!(report["scheme"], "http");
     assert_eq!(report["trusted"], false);

@@ -16,6 +16,9 @@
 //! - [`RefreshTokenSource`]: an OAuth 2 refresh-token grant, with rotated refresh tokens kept and
 //!   handed to a callback to persist.
 //! - [`BackgroundRefresh`]: renews ahead of expiry from a task that stops when dropped.
+//! - [`TokenStore`]: where the token lives when several processes share it (default: in
+//!   process); with the `redis` feature, [`redis::RedisTokenStore`] gives a fleet one token and
+//!   one refresh per expiry.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -51,6 +54,14 @@ use url::{Origin, Url};
 
 use super::retry::discard;
 use super::{Client, Error, Middleware, Next, Request, Response, Result};
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+mod store;
+
+pub use store::{BoxFuture, Fetched, Refresh, TokenStore};
+use store::{Fetch, Need};
 
 /// A bearer token and when it stops being valid.
 #[derive(Clone)]
@@ -152,6 +163,18 @@ impl Token {
 pub trait TokenSource: Send + Sync + 'static {
     /// Fetches a new token. Called at most once at a time per [`TokenCache`].
     fn fetch(&self, client: &Client) -> impl Future<Output = Result<Token, TokenError>> + Send;
+
+    /// The refresh token the next fetch will send, for a shared [`TokenStore`] to keep for the
+    /// other processes. Default: none (a source without a refresh token to share).
+    fn shared_refresh_token(&self) -> Option<String> {
+        None
+    }
+
+    /// Adopts the refresh token a shared [`TokenStore`] holds (another process may have
+    /// rotated it) before a fetch. Default: ignored.
+    fn adopt_refresh_token(&self, refresh_token: &str) {
+        let _ = refresh_token;
+    }
 }
 
 /// A [`TokenSource`] made from an async closure; see [`source_fn`].
@@ -218,6 +241,10 @@ pub enum TokenError {
     /// A custom [`TokenSource`] failed.
     #[error("the token source failed")]
     Source(#[source] SharedSource),
+    /// The shared [`TokenStore`] could not be used (unreachable, too slow, or another process's
+    /// refresh did not arrive in time).
+    #[error("the shared token store failed")]
+    Store(#[source] SharedSource),
 }
 
 impl TokenError {
@@ -275,6 +302,8 @@ pub struct TokenCache<S> {
     skew: Duration,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
+    /// `None`: in process, the source is asked directly.
+    store: Option<Box<dyn TokenStore>>,
 }
 
 #[derive(Default)]
@@ -301,7 +330,18 @@ impl<S: TokenSource> TokenCache<S> {
             skew: Duration::from_secs(30),
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
+            store: None,
         }
+    }
+
+    /// Shares the token through `store` (say, a [`redis::RedisTokenStore`]) instead of keeping
+    /// it in this process alone. Default: in process.
+    ///
+    /// The store is asked only when this cache's copy is missing, due for renewal or refused:
+    /// a fresh token costs no store call.
+    pub fn with_store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Box::new(store));
+        self
     }
 
     /// How long before its expiry a token is replaced. Default 30 s; a token is never
@@ -334,7 +374,10 @@ impl<S: TokenSource> TokenCache<S> {
         let (current, fetches) = self.snapshot();
         match current {
             Some(token) if !token.needs_refresh(self.skew) => Ok(token),
-            _ => self.fetch_once(fetches, client).await,
+            _ => {
+                let need = Need::Fresh { skew: self.skew };
+                self.fetch_once(fetches, need, client).await
+            }
         }
     }
 
@@ -350,7 +393,11 @@ impl<S: TokenSource> TokenCache<S> {
         let (current, fetches) = self.snapshot();
         match current {
             Some(token) if !Arc::ptr_eq(&token, rejected) => Ok(token),
-            _ => self.fetch_once(fetches, client).await,
+            _ => {
+                let skew = self.skew;
+                let need = Need::Replace { rejected, skew };
+                self.fetch_once(fetches, need, client).await
+            }
         }
     }
 
@@ -368,7 +415,12 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// Fetches a token, unless a fetch completed since the caller looked (`seen` fetches), in
     /// which case its outcome is shared.
-    async fn fetch_once(&self, seen: u64, client: &Client) -> Result<Arc<Token>, TokenError> {
+    async fn fetch_once(
+        &self,
+        seen: u64,
+        need: Need<'_>,
+        client: &Client,
+    ) -> Result<Arc<Token>, TokenError> {
         if in_refresh() {
             // The source itself is asking (through a middleware it should not have used):
             // waiting for the lock would wait for ourselves.
@@ -387,12 +439,20 @@ impl<S: TokenSource> TokenCache<S> {
                 }
             }
         }
-        let fetched = REFRESHING
-            .scope((), self.source.fetch(client))
-            .await
-            // A token that cannot be sent is a failed fetch: cached, it would fail every
-            // request until it expired (or forever, without an expiry).
-            .and_then(|token| token.bearer_header().map(|_| token));
+        let fetched = match &self.store {
+            None => REFRESHING.scope((), self.source.fetch(client)).await,
+            Some(store) => {
+                let fetcher = SourceFetch {
+                    source: &self.source,
+                    client,
+                };
+                let fetcher: &dyn Fetch = &fetcher;
+                store.obtain(Refresh { need, fetcher }).await
+            }
+        }
+        // A token that cannot be sent is a failed fetch: cached, it would fail every
+        // request until it expired (or forever, without an expiry).
+        .and_then(|token| token.bearer_header().map(|_| token));
         #[cfg(feature = "metrics")]
         super::telemetry::count_refresh(fetched.is_ok());
         let mut state = self.lock_state();
@@ -409,6 +469,28 @@ impl<S: TokenSource> TokenCache<S> {
                 Err(err)
             }
         }
+    }
+}
+
+/// A cache's source and client, as a [`TokenStore`] runs them.
+struct SourceFetch<'a, S> {
+    source: &'a S,
+    client: &'a Client,
+}
+
+impl<S: TokenSource> Fetch for SourceFetch<'_, S> {
+    fn fetch(&self, refresh_token: Option<String>) -> BoxFuture<'_, Result<Fetched, TokenError>> {
+        Box::pin(async move {
+            if let Some(refresh_token) = refresh_token.filter(|token| !token.is_empty()) {
+                self.source.adopt_refresh_token(&refresh_token);
+            }
+            let token = REFRESHING.scope((), self.source.fetch(self.client)).await?;
+            token.bearer_header()?;
+            Ok(Fetched {
+                token,
+                refresh_token: self.source.shared_refresh_token(),
+            })
+        })
     }
 }
 
@@ -663,6 +745,17 @@ impl RefreshTokenSource {
 }
 
 impl TokenSource for RefreshTokenSource {
+    fn shared_refresh_token(&self) -> Option<String> {
+        Some(self.refresh_token())
+    }
+
+    fn adopt_refresh_token(&self, refresh_token: &str) {
+        let mut current = self.lock_refresh_token();
+        if *current != refresh_token {
+            refresh_token.clone_into(&mut current);
+        }
+    }
+
     async fn fetch(&self, client: &Client) -> Result<Token, TokenError> {
         let refresh_token = self.refresh_token();
         let mut form = vec![
