@@ -398,6 +398,175 @@ fn invalid_method_is_a_config_error_naming_it() {
     assert!(matches!(err, ShieldConfigError::InvalidMethod(m) if m == "NOT A METHOD"));
 }
 
+#[tokio::test]
+async fn shielded_work_is_dropped_once_it_outlives_its_client_by_the_bound() {
+    let counters = Arc::new(Counters::default());
+    let shield = ShieldLayer::builder()
+        .max_outlive(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let handle = shield.handle();
+    let addr = serve(app(counters.clone()).layer(shield)).await;
+
+    let stream = open_request(addr, "POST", "/release").await;
+    eventually("handler started", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(stream);
+    // Never released: only the bound ends it.
+    eventually("handler dropped", || {
+        counters.dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    eventually("slot freed", || handle.in_flight() == 0).await;
+    assert_eq!(counters.completed.load(Ordering::SeqCst), 0);
+}
+
+/// Sends the head of a POST with a 1 MiB body, then one byte every 20 ms for as long as the
+/// returned task runs; what the server answered goes to `answered`.
+async fn trickle(
+    addr: SocketAddr,
+    path: &'static str,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<String>>) {
+    use tokio::io::AsyncReadExt;
+    let answered = Arc::new(Mutex::new(String::new()));
+    let seen = answered.clone();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let task = tokio::spawn(async move {
+        let (mut read, mut write) = stream.into_split();
+        let head =
+            format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 1048576\r\n\r\n");
+        write.write_all(head.as_bytes()).await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0; 4096];
+            while let Ok(n) = read.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        for _ in 0..1000 {
+            if write.write_all(b"x").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        reader.abort();
+    });
+    (task, answered)
+}
+
+#[tokio::test]
+async fn trickling_clients_behind_a_timeout_do_not_hold_shielded_work_past_the_bound() {
+    let read_body = Router::new().route(
+        "/upload",
+        post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+    );
+    let shield = ShieldLayer::builder()
+        .max_outlive(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let handle = shield.handle();
+    let router = read_body
+        .layer(shield)
+        .layer(stopover::server::TimeoutLayer::new(Duration::from_millis(50)).unwrap());
+    let addr = serve(router).await;
+
+    let clients: Vec<_> = start_trickling(addr, 5).await;
+    for (_, answered) in &clients {
+        let answered = answered.clone();
+        eventually("504 from the timeout", move || {
+            answered.lock().unwrap().starts_with("HTTP/1.1 504")
+        })
+        .await;
+    }
+    // The clients still trickle; the shielded handlers reading their bodies must end anyway.
+    assert!(clients.iter().all(|(task, _)| !task.is_finished()));
+    eventually("shielded work ended", || handle.in_flight() == 0).await;
+    for (task, _) in clients {
+        task.abort();
+    }
+}
+
+async fn start_trickling(
+    addr: SocketAddr,
+    n: usize,
+) -> Vec<(tokio::task::JoinHandle<()>, Arc<Mutex<String>>)> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(trickle(addr, "/upload").await);
+    }
+    clients
+}
+
+#[tokio::test]
+async fn by_default_1024_shielded_requests_may_be_in_flight() {
+    use tower::{Layer, Service, ServiceExt};
+    let shield = ShieldLayer::builder().build().unwrap();
+    let never = tower::service_fn(|_: http::Request<()>| {
+        std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>()
+    });
+    let mut service = shield.layer(never);
+    let mut pending = Vec::new();
+    for _ in 0..1024 {
+        let call = service.ready().await.unwrap().call(post_request());
+        pending.push(call);
+    }
+    let refused = service.ready().await.unwrap().call(post_request()).await;
+    assert_eq!(refused.unwrap().status(), 503);
+    assert_eq!(shield.handle().in_flight(), 1024);
+    drop(pending);
+}
+
+fn post_request() -> http::Request<()> {
+    http::Request::post("/orders").body(()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_shielded_work_may_outlive_its_client_by_30_seconds() {
+    use tower::{Layer, Service, ServiceExt};
+    let shield = ShieldLayer::builder().build().unwrap();
+    let handle = shield.handle();
+    let never = tower::service_fn(|_: http::Request<()>| {
+        std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>()
+    });
+    let mut service = shield.layer(never);
+    let call = service.ready().await.unwrap().call(post_request());
+    drop(call);
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(handle.in_flight(), 1, "dropped before 30 s");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handle.in_flight(), 0, "still running after 30 s");
+}
+
+#[test]
+fn zero_outlive_bound_is_a_config_error() {
+    let err = ShieldLayer::builder()
+        .max_outlive(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ShieldConfigError::ZeroMaxOutlive));
+}
+
+#[test]
+fn an_in_flight_bound_above_what_tokio_counts_is_a_config_error() {
+    let err = ShieldLayer::builder()
+        .max_in_flight(usize::MAX)
+        .build()
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ShieldConfigError::MaxInFlightTooLarge {
+            max: usize::MAX,
+            ..
+        }
+    ));
+}
+
 #[test]
 fn zero_bound_is_a_config_error() {
     let err = ShieldLayer::builder().max_in_flight(0).build().unwrap_err();

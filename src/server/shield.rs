@@ -21,10 +21,26 @@
 //! - a panic in shielded work becomes a `500` response (with an empty body, which an outer
 //!   error layer can render) and is logged, instead of a lost task.
 //!
-//! An optional bound ([`ShieldLayerBuilder::max_in_flight`]) limits how many shielded tasks
-//! may exist at once, detached ones included. At the bound a new request that would be
-//! shielded is answered at once with `503 Service Unavailable` and the handler is not
-//! called; the slot frees when a shielded task finishes, not when its client leaves.
+//! # Bounds
+//!
+//! Shielded work is bounded two ways, so clients that leave (or trickle a request body and
+//! then leave) cannot pile up work the server keeps doing for nobody:
+//!
+//! - **In flight** ([`ShieldLayerBuilder::max_in_flight`], default
+//!   [`DEFAULT_MAX_IN_FLIGHT`]): at most this many shielded tasks exist at once, detached
+//!   ones included. At the bound a new request that would be shielded is answered at once
+//!   with `503 Service Unavailable` and the handler is not called; the slot frees when a
+//!   shielded task finishes, not when its client leaves.
+//! - **Outliving the client** ([`ShieldLayerBuilder::max_outlive`], default
+//!   [`DEFAULT_MAX_OUTLIVE`]): once its client has gone (and [`ClientGone`] fired), a
+//!   shielded task may run this much longer. At the bound shielding stops for that task:
+//!   its handler is dropped at whatever `.await` it is on, exactly as an unshielded one
+//!   would have been when the client left, a warning is logged, and its slot frees. A
+//!   handler whose work may take longer raises the bound, or watches [`ClientGone`] and
+//!   finishes early.
+//!
+//! The defaults suit handlers that finish their critical section in seconds; both are
+//! about shielded work only and never limit unshielded requests.
 //!
 //! # Requirements
 //!
@@ -41,12 +57,16 @@
 //! # Example
 //!
 //! ```
+//! use std::time::Duration;
 //! use axum::{Extension, Router, routing::post};
 //! use stopover::server::shield::{ClientGone, ShieldLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), stopover::server::shield::ShieldConfigError> {
-//! let shield = ShieldLayer::builder().max_in_flight(1024).build()?;
+//! let shield = ShieldLayer::builder()
+//!     .max_in_flight(256)
+//!     .max_outlive(Duration::from_secs(10))
+//!     .build()?;
 //! let handle = shield.handle();
 //!
 //! let app: Router = Router::new()
@@ -72,6 +92,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -83,6 +104,14 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::server::matcher::Rules;
+
+/// How many shielded tasks may exist at once unless
+/// [`max_in_flight`](ShieldLayerBuilder::max_in_flight) says otherwise.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// How long a shielded task may run after its client left unless
+/// [`max_outlive`](ShieldLayerBuilder::max_outlive) says otherwise.
+pub const DEFAULT_MAX_OUTLIVE: Duration = Duration::from_secs(30);
 
 /// Request extension of a shielded request: tells the handler whether whoever awaited the
 /// response (the client connection, or an outer timeout) has stopped waiting for it.
@@ -149,6 +178,18 @@ pub enum ShieldConfigError {
     /// `max_in_flight(0)` would refuse every shielded request.
     #[error("max_in_flight must be at least 1")]
     ZeroMaxInFlight,
+    /// The in-flight bound is above what tokio's semaphore can count.
+    #[error("max_in_flight {max} is above the largest bound supported, {supported}")]
+    MaxInFlightTooLarge {
+        /// The bound asked for.
+        max: usize,
+        /// The largest bound supported (`tokio::sync::Semaphore::MAX_PERMITS`).
+        supported: usize,
+    },
+    /// `max_outlive(Duration::ZERO)` would stop shielding the moment a client left, which
+    /// is no shield at all.
+    #[error("max_outlive must be longer than zero; to shield nothing, leave the layer out")]
+    ZeroMaxOutlive,
 }
 
 #[derive(Debug)]
@@ -156,7 +197,8 @@ struct Config {
     methods: Vec<Method>,
     paths: Option<Rules>,
     ignore: Rules,
-    permits: Option<Arc<Semaphore>>,
+    permits: Arc<Semaphore>,
+    max_outlive: Duration,
 }
 
 impl Config {
@@ -175,7 +217,8 @@ pub struct ShieldLayerBuilder {
     methods: Vec<String>,
     paths: Option<Rules>,
     ignore: Rules,
-    max_in_flight: Option<usize>,
+    max_in_flight: usize,
+    max_outlive: Duration,
 }
 
 impl ShieldLayerBuilder {
@@ -207,9 +250,17 @@ impl ShieldLayerBuilder {
 
     /// At most this many shielded tasks at once, detached ones included; beyond it a
     /// request that would be shielded gets `503 Service Unavailable` without reaching the
-    /// handler. Default: no bound.
+    /// handler (see [Bounds](self#bounds)). Default: [`DEFAULT_MAX_IN_FLIGHT`].
     pub fn max_in_flight(mut self, max: usize) -> Self {
-        self.max_in_flight = Some(max);
+        self.max_in_flight = max;
+        self
+    }
+
+    /// How long a shielded task may keep running after its client left; past it the
+    /// handler is dropped, as an unshielded one would have been (see
+    /// [Bounds](self#bounds)). Default: [`DEFAULT_MAX_OUTLIVE`].
+    pub fn max_outlive(mut self, max: Duration) -> Self {
+        self.max_outlive = max;
         self
     }
 
@@ -227,17 +278,26 @@ impl ShieldLayerBuilder {
         if self.paths.as_ref().is_some_and(Rules::is_empty) {
             return Err(ShieldConfigError::NoPaths);
         }
-        let permits = match self.max_in_flight {
-            Some(0) => return Err(ShieldConfigError::ZeroMaxInFlight),
-            Some(max) => Some(Arc::new(Semaphore::new(max))),
-            None => None,
-        };
+        match self.max_in_flight {
+            0 => return Err(ShieldConfigError::ZeroMaxInFlight),
+            max if max > Semaphore::MAX_PERMITS => {
+                return Err(ShieldConfigError::MaxInFlightTooLarge {
+                    max,
+                    supported: Semaphore::MAX_PERMITS,
+                });
+            }
+            _ => {}
+        }
+        if self.max_outlive.is_zero() {
+            return Err(ShieldConfigError::ZeroMaxOutlive);
+        }
         Ok(ShieldLayer {
             config: Arc::new(Config {
                 methods,
                 paths: self.paths,
                 ignore: self.ignore,
-                permits,
+                permits: Arc::new(Semaphore::new(self.max_in_flight)),
+                max_outlive: self.max_outlive,
             }),
             tracker: TaskTracker::new(),
         })
@@ -254,7 +314,8 @@ pub struct ShieldLayer {
 
 impl ShieldLayer {
     /// Starts a builder with the defaults: methods `POST`, `PUT`, `PATCH`, `DELETE` on every
-    /// path, nothing ignored, no bound.
+    /// path, nothing ignored, at most [`DEFAULT_MAX_IN_FLIGHT`] shielded tasks, each
+    /// outliving its client by at most [`DEFAULT_MAX_OUTLIVE`].
     pub fn builder() -> ShieldLayerBuilder {
         ShieldLayerBuilder {
             methods: ["POST", "PUT", "PATCH", "DELETE"]
@@ -262,7 +323,8 @@ impl ShieldLayer {
                 .to_vec(),
             paths: None,
             ignore: Rules::new(),
-            max_in_flight: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_outlive: DEFAULT_MAX_OUTLIVE,
         }
     }
 
@@ -318,30 +380,30 @@ where
                 },
             };
         }
-        let permit = match &self.config.permits {
-            None => None,
-            Some(permits) => match permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    tracing::warn!(
-                        method = %request.method(),
-                        path = request.uri().path(),
-                        "shield at its bound of in-flight work; answering 503"
-                    );
-                    return ResponseFuture {
-                        kind: Kind::Ready {
-                            response: Some(status_response(StatusCode::SERVICE_UNAVAILABLE)),
-                        },
-                    };
-                }
-            },
+        let Ok(permit) = self.config.permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                method = %request.method(),
+                path = request.uri().path(),
+                "shield at its bound of in-flight work; answering 503"
+            );
+            return ResponseFuture {
+                kind: Kind::Ready {
+                    response: Some(status_response(StatusCode::SERVICE_UNAVAILABLE)),
+                },
+            };
         };
         // Kept only by a span that declared the field (`shielded = tracing::field::Empty`).
         tracing::Span::current().record("shielded", true);
         let token = CancellationToken::new();
         request.extensions_mut().insert(ClientGone(token.clone()));
+        let detached = Detached {
+            gone: token.clone(),
+            max_outlive: self.config.max_outlive,
+            method: request.method().clone(),
+            path: request.uri().path().into(),
+        };
         let future = self.inner.call(request);
-        let handle = self.tracker.spawn(run(future, permit));
+        let handle = self.tracker.spawn(run(future, detached, permit));
         ResponseFuture {
             kind: Kind::Shielded {
                 handle,
@@ -351,11 +413,42 @@ where
     }
 }
 
-async fn run<F>(future: F, permit: Option<OwnedSemaphorePermit>) -> F::Output
+/// What a shielded task needs to know to stop once it has outlived its client too long.
+struct Detached {
+    gone: CancellationToken,
+    max_outlive: Duration,
+    method: Method,
+    path: Box<str>,
+}
+
+/// Runs shielded work; `None` when it outlived its client by more than the bound and was
+/// dropped.
+async fn run<F>(future: F, detached: Detached, permit: OwnedSemaphorePermit) -> Option<F::Output>
 where
     F: Future,
 {
-    let output = future.await;
+    let Detached {
+        gone,
+        max_outlive,
+        method,
+        path,
+    } = detached;
+    let output = tokio::select! {
+        biased;
+        output = future => Some(output),
+        () = async {
+            gone.cancelled().await;
+            tokio::time::sleep(max_outlive).await;
+        } => {
+            tracing::warn!(
+                %method,
+                path = &*path,
+                max_outlive = ?max_outlive,
+                "shielded work outlived its client by the bound; dropping it"
+            );
+            None
+        }
+    };
     drop(permit);
     output
 }
@@ -392,7 +485,7 @@ pin_project! {
             future: F,
         },
         Shielded {
-            handle: JoinHandle<Result<Response<B>, E>>,
+            handle: JoinHandle<Option<Result<Response<B>, E>>>,
             guard: Option<DropGuard>,
         },
         Ready {
@@ -417,7 +510,13 @@ where
                 if let Some(guard) = guard.take() {
                     guard.disarm();
                 }
-                Poll::Ready(joined.unwrap_or_else(|error| Ok(join_failed(error))))
+                Poll::Ready(match joined {
+                    Ok(Some(output)) => output,
+                    // Only reachable when code other than the layer cancelled the
+                    // `ClientGone` token while the client still waited.
+                    Ok(None) => Ok(status_response(StatusCode::SERVICE_UNAVAILABLE)),
+                    Err(error) => Ok(join_failed(error)),
+                })
             }
             KindProj::Ready { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
