@@ -534,6 +534,80 @@ async fn item_17_refused_preflight_status_is_configurable() {
 }
 
 #[tokio::test]
+async fn item_17_refusal_reason_is_not_sent_by_default() {
+    let server = serve(list().build().unwrap()).await;
+    let reply = server.preflight("/r", EVIL, "GET").await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.one("cors-refusal-reason"), None);
+}
+
+#[tokio::test]
+async fn item_17_explained_refusal_names_the_origin() {
+    let server = serve(list().explain_refusals(true).build().unwrap()).await;
+    let reply = server.preflight("/r", EVIL, "GET").await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.one("cors-refusal-reason"),
+        Some(r#"origin "https://evil.example" is not allowed"#)
+    );
+    assert!(!reply.has_any_cors_header());
+}
+
+#[tokio::test]
+async fn item_17_explained_refusal_names_the_method() {
+    let server = serve(
+        list()
+            .allow_methods(["PUT"])
+            .explain_refusals(true)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let reply = server.preflight("/r", APP, "DELETE").await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.one("cors-refusal-reason"),
+        Some(r#"method "DELETE" is not allowed"#)
+    );
+}
+
+#[tokio::test]
+async fn item_17_explained_refusal_names_the_request_header() {
+    let server = serve(
+        list()
+            .allow_headers(["content-type"])
+            .explain_refusals(true)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let reply = server
+        .send(
+            "OPTIONS",
+            "/r",
+            &[
+                ("origin", APP),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type,x-tenant"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.one("cors-refusal-reason"),
+        Some(r#"request header "x-tenant" is not allowed"#)
+    );
+}
+
+#[tokio::test]
+async fn item_17_granted_preflight_carries_no_refusal_reason() {
+    let server = serve(list().explain_refusals(true).build().unwrap()).await;
+    let reply = server.preflight("/r", APP, "GET").await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(reply.one("cors-refusal-reason"), None);
+}
+
+#[tokio::test]
 async fn item_18_preflight_for_a_method_not_allowed_is_refused() {
     let server = serve(list().allow_methods(["PUT"]).build().unwrap()).await;
     let reply = server.preflight("/r", APP, "DELETE").await;
@@ -907,6 +981,34 @@ async fn item_33_expose_any_with_credentials_lists_the_response_header_names() {
     let mut names: Vec<_> = exposed.split(", ").collect();
     names.sort();
     assert_eq!(names, ["x-request-id", "x-trace"]);
+}
+
+#[tokio::test]
+async fn item_33_expose_any_with_credentials_omits_headers_added_outside_the_layer() {
+    let cors = list()
+        .expose_any_header()
+        .allow_credentials(true)
+        .build()
+        .unwrap();
+    let router = app(Arc::default())
+        .layer(cors)
+        .layer(axum::middleware::map_response(
+            |mut response: Response| async move {
+                let value = HeaderValue::from_static("outer");
+                response.headers_mut().insert("x-outer", value);
+                response
+            },
+        ));
+    let addr = serve_router(router).await;
+    let server = Server {
+        base: format!("http://{addr}"),
+        calls: Arc::default(),
+    };
+    let reply = server.send("GET", "/expose", &[("origin", APP)]).await;
+    assert_eq!(reply.one("x-outer"), Some("outer"));
+    let exposed = reply.one("access-control-expose-headers").unwrap();
+    assert!(!exposed.contains("x-outer"), "exposed: {exposed}");
+    assert!(exposed.contains("x-request-id"), "exposed: {exposed}");
 }
 
 #[test]

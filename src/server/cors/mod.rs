@@ -20,6 +20,15 @@
 //! An `Err` from the inner service has no response to carry headers, so place the error
 //! layer inside this one (see [`server`](crate::server) for the recommended order).
 //!
+//! # Why a preflight was refused
+//!
+//! A refused preflight carries no CORS headers, so a browser's console blames a missing
+//! `Access-Control-Allow-Origin` whatever the real cause. For development,
+//! [`CorsLayerBuilder::explain_refusals`] adds a [`REFUSAL_REASON`] header naming it (the
+//! origin, the method or the request header that is not allowed); it shows in the browser's
+//! network panel. Leave it off in production, where it tells any caller what the policy
+//! lacks. The reason is also logged at `DEBUG` either way.
+//!
 //! The default policy allows no origin, the safelisted methods (`GET`, `HEAD`, `POST`), no
 //! extra request header, exposes nothing, sends no max age and no credentials, covers every
 //! path, answers allowed preflights with `204` and refused ones with `403`.
@@ -76,6 +85,10 @@ const REQUEST_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-request-private-network");
 const ALLOW_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-allow-private-network");
+/// The response header that names why a preflight was refused, with
+/// [`CorsLayerBuilder::explain_refusals`].
+pub const REFUSAL_REASON: HeaderName = HeaderName::from_static("cors-refusal-reason");
+
 const TRUE: HeaderValue = HeaderValue::from_static("true");
 const STAR: HeaderValue = HeaderValue::from_static("*");
 
@@ -197,6 +210,7 @@ pub struct CorsLayerBuilder {
     private_network: bool,
     preflight_status: StatusCode,
     denied_status: StatusCode,
+    explain_refusals: bool,
 }
 
 impl fmt::Debug for CorsLayerBuilder {
@@ -247,12 +261,38 @@ impl CorsLayerBuilder {
     /// the browser sent it and is never consulted for `null` or for a value that is not
     /// visible ASCII. Adds to earlier calls.
     ///
+    /// Check the scheme as well as the host: a suffix test alone also admits
+    /// `http://intranet.corp.example`, whose pages anyone on the network path can rewrite,
+    /// and with credentials it could then read credentialed responses.
+    ///
     /// ```
     /// # use stopover::server::cors::CorsLayer;
+    /// # use tower::{Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let cors = CorsLayer::builder()
-    ///     .allow_origin_predicate(|origin| origin.ends_with(".corp.example"))
-    ///     .build();
-    /// # assert!(cors.is_ok());
+    ///     .allow_origin_predicate(|origin| {
+    ///         origin
+    ///             .strip_prefix("https://")
+    ///             .is_some_and(|host| host.ends_with(".corp.example"))
+    ///     })
+    ///     .allow_credentials(true)
+    ///     .build()?;
+    /// # let app = cors.layer(tower::service_fn(|_: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # }));
+    /// # for (origin, allowed) in [
+    /// #     ("https://wiki.corp.example", true),
+    /// #     ("http://wiki.corp.example", false),
+    /// #     ("https://corp.example.evil.test", false),
+    /// # ] {
+    /// #     let request = http::Request::get("/").header("origin", origin).body(())?;
+    /// #     let response = app.clone().oneshot(request).await?;
+    /// #     let granted = response.headers().contains_key("access-control-allow-origin");
+    /// #     assert_eq!(granted, allowed, "{origin}");
+    /// # }
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn allow_origin_predicate<F>(mut self, predicate: F) -> Self
     where
@@ -317,8 +357,11 @@ impl CorsLayerBuilder {
         self
     }
 
-    /// The request headers a preflight may ask for (case-insensitive), sent as
-    /// `Access-Control-Allow-Headers`. Replaces earlier calls. Default: none.
+    /// The request headers a preflight may ask for (case-insensitive). The list is sent as
+    /// `Access-Control-Allow-Headers` on a granted preflight that asked for headers (carried
+    /// `Access-Control-Request-Headers`); a preflight that asked for none gets no
+    /// `Access-Control-Allow-Headers`, since a browser only checks the headers it asked
+    /// for. Replaces earlier calls. Default: none.
     pub fn allow_headers<I, T>(mut self, headers: I) -> Self
     where
         I: IntoIterator<Item = T>,
@@ -356,6 +399,12 @@ impl CorsLayerBuilder {
 
     /// Exposes every response header: `*` without credentials; with credentials (where `*`
     /// is a literal name) the names of the response's own headers, built per response.
+    ///
+    /// With credentials, "every" means the headers present when this layer sees the
+    /// response: a header that a layer outside this one adds, or that the server adds
+    /// while writing the response (such as `date`), is not listed, so scripts cannot read
+    /// it. Place the layers that add headers scripts need inside this one, or list those
+    /// headers with [`expose_headers`](Self::expose_headers).
     pub fn expose_any_header(mut self) -> Self {
         self.expose_any = true;
         self
@@ -394,6 +443,14 @@ impl CorsLayerBuilder {
     /// without CORS headers. Default: `403 Forbidden`.
     pub fn denied_preflight_status(mut self, status: StatusCode) -> Self {
         self.denied_status = status;
+        self
+    }
+
+    /// Names why a refused preflight was refused in a [`REFUSAL_REASON`] response header,
+    /// for development (see [the module docs](self#why-a-preflight-was-refused)). Default:
+    /// `false`.
+    pub fn explain_refusals(mut self, explain: bool) -> Self {
+        self.explain_refusals = explain;
         self
     }
 
@@ -492,6 +549,7 @@ impl CorsLayerBuilder {
                 private_network: self.private_network,
                 preflight_status: self.preflight_status,
                 denied_status: self.denied_status,
+                explain_refusals: self.explain_refusals,
                 actual_vary: Vary::new(actual_vary),
                 preflight_vary: Vary::new(preflight_vary),
             }),
@@ -565,6 +623,7 @@ struct Config {
     private_network: bool,
     preflight_status: StatusCode,
     denied_status: StatusCode,
+    explain_refusals: bool,
     actual_vary: Vary,
     preflight_vary: Vary,
 }
@@ -591,6 +650,7 @@ impl CorsLayer {
             private_network: false,
             preflight_status: StatusCode::NO_CONTENT,
             denied_status: StatusCode::FORBIDDEN,
+            explain_refusals: false,
         }
     }
 }
@@ -674,12 +734,30 @@ where
     }
 }
 
-/// Why a preflight was refused, for the debug log.
-#[derive(Debug, Clone, Copy)]
+/// Why a preflight was refused, for the debug log and [`REFUSAL_REASON`].
+#[derive(Debug, Clone)]
 enum Refusal {
-    Origin,
-    Method,
-    Headers,
+    Origin(HeaderValue),
+    Method(HeaderValue),
+    /// A requested header that is not allowed, or not a header name at all.
+    Header(Vec<u8>),
+}
+
+impl Refusal {
+    fn reason(&self) -> HeaderValue {
+        let (what, value) = match self {
+            Self::Origin(origin) => ("origin", origin.as_bytes()),
+            Self::Method(method) => ("method", method.as_bytes()),
+            Self::Header(name) => ("request header", name.as_slice()),
+        };
+        let mut reason = Vec::with_capacity(what.len() + value.len() + 20);
+        reason.extend_from_slice(what.as_bytes());
+        reason.extend_from_slice(b" \"");
+        reason.extend_from_slice(value);
+        reason.extend_from_slice(b"\" is not allowed");
+        // The value came from a request header, so it is a valid header value already.
+        HeaderValue::from_bytes(&reason).unwrap_or_else(|_| HeaderValue::from_static("refused"))
+    }
 }
 
 impl Config {
@@ -698,6 +776,9 @@ impl Config {
                     "CORS preflight refused"
                 );
                 headers.clear();
+                if self.explain_refusals {
+                    headers.insert(REFUSAL_REASON, refusal.reason());
+                }
                 *response.status_mut() = self.denied_status;
             }
         }
@@ -707,18 +788,24 @@ impl Config {
 
     /// Writes the headers that grant a preflight, or says why it is refused.
     fn grant(&self, request: &HeaderMap, granted: &mut HeaderMap) -> Result<(), Refusal> {
-        let origin = request.get(header::ORIGIN).ok_or(Refusal::Origin)?;
-        let allow_origin = self.origin.allow(origin).ok_or(Refusal::Origin)?;
+        // A preflight carries both headers (see `is_preflight`).
+        let empty = HeaderValue::from_static("");
+        let origin = request.get(header::ORIGIN).unwrap_or(&empty);
+        let allow_origin = self
+            .origin
+            .allow(origin)
+            .ok_or_else(|| Refusal::Origin(origin.clone()))?;
         let requested_method = request
             .get(header::ACCESS_CONTROL_REQUEST_METHOD)
-            .ok_or(Refusal::Method)?;
+            .unwrap_or(&empty);
+        let refused_method = || Refusal::Method(requested_method.clone());
         let method =
-            Method::from_bytes(requested_method.as_bytes()).map_err(|_| Refusal::Method)?;
+            Method::from_bytes(requested_method.as_bytes()).map_err(|_| refused_method())?;
         let safelisted = method == Method::GET || method == Method::HEAD || method == Method::POST;
         let allow_methods = match &self.methods {
             MethodPolicy::List { methods, value } => {
                 if !safelisted && !methods.contains(&method) {
-                    return Err(Refusal::Method);
+                    return Err(refused_method());
                 }
                 value.clone()
             }
@@ -736,11 +823,12 @@ impl Config {
                 .map(<[u8]>::trim_ascii)
                 .filter(|item| !item.is_empty())
             {
-                let name = HeaderName::from_bytes(item).map_err(|_| Refusal::Headers)?;
+                let refused = || Refusal::Header(item.to_vec());
+                let name = HeaderName::from_bytes(item).map_err(|_| refused())?;
                 authorization |= name == header::AUTHORIZATION;
                 if let HeaderPolicy::List { names, .. } = &self.headers {
                     if !names.contains(&name) {
-                        return Err(Refusal::Headers);
+                        return Err(refused());
                     }
                 }
             }
