@@ -42,6 +42,9 @@ pub mod ssrf;
 mod telemetry;
 pub use telemetry::DURATION_BUCKETS;
 pub mod token;
+mod transport;
+#[cfg(any(feature = "rustls", feature = "rustls-ring", feature = "native-tls"))]
+pub use transport::tls;
 
 use std::fmt;
 use std::future::Future;
@@ -384,6 +387,9 @@ pub struct ClientBuilder {
     span_redaction: logging::Redaction,
     #[cfg(feature = "opentelemetry")]
     trace_exclude: Vec<url::Origin>,
+    /// TLS, pool, TCP, HTTP version, decompression and cookie settings, in the order set.
+    transport: Vec<transport::Setting>,
+    chosen: transport::Chosen,
     error: Option<Error>,
 }
 
@@ -407,6 +413,8 @@ impl ClientBuilder {
             span_redaction: telemetry::default_redaction(),
             #[cfg(feature = "opentelemetry")]
             trace_exclude: Vec::new(),
+            transport: Vec::new(),
+            chosen: transport::Chosen::default(),
             error: None,
         }
     }
@@ -648,11 +656,22 @@ impl ClientBuilder {
             ));
         }
         if self.ssrf.is_some() && !self.proxies.is_empty() {
-            return Err(Error::builder(
-                "a proxy cannot be combined with an SSRF policy: the proxy would resolve and \
-                 connect to the target out of the guard's sight",
+            return Err(Error::conflict(
+                "proxy",
+                "ssrf_policy",
+                "the proxy would resolve and connect to the target out of the SSRF guard's sight",
             ));
         }
+        if let Some(conflict) = self.chosen.conflict() {
+            return Err(conflict);
+        }
+        // The transport settings first: what follows (no redirects, the guarded resolver, the
+        // peer check) is applied after them, so none of them can undo it.
+        for setting in self.transport {
+            http = setting(http);
+        }
+        #[cfg(feature = "rustls-ring")]
+        transport::install_ring_provider();
         for proxy in self.proxies {
             http = http.proxy(proxy.inner);
         }
@@ -671,6 +690,8 @@ impl ClientBuilder {
             (None, Some(resolver)) => http = http.dns_resolver(resolver),
             (None, None) => {}
         }
+        // Once more, last: whatever came before, reqwest follows no redirect of its own.
+        let http = http.redirect(reqwest::redirect::Policy::none());
         let http = http.build().map_err(|err| {
             Error::with_kind_and_source(ErrorKind::Builder, err)
                 .with_message("the HTTP transport could not be built")
@@ -706,6 +727,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("middlewares", &self.chain.len())
+            .field("transport_settings", &self.transport.len())
             .finish_non_exhaustive()
     }
 }
