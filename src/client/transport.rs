@@ -296,8 +296,9 @@ impl ClientBuilder {
     /// Keeps cookies in an in-memory store (reqwest's [`Jar`](reqwest::cookie::Jar)):
     /// `Set-Cookie` of every response on the wire, redirect hops included, is stored, and
     /// each request on the wire that sets no `Cookie` header of its own is sent the stored
-    /// cookies that belong to its URL (RFC 6265: by domain, path, `Secure`, expiry). A cookie
-    /// is never sent to a host it does not belong to; a `Cookie` header set on the request
+    /// cookies that belong to its URL (RFC 6265: by domain, path, `Secure`, expiry; the ports
+    /// of one host share cookies, as in browsers). A cookie is never sent to a host it does not
+    /// belong to; a `Cookie` header set on the request
     /// is dropped when a redirect leaves its origin, like every credential. The store's
     /// cookies are added below the middleware chain, so middlewares do not see them.
     /// Default: no store.
