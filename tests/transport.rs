@@ -437,3 +437,65 @@ async fn tcp_keepalive_none_leaves_it_off() {
 }
 
 mod support;
+
+/// Resolves every name to 127.0.0.1.
+struct ToLoopback;
+
+impl stopover::reqwest::dns::Resolve for ToLoopback {
+    fn resolve(&self, _: stopover::reqwest::dns::Name) -> stopover::reqwest::dns::Resolving {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Box::pin(
+            async move { Ok(Box::new(std::iter::once(addr)) as stopover::reqwest::dns::Addrs) },
+        )
+    }
+}
+
+/// A client with every pool, TCP and HTTP setting changed from its default, and the default
+/// SSRF policy (which refuses loopback).
+fn guarded_with_every_setting() -> stopover::client::ClientBuilder {
+    let builder = Client::builder()
+        .ssrf_policy(stopover::client::ssrf::Policy::default())
+        .pool_idle_timeout(None)
+        .pool_max_idle_per_host(1)
+        .tcp_keepalive(Duration::from_secs(30))
+        .tcp_keepalive_interval(Duration::from_secs(5))
+        .tcp_keepalive_retries(2)
+        .tcp_nodelay(false)
+        .local_address(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .http2_prior_knowledge()
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .http2_keep_alive_timeout(Duration::from_secs(1))
+        .http2_keep_alive_while_idle(true);
+    #[cfg(any(feature = "rustls", feature = "rustls-ring", feature = "native-tls"))]
+    let builder = builder.tls_danger_accept_invalid_certs(true).tls_sni(false);
+    builder
+}
+
+#[tokio::test]
+async fn transport_settings_keep_the_ssrf_guard_on_the_url() {
+    let server = Plain::start().await;
+    let client = guarded_with_every_setting().build().unwrap();
+
+    let err = client.get(server.url()).send().await.unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err:?}");
+    assert_eq!(server.connections(), 0);
+}
+
+#[tokio::test]
+async fn transport_settings_keep_the_guarded_resolver() {
+    let server = Plain::start().await;
+    let client = guarded_with_every_setting()
+        .dns_resolver(Arc::new(ToLoopback))
+        .build()
+        .unwrap();
+
+    let err = client
+        .get(format!("http://internal.test:{}/", server.addr.port()))
+        .send()
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err:?}");
+    assert_eq!(server.connections(), 0);
+}

@@ -53,7 +53,8 @@ impl Chosen {
 }
 
 /// TLS types for the TLS settings of [`ClientBuilder`], from the reqwest this crate is built
-/// on: a [`Certificate`] to trust, an [`Identity`] to present, a protocol [`Version`].
+/// on: a [`Certificate`](tls::Certificate) to trust, an [`Identity`](tls::Identity) to present,
+/// a protocol [`Version`](tls::Version).
 ///
 /// ```
 /// # fn run(ca_pem: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
