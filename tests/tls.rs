@@ -1,7 +1,8 @@
 //! TLS settings against a real rustls server on loopback, with certificates made for each test
 //! by rcgen: a private CA trusted only when added, mutual TLS, protocol versions, SNI and ALPN.
+//! The client side runs with whichever TLS backend is compiled in (`.ci/run` runs each).
 
-#![cfg(any(feature = "rustls", feature = "rustls-ring"))]
+#![cfg(any(feature = "rustls", feature = "rustls-ring", feature = "native-tls"))]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,8 +75,11 @@ struct Leaf {
 impl Leaf {
     /// The certificate and its key in one PEM document, as `Identity::from_pem` reads them.
     fn identity(&self) -> Identity {
-        let both = pem("CERTIFICATE", &self.der) + &pem("PRIVATE KEY", &self.key);
-        Identity::from_pem(both.as_bytes()).unwrap()
+        let (cert, key) = (pem("CERTIFICATE", &self.der), pem("PRIVATE KEY", &self.key));
+        #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+        return Identity::from_pem((cert + &key).as_bytes()).unwrap();
+        #[cfg(not(any(feature = "rustls", feature = "rustls-ring")))]
+        return Identity::from_pkcs8_pem(cert.as_bytes(), key.as_bytes()).unwrap();
     }
 }
 

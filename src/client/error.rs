@@ -110,6 +110,12 @@ fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
                 {
                     return true;
                 }
+                // The same under native-tls on OpenSSL, whose error after the handshake comes
+                // as its own type (h1) or its text (h2); both end with OpenSSL's alert number.
+                #[cfg(feature = "native-tls")]
+                if inner.to_string().contains("SSL alert number") {
+                    return true;
+                }
             }
         }
         cause = err.source();
