@@ -356,6 +356,13 @@ impl fmt::Debug for Client {
 
 /// Configures a [`Client`]. Every setter states its default.
 ///
+/// The transport settings (TLS, the connection pool, TCP, HTTP versions, decompression, cookies)
+/// are reqwest's, under reqwest 0.13's names. None of them can loosen the connection policy:
+/// reqwest's own redirects stay off (stopover follows redirects, one pass of the chain per hop),
+/// and with an [`ssrf_policy`](Self::ssrf_policy) the guarded resolver and the peer check stay
+/// in place. Settings that cannot hold together make [`build`](Self::build) fail with an
+/// [`ErrorKind::Builder`] error whose [`Error::conflicting_settings`] names both.
+///
 /// ```
 /// use std::time::Duration;
 /// use stopover::client::Client;
