@@ -31,6 +31,7 @@
 //! | `rustls` | yes | HTTPS through rustls with aws-lc-rs, the platform's verifier and roots (reqwest's default); [`client::tls`] and the `tls_*` settings; a failed handshake is [`ErrorKind::Tls`](client::ErrorKind::Tls) | reqwest's `rustls` (rustls, aws-lc-rs, rustls-platform-verifier) |
 //! | `rustls-ring` | no | HTTPS through rustls with ring, the platform's verifier and roots: no C compiler needed; ring is installed as rustls' process-wide default provider when `build` finds none (and wins over aws-lc-rs when `rustls` is on too) | reqwest's `rustls-no-provider`, rustls with `ring` |
 //! | `native-tls` | no | HTTPS through the platform's TLS library (OpenSSL, Security.framework, SChannel) with its roots, ALPN included; preferred over rustls when both are on (`ClientBuilder::tls_backend_rustls` picks rustls) | reqwest's `native-tls` |
+//! | `webpki-roots` | no | [`ClientBuilder::tls_webpki_roots`](client::ClientBuilder::tls_webpki_roots): the Mozilla roots bundled into the build instead of the platform's, with any TLS backend | webpki-root-certs (data under CDLA-Permissive-2.0) |
 //! | `gzip` | yes | gzip responses decoded (`Accept-Encoding: gzip`), see [`ClientBuilder::gzip`](client::ClientBuilder::gzip) | reqwest's `gzip` (async-compression, flate2) |
 //! | `brotli`, `zstd`, `deflate` | no | brotli (`br`), zstd and deflate responses decoded the same way | reqwest's features of those names |
 //! | `cookies` | no | a cookie store, [`ClientBuilder::cookie_store`](client::ClientBuilder::cookie_store) | reqwest's `cookies` (cookie_store) |

@@ -383,6 +383,36 @@ impl ClientBuilder {
         self.reqwest(move |http| http.tls_certs_only(certs))
     }
 
+    /// Trusts the Mozilla root certificates bundled into the build (the `webpki-root-certs`
+    /// crate, as of its version) instead of the platform's: for containers and systems without
+    /// a usable certificate store. Roots added with [`tls_certs_merge`](Self::tls_certs_merge)
+    /// or [`tls_certs_only`](Self::tls_certs_only) are trusted on top of them. Default: the
+    /// platform's roots.
+    ///
+    /// ```
+    /// let client = stopover::client::Client::builder().tls_webpki_roots().build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    #[cfg(feature = "webpki-roots")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webpki-roots")))]
+    pub fn tls_webpki_roots(mut self) -> Self {
+        let certs: Result<Vec<_>, _> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|der| tls::Certificate::from_der(der))
+            .collect();
+        match certs {
+            Ok(certs) => self.reqwest(move |http| http.tls_certs_only(certs)),
+            Err(err) => {
+                self.fail(
+                    Error::with_kind_and_source(super::ErrorKind::Builder, err)
+                        .with_message("a bundled webpki root certificate could not be read"),
+                );
+                self
+            }
+        }
+    }
+
     /// The client certificate and key presented to servers that ask for one (mutual TLS).
     /// Default: none.
     ///
