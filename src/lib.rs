@@ -22,12 +22,19 @@
 //!
 //! ```sh
 //! cargo add stopover                                         # both halves
-//! cargo add stopover --no-default-features --features client # the client alone
+//! cargo add stopover --no-default-features --features rustls,gzip # the client alone, with HTTPS and gzip
 //! ```
 //!
 //! | feature | default | what it adds | what it pulls in |
 //! |---|---|---|---|
-//! | `client` | yes | the [`client`] module | reqwest 0.13 (rustls with aws-lc-rs, HTTP/2), hyper-util, url, RustCrypto hashes (md-5, sha1, sha2), ipnet, getrandom |
+//! | `client` | yes | the [`client`] module, plain HTTP only until a TLS feature is on | reqwest 0.13 (HTTP/2), hyper-util, url, RustCrypto hashes (md-5, sha1, sha2), ipnet, getrandom |
+//! | `rustls` | yes | HTTPS through rustls with aws-lc-rs, the platform's verifier and roots (reqwest's default); [`client::tls`] and the `tls_*` settings; a failed handshake is [`ErrorKind::Tls`](client::ErrorKind::Tls) | reqwest's `rustls` (rustls, aws-lc-rs, rustls-platform-verifier) |
+//! | `rustls-ring` | no | HTTPS through rustls with ring, the platform's verifier and roots: no C compiler needed; ring is installed as rustls' process-wide default provider when `build` finds none (and wins over aws-lc-rs when `rustls` is on too) | reqwest's `rustls-no-provider`, rustls with `ring` |
+//! | `native-tls` | no | HTTPS through the platform's TLS library (OpenSSL, Security.framework, SChannel) with its roots, ALPN included; preferred over rustls when both are on (`ClientBuilder::tls_backend_rustls` picks rustls) | reqwest's `native-tls` |
+//! | `webpki-roots` | no | [`ClientBuilder::tls_webpki_roots`](client::ClientBuilder::tls_webpki_roots): the Mozilla roots bundled into the build instead of the platform's, with any TLS backend | webpki-root-certs (data under CDLA-Permissive-2.0) |
+//! | `gzip` | yes | gzip responses decoded (`Accept-Encoding: gzip`), see [`ClientBuilder::gzip`](client::ClientBuilder::gzip) | reqwest's `gzip` (async-compression, flate2) |
+//! | `brotli`, `zstd`, `deflate` | no | brotli (`br`), zstd and deflate responses decoded the same way | reqwest's features of those names |
+//! | `cookies` | no | a cookie store, [`ClientBuilder::cookie_store`](client::ClientBuilder::cookie_store) | reqwest's `cookies` (cookie_store) |
 //! | `redis` | no | [`client::token::redis`]: one bearer token and one refresh per expiry for a fleet, through Redis | redis 1.2 (tokio, connection manager) |
 //! | `server` | yes | the [`server`] module | tower, regex, ipnet, pin-project-lite |
 //! | `axum` | no | `HttpError: IntoResponse`, `ForwardedInfo` and `ClientGone` as extractors, `ForwardedLayer` reading axum's `ConnectInfo` (see `server::axum`) | axum 0.8 without default features |
@@ -35,7 +42,8 @@
 //! | `metrics` | no | `http.client.request.duration` and counters for retries, token refreshes and SSRF refusals, through the `metrics` facade | metrics 0.24 |
 //!
 //! Both halves use tokio, `http` 1, bytes, serde_json and tracing. Building the default TLS
-//! stack (aws-lc-rs) needs a C compiler.
+//! stack (aws-lc-rs) needs a C compiler; `--no-default-features --features client,rustls-ring`
+//! avoids it.
 //!
 //! # The client
 //!

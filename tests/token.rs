@@ -708,6 +708,7 @@ fn a_proxy_with_an_ssrf_policy_is_refused_at_build() {
         .unwrap_err();
     assert!(err.is_builder());
     assert!(err.to_string().contains("SSRF"), "{err}");
+    assert_eq!(err.conflicting_settings(), Some(["proxy", "ssrf_policy"]));
 }
 
 #[test]

@@ -25,9 +25,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorKind {
     /// The request could not be built: a bad URL, header name or value, or body serialisation.
     Builder,
-    /// No connection could be opened (refused, unreachable, DNS failure, TLS handshake, or the
-    /// connect timeout passed): the request was not sent.
+    /// No connection could be opened (refused, unreachable, DNS failure, or the connect
+    /// timeout passed): the request was not sent. A failed TLS handshake is
+    /// [`Tls`](ErrorKind::Tls).
     Connect,
+    /// The TLS handshake failed or the peer ended TLS with an alert: a server certificate that
+    /// is not trusted, expired or for another name, a client certificate the server refused or
+    /// did not get, no common protocol version. Trying again does not help, so the
+    /// [`Retry`](super::retry::Retry) middleware does not; the source says what the TLS
+    /// library reported.
+    Tls,
     /// A deadline passed: the whole call's timeout, or one attempt's. (A connection that ran out
     /// of the connect timeout is [`Connect`](ErrorKind::Connect), and
     /// [`Error::is_timeout`] is true for it.)
@@ -60,6 +67,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Builder => "invalid request",
             ErrorKind::Connect => "connection failed",
+            ErrorKind::Tls => "TLS handshake failed",
             ErrorKind::Timeout => "timed out",
             ErrorKind::Transport => "transport error",
             ErrorKind::Refused => "refused by the connection policy",
@@ -72,6 +80,52 @@ impl ErrorKind {
             ErrorKind::BodyTooLarge => "response body too large",
         }
     }
+}
+
+/// Whether the TLS library's own error is in `err`'s chain of causes.
+#[cfg(any(feature = "rustls", feature = "rustls-ring", feature = "native-tls"))]
+fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        #[cfg(feature = "native-tls")]
+        if err.is::<native_tls_crate::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps, which is where TLS streams put theirs.
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if is_tls_failure(inner) {
+                    return true;
+                }
+                // An alert that ends an HTTP/2 connection after the handshake (a server refusing
+                // the client certificate under TLS 1.3) reaches us through h2, which keeps
+                // only the text of an I/O error: rustls' text for `AlertReceived`.
+                #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+                if io.kind() == std::io::ErrorKind::InvalidData
+                    && inner.to_string().starts_with("received fatal alert: ")
+                {
+                    return true;
+                }
+                // The same under native-tls on OpenSSL, whose error after the handshake comes
+                // as its own type (h1) or its text (h2); both end with OpenSSL's alert number.
+                #[cfg(feature = "native-tls")]
+                if inner.to_string().contains("SSL alert number") {
+                    return true;
+                }
+            }
+        }
+        cause = err.source();
+    }
+    false
+}
+
+#[cfg(not(any(feature = "rustls", feature = "rustls-ring", feature = "native-tls")))]
+fn is_tls_failure(_: &(dyn std::error::Error + 'static)) -> bool {
+    false
 }
 
 /// The client's error: a kind, the URL it happened at when there is one, and a cause.
@@ -106,6 +160,7 @@ enum Detail {
     Status(StatusCode),
     Redirects(Vec<Redirect>),
     Depth(usize),
+    Conflict([&'static str; 2]),
 }
 
 impl Error {
@@ -136,6 +191,16 @@ impl Error {
 
     pub(crate) fn builder(message: impl Into<Cow<'static, str>>) -> Self {
         Error::new(ErrorKind::Builder).with_message(message)
+    }
+
+    /// Two [`ClientBuilder`](super::ClientBuilder) settings that cannot hold together, by
+    /// their setter names, and why.
+    pub(crate) fn conflict(first: &'static str, second: &'static str, why: &'static str) -> Self {
+        let mut err = Error::new(ErrorKind::Builder).with_message(format!(
+            "`{first}` cannot be combined with `{second}`: {why}"
+        ));
+        err.inner.detail = Detail::Conflict([first, second]);
+        err
     }
 
     pub(crate) fn timeout() -> Self {
@@ -202,7 +267,9 @@ impl Error {
         // Connect before timeout: a connection that ran out of `connect_timeout` is both, and
         // `Connect` keeps what a retry needs to know, that the request never left.
         // `is_timeout` still answers true for it.
-        let kind = if err.is_connect() {
+        let kind = if is_tls_failure(&err) {
+            ErrorKind::Tls
+        } else if err.is_connect() {
             ErrorKind::Connect
         } else if err.is_timeout() {
             ErrorKind::Timeout
@@ -328,6 +395,31 @@ impl Error {
     pub fn refusal(&self) -> Option<&super::ssrf::Refusal> {
         let source = self.inner.source.as_deref()?;
         super::ssrf::find_refusal(source)
+    }
+
+    /// The two [`ClientBuilder`](super::ClientBuilder) settings, by their setter names, that
+    /// made [`build`](super::ClientBuilder::build) fail because they cannot hold together.
+    ///
+    /// ```
+    /// use stopover::client::{Client, Proxy, ssrf::Policy};
+    ///
+    /// let err = Client::builder()
+    ///     .proxy(Proxy::all("http://proxy.internal:3128").unwrap())
+    ///     .ssrf_policy(Policy::default())
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.conflicting_settings(), Some(["proxy", "ssrf_policy"]));
+    /// ```
+    pub fn conflicting_settings(&self) -> Option<[&'static str; 2]> {
+        match self.inner.detail {
+            Detail::Conflict(names) => Some(names),
+            _ => None,
+        }
+    }
+
+    /// True when the TLS handshake failed ([`ErrorKind::Tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.kind() == ErrorKind::Tls
     }
 
     /// True for the request-building failures ([`ErrorKind::Builder`]).

@@ -42,6 +42,9 @@ pub mod ssrf;
 mod telemetry;
 pub use telemetry::DURATION_BUCKETS;
 pub mod token;
+mod transport;
+#[cfg(any(feature = "rustls", feature = "rustls-ring", feature = "native-tls"))]
+pub use transport::tls;
 
 use std::fmt;
 use std::future::Future;
@@ -353,6 +356,13 @@ impl fmt::Debug for Client {
 
 /// Configures a [`Client`]. Every setter states its default.
 ///
+/// The transport settings (TLS, the connection pool, TCP, HTTP versions, decompression, cookies)
+/// are reqwest's, under reqwest 0.13's names. None of them can loosen the connection policy:
+/// reqwest's own redirects stay off (stopover follows redirects, one pass of the chain per hop),
+/// and with an [`ssrf_policy`](Self::ssrf_policy) the guarded resolver and the peer check stay
+/// in place. Settings that cannot hold together make [`build`](Self::build) fail with an
+/// [`ErrorKind::Builder`] error whose [`Error::conflicting_settings`] names both.
+///
 /// ```
 /// use std::time::Duration;
 /// use stopover::client::Client;
@@ -384,6 +394,9 @@ pub struct ClientBuilder {
     span_redaction: logging::Redaction,
     #[cfg(feature = "opentelemetry")]
     trace_exclude: Vec<url::Origin>,
+    /// TLS, pool, TCP, HTTP version, decompression and cookie settings, in the order set.
+    transport: Vec<transport::Setting>,
+    chosen: transport::Chosen,
     error: Option<Error>,
 }
 
@@ -407,6 +420,8 @@ impl ClientBuilder {
             span_redaction: telemetry::default_redaction(),
             #[cfg(feature = "opentelemetry")]
             trace_exclude: Vec::new(),
+            transport: Vec::new(),
+            chosen: transport::Chosen::default(),
             error: None,
         }
     }
@@ -648,11 +663,22 @@ impl ClientBuilder {
             ));
         }
         if self.ssrf.is_some() && !self.proxies.is_empty() {
-            return Err(Error::builder(
-                "a proxy cannot be combined with an SSRF policy: the proxy would resolve and \
-                 connect to the target out of the guard's sight",
+            return Err(Error::conflict(
+                "proxy",
+                "ssrf_policy",
+                "the proxy would resolve and connect to the target out of the SSRF guard's sight",
             ));
         }
+        if let Some(conflict) = self.chosen.conflict() {
+            return Err(conflict);
+        }
+        // The transport settings first: what follows (no redirects, the guarded resolver, the
+        // peer check) is applied after them, so none of them can undo it.
+        for setting in self.transport {
+            http = setting(http);
+        }
+        #[cfg(feature = "rustls-ring")]
+        transport::install_ring_provider();
         for proxy in self.proxies {
             http = http.proxy(proxy.inner);
         }
@@ -671,6 +697,8 @@ impl ClientBuilder {
             (None, Some(resolver)) => http = http.dns_resolver(resolver),
             (None, None) => {}
         }
+        // Once more, last: whatever came before, reqwest follows no redirect of its own.
+        let http = http.redirect(reqwest::redirect::Policy::none());
         let http = http.build().map_err(|err| {
             Error::with_kind_and_source(ErrorKind::Builder, err)
                 .with_message("the HTTP transport could not be built")
@@ -706,6 +734,7 @@ impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
             .field("middlewares", &self.chain.len())
+            .field("transport_settings", &self.transport.len())
             .finish_non_exhaustive()
     }
 }

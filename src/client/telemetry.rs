@@ -179,6 +179,7 @@ fn error_type(err: &Error) -> &'static str {
     match err.kind() {
         ErrorKind::Builder => "builder",
         ErrorKind::Connect => "connect",
+        ErrorKind::Tls => "tls",
         ErrorKind::Timeout => "timeout",
         ErrorKind::Transport => "transport",
         ErrorKind::Refused => "refused",
