@@ -10,7 +10,9 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
-use stopover::server::error::{ErrorConfigError, ErrorFormat, ErrorKind, ErrorLayer, HttpError};
+use stopover::server::error::{
+    ErrorConfigError, ErrorContext, ErrorFormat, ErrorKind, ErrorLayer, HttpError,
+};
 use stopover::server::matcher::{PathMatcher, Rule};
 use tokio::net::TcpListener;
 use tower::Layer;
@@ -381,15 +383,17 @@ async fn problem_json_keeps_http_error_data_and_type() {
 
 fn text_handler(
     label: &'static str,
-) -> impl Fn(&stopover::server::error::ErrorContext<'_>) -> http::Response<Bytes> + Send + Sync + 'static
-{
-    move |ctx| {
+) -> impl Fn(http::request::Parts, ErrorContext) -> std::future::Ready<http::Response<Bytes>>
++ Send
++ Sync
++ 'static {
+    move |_request, ctx| {
         let mut response = http::Response::new(Bytes::from(format!("{label}: {}", ctx.detail())));
         *response.status_mut() = ctx.status();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        response
+        std::future::ready(response)
     }
 }
 
@@ -444,15 +448,15 @@ async fn default_handler_replaces_the_built_in_rendering() {
 
 #[tokio::test]
 async fn custom_handler_sees_status_detail_data_and_request() {
-    let layer = ErrorLayer::new().default_handler(|ctx| {
+    let layer = ErrorLayer::new().default_handler(|request, ctx| async move {
         let body = json!({
             "kind": format!("{:?}", ctx.kind()),
             "status": ctx.status().as_u16(),
             "detail": ctx.detail(),
             "data": ctx.data(),
-            "method": ctx.method().as_str(),
-            "uri": ctx.uri().to_string(),
-            "trace": ctx.request_headers().get("x-trace").and_then(|v| v.to_str().ok()),
+            "method": request.method.as_str(),
+            "uri": request.uri.to_string(),
+            "trace": request.headers.get("x-trace").and_then(|v| v.to_str().ok()),
         });
         let mut response = http::Response::new(Bytes::from(body.to_string()));
         *response.status_mut() = ctx.status();
@@ -482,7 +486,7 @@ async fn custom_handler_sees_status_detail_data_and_request() {
 
 #[tokio::test]
 async fn custom_handler_sees_internal_message_of_a_panic() {
-    let layer = ErrorLayer::new().default_handler(|ctx| {
+    let layer = ErrorLayer::new().default_handler(|_request, ctx| async move {
         let body = format!("{}|{}", ctx.detail(), ctx.internal_message().unwrap_or(""));
         let mut response = http::Response::new(Bytes::from(body));
         *response.status_mut() = ctx.status();
@@ -499,7 +503,9 @@ async fn custom_handler_sees_internal_message_of_a_panic() {
 
 #[tokio::test]
 async fn panicking_handler_falls_back_to_the_built_in_rendering() {
-    let layer = ErrorLayer::new().default_handler(|_ctx| panic!("handler bug"));
+    let layer = ErrorLayer::new().default_handler(
+        |_request, _ctx| -> std::future::Ready<http::Response<Bytes>> { panic!("handler bug") },
+    );
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/nope").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
