@@ -76,18 +76,21 @@ fn spawn_store() -> mpsc::Sender<(String, oneshot::Sender<String>)> {
 #[tokio::test]
 async fn async_default_handler_awaits_before_answering() {
     let store = spawn_store();
-    let layer = ErrorLayer::new().default_handler(move |request, ctx: ErrorContext| {
-        let store = store.clone();
-        async move {
-            let (reply, answer) = oneshot::channel();
-            store
-                .send((request.uri.path().to_owned(), reply))
-                .await
-                .unwrap();
-            let incident = answer.await.unwrap();
-            text(ctx.status(), format!("{}: {incident}", ctx.detail()))
-        }
-    });
+    let layer = ErrorLayer::builder()
+        .default_handler(move |request, ctx: ErrorContext| {
+            let store = store.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                store
+                    .send((request.uri.path().to_owned(), reply))
+                    .await
+                    .unwrap();
+                let incident = answer.await.unwrap();
+                text(ctx.status(), format!("{}: {incident}", ctx.detail()))
+            }
+        })
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/missing").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -102,13 +105,16 @@ struct Tenant(&'static str);
 
 #[tokio::test]
 async fn async_path_handler_sees_the_request_extensions() {
-    let layer = ErrorLayer::new().handler(
-        PathMatcher::prefix("/pages/").unwrap(),
-        |request: http::request::Parts, ctx: ErrorContext| async move {
-            let tenant = request.extensions.get::<Tenant>().map_or("none", |t| t.0);
-            text(ctx.status(), format!("{tenant}: {}", ctx.detail()))
-        },
-    );
+    let layer = ErrorLayer::builder()
+        .handler(
+            PathMatcher::prefix("/pages/").unwrap(),
+            |request: http::request::Parts, ctx: ErrorContext| async move {
+                let tenant = request.extensions.get::<Tenant>().map_or("none", |t| t.0);
+                text(ctx.status(), format!("{tenant}: {}", ctx.detail()))
+            },
+        )
+        .build()
+        .unwrap();
     let app = app().layer(layer).layer(axum::Extension(Tenant("acme")));
     let addr = serve(app).await;
     let response = get_url(addr, "/pages/x").await;
@@ -119,12 +125,15 @@ async fn async_path_handler_sees_the_request_extensions() {
 
 #[tokio::test]
 async fn async_handler_panicking_after_an_await_falls_back_to_the_built_in_rendering() {
-    let layer = ErrorLayer::new().default_handler(|_request, _ctx| async {
-        tokio::task::yield_now().await;
-        panic!("template missing");
-        #[allow(unreachable_code)]
-        http::Response::new(Bytes::new())
-    });
+    let layer = ErrorLayer::builder()
+        .default_handler(|_request, _ctx| async {
+            tokio::task::yield_now().await;
+            panic!("template missing");
+            #[allow(unreachable_code)]
+            http::Response::new(Bytes::new())
+        })
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/missing").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -145,7 +154,15 @@ async fn data_only_body_replaces_the_whole_document() {
 
 #[tokio::test]
 async fn data_only_body_is_plain_json_in_the_problem_format() {
-    let addr = serve(app().layer(ErrorLayer::new().format(ErrorFormat::ProblemJson))).await;
+    let addr = serve(
+        app().layer(
+            ErrorLayer::builder()
+                .format(ErrorFormat::ProblemJson)
+                .build()
+                .unwrap(),
+        ),
+    )
+    .await;
     let response = get_url(addr, "/geo").await;
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     assert_eq!(
@@ -156,12 +173,15 @@ async fn data_only_body_is_plain_json_in_the_problem_format() {
 
 #[tokio::test]
 async fn handler_sees_the_data_only_body() {
-    let layer = ErrorLayer::new().default_handler(|_request, ctx: ErrorContext| async move {
-        text(
-            ctx.status(),
-            format!("{}|{}", ctx.detail(), ctx.body().unwrap()),
-        )
-    });
+    let layer = ErrorLayer::builder()
+        .default_handler(|_request, ctx: ErrorContext| async move {
+            text(
+                ctx.status(),
+                format!("{}|{}", ctx.detail(), ctx.body().unwrap()),
+            )
+        })
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/geo").await;
     assert_eq!(
@@ -188,7 +208,10 @@ fn keyed_app(layer: ErrorLayer) -> Router {
 
 #[tokio::test]
 async fn error_response_renders_in_the_layer_format() {
-    let layer = ErrorLayer::new().format(ErrorFormat::ProblemJson);
+    let layer = ErrorLayer::builder()
+        .format(ErrorFormat::ProblemJson)
+        .build()
+        .unwrap();
     let addr = serve(keyed_app(layer)).await;
     let response = get_url(addr, "/ok").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -209,12 +232,15 @@ async fn error_response_renders_in_the_layer_format() {
 
 #[tokio::test]
 async fn error_response_runs_the_matching_handler() {
-    let layer = ErrorLayer::new().handler(
-        PathMatcher::exact("/ok").unwrap(),
-        |request: http::request::Parts, ctx: ErrorContext| async move {
-            text(ctx.status(), format!("{} at {}", ctx.detail(), request.uri))
-        },
-    );
+    let layer = ErrorLayer::builder()
+        .handler(
+            PathMatcher::exact("/ok").unwrap(),
+            |request: http::request::Parts, ctx: ErrorContext| async move {
+                text(ctx.status(), format!("{} at {}", ctx.detail(), request.uri))
+            },
+        )
+        .build()
+        .unwrap();
     let addr = serve(keyed_app(layer)).await;
     let response = get_url(addr, "/ok").await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -226,10 +252,11 @@ async fn error_response_runs_the_matching_handler() {
 
 #[tokio::test]
 async fn error_response_leaves_a_skipped_status_unrendered() {
-    let layer = ErrorLayer::new()
+    let layer = ErrorLayer::builder()
         .skip_status(StatusCode::UNAUTHORIZED)
-        .unwrap()
-        .format(ErrorFormat::ProblemJson);
+        .format(ErrorFormat::ProblemJson)
+        .build()
+        .unwrap();
     let addr = serve(keyed_app(layer)).await;
     let response = get_url(addr, "/ok").await;
     // The error's own conversion, not the layer's problem document.
@@ -263,7 +290,12 @@ async fn serve_skipping() -> SocketAddr {
             (StatusCode::SERVICE_UNAVAILABLE, format!("outer: {err}")).into_response()
         }))
         .map_response(|response: http::Response<_>| response.map(Body::new))
-        .layer(ErrorLayer::new().skip_error::<Overloaded>())
+        .layer(
+            ErrorLayer::builder()
+                .skip_error::<Overloaded>()
+                .build()
+                .unwrap(),
+        )
         .service(inner);
     serve(Router::new().fallback_service(service)).await
 }

@@ -15,17 +15,17 @@
 //!   extra data, in the configured [`ErrorFormat`].
 //! - An error returned by the inner service, or a panic while it runs, becomes a 500 whose
 //!   detail is the generic `"Internal Server Error"`: the message is logged, and sent only when
-//!   [`ErrorLayer::expose_error_messages`] or [`ErrorLayer::expose_panic_messages`] says so.
+//!   [`ErrorLayerBuilder::expose_error_messages`] or [`ErrorLayerBuilder::expose_panic_messages`] says so.
 //! - 1xx, 2xx and 3xx responses, and 4xx/5xx responses that already have a body, pass through
-//!   untouched, body included, unless [`ErrorLayer::rewrite_bodies`] asks for small plain-text
+//!   untouched, body included, unless [`ErrorLayerBuilder::rewrite_bodies`] asks for small plain-text
 //!   error bodies (such as axum's plain-text extractor rejections) to be rendered too. A
 //!   response to `HEAD`, and a 204 or 304, never gets a body.
 //!
 //! Responses are rendered as `application/json` by default, or as RFC 9457
 //! `application/problem+json` (`type`, `title`, `status`, `detail`) with
-//! [`ErrorFormat::ProblemJson`]. Per-path handlers ([`ErrorLayer::handler`], first match wins)
-//! and a default handler replace the built-in rendering; [`ErrorLayer::skip_status`] and
-//! [`ErrorLayer::skip_path`] leave some responses alone. Rendered 5xx are logged at `ERROR`
+//! [`ErrorFormat::ProblemJson`]. Per-path handlers ([`ErrorLayerBuilder::handler`], first match wins)
+//! and a default handler replace the built-in rendering; [`ErrorLayerBuilder::skip_status`] and
+//! [`ErrorLayerBuilder::skip_path`] leave some responses alone. Rendered 5xx are logged at `ERROR`
 //! level, 4xx at `DEBUG`, with the method and path of the request.
 //!
 //! The service's error type is [`Infallible`]: put the layer where axum wants infallible
@@ -45,10 +45,12 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/item", get(item))
-//!     .layer(ErrorLayer::new().expose_panic_messages(false));
+//!     .layer(ErrorLayer::builder().expose_panic_messages(false)
+//!         .build()?);
 //! // GET /item   -> 409 {"detail":"item is locked","retry_in":30}
 //! // GET /nope   -> 404 {"detail":"Not Found"}
 //! // POST /item  -> 405 {"detail":"Method Not Allowed"}, `Allow: GET,HEAD` kept
+//! # Ok::<(), stopover::server::error::ErrorConfigError>(())
 //! ```
 //!
 //! # Using `HttpError` from axum
@@ -93,11 +95,11 @@ use tower::BoxError;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::matcher::{PathMap, Rule, Rules};
+use super::matcher::{PathMap, PathRule, PathRules};
 
 const GENERIC_DETAIL: &str = "Internal Server Error";
 
-/// The largest error body [`ErrorLayer::rewrite_bodies`] buffers.
+/// The largest error body [`ErrorLayerBuilder::rewrite_bodies`] buffers.
 const REWRITE_LIMIT: u64 = 8 * 1024;
 
 /// The shape of a rendered error document.
@@ -444,7 +446,7 @@ fn document(
 /// Where an error being rendered came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ErrorKind {
+pub enum ErrorOrigin {
     /// A 4xx or 5xx response with an empty body, such as axum's 404 and 405.
     EmptyResponse,
     /// A response made from an [`HttpError`] (by a handler, or by a timeout).
@@ -454,7 +456,7 @@ pub enum ErrorKind {
     /// The inner service panicked.
     Panic,
     /// A 4xx or 5xx response with a small plain-text body, rendered because
-    /// [`ErrorLayer::rewrite_bodies`] is on.
+    /// [`ErrorLayerBuilder::rewrite_bodies`] is on.
     RewrittenBody,
 }
 
@@ -462,7 +464,7 @@ pub enum ErrorKind {
 /// it, as `http::request::Parts` (method, URI, headers, extensions).
 #[derive(Clone, Debug)]
 pub struct ErrorContext {
-    kind: ErrorKind,
+    kind: ErrorOrigin,
     status: StatusCode,
     detail: String,
     internal_message: Option<String>,
@@ -475,7 +477,7 @@ pub struct ErrorContext {
 
 impl ErrorContext {
     /// Where the error came from.
-    pub fn kind(&self) -> ErrorKind {
+    pub fn origin(&self) -> ErrorOrigin {
         self.kind
     }
 
@@ -491,7 +493,7 @@ impl ErrorContext {
     }
 
     /// The panic message, the inner service's error message, or the text of a rewritten body
-    /// ([`ErrorKind::RewrittenBody`]), for logging. Not meant for the client.
+    /// ([`ErrorOrigin::RewrittenBody`]), for logging. Not meant for the client.
     pub fn internal_message(&self) -> Option<&str> {
         self.internal_message.as_deref()
     }
@@ -511,7 +513,7 @@ impl ErrorContext {
         self.problem_type.as_deref()
     }
 
-    /// The format the layer is configured with ([`ErrorLayer::format`]).
+    /// The format the layer is configured with ([`ErrorLayerBuilder::format`]).
     pub fn format(&self) -> ErrorFormat {
         self.format
     }
@@ -556,7 +558,7 @@ where
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorConfigError {
-    /// A status given to [`ErrorLayer::skip_status`] is not a 4xx or 5xx, which the layer never
+    /// A status given to [`ErrorLayerBuilder::skip_status`] is not a 4xx or 5xx, which the layer never
     /// rewrites anyway.
     #[error(
         "status {status} is not a 4xx or 5xx status, which are the only ones the error layer rewrites"
@@ -567,7 +569,7 @@ pub enum ErrorConfigError {
     },
 }
 
-/// Whether an inner service error is of a type given to [`ErrorLayer::skip_error`].
+/// Whether an inner service error is of a type given to [`ErrorLayerBuilder::skip_error`].
 type ErrorTest = fn(&(dyn std::error::Error + Send + Sync + 'static)) -> bool;
 
 fn is_error<T: std::error::Error + 'static>(
@@ -585,7 +587,7 @@ struct Config {
     handlers: PathMap<Handler>,
     default_handler: Option<Handler>,
     skip_statuses: Vec<StatusCode>,
-    skip_paths: Rules,
+    skip_paths: PathRules,
     skip_errors: Vec<ErrorTest>,
     server_error_level: Option<tracing::Level>,
     client_error_level: Option<tracing::Level>,
@@ -614,7 +616,7 @@ mod sealed {
 
 /// The error type of the error layer's service: [`Infallible`] (every error is rendered, the
 /// service fits where axum wants infallible services), or [`BoxError`] once
-/// [`ErrorLayer::skip_error`] lets errors of some types through. Sealed.
+/// [`ErrorLayerBuilder::skip_error`] lets errors of some types through. Sealed.
 pub trait ServiceError: sealed::Sealed + Sized + Send + 'static {
     /// `err` as this type, or `err` back when this type cannot carry it.
     #[doc(hidden)]
@@ -635,7 +637,7 @@ impl ServiceError for BoxError {
 
 /// Renders error responses as JSON; see the [module docs](self).
 ///
-/// `E` is the error type of its service: [`Infallible`] unless [`ErrorLayer::skip_error`] was
+/// `E` is the error type of its service: [`Infallible`] unless [`ErrorLayerBuilder::skip_error`] was
 /// used, then [`BoxError`].
 pub struct ErrorLayer<E = Infallible> {
     config: Arc<Config>,
@@ -662,15 +664,56 @@ impl Default for ErrorLayer {
 
 impl ErrorLayer {
     /// A layer with the defaults: [`ErrorFormat::Json`], no custom handler, nothing skipped,
-    /// panic and error messages not exposed.
+    /// panic and error messages not exposed. The same as `ErrorLayer::builder().build()`.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A builder starting from the defaults of [`ErrorLayer::new`].
+    pub fn builder() -> ErrorLayerBuilder {
+        ErrorLayerBuilder {
+            config: Config::default(),
+            _error: PhantomData,
+        }
+    }
 }
 
-impl<E> ErrorLayer<E> {
+/// Builds an [`ErrorLayer`]; every setter states its default. Made by [`ErrorLayer::builder`].
+pub struct ErrorLayerBuilder<E = Infallible> {
+    config: Config,
+    _error: PhantomData<fn() -> E>,
+}
+
+impl<E> fmt::Debug for ErrorLayerBuilder<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorLayerBuilder").finish_non_exhaustive()
+    }
+}
+
+impl<E> ErrorLayerBuilder<E> {
     fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+        &mut self.config
+    }
+
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorConfigError::NotAnErrorStatus`] when a status given to
+    /// [`skip_status`](Self::skip_status) is not 4xx or 5xx.
+    pub fn build(self) -> Result<ErrorLayer<E>, ErrorConfigError> {
+        if let Some(&status) = self
+            .config
+            .skip_statuses
+            .iter()
+            .find(|status| !(status.is_client_error() || status.is_server_error()))
+        {
+            return Err(ErrorConfigError::NotAnErrorStatus { status });
+        }
+        Ok(ErrorLayer {
+            config: Arc::new(self.config),
+            _error: PhantomData,
+        })
     }
 
     /// The document format. Default: [`ErrorFormat::Json`].
@@ -714,10 +757,12 @@ impl<E> ErrorLayer<E> {
     /// use axum::extract::MatchedPath;
     /// use stopover::server::error::ErrorLayer;
     ///
-    /// let layer = ErrorLayer::new().route_from(|extensions| {
+    /// let layer = ErrorLayer::builder().route_from(|extensions| {
     ///     extensions.get::<MatchedPath>().map(MatchedPath::as_str)
-    /// });
+    /// })
+    ///     .build()?;
     /// # let _ = layer;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
     /// ```
     pub fn route_from(mut self, route: fn(&http::Extensions) -> Option<&str>) -> Self {
         self.config().route = Some(route);
@@ -744,8 +789,10 @@ impl<E> ErrorLayer<E> {
     /// // instead of axum's plain-text rejection.
     /// let app: Router = Router::new()
     ///     .route("/items", post(|Json(item): Json<serde_json::Value>| async move { Json(item) }))
-    ///     .layer(ErrorLayer::new().rewrite_bodies(true));
+    ///     .layer(ErrorLayer::builder().rewrite_bodies(true)
+    ///         .build()?);
     /// # let _ = app;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
     /// ```
     pub fn rewrite_bodies(mut self, rewrite: bool) -> Self {
         self.config().rewrite_bodies = rewrite;
@@ -769,17 +816,18 @@ impl<E> ErrorLayer<E> {
     /// use stopover::server::error::ErrorLayer;
     /// use stopover::server::matcher::PathMatcher;
     ///
-    /// let layer = ErrorLayer::new().handler(PathMatcher::prefix("/pages/")?, |request, ctx| async move {
+    /// let layer = ErrorLayer::builder().handler(PathMatcher::prefix("/pages/")?, |request, ctx| async move {
     ///     // An async view: it could render a template or report to an error tracker.
     ///     let page = format!("<h1>{}</h1><p>{}</p>", ctx.detail(), request.uri.path());
     ///     let mut page = Response::new(Bytes::from(page));
     ///     *page.status_mut() = ctx.status();
     ///     page.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
     ///     page
-    /// });
-    /// # Ok::<(), stopover::server::matcher::MatcherError>(())
+    /// })
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn handler<F, Fut>(mut self, rule: impl Into<Rule>, handler: F) -> Self
+    pub fn handler<F, Fut>(mut self, rule: impl Into<PathRule>, handler: F) -> Self
     where
         F: Fn(request::Parts, ErrorContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Bytes>> + Send + 'static,
@@ -789,7 +837,7 @@ impl<E> ErrorLayer<E> {
     }
 
     /// Renders errors that no per-path handler matches with `handler` (see
-    /// [`ErrorLayer::handler`]) instead of the built-in rendering. Default: none.
+    /// [`ErrorLayerBuilder::handler`]) instead of the built-in rendering. Default: none.
     pub fn default_handler<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(request::Parts, ErrorContext) -> Fut + Send + Sync + 'static,
@@ -802,23 +850,17 @@ impl<E> ErrorLayer<E> {
     /// Leaves responses with this status as they are. Default: none.
     ///
     /// Errors and panics of the inner service are still rendered, as there is no response to
-    /// leave alone.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorConfigError::NotAnErrorStatus`] when `status` is not 4xx or 5xx.
-    pub fn skip_status(mut self, status: StatusCode) -> Result<Self, ErrorConfigError> {
-        if !(status.is_client_error() || status.is_server_error()) {
-            return Err(ErrorConfigError::NotAnErrorStatus { status });
-        }
+    /// leave alone. A status that is not 4xx or 5xx makes [`build`](Self::build) fail with
+    /// [`ErrorConfigError::NotAnErrorStatus`].
+    pub fn skip_status(mut self, status: StatusCode) -> Self {
         self.config().skip_statuses.push(status);
-        Ok(self)
+        self
     }
 
     /// Leaves responses to requests that `rule` matches as they are. Default: none.
     ///
     /// Errors and panics of the inner service are still rendered.
-    pub fn skip_path(mut self, rule: impl Into<Rule>) -> Self {
+    pub fn skip_path(mut self, rule: impl Into<PathRule>) -> Self {
         self.config().skip_paths.push(rule);
         self
     }
@@ -835,18 +877,22 @@ impl<E> ErrorLayer<E> {
     /// use stopover::server::error::ErrorLayer;
     ///
     /// // tower's own timeout error goes on to an outer `HandleErrorLayer`.
-    /// let layer = ErrorLayer::new().skip_error::<tower::timeout::error::Elapsed>();
+    /// let layer = ErrorLayer::builder().skip_error::<tower::timeout::error::Elapsed>()
+    ///     .build()?;
     /// # let _ = layer;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
     /// ```
-    pub fn skip_error<T: std::error::Error + 'static>(self) -> ErrorLayer<BoxError> {
-        let mut layer = ErrorLayer {
+    pub fn skip_error<T: std::error::Error + 'static>(self) -> ErrorLayerBuilder<BoxError> {
+        let mut builder = ErrorLayerBuilder {
             config: self.config,
             _error: PhantomData,
         };
-        layer.config().skip_errors.push(is_error::<T>);
-        layer
+        builder.config().skip_errors.push(is_error::<T>);
+        builder
     }
+}
 
+impl<E> ErrorLayer<E> {
     /// Renders `error` for `request` the way the layer renders an [`HttpError`] response of the
     /// inner service: the same handlers, format, skipped statuses and paths, and log event
     /// (aiohttp's `get_error_response`). For custom middlewares that make errors of their own.
@@ -856,14 +902,16 @@ impl<E> ErrorLayer<E> {
     /// use stopover::server::error::{ErrorFormat, ErrorLayer, HttpError};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let layer = ErrorLayer::new().format(ErrorFormat::ProblemJson);
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ErrorLayer::builder().format(ErrorFormat::ProblemJson)
+    ///     .build()?;
     /// let (request, ()) = Request::get("/items/7").body(()).unwrap().into_parts();
     /// let response = layer
     ///     .error_response(&request, HttpError::new(StatusCode::GONE, "item 7 was deleted"))
     ///     .await;
     /// assert_eq!(response.status(), StatusCode::GONE);
     /// assert_eq!(response.headers()["content-type"], "application/problem+json");
+    /// # Ok(())
     /// # }
     /// ```
     pub fn error_response(
@@ -917,10 +965,10 @@ impl<E> fmt::Debug for ErrorLayer<E> {
 }
 
 impl<S, E> Layer<S> for ErrorLayer<E> {
-    type Service = ErrorService<S, E>;
+    type Service = Errors<S, E>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorService {
+        Errors {
             inner,
             config: self.config.clone(),
             ready_error: None,
@@ -930,7 +978,7 @@ impl<S, E> Layer<S> for ErrorLayer<E> {
 }
 
 /// The service made by [`ErrorLayer`].
-pub struct ErrorService<S, E = Infallible> {
+pub struct Errors<S, E = Infallible> {
     inner: S,
     config: Arc<Config>,
     // An error from the inner `poll_ready`, answered as a 500 by the next call.
@@ -938,7 +986,7 @@ pub struct ErrorService<S, E = Infallible> {
     _error: PhantomData<fn() -> E>,
 }
 
-impl<S: Clone, E> Clone for ErrorService<S, E> {
+impl<S: Clone, E> Clone for Errors<S, E> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -949,15 +997,15 @@ impl<S: Clone, E> Clone for ErrorService<S, E> {
     }
 }
 
-impl<S: fmt::Debug, E> fmt::Debug for ErrorService<S, E> {
+impl<S: fmt::Debug, E> fmt::Debug for Errors<S, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorService")
+        f.debug_struct("Errors")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, E, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S, E>
+impl<S, E, ReqBody, ResBody> Service<Request<ReqBody>> for Errors<S, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
@@ -1083,7 +1131,7 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 pin_project! {
-    /// Response future of [`ErrorService`].
+    /// Response future of [`Errors`].
     pub struct ResponseFuture<F, B, E = Infallible> {
         #[pin]
         state: State<F, B>,
@@ -1096,7 +1144,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Running { #[pin] future: F },
-        // Reading a small error body to render it (`ErrorLayer::rewrite_bodies`).
+        // Reading a small error body to render it (`ErrorLayerBuilder::rewrite_bodies`).
         Collecting { parts: Option<Parts>, #[pin] body: B, buffer: Vec<u8> },
         // A custom handler renders the error; `fallback` is the built-in document.
         Handling { parts: Option<Parts>, fallback: Option<(HeaderValue, Bytes)>, future: HandlerFuture },
@@ -1242,7 +1290,7 @@ where
 
 /// What the layer found, for [`RequestInfo::respond`].
 struct Found<'a> {
-    kind: ErrorKind,
+    kind: ErrorOrigin,
     detail: &'a str,
     internal_message: Option<&'a str>,
     problem_type: Option<&'a str>,
@@ -1251,7 +1299,7 @@ struct Found<'a> {
 }
 
 impl<'a> Found<'a> {
-    fn new(kind: ErrorKind, detail: &'a str) -> Self {
+    fn new(kind: ErrorOrigin, detail: &'a str) -> Self {
         Self {
             kind,
             detail,
@@ -1293,7 +1341,7 @@ fn finish_custom<B>(
 
 impl RequestInfo {
     /// Whether `response` is an error with a small plain-text body to read and render
-    /// ([`ErrorLayer::rewrite_bodies`]).
+    /// ([`ErrorLayerBuilder::rewrite_bodies`]).
     fn should_rewrite<B: Body>(&self, response: &Response<B>) -> bool {
         let status = response.status();
         let body = response.body();
@@ -1322,7 +1370,7 @@ impl RequestInfo {
         };
         let found = Found {
             internal_message: text,
-            ..Found::new(ErrorKind::RewrittenBody, detail)
+            ..Found::new(ErrorOrigin::RewrittenBody, detail)
         };
         self.respond(parts, found)
     }
@@ -1348,11 +1396,14 @@ impl RequestInfo {
                     problem_type: err.problem_type.as_deref(),
                     data: err.data.as_ref(),
                     body: err.body.as_ref(),
-                    ..Found::new(ErrorKind::HttpError, &err.detail)
+                    ..Found::new(ErrorOrigin::HttpError, &err.detail)
                 };
                 self.respond(parts, found)
             }
-            None => self.respond(parts, Found::new(ErrorKind::EmptyResponse, reason(status))),
+            None => self.respond(
+                parts,
+                Found::new(ErrorOrigin::EmptyResponse, reason(status)),
+            ),
         }
     }
 
@@ -1361,13 +1412,15 @@ impl RequestInfo {
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
         let (kind, message, expose) = match failure {
             Failure::Service(err) => (
-                ErrorKind::ServiceError,
+                ErrorOrigin::ServiceError,
                 error_chain(&*err),
                 self.config.expose_error_messages,
             ),
-            Failure::Panic(message) => {
-                (ErrorKind::Panic, message, self.config.expose_panic_messages)
-            }
+            Failure::Panic(message) => (
+                ErrorOrigin::Panic,
+                message,
+                self.config.expose_panic_messages,
+            ),
         };
         let detail = if expose {
             message.as_str()
@@ -1431,7 +1484,7 @@ impl RequestInfo {
     }
 
     /// The `request failed` event, with the server conventions' field names.
-    fn log(&self, kind: ErrorKind, status: StatusCode, detail: &str, internal: Option<&str>) {
+    fn log(&self, kind: ErrorOrigin, status: StatusCode, detail: &str, internal: Option<&str>) {
         use tracing::Level;
         let level = if status.is_server_error() {
             self.config.server_error_level.unwrap_or(Level::ERROR)
@@ -1606,11 +1659,14 @@ mod tests {
         let leaf = tower::service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(empty_status(StatusCode::GONE))
         });
-        let layer = ErrorLayer::new().default_handler(|_request, _ctx| async {
-            let mut response = Response::new(Bytes::from_static(b"ignored"));
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response
-        });
+        let layer = ErrorLayer::builder()
+            .default_handler(|_request, _ctx| async {
+                let mut response = Response::new(Bytes::from_static(b"ignored"));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                response
+            })
+            .build()
+            .unwrap();
         let response = layer.layer(leaf).oneshot(Request::new(())).await.unwrap();
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert!(!response.headers().contains_key(header::CONTENT_LENGTH));
@@ -1638,8 +1694,10 @@ mod tests {
 
     #[tokio::test]
     async fn poll_ready_error_becomes_500_on_the_next_call() {
-        let service = ErrorLayer::new()
+        let service = ErrorLayer::builder()
             .expose_error_messages(true)
+            .build()
+            .unwrap()
             .layer(NeverReady);
         let response = service.oneshot(Request::new(())).await.unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
