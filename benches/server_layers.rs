@@ -140,7 +140,10 @@ fn stopover_forwarded() -> stopover::server::ForwardedLayer {
 }
 
 fn stopover_timeout() -> stopover::server::TimeoutLayer {
-    stopover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout")
+    stopover::server::TimeoutLayer::builder()
+        .duration(TIMEOUT)
+        .build()
+        .expect("a non-zero timeout")
 }
 
 macro_rules! stacks {

@@ -69,7 +69,10 @@ fn stopover_app() -> Router {
         .max_age(Duration::from_secs(600))
         .build()
         .expect("a valid CORS policy");
-    let timeout = stopover::server::TimeoutLayer::new(TIMEOUT).expect("a non-zero timeout");
+    let timeout = stopover::server::TimeoutLayer::builder()
+        .duration(TIMEOUT)
+        .build()
+        .expect("a non-zero timeout");
     // One `Router::layer` call, as for tower-http (each call boxes the route again), in the
     // recommended order: forwarded, CORS, error, timeout.
     routes().layer(

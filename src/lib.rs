@@ -95,7 +95,9 @@
 //!             .layer(ForwardedLayer::builder().build()?)
 //!             .layer(CorsLayer::builder().allow_origin("https://app.example").build()?)
 //!             .layer(ErrorLayer::new())
-//!             .layer(TimeoutLayer::new(Duration::from_secs(10))?)
+//!             .layer(TimeoutLayer::builder()
+//!                 .duration(Duration::from_secs(10))
+//!                     .build()?)
 //!             .layer(ShieldLayer::builder().build()?),
 //!     );
 //! # let _ = app;

@@ -80,12 +80,13 @@ impl Api {
     /// The routes behind the recommended stack: CORS outside the error layer, the error layer
     /// outside the timeout layer.
     async fn start(cors: CorsLayer) -> Api {
-        let timeout = TimeoutLayer::new(Duration::from_secs(30))
-            .unwrap()
+        let timeout = TimeoutLayer::builder()
+            .duration(Duration::from_secs(30))
             .path_timeout(
                 PathMatcher::exact("/hang").unwrap(),
                 Duration::from_millis(100),
             )
+            .build()
             .unwrap();
         let app = routes().layer(timeout).layer(ErrorLayer::new()).layer(cors);
         Api::start_router(app).await

@@ -59,7 +59,12 @@ fn readme_stack(router: Router) -> Router {
                     .unwrap(),
             )
             .layer(ErrorLayer::new())
-            .layer(TimeoutLayer::new(Duration::from_secs(10)).unwrap())
+            .layer(
+                TimeoutLayer::builder()
+                    .duration(Duration::from_secs(10))
+                    .build()
+                    .unwrap(),
+            )
             .layer(ShieldLayer::builder().build().unwrap()),
     )
 }

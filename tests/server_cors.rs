@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use stopover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
-use stopover::server::matcher::{PathMatcher, Rule, Rules};
+use stopover::server::matcher::{PathMatcher, PathRule, PathRules};
 
 const APP: &str = "https://app.example";
 const EVIL: &str = "https://evil.example";
@@ -1366,7 +1366,7 @@ async fn item_50_preflight_has_no_body_no_content_type_no_cookie() {
 async fn urls_scoping_leaves_other_paths_untouched() {
     let server = serve(
         list()
-            .urls(Rules::new().with(PathMatcher::exact("/r").unwrap()))
+            .urls(PathRules::new().with(PathMatcher::exact("/r").unwrap()))
             .build()
             .unwrap(),
     )
@@ -1386,7 +1386,7 @@ async fn urls_scoping_leaves_other_paths_untouched() {
 async fn urls_regex_scope_does_not_match_as_a_prefix() {
     let server = serve(
         list()
-            .urls(Rules::new().with(PathMatcher::regex("/r").unwrap()))
+            .urls(PathRules::new().with(PathMatcher::regex("/r").unwrap()))
             .build()
             .unwrap(),
     )
@@ -1397,7 +1397,7 @@ async fn urls_regex_scope_does_not_match_as_a_prefix() {
 
 #[tokio::test]
 async fn urls_rule_methods_apply_to_the_method_a_preflight_asks_for() {
-    let rule = Rule::with_methods(
+    let rule = PathRule::with_methods(
         PathMatcher::exact("/options").unwrap(),
         [axum::http::Method::PUT],
     )
@@ -1405,7 +1405,7 @@ async fn urls_rule_methods_apply_to_the_method_a_preflight_asks_for() {
     let server = serve(
         list()
             .allow_methods(["PUT"])
-            .urls(Rules::new().with(rule))
+            .urls(PathRules::new().with(rule))
             .build()
             .unwrap(),
     )
@@ -1431,7 +1431,10 @@ mod with_error_and_timeout_layers {
     }
 
     fn timeout() -> TimeoutLayer {
-        TimeoutLayer::new(Duration::from_millis(20)).unwrap()
+        TimeoutLayer::builder()
+            .duration(Duration::from_millis(20))
+            .build()
+            .unwrap()
     }
 
     async fn check(router: Router, path: &str, code: u16) {
@@ -1593,7 +1596,7 @@ async fn actual_requests_allocate_nothing_beyond_the_inner_service() {
         .allow_origin_regex(r"https://[a-z]+\.preview\.example")
         .allow_credentials(true)
         .expose_headers(["x-request-id"])
-        .urls(Rules::new().with(PathMatcher::prefix("/api/").unwrap()))
+        .urls(PathRules::new().with(PathMatcher::prefix("/api/").unwrap()))
         .build()
         .unwrap();
     let baseline = allocations_for_100(leaf, Some(APP)).await;
@@ -1629,7 +1632,12 @@ async fn serve_recommended_stack() -> Server {
         .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
         .layer(list().build().unwrap())
         .layer(ErrorLayer::new())
-        .layer(TimeoutLayer::new(Duration::from_millis(50)).unwrap())
+        .layer(
+            TimeoutLayer::builder()
+                .duration(Duration::from_millis(50))
+                .build()
+                .unwrap(),
+        )
         .service(router);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

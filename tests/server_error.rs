@@ -10,8 +10,10 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
-use stopover::server::error::{ErrorConfigError, ErrorFormat, ErrorKind, ErrorLayer, HttpError};
-use stopover::server::matcher::{PathMatcher, Rule};
+use stopover::server::error::{
+    ErrorConfigError, ErrorContext, ErrorFormat, ErrorLayer, ErrorOrigin, HttpError,
+};
+use stopover::server::matcher::{PathMatcher, PathRule};
 use tokio::net::TcpListener;
 use tower::Layer;
 
@@ -176,7 +178,15 @@ async fn panic_becomes_500_with_generic_detail() {
 
 #[tokio::test]
 async fn panic_message_is_sent_only_when_enabled() {
-    let addr = serve(app().layer(ErrorLayer::new().expose_panic_messages(true))).await;
+    let addr = serve(
+        app().layer(
+            ErrorLayer::builder()
+                .expose_panic_messages(true)
+                .build()
+                .unwrap(),
+        ),
+    )
+    .await;
     let response = get_url(addr, "/panic").await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
@@ -242,7 +252,13 @@ async fn service_error_becomes_500_with_generic_detail() {
 
 #[tokio::test]
 async fn service_error_message_is_sent_only_when_enabled() {
-    let addr = serve_failing(ErrorLayer::new().expose_error_messages(true)).await;
+    let addr = serve_failing(
+        ErrorLayer::builder()
+            .expose_error_messages(true)
+            .build()
+            .unwrap(),
+    )
+    .await;
     let response = get_url(addr, "/").await;
     assert_eq!(
         json_body(response).await,
@@ -336,7 +352,10 @@ async fn error_with_a_body_passes_untouched() {
 
 #[tokio::test]
 async fn problem_json_option_renders_rfc_9457() {
-    let layer = ErrorLayer::new().format(ErrorFormat::ProblemJson);
+    let layer = ErrorLayer::builder()
+        .format(ErrorFormat::ProblemJson)
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/nope").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -360,7 +379,15 @@ async fn problem_json_keeps_http_error_data_and_type() {
                 .into_response::<Body>()
         }),
     );
-    let addr = serve(app.layer(ErrorLayer::new().format(ErrorFormat::ProblemJson))).await;
+    let addr = serve(
+        app.layer(
+            ErrorLayer::builder()
+                .format(ErrorFormat::ProblemJson)
+                .build()
+                .unwrap(),
+        ),
+    )
+    .await;
     let response = client()
         .post(format!("http://{addr}/pay"))
         .send()
@@ -381,21 +408,23 @@ async fn problem_json_keeps_http_error_data_and_type() {
 
 fn text_handler(
     label: &'static str,
-) -> impl Fn(&stopover::server::error::ErrorContext<'_>) -> http::Response<Bytes> + Send + Sync + 'static
-{
-    move |ctx| {
+) -> impl Fn(http::request::Parts, ErrorContext) -> std::future::Ready<http::Response<Bytes>>
++ Send
++ Sync
++ 'static {
+    move |_request, ctx| {
         let mut response = http::Response::new(Bytes::from(format!("{label}: {}", ctx.detail())));
         *response.status_mut() = ctx.status();
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        response
+        std::future::ready(response)
     }
 }
 
 #[tokio::test]
 async fn per_path_handler_first_match_wins() {
-    let layer = ErrorLayer::new()
+    let layer = ErrorLayer::builder()
         .handler(
             PathMatcher::prefix("/pages/").unwrap(),
             text_handler("pages"),
@@ -404,7 +433,9 @@ async fn per_path_handler_first_match_wins() {
             PathMatcher::exact("/pages/x").unwrap(),
             text_handler("never"),
         )
-        .handler(PathMatcher::regex("/api/.*").unwrap(), text_handler("api"));
+        .handler(PathMatcher::regex("/api/.*").unwrap(), text_handler("api"))
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
 
     let response = get_url(addr, "/pages/x").await;
@@ -421,8 +452,11 @@ async fn per_path_handler_first_match_wins() {
 
 #[tokio::test]
 async fn per_path_handler_can_be_limited_to_methods() {
-    let rule = Rule::with_methods(PathMatcher::prefix("/").unwrap(), [Method::DELETE]).unwrap();
-    let layer = ErrorLayer::new().handler(rule, text_handler("delete"));
+    let rule = PathRule::with_methods(PathMatcher::prefix("/").unwrap(), [Method::DELETE]).unwrap();
+    let layer = ErrorLayer::builder()
+        .handler(rule, text_handler("delete"))
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = client()
         .delete(format!("http://{addr}/nope"))
@@ -436,7 +470,10 @@ async fn per_path_handler_can_be_limited_to_methods() {
 
 #[tokio::test]
 async fn default_handler_replaces_the_built_in_rendering() {
-    let layer = ErrorLayer::new().default_handler(text_handler("default"));
+    let layer = ErrorLayer::builder()
+        .default_handler(text_handler("default"))
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/nope").await;
     assert_eq!(response.text().await.unwrap(), "default: Not Found");
@@ -444,20 +481,23 @@ async fn default_handler_replaces_the_built_in_rendering() {
 
 #[tokio::test]
 async fn custom_handler_sees_status_detail_data_and_request() {
-    let layer = ErrorLayer::new().default_handler(|ctx| {
-        let body = json!({
-            "kind": format!("{:?}", ctx.kind()),
-            "status": ctx.status().as_u16(),
-            "detail": ctx.detail(),
-            "data": ctx.data(),
-            "method": ctx.method().as_str(),
-            "uri": ctx.uri().to_string(),
-            "trace": ctx.request_headers().get("x-trace").and_then(|v| v.to_str().ok()),
-        });
-        let mut response = http::Response::new(Bytes::from(body.to_string()));
-        *response.status_mut() = ctx.status();
-        response
-    });
+    let layer = ErrorLayer::builder()
+        .default_handler(|request, ctx| async move {
+            let body = json!({
+                "kind": format!("{:?}", ctx.origin()),
+                "status": ctx.status().as_u16(),
+                "detail": ctx.detail(),
+                "data": ctx.data(),
+                "method": request.method.as_str(),
+                "uri": request.uri.to_string(),
+                "trace": request.headers.get("x-trace").and_then(|v| v.to_str().ok()),
+            });
+            let mut response = http::Response::new(Bytes::from(body.to_string()));
+            *response.status_mut() = ctx.status();
+            response
+        })
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = client()
         .get(format!("http://{addr}/conflict?x=1"))
@@ -469,7 +509,7 @@ async fn custom_handler_sees_status_detail_data_and_request() {
     assert_eq!(
         json_body(response).await,
         json!({
-            "kind": format!("{:?}", ErrorKind::HttpError),
+            "kind": format!("{:?}", ErrorOrigin::HttpError),
             "status": 409,
             "detail": "item is locked",
             "data": {"retry_in": 30},
@@ -482,12 +522,15 @@ async fn custom_handler_sees_status_detail_data_and_request() {
 
 #[tokio::test]
 async fn custom_handler_sees_internal_message_of_a_panic() {
-    let layer = ErrorLayer::new().default_handler(|ctx| {
-        let body = format!("{}|{}", ctx.detail(), ctx.internal_message().unwrap_or(""));
-        let mut response = http::Response::new(Bytes::from(body));
-        *response.status_mut() = ctx.status();
-        response
-    });
+    let layer = ErrorLayer::builder()
+        .default_handler(|_request, ctx| async move {
+            let body = format!("{}|{}", ctx.detail(), ctx.internal_message().unwrap_or(""));
+            let mut response = http::Response::new(Bytes::from(body));
+            *response.status_mut() = ctx.status();
+            response
+        })
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/panic").await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -499,7 +542,12 @@ async fn custom_handler_sees_internal_message_of_a_panic() {
 
 #[tokio::test]
 async fn panicking_handler_falls_back_to_the_built_in_rendering() {
-    let layer = ErrorLayer::new().default_handler(|_ctx| panic!("handler bug"));
+    let layer = ErrorLayer::builder()
+        .default_handler(
+            |_request, _ctx| -> std::future::Ready<http::Response<Bytes>> { panic!("handler bug") },
+        )
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/nope").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -508,8 +556,9 @@ async fn panicking_handler_falls_back_to_the_built_in_rendering() {
 
 #[tokio::test]
 async fn skipped_status_is_left_alone() {
-    let layer = ErrorLayer::new()
+    let layer = ErrorLayer::builder()
         .skip_status(StatusCode::NOT_FOUND)
+        .build()
         .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/nope").await;
@@ -520,7 +569,10 @@ async fn skipped_status_is_left_alone() {
 
 #[tokio::test]
 async fn skipped_path_is_left_alone() {
-    let layer = ErrorLayer::new().skip_path(PathMatcher::prefix("/legacy/").unwrap());
+    let layer = ErrorLayer::builder()
+        .skip_path(PathMatcher::prefix("/legacy/").unwrap())
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/legacy/x").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
@@ -531,7 +583,10 @@ async fn skipped_path_is_left_alone() {
 
 #[tokio::test]
 async fn panic_on_a_skipped_path_still_becomes_500() {
-    let layer = ErrorLayer::new().skip_path(PathMatcher::exact("/panic").unwrap());
+    let layer = ErrorLayer::builder()
+        .skip_path(PathMatcher::exact("/panic").unwrap())
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = get_url(addr, "/panic").await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -590,7 +645,10 @@ async fn http_error_headers_are_sent() {
 
 #[test]
 fn skipping_a_non_error_status_is_a_config_error() {
-    let err = ErrorLayer::new().skip_status(StatusCode::OK).unwrap_err();
+    let err = ErrorLayer::builder()
+        .skip_status(StatusCode::OK)
+        .build()
+        .unwrap_err();
     assert!(matches!(
         err,
         ErrorConfigError::NotAnErrorStatus { status } if status == StatusCode::OK
@@ -661,7 +719,9 @@ async fn plain_text_rejection_passes_untouched_by_default() {
 
 #[tokio::test]
 async fn rewrite_bodies_renders_a_plain_text_rejection_as_json() {
-    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let addr =
+        serve(rejecting_app().layer(ErrorLayer::builder().rewrite_bodies(true).build().unwrap()))
+            .await;
     let response = post_malformed_json(addr).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(content_type(&response), Some("application/json"));
@@ -682,7 +742,9 @@ async fn rewrite_bodies_renders_a_plain_text_rejection_as_json() {
 
 #[tokio::test]
 async fn rewrite_bodies_hides_the_text_of_a_5xx() {
-    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let addr =
+        serve(rejecting_app().layer(ErrorLayer::builder().rewrite_bodies(true).build().unwrap()))
+            .await;
     let response = get_url(addr, "/leaky").await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
@@ -693,14 +755,18 @@ async fn rewrite_bodies_hides_the_text_of_a_5xx() {
 
 #[tokio::test]
 async fn rewrite_bodies_leaves_json_bodies_alone() {
-    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let addr =
+        serve(rejecting_app().layer(ErrorLayer::builder().rewrite_bodies(true).build().unwrap()))
+            .await;
     let response = get_url(addr, "/json").await;
     assert_eq!(json_body(response).await, json!({"own": "shape"}));
 }
 
 #[tokio::test]
 async fn rewrite_bodies_leaves_bodies_over_the_limit_alone() {
-    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let addr =
+        serve(rejecting_app().layer(ErrorLayer::builder().rewrite_bodies(true).build().unwrap()))
+            .await;
     let response = get_url(addr, "/large").await;
     assert_eq!(content_type(&response), Some("text/plain; charset=utf-8"));
     assert_eq!(response.text().await.unwrap().len(), 9000);
@@ -708,7 +774,9 @@ async fn rewrite_bodies_leaves_bodies_over_the_limit_alone() {
 
 #[tokio::test]
 async fn rewrite_bodies_leaves_bodies_of_unknown_size_alone() {
-    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let addr =
+        serve(rejecting_app().layer(ErrorLayer::builder().rewrite_bodies(true).build().unwrap()))
+            .await;
     let response = get_url(addr, "/stream").await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.text().await.unwrap(), "streamed text");
@@ -729,7 +797,9 @@ async fn rendered_error_drops_the_content_encoding_of_the_replaced_body() {
 
 #[tokio::test]
 async fn rewrite_bodies_leaves_html_pages_alone() {
-    let addr = serve(rejecting_app().layer(ErrorLayer::new().rewrite_bodies(true))).await;
+    let addr =
+        serve(rejecting_app().layer(ErrorLayer::builder().rewrite_bodies(true).build().unwrap()))
+            .await;
     let response = get_url(addr, "/html").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(content_type(&response), Some("text/html; charset=utf-8"));
@@ -738,9 +808,11 @@ async fn rewrite_bodies_leaves_html_pages_alone() {
 
 #[tokio::test]
 async fn rewrite_bodies_sends_the_text_of_a_5xx_only_when_exposed() {
-    let layer = ErrorLayer::new()
+    let layer = ErrorLayer::builder()
         .rewrite_bodies(true)
-        .expose_error_messages(true);
+        .expose_error_messages(true)
+        .build()
+        .unwrap();
     let addr = serve(rejecting_app().layer(layer)).await;
     let response = get_url(addr, "/leaky").await;
     assert_eq!(

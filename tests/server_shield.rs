@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use stopover::server::matcher::{PathMatcher, Rule, Rules};
+use stopover::server::matcher::{PathMatcher, PathRule, PathRules};
 use stopover::server::shield::{ClientGone, ShieldConfigError, ShieldLayer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -214,7 +214,7 @@ async fn configured_methods_replace_the_default() {
 #[tokio::test]
 async fn path_rules_limit_shielding() {
     let shield = ShieldLayer::builder()
-        .paths(Rules::new().with(PathMatcher::exact("/a").unwrap()))
+        .paths(PathRules::new().with(PathMatcher::exact("/a").unwrap()))
         .build()
         .unwrap();
     let addr = serve(app(Arc::default()).layer(shield)).await;
@@ -225,7 +225,7 @@ async fn path_rules_limit_shielding() {
 #[tokio::test]
 async fn path_regex_does_not_match_as_a_prefix() {
     let shield = ShieldLayer::builder()
-        .paths(Rules::new().with(PathMatcher::regex(r"/items/\d+").unwrap()))
+        .paths(PathRules::new().with(PathMatcher::regex(r"/items/\d+").unwrap()))
         .build()
         .unwrap();
     let addr = serve(app(Arc::default()).layer(shield)).await;
@@ -237,10 +237,10 @@ async fn path_regex_does_not_match_as_a_prefix() {
 async fn ignore_rules_exclude_paths_and_method_pairs() {
     let shield = ShieldLayer::builder()
         .ignore(
-            Rules::new()
+            PathRules::new()
                 .with(PathMatcher::prefix("/stream/").unwrap())
                 .with(
-                    Rule::with_methods(
+                    PathRule::with_methods(
                         PathMatcher::exact("/shielded").unwrap(),
                         [axum::http::Method::PUT],
                     )
@@ -471,9 +471,12 @@ async fn trickling_clients_behind_a_timeout_do_not_hold_shielded_work_past_the_b
         .build()
         .unwrap();
     let handle = shield.handle();
-    let router = read_body
-        .layer(shield)
-        .layer(stopover::server::TimeoutLayer::new(Duration::from_millis(50)).unwrap());
+    let router = read_body.layer(shield).layer(
+        stopover::server::TimeoutLayer::builder()
+            .duration(Duration::from_millis(50))
+            .build()
+            .unwrap(),
+    );
     let addr = serve(router).await;
 
     let clients: Vec<_> = start_trickling(addr, 5).await;
@@ -576,7 +579,7 @@ fn zero_bound_is_a_config_error() {
 #[test]
 fn empty_path_rules_are_a_config_error() {
     let err = ShieldLayer::builder()
-        .paths(Rules::new())
+        .paths(PathRules::new())
         .build()
         .unwrap_err();
     assert!(matches!(err, ShieldConfigError::NoPaths));
@@ -599,7 +602,12 @@ async fn shield_inside_a_timeout_keeps_the_work_going_after_the_504() {
     let counters = Arc::new(Counters::default());
     let router = app(counters.clone())
         .layer(ShieldLayer::builder().build().unwrap())
-        .layer(stopover::server::TimeoutLayer::new(Duration::from_millis(20)).unwrap());
+        .layer(
+            stopover::server::TimeoutLayer::builder()
+                .duration(Duration::from_millis(20))
+                .build()
+                .unwrap(),
+        );
     let addr = serve(router).await;
     // The handler completes only once its response future has been dropped, which here is
     // the timeout's doing: the client is still connected when it gets the 504.

@@ -63,7 +63,10 @@ async fn error_events_use_server_convention_names_and_the_matched_route() {
             get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
         )
         .layer(
-            ErrorLayer::new().route_from(|ext| ext.get::<MatchedPath>().map(MatchedPath::as_str)),
+            ErrorLayer::builder()
+                .route_from(|ext| ext.get::<MatchedPath>().map(MatchedPath::as_str))
+                .build()
+                .unwrap(),
         );
     let addr = serve(app).await;
     assert_eq!(
@@ -88,9 +91,11 @@ async fn error_event_levels_for_5xx_and_4xx_are_configurable() {
         .route("/boom", get(|| async { StatusCode::BAD_GATEWAY }))
         .route("/missing", get(|| async { StatusCode::NOT_FOUND }))
         .layer(
-            ErrorLayer::new()
+            ErrorLayer::builder()
                 .server_error_level(tracing::Level::WARN)
-                .client_error_level(tracing::Level::INFO),
+                .client_error_level(tracing::Level::INFO)
+                .build()
+                .unwrap(),
         );
     let addr = serve(app).await;
     assert_eq!(status_of("GET", format!("http://{addr}/boom")).await, 502);
@@ -124,7 +129,12 @@ async fn shield_and_timeout_mark_the_request_span() {
             }),
         )
         .layer(ShieldLayer::builder().build().unwrap())
-        .layer(TimeoutLayer::new(Duration::from_millis(50)).unwrap())
+        .layer(
+            TimeoutLayer::builder()
+                .duration(Duration::from_millis(50))
+                .build()
+                .unwrap(),
+        )
         .layer(from_fn(request_span));
     let addr = serve(app).await;
     assert_eq!(status_of("POST", format!("http://{addr}/order")).await, 200);

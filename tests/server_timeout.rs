@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use stopover::server::error::{ErrorFormat, ErrorLayer};
-use stopover::server::matcher::{PathMatcher, Rule};
+use stopover::server::matcher::{PathMatcher, PathRule};
 use stopover::server::timeout::{TimeoutConfigError, TimeoutLayer};
 use tokio::net::TcpListener;
 use tokio::time::sleep;
@@ -58,7 +58,7 @@ fn app() -> Router {
 
 #[tokio::test(start_paused = true)]
 async fn slow_handler_gets_504_json() {
-    let addr = serve(app().layer(TimeoutLayer::new(SHORT).unwrap())).await;
+    let addr = serve(app().layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/slow").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
@@ -70,7 +70,7 @@ async fn slow_handler_gets_504_json() {
 
 #[tokio::test(start_paused = true)]
 async fn fast_handler_is_not_touched() {
-    let addr = serve(app().layer(TimeoutLayer::new(SHORT).unwrap())).await;
+    let addr = serve(app().layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/fast").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "fast");
@@ -78,9 +78,10 @@ async fn fast_handler_is_not_touched() {
 
 #[tokio::test(start_paused = true)]
 async fn timeout_status_is_configurable() {
-    let layer = TimeoutLayer::new(SHORT)
-        .unwrap()
+    let layer = TimeoutLayer::builder()
+        .duration(SHORT)
         .status(StatusCode::SERVICE_UNAVAILABLE)
+        .build()
         .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = send(addr, Method::GET, "/slow").await;
@@ -93,9 +94,11 @@ async fn timeout_status_is_configurable() {
 
 #[tokio::test(start_paused = true)]
 async fn ignored_path_is_not_limited() {
-    let layer = TimeoutLayer::new(SHORT)
-        .unwrap()
-        .ignore(PathMatcher::exact("/slow").unwrap());
+    let layer = TimeoutLayer::builder()
+        .duration(SHORT)
+        .ignore(PathMatcher::exact("/slow").unwrap())
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = send(addr, Method::GET, "/slow").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -104,8 +107,13 @@ async fn ignored_path_is_not_limited() {
 
 #[tokio::test(start_paused = true)]
 async fn ignored_path_and_method_pair_exempts_only_that_method() {
-    let rule = Rule::with_methods(PathMatcher::exact("/slow").unwrap(), [Method::POST]).unwrap();
-    let layer = TimeoutLayer::new(SHORT).unwrap().ignore(rule);
+    let rule =
+        PathRule::with_methods(PathMatcher::exact("/slow").unwrap(), [Method::POST]).unwrap();
+    let layer = TimeoutLayer::builder()
+        .duration(SHORT)
+        .ignore(rule)
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = send(addr, Method::POST, "/slow").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -115,9 +123,10 @@ async fn ignored_path_and_method_pair_exempts_only_that_method() {
 
 #[tokio::test(start_paused = true)]
 async fn per_path_duration_replaces_the_default() {
-    let layer = TimeoutLayer::new(SHORT)
-        .unwrap()
+    let layer = TimeoutLayer::builder()
+        .duration(SHORT)
         .path_timeout(PathMatcher::prefix("/reports/").unwrap(), SLOW * 2)
+        .build()
         .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = send(addr, Method::GET, "/reports/daily").await;
@@ -128,11 +137,11 @@ async fn per_path_duration_replaces_the_default() {
 
 #[tokio::test(start_paused = true)]
 async fn per_path_duration_first_match_wins() {
-    let layer = TimeoutLayer::new(SLOW * 2)
-        .unwrap()
+    let layer = TimeoutLayer::builder()
+        .duration(SLOW * 2)
         .path_timeout(PathMatcher::exact("/reports/yearly").unwrap(), SHORT)
-        .unwrap()
         .path_timeout(PathMatcher::prefix("/reports/").unwrap(), SLOW * 2)
+        .build()
         .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = send(addr, Method::GET, "/reports/yearly").await;
@@ -143,11 +152,12 @@ async fn per_path_duration_first_match_wins() {
 
 #[tokio::test(start_paused = true)]
 async fn ignore_rules_win_over_per_path_durations() {
-    let layer = TimeoutLayer::new(SHORT)
-        .unwrap()
+    let layer = TimeoutLayer::builder()
+        .duration(SHORT)
         .path_timeout(PathMatcher::exact("/slow").unwrap(), SHORT)
-        .unwrap()
-        .ignore(PathMatcher::exact("/slow").unwrap());
+        .ignore(PathMatcher::exact("/slow").unwrap())
+        .build()
+        .unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = send(addr, Method::GET, "/slow").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -175,7 +185,7 @@ async fn timed_out_handler_is_dropped_at_its_await() {
             }
         }),
     );
-    let addr = serve(app.layer(TimeoutLayer::new(SHORT).unwrap())).await;
+    let addr = serve(app.layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/work").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(dropped.load(Ordering::SeqCst));
@@ -199,7 +209,7 @@ async fn streaming_body_is_not_cut_once_the_head_is_ready() {
             Body::from_stream(chunks)
         }),
     );
-    let addr = serve(app.layer(TimeoutLayer::new(SHORT).unwrap())).await;
+    let addr = serve(app.layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/stream").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "chunk chunk ");
@@ -208,8 +218,13 @@ async fn streaming_body_is_not_cut_once_the_head_is_ready() {
 #[tokio::test(start_paused = true)]
 async fn timeout_is_rendered_by_an_outer_error_layer() {
     let app = app()
-        .layer(TimeoutLayer::new(SHORT).unwrap())
-        .layer(ErrorLayer::new().format(ErrorFormat::ProblemJson));
+        .layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())
+        .layer(
+            ErrorLayer::builder()
+                .format(ErrorFormat::ProblemJson)
+                .build()
+                .unwrap(),
+        );
     let addr = serve(app).await;
     let response = send(addr, Method::GET, "/slow").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
@@ -232,7 +247,7 @@ async fn timeout_is_rendered_by_an_outer_error_layer() {
 async fn timeout_with_default_error_layer_stays_a_504() {
     // aiohttp-middlewares turns this pairing into `500 {"detail": ""}`.
     let app = app()
-        .layer(TimeoutLayer::new(SHORT).unwrap())
+        .layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())
         .layer(ErrorLayer::new());
     let addr = serve(app).await;
     let response = send(addr, Method::GET, "/slow").await;
@@ -246,21 +261,31 @@ async fn timeout_with_default_error_layer_stays_a_504() {
 #[test]
 fn zero_duration_is_a_config_error() {
     assert!(matches!(
-        TimeoutLayer::new(Duration::ZERO),
+        TimeoutLayer::builder().duration(Duration::ZERO).build(),
         Err(TimeoutConfigError::ZeroDuration { .. })
     ));
-    let err = TimeoutLayer::new(SHORT)
-        .unwrap()
+    let err = TimeoutLayer::builder()
+        .duration(SHORT)
         .path_timeout(PathMatcher::prefix("/reports/").unwrap(), Duration::ZERO)
+        .build()
         .unwrap_err();
     assert!(matches!(&err, TimeoutConfigError::ZeroDuration { what } if what == "/reports/"));
 }
 
 #[test]
+fn missing_duration_is_a_config_error() {
+    assert!(matches!(
+        TimeoutLayer::builder().build(),
+        Err(TimeoutConfigError::MissingDuration)
+    ));
+}
+
+#[test]
 fn non_error_status_is_a_config_error() {
-    let err = TimeoutLayer::new(SHORT)
-        .unwrap()
+    let err = TimeoutLayer::builder()
+        .duration(SHORT)
         .status(StatusCode::OK)
+        .build()
         .unwrap_err();
     assert!(matches!(
         err,
@@ -310,13 +335,19 @@ async fn happy_path_through_error_and_timeout_layers_allocates_nothing() {
         tokio::task::yield_now().await;
         Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
     });
-    let timeout = TimeoutLayer::new(SLOW)
-        .unwrap()
+    let timeout = TimeoutLayer::builder()
+        .duration(SLOW)
         .ignore(PathMatcher::regex(r"/stream/\d+").unwrap())
-        .ignore(Rule::with_methods(PathMatcher::exact("/upload").unwrap(), [Method::POST]).unwrap())
+        .ignore(
+            PathRule::with_methods(PathMatcher::exact("/upload").unwrap(), [Method::POST]).unwrap(),
+        )
         .path_timeout(PathMatcher::prefix("/reports/").unwrap(), SLOW * 2)
+        .build()
         .unwrap();
-    let errors = ErrorLayer::new().skip_path(PathMatcher::regex("/legacy/.*").unwrap());
+    let errors = ErrorLayer::builder()
+        .skip_path(PathMatcher::regex("/legacy/.*").unwrap())
+        .build()
+        .unwrap();
     let mut service = errors.layer(timeout.layer(leaf));
     let uri: http::Uri = "/reports/daily?year=2026".parse().unwrap();
     let request = || {
@@ -354,9 +385,11 @@ async fn rules_see_the_raw_path_the_router_routes_on() {
     let app = Router::new()
         .route("/a/slow", get(slow))
         .route("/{segment}", get(slow));
-    let layer = TimeoutLayer::new(SHORT)
-        .unwrap()
-        .ignore(PathMatcher::prefix("/a/").unwrap());
+    let layer = TimeoutLayer::builder()
+        .duration(SHORT)
+        .ignore(PathMatcher::prefix("/a/").unwrap())
+        .build()
+        .unwrap();
     let addr = serve(app.layer(layer)).await;
     let response = send(addr, Method::GET, "/a/slow").await;
     assert_eq!(response.status(), StatusCode::OK);

@@ -38,7 +38,7 @@ pub async fn start() -> Result<RunningServer, Box<dyn std::error::Error>> {
 pub async fn start_with(extra: Router) -> Result<RunningServer, Box<dyn std::error::Error>> {
     let orders_stored = Arc::new(AtomicUsize::new(0));
     let shield = ShieldLayer::builder()
-        .paths(stopover::server::matcher::Rules::new().with(PathMatcher::exact("/orders")?))
+        .paths(stopover::server::matcher::PathRules::new().with(PathMatcher::exact("/orders")?))
         .build()?;
     let shield_handle = shield.handle();
 
@@ -76,7 +76,11 @@ pub async fn start_with(extra: Router) -> Result<RunningServer, Box<dyn std::err
                     .build()?,
             )
             .layer(ErrorLayer::new())
-            .layer(TimeoutLayer::new(Duration::from_millis(500))?)
+            .layer(
+                TimeoutLayer::builder()
+                    .duration(Duration::from_millis(500))
+                    .build()?,
+            )
             .layer(shield),
     );
 

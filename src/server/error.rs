@@ -15,17 +15,17 @@
 //!   extra data, in the configured [`ErrorFormat`].
 //! - An error returned by the inner service, or a panic while it runs, becomes a 500 whose
 //!   detail is the generic `"Internal Server Error"`: the message is logged, and sent only when
-//!   [`ErrorLayer::expose_error_messages`] or [`ErrorLayer::expose_panic_messages`] says so.
+//!   [`ErrorLayerBuilder::expose_error_messages`] or [`ErrorLayerBuilder::expose_panic_messages`] says so.
 //! - 1xx, 2xx and 3xx responses, and 4xx/5xx responses that already have a body, pass through
-//!   untouched, body included, unless [`ErrorLayer::rewrite_bodies`] asks for small plain-text
+//!   untouched, body included, unless [`ErrorLayerBuilder::rewrite_bodies`] asks for small plain-text
 //!   error bodies (such as axum's plain-text extractor rejections) to be rendered too. A
 //!   response to `HEAD`, and a 204 or 304, never gets a body.
 //!
 //! Responses are rendered as `application/json` by default, or as RFC 9457
 //! `application/problem+json` (`type`, `title`, `status`, `detail`) with
-//! [`ErrorFormat::ProblemJson`]. Per-path handlers ([`ErrorLayer::handler`], first match wins)
-//! and a default handler replace the built-in rendering; [`ErrorLayer::skip_status`] and
-//! [`ErrorLayer::skip_path`] leave some responses alone. Rendered 5xx are logged at `ERROR`
+//! [`ErrorFormat::ProblemJson`]. Per-path handlers ([`ErrorLayerBuilder::handler`], first match wins)
+//! and a default handler replace the built-in rendering; [`ErrorLayerBuilder::skip_status`] and
+//! [`ErrorLayerBuilder::skip_path`] leave some responses alone. Rendered 5xx are logged at `ERROR`
 //! level, 4xx at `DEBUG`, with the method and path of the request.
 //!
 //! The service's error type is [`Infallible`]: put the layer where axum wants infallible
@@ -45,10 +45,12 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/item", get(item))
-//!     .layer(ErrorLayer::new().expose_panic_messages(false));
+//!     .layer(ErrorLayer::builder().expose_panic_messages(false)
+//!         .build()?);
 //! // GET /item   -> 409 {"detail":"item is locked","retry_in":30}
 //! // GET /nope   -> 404 {"detail":"Not Found"}
 //! // POST /item  -> 405 {"detail":"Method Not Allowed"}, `Allow: GET,HEAD` kept
+//! # Ok::<(), stopover::server::error::ErrorConfigError>(())
 //! ```
 //!
 //! # Using `HttpError` from axum
@@ -72,6 +74,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -79,9 +82,11 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
+use http::request;
 use http::response::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -90,11 +95,11 @@ use tower::BoxError;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::matcher::{PathMap, Rule, Rules};
+use super::matcher::{PathMap, PathRule, PathRules};
 
 const GENERIC_DETAIL: &str = "Internal Server Error";
 
-/// The largest error body [`ErrorLayer::rewrite_bodies`] buffers.
+/// The largest error body [`ErrorLayerBuilder::rewrite_bodies`] buffers.
 const REWRITE_LIMIT: u64 = 8 * 1024;
 
 /// The shape of a rendered error document.
@@ -262,6 +267,7 @@ pub struct HttpError {
     detail: Cow<'static, str>,
     problem_type: Option<Cow<'static, str>>,
     data: Option<Map<String, Value>>,
+    body: Option<Value>,
     headers: HeaderMap,
 }
 
@@ -276,6 +282,7 @@ impl HttpError {
             detail: detail.into(),
             problem_type: None,
             data: None,
+            body: None,
             headers: HeaderMap::new(),
         }
     }
@@ -307,6 +314,36 @@ impl HttpError {
     pub fn with_problem_type(mut self, uri: impl Into<Cow<'static, str>>) -> Self {
         self.problem_type = Some(uri.into());
         self
+    }
+
+    /// Replaces the whole document with `body`: the response body is `body` serialised as it
+    /// is, with no `detail` member, as `application/json` in every [`ErrorFormat`] (it is not a
+    /// problem document). The detail is still logged and seen by custom handlers. Default: none,
+    /// the document is built from the detail and the extra data.
+    ///
+    /// This is aiohttp's `err.data`: an API with its own error schema sends it verbatim.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use serde_json::json;
+    /// use stopover::server::error::HttpError;
+    ///
+    /// let err = HttpError::new(StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS, "blocked in region")
+    ///     .with_body(json!({"error": {"code": "geo_blocked", "region": "XX"}}));
+    /// let response: http::Response<bytes::Bytes> = err.into();
+    /// assert_eq!(
+    ///     response.body().as_ref(),
+    ///     br#"{"error":{"code":"geo_blocked","region":"XX"}}"#
+    /// );
+    /// ```
+    pub fn with_body(mut self, body: impl Into<Value>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// The document set with [`HttpError::with_body`], if any.
+    pub fn body(&self) -> Option<&Value> {
+        self.body.as_ref()
     }
 
     /// Adds a header to the response (appended, so `Set-Cookie` may be given several times).
@@ -362,28 +399,54 @@ impl<B: From<Bytes>> From<HttpError> for Response<B> {
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = err.status;
         parts.headers = std::mem::take(&mut err.headers);
-        let body = render(
-            ErrorFormat::Json,
-            err.status,
-            &err.detail,
-            err.problem_type.as_deref(),
-            err.data.as_ref(),
-        );
+        let (content_type, body) = err.document(ErrorFormat::Json, err.status);
         parts.extensions.insert(err);
-        let body = prepare_parts(
-            &mut parts,
-            None,
-            Some(ErrorFormat::Json.content_type()),
-            body,
-        );
+        let body = prepare_parts(&mut parts, None, Some(content_type), body);
         Response::from_parts(parts, B::from(body))
+    }
+}
+
+impl HttpError {
+    /// The built-in document of this error in `format`, with `status`.
+    fn document(&self, format: ErrorFormat, status: StatusCode) -> (HeaderValue, Bytes) {
+        document(
+            format,
+            status,
+            &self.detail,
+            self.problem_type.as_deref(),
+            self.data.as_ref(),
+            self.body.as_ref(),
+        )
+    }
+}
+
+/// The content type and body of a built-in document: `body` verbatim as JSON when the error set
+/// one, else the rendered detail and data.
+fn document(
+    format: ErrorFormat,
+    status: StatusCode,
+    detail: &str,
+    problem_type: Option<&str>,
+    data: Option<&Map<String, Value>>,
+    body: Option<&Value>,
+) -> (HeaderValue, Bytes) {
+    match body {
+        Some(body) => (
+            ErrorFormat::Json.content_type(),
+            // Serialising a `Value` into a Vec cannot fail.
+            serde_json::to_vec(body).map_or_else(|_| Bytes::new(), Bytes::from),
+        ),
+        None => (
+            format.content_type(),
+            render(format, status, detail, problem_type, data),
+        ),
     }
 }
 
 /// Where an error being rendered came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ErrorKind {
+pub enum ErrorOrigin {
     /// A 4xx or 5xx response with an empty body, such as axum's 404 and 405.
     EmptyResponse,
     /// A response made from an [`HttpError`] (by a handler, or by a timeout).
@@ -393,26 +456,28 @@ pub enum ErrorKind {
     /// The inner service panicked.
     Panic,
     /// A 4xx or 5xx response with a small plain-text body, rendered because
-    /// [`ErrorLayer::rewrite_bodies`] is on.
+    /// [`ErrorLayerBuilder::rewrite_bodies`] is on.
     RewrittenBody,
 }
 
-/// What a custom error handler sees.
-#[derive(Debug)]
-pub struct ErrorContext<'a> {
-    kind: ErrorKind,
+/// What a custom error handler learns about the error it renders. The request comes beside
+/// it, as `http::request::Parts` (method, URI, headers, extensions).
+#[derive(Clone, Debug)]
+pub struct ErrorContext {
+    kind: ErrorOrigin,
     status: StatusCode,
-    detail: &'a str,
-    internal_message: Option<&'a str>,
-    problem_type: Option<&'a str>,
-    data: Option<&'a Map<String, Value>>,
-    request: &'a RequestInfo,
-    response_headers: &'a HeaderMap,
+    detail: String,
+    internal_message: Option<String>,
+    problem_type: Option<String>,
+    data: Option<Map<String, Value>>,
+    body: Option<Value>,
+    format: ErrorFormat,
+    response_headers: HeaderMap,
 }
 
-impl ErrorContext<'_> {
+impl ErrorContext {
     /// Where the error came from.
-    pub fn kind(&self) -> ErrorKind {
+    pub fn origin(&self) -> ErrorOrigin {
         self.kind
     }
 
@@ -424,71 +489,76 @@ impl ErrorContext<'_> {
     /// The detail that is safe to send: the reason phrase, the `HttpError`'s detail, or the
     /// generic `"Internal Server Error"` unless messages are exposed.
     pub fn detail(&self) -> &str {
-        self.detail
+        &self.detail
     }
 
     /// The panic message, the inner service's error message, or the text of a rewritten body
-    /// ([`ErrorKind::RewrittenBody`]), for logging. Not meant for the client.
+    /// ([`ErrorOrigin::RewrittenBody`]), for logging. Not meant for the client.
     pub fn internal_message(&self) -> Option<&str> {
-        self.internal_message
+        self.internal_message.as_deref()
     }
 
     /// The extra data of an [`HttpError`].
     pub fn data(&self) -> Option<&Map<String, Value>> {
-        self.data
+        self.data.as_ref()
+    }
+
+    /// The whole document of an [`HttpError`] made with [`HttpError::with_body`].
+    pub fn body(&self) -> Option<&Value> {
+        self.body.as_ref()
     }
 
     /// The RFC 9457 `type` URI of an [`HttpError`], if it set one.
     pub fn problem_type(&self) -> Option<&str> {
-        self.problem_type
+        self.problem_type.as_deref()
     }
 
-    /// The method of the request.
-    pub fn method(&self) -> &Method {
-        &self.request.method
-    }
-
-    /// The URI of the request.
-    pub fn uri(&self) -> &Uri {
-        &self.request.uri
-    }
-
-    /// The headers of the request.
-    pub fn request_headers(&self) -> &HeaderMap {
-        &self.request.headers
+    /// The format the layer is configured with ([`ErrorLayerBuilder::format`]).
+    pub fn format(&self) -> ErrorFormat {
+        self.format
     }
 
     /// The headers of the response being rendered; they are kept, and the handler's own
     /// headers are set over them.
     pub fn response_headers(&self) -> &HeaderMap {
-        self.response_headers
+        &self.response_headers
     }
 
     /// The built-in rendering of this error in `format`, for handlers that only adjust it.
     pub fn render(&self, format: ErrorFormat) -> Response<Bytes> {
-        let body = render(
+        let (content_type, body) = document(
             format,
             self.status,
-            self.detail,
-            self.problem_type,
-            self.data,
+            &self.detail,
+            self.problem_type.as_deref(),
+            self.data.as_ref(),
+            self.body.as_ref(),
         );
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
         response
             .headers_mut()
-            .insert(header::CONTENT_TYPE, format.content_type());
+            .insert(header::CONTENT_TYPE, content_type);
         response
     }
 }
 
-type Handler = Arc<dyn Fn(&ErrorContext<'_>) -> Response<Bytes> + Send + Sync>;
+type HandlerFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
+type Handler = Arc<dyn Fn(request::Parts, ErrorContext) -> HandlerFuture + Send + Sync>;
+
+fn boxed_handler<F, Fut>(handler: F) -> Handler
+where
+    F: Fn(request::Parts, ErrorContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Bytes>> + Send + 'static,
+{
+    Arc::new(move |request, context| Box::pin(handler(request, context)))
+}
 
 /// A configuration the error layer refuses.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorConfigError {
-    /// A status given to [`ErrorLayer::skip_status`] is not a 4xx or 5xx, which the layer never
+    /// A status given to [`ErrorLayerBuilder::skip_status`] is not a 4xx or 5xx, which the layer never
     /// rewrites anyway.
     #[error(
         "status {status} is not a 4xx or 5xx status, which are the only ones the error layer rewrites"
@@ -497,6 +567,15 @@ pub enum ErrorConfigError {
         /// The refused status.
         status: StatusCode,
     },
+}
+
+/// Whether an inner service error is of a type given to [`ErrorLayerBuilder::skip_error`].
+type ErrorTest = fn(&(dyn std::error::Error + Send + Sync + 'static)) -> bool;
+
+fn is_error<T: std::error::Error + 'static>(
+    err: &(dyn std::error::Error + Send + Sync + 'static),
+) -> bool {
+    err.is::<T>()
 }
 
 #[derive(Clone, Default)]
@@ -508,30 +587,133 @@ struct Config {
     handlers: PathMap<Handler>,
     default_handler: Option<Handler>,
     skip_statuses: Vec<StatusCode>,
-    skip_paths: Rules,
+    skip_paths: PathRules,
+    skip_errors: Vec<ErrorTest>,
     server_error_level: Option<tracing::Level>,
     client_error_level: Option<tracing::Level>,
     route: Option<RouteFn>,
 }
 
+impl Config {
+    /// `err` as the service's error when its type is skipped, else back for rendering.
+    fn pass<E: ServiceError>(&self, err: BoxError) -> Result<E, BoxError> {
+        if self.skip_errors.iter().any(|test| test(&*err)) {
+            E::pass(err)
+        } else {
+            Err(err)
+        }
+    }
+}
+
 /// Reads a request's route template (`http.route`) from its extensions.
 type RouteFn = fn(&http::Extensions) -> Option<&str>;
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::convert::Infallible {}
+    impl Sealed for tower::BoxError {}
+}
+
+/// The error type of the error layer's service: [`Infallible`] (every error is rendered, the
+/// service fits where axum wants infallible services), or [`BoxError`] once
+/// [`ErrorLayerBuilder::skip_error`] lets errors of some types through. Sealed.
+pub trait ServiceError: sealed::Sealed + Sized + Send + 'static {
+    /// `err` as this type, or `err` back when this type cannot carry it.
+    #[doc(hidden)]
+    fn pass(err: BoxError) -> Result<Self, BoxError>;
+}
+
+impl ServiceError for Infallible {
+    fn pass(err: BoxError) -> Result<Self, BoxError> {
+        Err(err)
+    }
+}
+
+impl ServiceError for BoxError {
+    fn pass(err: BoxError) -> Result<Self, BoxError> {
+        Ok(err)
+    }
+}
+
 /// Renders error responses as JSON; see the [module docs](self).
-#[derive(Clone, Default)]
-pub struct ErrorLayer {
+///
+/// `E` is the error type of its service: [`Infallible`] unless [`ErrorLayerBuilder::skip_error`] was
+/// used, then [`BoxError`].
+pub struct ErrorLayer<E = Infallible> {
     config: Arc<Config>,
+    _error: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for ErrorLayer<E> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            _error: PhantomData,
+        }
+    }
+}
+
+impl Default for ErrorLayer {
+    fn default() -> Self {
+        Self {
+            config: Arc::default(),
+            _error: PhantomData,
+        }
+    }
 }
 
 impl ErrorLayer {
     /// A layer with the defaults: [`ErrorFormat::Json`], no custom handler, nothing skipped,
-    /// panic and error messages not exposed.
+    /// panic and error messages not exposed. The same as `ErrorLayer::builder().build()`.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A builder starting from the defaults of [`ErrorLayer::new`].
+    pub fn builder() -> ErrorLayerBuilder {
+        ErrorLayerBuilder {
+            config: Config::default(),
+            _error: PhantomData,
+        }
+    }
+}
+
+/// Builds an [`ErrorLayer`]; every setter states its default. Made by [`ErrorLayer::builder`].
+pub struct ErrorLayerBuilder<E = Infallible> {
+    config: Config,
+    _error: PhantomData<fn() -> E>,
+}
+
+impl<E> fmt::Debug for ErrorLayerBuilder<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorLayerBuilder").finish_non_exhaustive()
+    }
+}
+
+impl<E> ErrorLayerBuilder<E> {
     fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+        &mut self.config
+    }
+
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorConfigError::NotAnErrorStatus`] when a status given to
+    /// [`skip_status`](Self::skip_status) is not 4xx or 5xx.
+    pub fn build(self) -> Result<ErrorLayer<E>, ErrorConfigError> {
+        if let Some(&status) = self
+            .config
+            .skip_statuses
+            .iter()
+            .find(|status| !(status.is_client_error() || status.is_server_error()))
+        {
+            return Err(ErrorConfigError::NotAnErrorStatus { status });
+        }
+        Ok(ErrorLayer {
+            config: Arc::new(self.config),
+            _error: PhantomData,
+        })
     }
 
     /// The document format. Default: [`ErrorFormat::Json`].
@@ -575,10 +757,12 @@ impl ErrorLayer {
     /// use axum::extract::MatchedPath;
     /// use stopover::server::error::ErrorLayer;
     ///
-    /// let layer = ErrorLayer::new().route_from(|extensions| {
+    /// let layer = ErrorLayer::builder().route_from(|extensions| {
     ///     extensions.get::<MatchedPath>().map(MatchedPath::as_str)
-    /// });
+    /// })
+    ///     .build()?;
     /// # let _ = layer;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
     /// ```
     pub fn route_from(mut self, route: fn(&http::Extensions) -> Option<&str>) -> Self {
         self.config().route = Some(route);
@@ -605,20 +789,26 @@ impl ErrorLayer {
     /// // instead of axum's plain-text rejection.
     /// let app: Router = Router::new()
     ///     .route("/items", post(|Json(item): Json<serde_json::Value>| async move { Json(item) }))
-    ///     .layer(ErrorLayer::new().rewrite_bodies(true));
+    ///     .layer(ErrorLayer::builder().rewrite_bodies(true)
+    ///         .build()?);
     /// # let _ = app;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
     /// ```
     pub fn rewrite_bodies(mut self, rewrite: bool) -> Self {
         self.config().rewrite_bodies = rewrite;
         self
     }
 
-    /// Renders errors of requests that `rule` matches with `handler`. Rules are tried in the
-    /// order they were added; the first match wins. Default: no per-path handler.
+    /// Renders errors of requests that `rule` matches with `handler`, an async function of the
+    /// request's parts and the [`ErrorContext`]. Rules are tried in the order they were added;
+    /// the first match wins. Default: no per-path handler.
     ///
     /// The handler's status, headers and body are used; the headers of the original response
     /// are kept unless the handler sets the same header. Its body is dropped for `HEAD`, 204
-    /// and 304. A panicking handler falls back to the built-in rendering.
+    /// and 304. A handler that panics, when called or while it runs, falls back to the
+    /// built-in rendering. The request parts (headers and extensions included) are cloned for
+    /// each request the handler may see, before the inner service runs; a handler that needs
+    /// no `await` returns `std::future::ready(response)`.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -626,58 +816,138 @@ impl ErrorLayer {
     /// use stopover::server::error::ErrorLayer;
     /// use stopover::server::matcher::PathMatcher;
     ///
-    /// let layer = ErrorLayer::new().handler(PathMatcher::prefix("/pages/")?, |ctx| {
-    ///     let mut page = Response::new(Bytes::from(format!("<h1>{}</h1>", ctx.detail())));
+    /// let layer = ErrorLayer::builder().handler(PathMatcher::prefix("/pages/")?, |request, ctx| async move {
+    ///     // An async view: it could render a template or report to an error tracker.
+    ///     let page = format!("<h1>{}</h1><p>{}</p>", ctx.detail(), request.uri.path());
+    ///     let mut page = Response::new(Bytes::from(page));
     ///     *page.status_mut() = ctx.status();
     ///     page.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
     ///     page
-    /// });
-    /// # Ok::<(), stopover::server::matcher::MatcherError>(())
+    /// })
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn handler<F>(mut self, rule: impl Into<Rule>, handler: F) -> Self
+    pub fn handler<F, Fut>(mut self, rule: impl Into<PathRule>, handler: F) -> Self
     where
-        F: Fn(&ErrorContext<'_>) -> Response<Bytes> + Send + Sync + 'static,
+        F: Fn(request::Parts, ErrorContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Bytes>> + Send + 'static,
     {
-        self.config().handlers.push(rule, Arc::new(handler));
+        self.config().handlers.push(rule, boxed_handler(handler));
         self
     }
 
-    /// Renders errors that no per-path handler matches with `handler` instead of the built-in
-    /// rendering. Default: none.
-    pub fn default_handler<F>(mut self, handler: F) -> Self
+    /// Renders errors that no per-path handler matches with `handler` (see
+    /// [`ErrorLayerBuilder::handler`]) instead of the built-in rendering. Default: none.
+    pub fn default_handler<F, Fut>(mut self, handler: F) -> Self
     where
-        F: Fn(&ErrorContext<'_>) -> Response<Bytes> + Send + Sync + 'static,
+        F: Fn(request::Parts, ErrorContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Bytes>> + Send + 'static,
     {
-        self.config().default_handler = Some(Arc::new(handler));
+        self.config().default_handler = Some(boxed_handler(handler));
         self
     }
 
     /// Leaves responses with this status as they are. Default: none.
     ///
     /// Errors and panics of the inner service are still rendered, as there is no response to
-    /// leave alone.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorConfigError::NotAnErrorStatus`] when `status` is not 4xx or 5xx.
-    pub fn skip_status(mut self, status: StatusCode) -> Result<Self, ErrorConfigError> {
-        if !(status.is_client_error() || status.is_server_error()) {
-            return Err(ErrorConfigError::NotAnErrorStatus { status });
-        }
+    /// leave alone. A status that is not 4xx or 5xx makes [`build`](Self::build) fail with
+    /// [`ErrorConfigError::NotAnErrorStatus`].
+    pub fn skip_status(mut self, status: StatusCode) -> Self {
         self.config().skip_statuses.push(status);
-        Ok(self)
+        self
     }
 
     /// Leaves responses to requests that `rule` matches as they are. Default: none.
     ///
     /// Errors and panics of the inner service are still rendered.
-    pub fn skip_path(mut self, rule: impl Into<Rule>) -> Self {
+    pub fn skip_path(mut self, rule: impl Into<PathRule>) -> Self {
         self.config().skip_paths.push(rule);
         self
     }
+
+    /// Lets errors of type `T` returned by the inner service (from `poll_ready`, `call`'s future)
+    /// through untouched, as the service's error, for an outer layer to handle (aiohttp's
+    /// `ignore_exceptions`). Default: none, every error becomes a 500.
+    ///
+    /// The test is the error's own type, as boxed into a [`BoxError`] (not its sources). The
+    /// service's error type becomes [`BoxError`], so in axum the layer then goes inside a
+    /// `HandleErrorLayer`. Panics are still rendered.
+    ///
+    /// ```
+    /// use stopover::server::error::ErrorLayer;
+    ///
+    /// // tower's own timeout error goes on to an outer `HandleErrorLayer`.
+    /// let layer = ErrorLayer::builder().skip_error::<tower::timeout::error::Elapsed>()
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
+    /// ```
+    pub fn skip_error<T: std::error::Error + 'static>(self) -> ErrorLayerBuilder<BoxError> {
+        let mut builder = ErrorLayerBuilder {
+            config: self.config,
+            _error: PhantomData,
+        };
+        builder.config().skip_errors.push(is_error::<T>);
+        builder
+    }
 }
 
-impl fmt::Debug for ErrorLayer {
+impl<E> ErrorLayer<E> {
+    /// Renders `error` for `request` the way the layer renders an [`HttpError`] response of the
+    /// inner service: the same handlers, format, skipped statuses and paths, and log event
+    /// (aiohttp's `get_error_response`). For custom middlewares that make errors of their own.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use stopover::server::error::{ErrorFormat, ErrorLayer, HttpError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ErrorLayer::builder().format(ErrorFormat::ProblemJson)
+    ///     .build()?;
+    /// let (request, ()) = Request::get("/items/7").body(()).unwrap().into_parts();
+    /// let response = layer
+    ///     .error_response(&request, HttpError::new(StatusCode::GONE, "item 7 was deleted"))
+    ///     .await;
+    /// assert_eq!(response.status(), StatusCode::GONE);
+    /// assert_eq!(response.headers()["content-type"], "application/problem+json");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn error_response(
+        &self,
+        request: &request::Parts,
+        error: HttpError,
+    ) -> impl Future<Output = Response<Bytes>> + Send + 'static {
+        let info = RequestInfo::new(
+            &self.config,
+            &request.method,
+            &request.uri,
+            request.version,
+            &request.headers,
+            &request.extensions,
+        );
+        let response: Response<Full<Bytes>> = error.into();
+        let future = ResponseFuture::<_, _, Infallible> {
+            state: State::Running {
+                future: std::future::ready(Ok::<_, Infallible>(response)),
+            },
+            request: info,
+            _error: PhantomData,
+        };
+        async move {
+            let Ok(response) = future.await;
+            let (parts, body) = response.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            Response::from_parts(parts, body)
+        }
+    }
+}
+
+impl<E> fmt::Debug for ErrorLayer<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &self.config;
         f.debug_struct("ErrorLayer")
@@ -689,92 +959,84 @@ impl fmt::Debug for ErrorLayer {
             .field("default_handler", &config.default_handler.is_some())
             .field("skip_statuses", &config.skip_statuses)
             .field("skip_paths", &config.skip_paths)
+            .field("skip_errors", &config.skip_errors.len())
             .finish()
     }
 }
 
-impl<S> Layer<S> for ErrorLayer {
-    type Service = ErrorService<S>;
+impl<S, E> Layer<S> for ErrorLayer<E> {
+    type Service = Errors<S, E>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorService {
+        Errors {
             inner,
             config: self.config.clone(),
             ready_error: None,
+            _error: PhantomData,
         }
     }
 }
 
 /// The service made by [`ErrorLayer`].
-pub struct ErrorService<S> {
+pub struct Errors<S, E = Infallible> {
     inner: S,
     config: Arc<Config>,
     // An error from the inner `poll_ready`, answered as a 500 by the next call.
     ready_error: Option<BoxError>,
+    _error: PhantomData<fn() -> E>,
 }
 
-impl<S: Clone> Clone for ErrorService<S> {
+impl<S: Clone, E> Clone for Errors<S, E> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             config: self.config.clone(),
             ready_error: None,
+            _error: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for ErrorService<S> {
+impl<S: fmt::Debug, E> fmt::Debug for Errors<S, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorService")
+        f.debug_struct("Errors")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ErrorService<S>
+impl<S, E, ReqBody, ResBody> Service<Request<ReqBody>> for Errors<S, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
+    E: ServiceError,
 {
     type Response = Response<ErrorBody<ResBody>>;
-    type Error = Infallible;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Error = E;
+    type Future = ResponseFuture<S::Future, ResBody, E>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.ready_error.is_none() {
             if let Err(err) = ready!(self.inner.poll_ready(cx)) {
-                self.ready_error = Some(err.into());
+                match self.config.pass::<E>(err.into()) {
+                    Ok(passed) => return Poll::Ready(Err(passed)),
+                    Err(err) => self.ready_error = Some(err),
+                }
             }
         }
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let config = &self.config;
-        let (method, path) = (req.method(), req.uri().path());
-        let handler = config
-            .handlers
-            .get(method, path)
-            .or(config.default_handler.as_ref())
-            .cloned();
-        let request = RequestInfo {
-            config: config.clone(),
-            skip_path: config.skip_paths.matches(method, path),
-            method: method.clone(),
-            uri: req.uri().clone(),
-            route: config
-                .route
-                .and_then(|route| route(req.extensions()))
-                .map(str::to_owned),
-            // Only a custom handler reads the request headers: copy them for it alone.
-            headers: if handler.is_some() {
-                req.headers().clone()
-            } else {
-                HeaderMap::new()
-            },
-            handler,
-        };
+        let request = RequestInfo::new(
+            &self.config,
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+            req.extensions(),
+        );
         let state = match self.ready_error.take() {
             Some(err) => State::Failed {
                 failure: Some(Failure::Service(err)),
@@ -786,7 +1048,11 @@ where
                 },
             },
         };
-        ResponseFuture { state, request }
+        ResponseFuture {
+            state,
+            request,
+            _error: PhantomData,
+        }
     }
 }
 
@@ -795,9 +1061,49 @@ struct RequestInfo {
     method: Method,
     uri: Uri,
     route: Option<String>,
-    headers: HeaderMap,
     handler: Option<Handler>,
+    // The request as the handler gets it; cloned only when a handler may run, taken when it does.
+    request: Option<request::Parts>,
     skip_path: bool,
+}
+
+impl RequestInfo {
+    fn new(
+        config: &Arc<Config>,
+        method: &Method,
+        uri: &Uri,
+        version: http::Version,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Self {
+        let path = uri.path();
+        let handler = config
+            .handlers
+            .get(method, path)
+            .or(config.default_handler.as_ref())
+            .cloned();
+        let request = handler.as_ref().map(|_| {
+            let (mut parts, ()) = Request::new(()).into_parts();
+            parts.method = method.clone();
+            parts.uri = uri.clone();
+            parts.version = version;
+            parts.headers = headers.clone();
+            parts.extensions = extensions.clone();
+            parts
+        });
+        Self {
+            config: config.clone(),
+            skip_path: config.skip_paths.matches(method, path),
+            method: method.clone(),
+            uri: uri.clone(),
+            route: config
+                .route
+                .and_then(|route| route(extensions))
+                .map(str::to_owned),
+            handler,
+            request,
+        }
+    }
 }
 
 impl fmt::Debug for RequestInfo {
@@ -825,11 +1131,12 @@ fn panic_message(payload: Box<dyn Any + Send>) -> String {
 }
 
 pin_project! {
-    /// Response future of [`ErrorService`].
-    pub struct ResponseFuture<F, B> {
+    /// Response future of [`Errors`].
+    pub struct ResponseFuture<F, B, E = Infallible> {
         #[pin]
         state: State<F, B>,
         request: RequestInfo,
+        _error: PhantomData<fn() -> E>,
     }
 }
 
@@ -837,41 +1144,62 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Running { #[pin] future: F },
-        // Reading a small error body to render it (`ErrorLayer::rewrite_bodies`).
+        // Reading a small error body to render it (`ErrorLayerBuilder::rewrite_bodies`).
         Collecting { parts: Option<Parts>, #[pin] body: B, buffer: Vec<u8> },
+        // A custom handler renders the error; `fallback` is the built-in document.
+        Handling { parts: Option<Parts>, fallback: Option<(HeaderValue, Bytes)>, future: HandlerFuture },
         Failed { failure: Option<Failure> },
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+/// What rendering an error leads to: a response, or a custom handler to wait for.
+enum Step<B> {
+    Done(Response<ErrorBody<B>>),
+    Handle {
+        parts: Parts,
+        fallback: (HeaderValue, Bytes),
+        future: HandlerFuture,
+    },
+}
+
+impl<F, B, E, Err> Future for ResponseFuture<F, B, E>
 where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: Into<BoxError>,
+    F: Future<Output = Result<Response<B>, Err>>,
+    Err: Into<BoxError>,
     B: Body<Data = Bytes>,
+    E: ServiceError,
 {
-    type Output = Result<Response<ErrorBody<B>>, Infallible>;
+    type Output = Result<Response<ErrorBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let failure = match this.state.as_mut().project() {
+            let step = match this.state.as_mut().project() {
                 StateProj::Running { future } => {
                     match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Ok(response))) => {
                             if !this.request.should_rewrite(&response) {
-                                return Poll::Ready(Ok(this.request.on_response(response)));
+                                this.request.on_response(response)
+                            } else {
+                                let (parts, body) = response.into_parts();
+                                this.state.set(State::Collecting {
+                                    parts: Some(parts),
+                                    body,
+                                    buffer: Vec::new(),
+                                });
+                                continue;
                             }
-                            let (parts, body) = response.into_parts();
-                            this.state.set(State::Collecting {
-                                parts: Some(parts),
-                                body,
-                                buffer: Vec::new(),
-                            });
-                            continue;
                         }
-                        Ok(Poll::Ready(Err(err))) => Failure::Service(err.into()),
-                        Err(payload) => Failure::Panic(panic_message(payload)),
+                        Ok(Poll::Ready(Err(err))) => {
+                            match this.request.config.pass::<E>(err.into()) {
+                                Ok(passed) => return Poll::Ready(Err(passed)),
+                                Err(err) => this.request.on_failure(Failure::Service(err)),
+                            }
+                        }
+                        Err(payload) => this
+                            .request
+                            .on_failure(Failure::Panic(panic_message(payload))),
                     }
                 }
                 StateProj::Collecting {
@@ -900,24 +1228,120 @@ where
                         None
                     };
                     match parts.take() {
-                        Some(parts) => {
-                            return Poll::Ready(Ok(this.request.on_rewritten(parts, text)));
-                        }
-                        None => Failure::Panic("response future polled after completion".into()),
+                        Some(parts) => this.request.on_rewritten(parts, text),
+                        None => this.request.on_failure(Failure::Panic(
+                            "response future polled after completion".into(),
+                        )),
                     }
                 }
-                StateProj::Failed { failure } => failure.take().unwrap_or_else(|| {
-                    Failure::Panic("response future polled after completion".into())
-                }),
+                StateProj::Handling {
+                    parts,
+                    fallback,
+                    future,
+                } => {
+                    let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
+                    {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(custom)) => Ok(custom),
+                        Err(payload) => Err(payload),
+                    };
+                    match (parts.take(), fallback.take()) {
+                        (Some(parts), Some((content_type, body))) => {
+                            let method = Some(&this.request.method);
+                            let response = match outcome {
+                                Ok(custom) => finish_custom(parts, method, custom),
+                                Err(payload) => {
+                                    tracing::error!(
+                                        panic = %panic_message(payload),
+                                        "error handler panicked; using the built-in rendering"
+                                    );
+                                    into_error_response(parts, method, Some(content_type), body)
+                                }
+                            };
+                            return Poll::Ready(Ok(response));
+                        }
+                        _ => this.request.on_failure(Failure::Panic(
+                            "response future polled after completion".into(),
+                        )),
+                    }
+                }
+                StateProj::Failed { failure } => {
+                    let failure = failure.take().unwrap_or_else(|| {
+                        Failure::Panic("response future polled after completion".into())
+                    });
+                    this.request.on_failure(failure)
+                }
             };
-            return Poll::Ready(Ok(this.request.on_failure(failure)));
+            match step {
+                Step::Done(response) => return Poll::Ready(Ok(response)),
+                Step::Handle {
+                    parts,
+                    fallback,
+                    future,
+                } => this.state.set(State::Handling {
+                    parts: Some(parts),
+                    fallback: Some(fallback),
+                    future,
+                }),
+            }
         }
     }
 }
 
+/// What the layer found, for [`RequestInfo::respond`].
+struct Found<'a> {
+    kind: ErrorOrigin,
+    detail: &'a str,
+    internal_message: Option<&'a str>,
+    problem_type: Option<&'a str>,
+    data: Option<&'a Map<String, Value>>,
+    body: Option<&'a Value>,
+}
+
+impl<'a> Found<'a> {
+    fn new(kind: ErrorOrigin, detail: &'a str) -> Self {
+        Self {
+            kind,
+            detail,
+            internal_message: None,
+            problem_type: None,
+            data: None,
+            body: None,
+        }
+    }
+}
+
+/// Puts a custom handler's response over the parts of the error response: its status, its
+/// headers over the kept ones, its body.
+fn finish_custom<B>(
+    mut parts: Parts,
+    method: Option<&Method>,
+    custom: Response<Bytes>,
+) -> Response<ErrorBody<B>> {
+    let (custom_parts, body) = custom.into_parts();
+    parts.status = custom_parts.status;
+    let content_type = custom_parts.headers.get(header::CONTENT_TYPE).cloned();
+    let mut last_name = None;
+    for (name, value) in custom_parts.headers {
+        // `HeaderMap`'s iterator yields a name once, then `None` for its other values.
+        match name {
+            Some(name) => {
+                parts.headers.insert(name.clone(), value);
+                last_name = Some(name);
+            }
+            None => {
+                if let Some(name) = &last_name {
+                    parts.headers.append(name.clone(), value);
+                }
+            }
+        }
+    }
+    into_error_response(parts, method, content_type, body)
+}
+
 impl RequestInfo {
     /// Whether `response` is an error with a small plain-text body to read and render
-    /// ([`ErrorLayer::rewrite_bodies`]).
+    /// ([`ErrorLayerBuilder::rewrite_bodies`]).
     fn should_rewrite<B: Body>(&self, response: &Response<B>) -> bool {
         let status = response.status();
         let body = response.body();
@@ -937,139 +1361,130 @@ impl RequestInfo {
 
     /// Renders an error whose body was read: `text` is the body when it was read whole and is
     /// UTF-8, trimmed.
-    fn on_rewritten<B>(&self, parts: Parts, text: Option<&str>) -> Response<ErrorBody<B>> {
+    fn on_rewritten<B>(&mut self, parts: Parts, text: Option<&str>) -> Step<B> {
         let status = parts.status;
         let text = text.filter(|t| !t.is_empty());
         let detail = match text {
             Some(text) if status.is_client_error() || self.config.expose_error_messages => text,
             _ => reason(status),
         };
-        self.respond(parts, ErrorKind::RewrittenBody, detail, text, None, None)
+        let found = Found {
+            internal_message: text,
+            ..Found::new(ErrorOrigin::RewrittenBody, detail)
+        };
+        self.respond(parts, found)
     }
 
-    fn on_response<B: Body<Data = Bytes>>(&self, response: Response<B>) -> Response<ErrorBody<B>> {
+    fn on_response<B: Body<Data = Bytes>>(&mut self, response: Response<B>) -> Step<B> {
         let status = response.status();
         if !(status.is_client_error() || status.is_server_error())
             || self.skip_path
             || self.config.skip_statuses.contains(&status)
         {
-            return response.map(ErrorBody::inner);
+            return Step::Done(response.map(ErrorBody::inner));
         }
         let is_empty =
             response.body().is_end_stream() || response.body().size_hint().exact() == Some(0);
         if !is_empty && response.extensions().get::<HttpError>().is_none() {
-            return response.map(ErrorBody::inner);
+            return Step::Done(response.map(ErrorBody::inner));
         }
         let (mut parts, _body) = response.into_parts();
         match parts.extensions.remove::<HttpError>() {
             // The status is the response's: an inner layer may have changed the error's.
-            Some(err) => self.respond(
-                parts,
-                ErrorKind::HttpError,
-                &err.detail,
-                None,
-                err.problem_type.as_deref(),
-                err.data.as_ref(),
-            ),
+            Some(err) => {
+                let found = Found {
+                    problem_type: err.problem_type.as_deref(),
+                    data: err.data.as_ref(),
+                    body: err.body.as_ref(),
+                    ..Found::new(ErrorOrigin::HttpError, &err.detail)
+                };
+                self.respond(parts, found)
+            }
             None => self.respond(
                 parts,
-                ErrorKind::EmptyResponse,
-                reason(status),
-                None,
-                None,
-                None,
+                Found::new(ErrorOrigin::EmptyResponse, reason(status)),
             ),
         }
     }
 
-    fn on_failure<B>(&self, failure: Failure) -> Response<ErrorBody<B>> {
+    fn on_failure<B>(&mut self, failure: Failure) -> Step<B> {
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = StatusCode::INTERNAL_SERVER_ERROR;
         let (kind, message, expose) = match failure {
             Failure::Service(err) => (
-                ErrorKind::ServiceError,
+                ErrorOrigin::ServiceError,
                 error_chain(&*err),
                 self.config.expose_error_messages,
             ),
-            Failure::Panic(message) => {
-                (ErrorKind::Panic, message, self.config.expose_panic_messages)
-            }
+            Failure::Panic(message) => (
+                ErrorOrigin::Panic,
+                message,
+                self.config.expose_panic_messages,
+            ),
         };
         let detail = if expose {
             message.as_str()
         } else {
             GENERIC_DETAIL
         };
-        self.respond(parts, kind, detail, Some(&message), None, None)
+        let found = Found {
+            internal_message: Some(&message),
+            ..Found::new(kind, detail)
+        };
+        self.respond(parts, found)
     }
 
-    fn respond<B>(
-        &self,
-        mut parts: Parts,
-        kind: ErrorKind,
-        detail: &str,
-        internal_message: Option<&str>,
-        problem_type: Option<&str>,
-        data: Option<&Map<String, Value>>,
-    ) -> Response<ErrorBody<B>> {
+    fn respond<B>(&mut self, mut parts: Parts, found: Found<'_>) -> Step<B> {
         let status = parts.status;
-        self.log(kind, status, detail, internal_message);
+        self.log(found.kind, status, found.detail, found.internal_message);
         // The body is replaced by an identity-encoded document (a custom handler may set its own).
         parts.headers.remove(header::CONTENT_ENCODING);
         let format = self.config.format;
-        let custom = self.handler.as_ref().and_then(|handler| {
+        let (content_type, body) = document(
+            format,
+            status,
+            found.detail,
+            found.problem_type,
+            found.data,
+            found.body,
+        );
+        let handler = self.handler.as_ref().zip(self.request.take());
+        if let Some((handler, request)) = handler {
             let context = ErrorContext {
-                kind,
+                kind: found.kind,
                 status,
-                detail,
-                internal_message,
-                problem_type,
-                data,
-                request: self,
-                response_headers: &parts.headers,
+                detail: found.detail.to_owned(),
+                internal_message: found.internal_message.map(str::to_owned),
+                problem_type: found.problem_type.map(str::to_owned),
+                data: found.data.cloned(),
+                body: found.body.cloned(),
+                format,
+                response_headers: parts.headers.clone(),
             };
-            match catch_unwind(AssertUnwindSafe(|| handler(&context))) {
-                Ok(response) => Some(response),
-                Err(payload) => {
-                    tracing::error!(
-                        panic = %panic_message(payload),
-                        "error handler panicked; using the built-in rendering"
-                    );
-                    None
+            match catch_unwind(AssertUnwindSafe(|| handler(request, context))) {
+                Ok(future) => {
+                    return Step::Handle {
+                        parts,
+                        fallback: (content_type, body),
+                        future,
+                    };
                 }
-            }
-        });
-        match custom {
-            Some(custom) => {
-                let (custom_parts, body) = custom.into_parts();
-                parts.status = custom_parts.status;
-                let content_type = custom_parts.headers.get(header::CONTENT_TYPE).cloned();
-                let mut last_name = None;
-                for (name, value) in custom_parts.headers {
-                    // `HeaderMap`'s iterator yields a name once, then `None` for its other values.
-                    match name {
-                        Some(name) => {
-                            parts.headers.insert(name.clone(), value);
-                            last_name = Some(name);
-                        }
-                        None => {
-                            if let Some(name) = &last_name {
-                                parts.headers.append(name.clone(), value);
-                            }
-                        }
-                    }
-                }
-                into_error_response(parts, Some(&self.method), content_type, body)
-            }
-            None => {
-                let body = render(format, status, detail, problem_type, data);
-                into_error_response(parts, Some(&self.method), Some(format.content_type()), body)
+                Err(payload) => tracing::error!(
+                    panic = %panic_message(payload),
+                    "error handler panicked; using the built-in rendering"
+                ),
             }
         }
+        Step::Done(into_error_response(
+            parts,
+            Some(&self.method),
+            Some(content_type),
+            body,
+        ))
     }
 
     /// The `request failed` event, with the server conventions' field names.
-    fn log(&self, kind: ErrorKind, status: StatusCode, detail: &str, internal: Option<&str>) {
+    fn log(&self, kind: ErrorOrigin, status: StatusCode, detail: &str, internal: Option<&str>) {
         use tracing::Level;
         let level = if status.is_server_error() {
             self.config.server_error_level.unwrap_or(Level::ERROR)
@@ -1210,7 +1625,7 @@ impl<B: Body<Data = Bytes>> Body for ErrorBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, Empty, Full};
+    use http_body_util::Empty;
     use tower::ServiceExt;
 
     fn empty_status(status: StatusCode) -> Response<Empty<Bytes>> {
@@ -1244,11 +1659,14 @@ mod tests {
         let leaf = tower::service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(empty_status(StatusCode::GONE))
         });
-        let layer = ErrorLayer::new().default_handler(|_ctx| {
-            let mut response = Response::new(Bytes::from_static(b"ignored"));
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            response
-        });
+        let layer = ErrorLayer::builder()
+            .default_handler(|_request, _ctx| async {
+                let mut response = Response::new(Bytes::from_static(b"ignored"));
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                response
+            })
+            .build()
+            .unwrap();
         let response = layer.layer(leaf).oneshot(Request::new(())).await.unwrap();
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         assert!(!response.headers().contains_key(header::CONTENT_LENGTH));
@@ -1276,8 +1694,10 @@ mod tests {
 
     #[tokio::test]
     async fn poll_ready_error_becomes_500_on_the_next_call() {
-        let service = ErrorLayer::new()
+        let service = ErrorLayer::builder()
             .expose_error_messages(true)
+            .build()
+            .unwrap()
             .layer(NeverReady);
         let response = service.oneshot(Request::new(())).await.unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);

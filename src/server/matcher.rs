@@ -3,8 +3,8 @@
 //! A [`PathMatcher`] is an exact path, a prefix, or a regular expression that must match the
 //! **whole** path. aiohttp-middlewares uses `re.match`, which is anchored at the start only, so
 //! `^/api` there also matches `/api-internal/x`; here a regex is always anchored at both ends,
-//! and a prefix is a separate, explicit constructor. A [`Rule`] adds an optional set of methods
-//! (path-and-method pairs), [`Rules`] is a list where any rule may match, and [`PathMap`] maps
+//! and a prefix is a separate, explicit constructor. A [`PathRule`] adds an optional set of methods
+//! (path-and-method pairs), [`PathRules`] is a list where any rule may match, and [`PathMap`] maps
 //! rules to values (per-path handlers, per-path durations) where the first matching rule wins.
 //!
 //! # Which form of the path is matched
@@ -33,7 +33,7 @@
 //!
 //! ```
 //! use http::Method;
-//! use stopover::server::matcher::{PathMap, PathMatcher, Rule, Rules};
+//! use stopover::server::matcher::{PathMap, PathMatcher, PathRule, PathRules};
 //!
 //! # fn main() -> Result<(), stopover::server::matcher::MatcherError> {
 //! // The regex must match the whole path: `/items/12/edit` is not an item.
@@ -42,9 +42,9 @@
 //! assert!(!item.is_match("/items/12/edit"));
 //!
 //! // Any rule may match; a rule can be limited to some methods.
-//! let ignore = Rules::new()
+//! let ignore = PathRules::new()
 //!     .with(PathMatcher::prefix("/stream/")?)
-//!     .with(Rule::with_methods(PathMatcher::exact("/upload")?, [Method::POST])?);
+//!     .with(PathRule::with_methods(PathMatcher::exact("/upload")?, [Method::POST])?);
 //! assert!(ignore.matches(&Method::GET, "/stream/live"));
 //! assert!(ignore.matches(&Method::POST, "/upload"));
 //! assert!(!ignore.matches(&Method::GET, "/upload"));
@@ -252,13 +252,13 @@ fn validate_literal(pattern: String) -> Result<String, MatcherError> {
 /// Methods are compared exactly, as HTTP defines them (case-sensitive): use the
 /// [`Method`] constants.
 #[derive(Clone, Debug)]
-pub struct Rule {
+pub struct PathRule {
     path: PathMatcher,
     // `None` means every method. Never an empty slice: that is refused when built.
     methods: Option<Box<[Method]>>,
 }
 
-impl Rule {
+impl PathRule {
     /// A rule for every method on the paths `path` matches.
     pub fn new(path: PathMatcher) -> Self {
         Self {
@@ -275,8 +275,8 @@ impl Rule {
     ///
     /// ```
     /// # use http::Method;
-    /// # use stopover::server::matcher::{PathMatcher, Rule};
-    /// let upload = Rule::with_methods(PathMatcher::exact("/upload")?, [Method::POST, Method::PUT])?;
+    /// # use stopover::server::matcher::{PathMatcher, PathRule};
+    /// let upload = PathRule::with_methods(PathMatcher::exact("/upload")?, [Method::POST, Method::PUT])?;
     /// assert!(upload.matches(&Method::PUT, "/upload"));
     /// assert!(!upload.matches(&Method::GET, "/upload"));
     /// # Ok::<(), stopover::server::matcher::MatcherError>(())
@@ -317,7 +317,7 @@ impl Rule {
     }
 }
 
-impl From<PathMatcher> for Rule {
+impl From<PathMatcher> for PathRule {
     fn from(path: PathMatcher) -> Self {
         Self::new(path)
     }
@@ -329,24 +329,24 @@ impl From<PathMatcher> for Rule {
 /// path is consulted, a later rule is never shadowed here: `/x` for `POST` and `/x` for `GET`
 /// together match both methods. An empty list matches nothing.
 #[derive(Clone, Debug, Default)]
-pub struct Rules {
-    rules: Vec<Rule>,
+pub struct PathRules {
+    rules: Vec<PathRule>,
 }
 
-impl Rules {
+impl PathRules {
     /// An empty list, which matches nothing.
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds a rule (a [`PathMatcher`] alone is a rule for every method).
-    pub fn with(mut self, rule: impl Into<Rule>) -> Self {
+    pub fn with(mut self, rule: impl Into<PathRule>) -> Self {
         self.push(rule);
         self
     }
 
     /// Adds a rule in place.
-    pub fn push(&mut self, rule: impl Into<Rule>) {
+    pub fn push(&mut self, rule: impl Into<PathRule>) {
         self.rules.push(rule.into());
     }
 
@@ -361,12 +361,12 @@ impl Rules {
     }
 
     /// The rules, in the order they were added.
-    pub fn iter(&self) -> impl Iterator<Item = &Rule> {
+    pub fn iter(&self) -> impl Iterator<Item = &PathRule> {
         self.rules.iter()
     }
 }
 
-impl<R: Into<Rule>> FromIterator<R> for Rules {
+impl<R: Into<PathRule>> FromIterator<R> for PathRules {
     fn from_iter<I: IntoIterator<Item = R>>(iter: I) -> Self {
         Self {
             rules: iter.into_iter().map(Into::into).collect(),
@@ -380,7 +380,7 @@ impl<R: Into<Rule>> FromIterator<R> for Rules {
 /// reached.
 #[derive(Clone, Debug)]
 pub struct PathMap<T> {
-    entries: Vec<(Rule, T)>,
+    entries: Vec<(PathRule, T)>,
 }
 
 impl<T> Default for PathMap<T> {
@@ -398,13 +398,13 @@ impl<T> PathMap<T> {
     }
 
     /// Appends a rule and its value; it is consulted after every rule added before it.
-    pub fn with(mut self, rule: impl Into<Rule>, value: T) -> Self {
+    pub fn with(mut self, rule: impl Into<PathRule>, value: T) -> Self {
         self.push(rule, value);
         self
     }
 
     /// Appends a rule and its value in place.
-    pub fn push(&mut self, rule: impl Into<Rule>, value: T) {
+    pub fn push(&mut self, rule: impl Into<PathRule>, value: T) {
         self.entries.push((rule.into(), value));
     }
 
@@ -427,7 +427,7 @@ impl<T> PathMap<T> {
     }
 
     /// The entries, in lookup order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Rule, &T)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&PathRule, &T)> {
         self.entries.iter().map(|(rule, value)| (rule, value))
     }
 }
@@ -581,13 +581,13 @@ mod tests {
 
     #[test]
     fn empty_method_list_is_refused() {
-        let err = Rule::with_methods(PathMatcher::any(), []).unwrap_err();
+        let err = PathRule::with_methods(PathMatcher::any(), []).unwrap_err();
         assert!(matches!(err, MatcherError::NoMethods { .. }));
     }
 
     #[test]
     fn rule_checks_path_and_method() {
-        let rule = Rule::with_methods(regex("/items/\\d+"), [Method::POST]).unwrap();
+        let rule = PathRule::with_methods(regex("/items/\\d+"), [Method::POST]).unwrap();
         assert!(rule.matches(&Method::POST, "/items/1"));
         assert!(!rule.matches(&Method::GET, "/items/1"));
         assert!(!rule.matches(&Method::POST, "/items/x"));
@@ -595,16 +595,20 @@ mod tests {
 
     #[test]
     fn lowercase_method_is_a_different_method() {
-        let rule = Rule::with_methods(PathMatcher::any(), [Method::POST]).unwrap();
+        let rule = PathRule::with_methods(PathMatcher::any(), [Method::POST]).unwrap();
         let lower = Method::from_bytes(b"post").unwrap();
         assert!(!rule.matches(&lower, "/"));
     }
 
     #[test]
     fn later_rule_is_not_shadowed() {
-        let rules = Rules::new()
-            .with(Rule::with_methods(PathMatcher::exact("/x").unwrap(), [Method::POST]).unwrap())
-            .with(Rule::with_methods(PathMatcher::exact("/x").unwrap(), [Method::GET]).unwrap());
+        let rules = PathRules::new()
+            .with(
+                PathRule::with_methods(PathMatcher::exact("/x").unwrap(), [Method::POST]).unwrap(),
+            )
+            .with(
+                PathRule::with_methods(PathMatcher::exact("/x").unwrap(), [Method::GET]).unwrap(),
+            );
         assert!(rules.matches(&Method::GET, "/x"));
         assert!(rules.matches(&Method::POST, "/x"));
         assert!(!rules.matches(&Method::PUT, "/x"));
@@ -612,7 +616,7 @@ mod tests {
 
     #[test]
     fn empty_rules_match_nothing() {
-        assert!(!Rules::new().matches(&Method::GET, "/"));
+        assert!(!PathRules::new().matches(&Method::GET, "/"));
     }
 
     #[test]
@@ -627,7 +631,7 @@ mod tests {
     fn path_map_respects_methods() {
         let map = PathMap::new()
             .with(
-                Rule::with_methods(PathMatcher::exact("/a").unwrap(), [Method::POST]).unwrap(),
+                PathRule::with_methods(PathMatcher::exact("/a").unwrap(), [Method::POST]).unwrap(),
                 1,
             )
             .with(PathMatcher::exact("/a").unwrap(), 2);

@@ -31,7 +31,9 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(TimeoutLayer::new(Duration::from_secs(30))?) // inner
+//!     .layer(TimeoutLayer::builder()
+//!         .duration(Duration::from_secs(30))
+//!             .build()?) // inner
 //!     .layer(ErrorLayer::new()); // outer
 //! # Ok(())
 //! # }
@@ -52,6 +54,6 @@ pub mod timeout;
 pub use cors::CorsLayer;
 pub use error::{ErrorBody, ErrorFormat, ErrorLayer, HttpError};
 pub use forwarded::ForwardedLayer;
-pub use matcher::{PathMap, PathMatcher, Rule, Rules};
+pub use matcher::{PathMap, PathMatcher, PathRule, PathRules};
 pub use shield::ShieldLayer;
 pub use timeout::TimeoutLayer;

@@ -103,7 +103,7 @@ use tokio_util::task::TaskTracker;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::server::matcher::Rules;
+use crate::server::matcher::PathRules;
 
 /// How many shielded tasks may exist at once unless
 /// [`max_in_flight`](ShieldLayerBuilder::max_in_flight) says otherwise.
@@ -195,8 +195,8 @@ pub enum ShieldConfigError {
 #[derive(Debug)]
 struct Config {
     methods: Vec<Method>,
-    paths: Option<Rules>,
-    ignore: Rules,
+    paths: Option<PathRules>,
+    ignore: PathRules,
     permits: Arc<Semaphore>,
     max_outlive: Duration,
 }
@@ -215,8 +215,8 @@ impl Config {
 #[derive(Debug)]
 pub struct ShieldLayerBuilder {
     methods: Vec<String>,
-    paths: Option<Rules>,
-    ignore: Rules,
+    paths: Option<PathRules>,
+    ignore: PathRules,
     max_in_flight: usize,
     max_outlive: Duration,
 }
@@ -235,15 +235,15 @@ impl ShieldLayerBuilder {
 
     /// Shields only requests matching these rules (and one of the methods). Default: every
     /// path.
-    pub fn paths(mut self, rules: Rules) -> Self {
+    pub fn paths(mut self, rules: PathRules) -> Self {
         self.paths = Some(rules);
         self
     }
 
     /// Never shields requests matching these rules (a rule may name methods, so
-    /// `Rule::with_methods(prefix("/stream/"), [POST])` is a path-and-method pair). Default:
+    /// `PathRule::with_methods(prefix("/stream/"), [POST])` is a path-and-method pair). Default:
     /// none.
-    pub fn ignore(mut self, rules: Rules) -> Self {
+    pub fn ignore(mut self, rules: PathRules) -> Self {
         self.ignore = rules;
         self
     }
@@ -275,7 +275,7 @@ impl ShieldLayerBuilder {
                 .map_err(|_| ShieldConfigError::InvalidMethod(name.clone()))?;
             methods.push(method);
         }
-        if self.paths.as_ref().is_some_and(Rules::is_empty) {
+        if self.paths.as_ref().is_some_and(PathRules::is_empty) {
             return Err(ShieldConfigError::NoPaths);
         }
         match self.max_in_flight {
@@ -322,7 +322,7 @@ impl ShieldLayer {
                 .map(String::from)
                 .to_vec(),
             paths: None,
-            ignore: Rules::new(),
+            ignore: PathRules::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_outlive: DEFAULT_MAX_OUTLIVE,
         }

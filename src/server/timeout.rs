@@ -7,8 +7,8 @@
 //! error: `504 {"detail": "Request timed out"}` (the status is configurable), carrying an
 //! [`HttpError`] so an outer [`ErrorLayer`](super::error::ErrorLayer) renders it like every
 //! other error (as problem details, or with a custom handler), and an outer CORS layer adds its
-//! headers to it. [`TimeoutLayer::path_timeout`] sets durations per path (first match wins) and
-//! [`TimeoutLayer::ignore`] exempts streams, uploads or websockets.
+//! headers to it. [`TimeoutLayerBuilder::path_timeout`] sets durations per path (first match wins) and
+//! [`TimeoutLayerBuilder::ignore`] exempts streams, uploads or websockets.
 //!
 //! A request that timed out records `timed_out = true` on the current span, when that span
 //! declared the field (`timed_out = tracing::field::Empty`, as in a tower-http `TraceLayer`'s
@@ -37,17 +37,19 @@
 //!
 //! use axum::{Router, routing::{get, post}};
 //! use http::{Method, StatusCode};
-//! use stopover::server::matcher::{PathMatcher, Rule};
+//! use stopover::server::matcher::{PathMatcher, PathRule};
 //! use stopover::server::timeout::TimeoutLayer;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let timeout = TimeoutLayer::new(Duration::from_secs(10))?
+//! let timeout = TimeoutLayer::builder()
+//!     .duration(Duration::from_secs(10))
 //!     // Slow reports get a minute; the first matching rule wins.
-//!     .path_timeout(PathMatcher::prefix("/reports/")?, Duration::from_secs(60))?
+//!     .path_timeout(PathMatcher::prefix("/reports/")?, Duration::from_secs(60))
 //!     // Event streams and uploads are not limited.
 //!     .ignore(PathMatcher::exact("/events")?)
-//!     .ignore(Rule::with_methods(PathMatcher::exact("/upload")?, [Method::POST])?)
-//!     .status(StatusCode::SERVICE_UNAVAILABLE)?;
+//!     .ignore(PathRule::with_methods(PathMatcher::exact("/upload")?, [Method::POST])?)
+//!     .status(StatusCode::SERVICE_UNAVAILABLE)
+//!     .build()?;
 //!
 //! let app: Router = Router::new()
 //!     .route("/events", get(|| async { "stream" }))
@@ -72,7 +74,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::error::{ErrorBody, ErrorFormat, HttpError, into_error_response, render};
-use super::matcher::{PathMap, Rule, Rules};
+use super::matcher::{PathMap, PathRule, PathRules};
 
 const DETAIL: &str = "Request timed out";
 
@@ -80,6 +82,9 @@ const DETAIL: &str = "Request timed out";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TimeoutConfigError {
+    /// No duration was given to [`TimeoutLayerBuilder::duration`].
+    #[error("the timeout layer needs a duration")]
+    MissingDuration,
     /// A duration is zero, which would time out every request that waits for anything.
     #[error("timeout for {what} is zero; use `ignore` to exempt requests from the timeout")]
     ZeroDuration {
@@ -99,7 +104,7 @@ struct Config {
     duration: Duration,
     status: StatusCode,
     body: Bytes,
-    ignore: Rules,
+    ignore: PathRules,
     durations: PathMap<Duration>,
 }
 
@@ -109,76 +114,90 @@ pub struct TimeoutLayer {
     config: Arc<Config>,
 }
 
-impl TimeoutLayer {
-    /// A layer that gives every request `duration` and answers 504 when it runs out.
-    ///
-    /// # Errors
-    ///
-    /// [`TimeoutConfigError::ZeroDuration`] when `duration` is zero.
-    pub fn new(duration: Duration) -> Result<Self, TimeoutConfigError> {
-        if duration.is_zero() {
-            return Err(TimeoutConfigError::ZeroDuration {
-                what: "every request".to_owned(),
-            });
-        }
-        let status = StatusCode::GATEWAY_TIMEOUT;
-        Ok(Self {
-            config: Arc::new(Config {
-                duration,
-                status,
-                body: render(ErrorFormat::Json, status, DETAIL, None, None),
-                ignore: Rules::new(),
-                durations: PathMap::new(),
-            }),
-        })
-    }
+/// Builds a [`TimeoutLayer`]; every setter states its default. Made by
+/// [`TimeoutLayer::builder`].
+#[derive(Clone, Debug)]
+pub struct TimeoutLayerBuilder {
+    duration: Option<Duration>,
+    status: StatusCode,
+    ignore: PathRules,
+    durations: PathMap<Duration>,
+}
 
-    fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+impl TimeoutLayerBuilder {
+    /// How long every request may take to its response head. Required: there is no default.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = Some(duration);
+        self
     }
 
     /// The status of a timed-out request. Default: 504 Gateway Timeout (503 suits a server
-    /// behind a proxy that retries 503s; 408 makes browsers resend the request).
-    ///
-    /// # Errors
-    ///
-    /// [`TimeoutConfigError::NotAnErrorStatus`] when `status` is not 4xx or 5xx.
-    pub fn status(mut self, status: StatusCode) -> Result<Self, TimeoutConfigError> {
-        if !(status.is_client_error() || status.is_server_error()) {
-            return Err(TimeoutConfigError::NotAnErrorStatus { status });
-        }
-        let config = self.config();
-        config.status = status;
-        config.body = render(ErrorFormat::Json, status, DETAIL, None, None);
-        Ok(self)
+    /// behind a proxy that retries 503s; 408 makes browsers resend the request). A status that
+    /// is not 4xx or 5xx makes [`build`](Self::build) fail.
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
-    /// Exempts requests that `rule` matches from the timeout (a [`Rule`] with methods exempts
-    /// only those methods). Any matching rule exempts. Default: none.
-    pub fn ignore(mut self, rule: impl Into<Rule>) -> Self {
-        self.config().ignore.push(rule);
+    /// Exempts requests that `rule` matches from the timeout (a [`PathRule`] with methods
+    /// exempts only those methods). Any matching rule exempts. Default: none.
+    pub fn ignore(mut self, rule: impl Into<PathRule>) -> Self {
+        self.ignore.push(rule);
         self
     }
 
     /// Gives requests that `rule` matches `duration` instead of the layer's. Rules are tried in
     /// the order they were added; the first match wins. Ignore rules are checked first.
+    /// Default: none.
+    pub fn path_timeout(mut self, rule: impl Into<PathRule>, duration: Duration) -> Self {
+        self.durations.push(rule, duration);
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
     ///
     /// # Errors
     ///
-    /// [`TimeoutConfigError::ZeroDuration`] when `duration` is zero.
-    pub fn path_timeout(
-        mut self,
-        rule: impl Into<Rule>,
-        duration: Duration,
-    ) -> Result<Self, TimeoutConfigError> {
-        let rule = rule.into();
+    /// [`TimeoutConfigError::MissingDuration`] without a [`duration`](Self::duration),
+    /// [`TimeoutConfigError::ZeroDuration`] when a duration is zero,
+    /// [`TimeoutConfigError::NotAnErrorStatus`] when the status is not 4xx or 5xx.
+    pub fn build(self) -> Result<TimeoutLayer, TimeoutConfigError> {
+        let duration = self.duration.ok_or(TimeoutConfigError::MissingDuration)?;
         if duration.is_zero() {
+            return Err(TimeoutConfigError::ZeroDuration {
+                what: "every request".to_owned(),
+            });
+        }
+        if let Some((rule, _)) = self.durations.iter().find(|(_, d)| d.is_zero()) {
             return Err(TimeoutConfigError::ZeroDuration {
                 what: rule.path().as_str().to_owned(),
             });
         }
-        self.config().durations.push(rule, duration);
-        Ok(self)
+        let status = self.status;
+        if !(status.is_client_error() || status.is_server_error()) {
+            return Err(TimeoutConfigError::NotAnErrorStatus { status });
+        }
+        Ok(TimeoutLayer {
+            config: Arc::new(Config {
+                duration,
+                status,
+                body: render(ErrorFormat::Json, status, DETAIL, None, None),
+                ignore: self.ignore,
+                durations: self.durations,
+            }),
+        })
+    }
+}
+
+impl TimeoutLayer {
+    /// A builder; [`duration`](TimeoutLayerBuilder::duration) is required.
+    pub fn builder() -> TimeoutLayerBuilder {
+        TimeoutLayerBuilder {
+            duration: None,
+            status: StatusCode::GATEWAY_TIMEOUT,
+            ignore: PathRules::new(),
+            durations: PathMap::new(),
+        }
     }
 
     /// The duration, if any, for a request with this method and raw path.
@@ -209,10 +228,10 @@ impl fmt::Debug for TimeoutLayer {
 }
 
 impl<S> Layer<S> for TimeoutLayer {
-    type Service = TimeoutService<S>;
+    type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService {
+        Timeout {
             inner,
             layer: self.clone(),
         }
@@ -221,21 +240,21 @@ impl<S> Layer<S> for TimeoutLayer {
 
 /// The service made by [`TimeoutLayer`].
 #[derive(Clone)]
-pub struct TimeoutService<S> {
+pub struct Timeout<S> {
     inner: S,
     layer: TimeoutLayer,
 }
 
-impl<S: fmt::Debug> fmt::Debug for TimeoutService<S> {
+impl<S: fmt::Debug> fmt::Debug for Timeout<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimeoutService")
+        f.debug_struct("Timeout")
             .field("inner", &self.inner)
             .field("layer", &self.layer)
             .finish()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TimeoutService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -263,7 +282,7 @@ where
 }
 
 pin_project! {
-    /// Response future of [`TimeoutService`].
+    /// Response future of [`Timeout`].
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,

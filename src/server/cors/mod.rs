@@ -39,7 +39,7 @@
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
 //! use stopover::server::cors::CorsLayer;
-//! use stopover::server::matcher::{PathMatcher, Rules};
+//! use stopover::server::matcher::{PathMatcher, PathRules};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cors = CorsLayer::builder()
@@ -50,7 +50,7 @@
 //!     .expose_headers(["x-request-id"])
 //!     .allow_credentials(true)
 //!     .max_age(Duration::from_secs(600))
-//!     .urls(Rules::new().with(PathMatcher::prefix("/api/")?))
+//!     .urls(PathRules::new().with(PathMatcher::prefix("/api/")?))
 //!     .build()?;
 //!
 //! let app: Router = Router::new()
@@ -79,7 +79,7 @@ use tower_service::Service;
 
 use self::allow_origin::{OriginPolicy, OriginSpec};
 use self::vary::Vary;
-use crate::server::matcher::Rules;
+use crate::server::matcher::PathRules;
 
 const REQUEST_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-request-private-network");
@@ -200,7 +200,7 @@ enum ListOrAny {
 pub struct CorsLayerBuilder {
     origins: OriginSpec,
     dangerous_any_with_credentials: bool,
-    urls: Option<Rules>,
+    urls: Option<PathRules>,
     methods: ListOrAny,
     headers: ListOrAny,
     expose: Vec<String>,
@@ -326,7 +326,7 @@ impl CorsLayerBuilder {
     /// are compared with the method it asks for). Other requests pass through untouched:
     /// no CORS headers, no `Vary`, and their `OPTIONS` preflights reach the inner service.
     /// Default: every path.
-    pub fn urls(mut self, rules: Rules) -> Self {
+    pub fn urls(mut self, rules: PathRules) -> Self {
         self.urls = Some(rules);
         self
     }
@@ -614,7 +614,7 @@ enum Expose {
 #[derive(Debug)]
 struct Config {
     origin: OriginPolicy,
-    urls: Option<Rules>,
+    urls: Option<PathRules>,
     methods: MethodPolicy,
     headers: HeaderPolicy,
     expose: Expose,
