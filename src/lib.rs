@@ -118,8 +118,10 @@
 //! | `DigestAuthMiddleware(login, password)` | [`client::digest::DigestAuth`] |
 //! | the cookbook's retry, logging and token-refresh recipes | [`client::retry`], [`client::logging`], [`client::token`] |
 //! | the cookbook's `SSRFConnector` / SSRF middleware | [`client::ssrf::Policy`] on [`ClientBuilder::ssrf_policy`](client::ClientBuilder::ssrf_policy) |
-//! | `error_middleware(default_handler=.., config={..})` | [`server::ErrorLayer`] with per-path handlers |
-//! | `get_error_response(request, err)` | [`server::ErrorLayer`] renders [`server::HttpError`] and empty error responses |
+//! | `error_middleware(default_handler=.., config={..})` | [`server::ErrorLayer`] with async per-path and default handlers ([`ErrorLayerBuilder::handler`](server::error::ErrorLayerBuilder::handler)) |
+//! | `error_middleware(ignore_exceptions=..)` | [`ErrorLayerBuilder::skip_error`](server::error::ErrorLayerBuilder::skip_error) |
+//! | `raise web.HTTPError(..)` with `err.data` as the body | [`HttpError::with_body`](server::HttpError::with_body) |
+//! | `get_error_response(request, err)` | [`ErrorLayer::error_response`](server::ErrorLayer::error_response) |
 //! | `cors_middleware(origins=.., urls=..)` | [`server::CorsLayer`] |
 //! | `timeout_middleware(seconds, ignore=..)` | [`server::TimeoutLayer`] |
 //! | `shield_middleware(methods=.., urls=..)` | [`server::ShieldLayer`] |

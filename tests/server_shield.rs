@@ -479,7 +479,10 @@ async fn trickling_clients_behind_a_timeout_do_not_hold_shielded_work_past_the_b
     );
     let addr = serve(router).await;
 
-    let clients: Vec<_> = start_trickling(addr, 5).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(trickle(addr, "/upload").await);
+    }
     for (_, answered) in &clients {
         let answered = answered.clone();
         eventually("504 from the timeout", move || {
@@ -495,25 +498,11 @@ async fn trickling_clients_behind_a_timeout_do_not_hold_shielded_work_past_the_b
     }
 }
 
-async fn start_trickling(
-    addr: SocketAddr,
-    n: usize,
-) -> Vec<(tokio::task::JoinHandle<()>, Arc<Mutex<String>>)> {
-    let mut clients = Vec::with_capacity(n);
-    for _ in 0..n {
-        clients.push(trickle(addr, "/upload").await);
-    }
-    clients
-}
-
 #[tokio::test]
 async fn by_default_1024_shielded_requests_may_be_in_flight() {
     use tower::{Layer, Service, ServiceExt};
     let shield = ShieldLayer::builder().build().unwrap();
-    let never = tower::service_fn(|_: http::Request<()>| {
-        std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>()
-    });
-    let mut service = shield.layer(never);
+    let mut service = shield.layer(never_answers());
     let mut pending = Vec::new();
     for _ in 0..1024 {
         let call = service.ready().await.unwrap().call(post_request());
@@ -525,6 +514,18 @@ async fn by_default_1024_shielded_requests_may_be_in_flight() {
     drop(pending);
 }
 
+type Never = std::future::Pending<Result<http::Response<String>, std::convert::Infallible>>;
+
+/// A service whose answer never comes, to hold shielded work in flight.
+fn never_answers() -> impl tower::Service<
+    http::Request<()>,
+    Response = http::Response<String>,
+    Error = std::convert::Infallible,
+    Future = Never,
+> {
+    tower::service_fn(|_: http::Request<()>| std::future::pending())
+}
+
 fn post_request() -> http::Request<()> {
     http::Request::post("/orders").body(()).unwrap()
 }
@@ -534,10 +535,7 @@ async fn by_default_shielded_work_may_outlive_its_client_by_30_seconds() {
     use tower::{Layer, Service, ServiceExt};
     let shield = ShieldLayer::builder().build().unwrap();
     let handle = shield.handle();
-    let never = tower::service_fn(|_: http::Request<()>| {
-        std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>()
-    });
-    let mut service = shield.layer(never);
+    let mut service = shield.layer(never_answers());
     let call = service.ready().await.unwrap().call(post_request());
     drop(call);
     tokio::time::sleep(Duration::from_secs(29)).await;

@@ -400,7 +400,7 @@ where
             gone: token.clone(),
             max_outlive: self.config.max_outlive,
             method: request.method().clone(),
-            path: request.uri().path().into(),
+            uri: request.uri().clone(),
         };
         let future = self.inner.call(request);
         let handle = self.tracker.spawn(run(future, detached, permit));
@@ -418,7 +418,8 @@ struct Detached {
     gone: CancellationToken,
     max_outlive: Duration,
     method: Method,
-    path: Box<str>,
+    // A `Uri` clone shares its bytes; only the warning reads it.
+    uri: http::Uri,
 }
 
 /// Runs shielded work; `None` when it outlived its client by more than the bound and was
@@ -431,7 +432,7 @@ where
         gone,
         max_outlive,
         method,
-        path,
+        uri,
     } = detached;
     let output = tokio::select! {
         biased;
@@ -442,7 +443,7 @@ where
         } => {
             tracing::warn!(
                 %method,
-                path = &*path,
+                path = uri.path(),
                 max_outlive = ?max_outlive,
                 "shielded work outlived its client by the bound; dropping it"
             );
