@@ -16,7 +16,7 @@ use stopover::client::{Client, Next, Request, Response, from_fn};
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const URL: &str = "http://127.0.0.1:9/items?page=1";
-const DEPTHS: [usize; 4] = [0, 1, 3, 5];
+const DEPTHS: [usize; 4] = [0, 1, 4, 16];
 const PROFILE_REQUESTS: usize = 20_000;
 
 fn stopover_client(depth: usize) -> Client {
@@ -120,7 +120,7 @@ fn bench_chain(c: &mut Criterion) {
     }
 }
 
-/// `CLIENT_CHAIN_PROFILE=<client>/<depth>` (`stopover/3`, `reqwest-middleware/3`): sends
+/// `CLIENT_CHAIN_PROFILE=<client>/<depth>` (`stopover/4`, `reqwest-middleware/4`): sends
 /// `PROFILE_REQUESTS` requests with one client and exits, for `valgrind --tool=callgrind`;
 /// `none/0` only builds the runtime, to subtract. `benches/instructions.sh` runs them all.
 fn profile(target: &str) {

@@ -1,8 +1,10 @@
-//! Client throughput over loopback: plain reqwest, reqwest-middleware with reqwest-retry, and
-//! stopover with retry, logging, token refresh and the SSRF guard on (the guard allows this one
-//! loopback address and port), each sending GETs to the same in-process hyper server on
-//! 127.0.0.1 (keep-alive, no faults, so no retry ever happens). Two more stopover rows, without
-//! middleware and with the SSRF guard alone, show where stopover's cost comes from.
+//! Client throughput over loopback: plain reqwest, reqwest-middleware with reqwest-retry, the
+//! like-for-like peer (reqwest-middleware with reqwest-tracing, reqwest-retry and a bearer-token
+//! middleware), and stopover with retry, logging, token refresh and the SSRF guard on (the guard
+//! allows this one loopback address and port), each sending GETs to the same in-process hyper
+//! server on 127.0.0.1 (keep-alive, no faults, so no retry ever happens). Two more stopover rows,
+//! without middleware and with the SSRF guard alone, show where stopover's cost comes from.
+//! The clients are those of `support/clients.rs`; no tracing subscriber is installed.
 //!
 //! The server runs on a current-thread runtime of its own thread; the clients run on a
 //! current-thread runtime on the main thread, sequentially (one request at a time) and 32-way
@@ -19,141 +21,33 @@ mod counting_alloc;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
 
-use std::convert::Infallible;
+#[path = "support/clients.rs"]
+mod clients;
+#[path = "support/server.rs"]
+mod server;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::{Request, Response, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use clients::Stack;
 use stopover::client::logging::Logging;
 use stopover::client::retry::{Retry, RetryPolicy};
-use stopover::client::ssrf::Policy;
 use stopover::client::token::{Token, TokenAuth, source_fn};
 
 #[global_allocator]
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const CONCURRENCY: usize = 32;
-const ATTEMPTS: u32 = 4;
-
-/// Answers every request with a small text body.
-fn serve() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-    let addr = listener.local_addr().expect("the bound address");
-    listener
-        .set_nonblocking(true)
-        .expect("a non-blocking listener");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
-                        let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
-                        response.headers_mut().insert(
-                            header::CONTENT_TYPE,
-                            header::HeaderValue::from_static("text/plain"),
-                        );
-                        Ok::<_, Infallible>(response)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    });
-    addr
-}
-
-#[derive(Clone)]
-enum Stack {
-    Reqwest(reqwest::Client),
-    ReqwestMiddleware(reqwest_middleware::ClientWithMiddleware),
-    Stopover(&'static str, stopover::client::Client),
-}
-
-impl Stack {
-    fn name(&self) -> &'static str {
-        match self {
-            Stack::Reqwest(_) => "reqwest",
-            Stack::ReqwestMiddleware(_) => "reqwest-middleware + reqwest-retry",
-            Stack::Stopover(name, _) => name,
-        }
-    }
-
-    async fn get(&self, url: &str) {
-        let body = match self {
-            Stack::Reqwest(client) => {
-                let response = client.get(url).send().await.expect("answered");
-                assert!(response.status().is_success());
-                response.bytes().await.expect("a body")
-            }
-            Stack::ReqwestMiddleware(client) => {
-                let response = client.get(url).send().await.expect("answered");
-                assert!(response.status().is_success());
-                response.bytes().await.expect("a body")
-            }
-            Stack::Stopover(_, client) => {
-                let response = client.get(url).send().await.expect("answered");
-                assert!(response.status().is_success());
-                response.bytes().await.expect("a body")
-            }
-        };
-        assert_eq!(&body[..], b"hello");
-    }
-}
+const ATTEMPTS: u32 = clients::ATTEMPTS;
 
 fn stacks(server: SocketAddr) -> Vec<Stack> {
-    let retry = reqwest_retry::RetryTransientMiddleware::new_with_policy(
-        reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(ATTEMPTS - 1),
-    );
-    let peer = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(retry)
-        .build();
-    let policy = RetryPolicy::builder()
-        .max_attempts(ATTEMPTS)
-        .build()
-        .expect("a valid retry policy");
-    // The guard refuses loopback unless told otherwise: one rule lets this server's address and
-    // port through, as a deployment would allow one internal service.
-    let guard = || {
-        Policy::builder()
-            .allow_addr(&server.to_string())
-            .build()
-            .expect("a valid SSRF policy")
-    };
-    let stopover = stopover::client::Client::builder()
-        .ssrf_policy(guard())
-        .middleware(Logging::new())
-        .middleware(Retry::new(policy))
-        .middleware(TokenAuth::new(source_fn(|_client| async {
-            Ok(Token::new("bench-token"))
-        })))
-        .build()
-        .expect("the client builds");
     vec![
-        Stack::Reqwest(reqwest::Client::new()),
-        Stack::ReqwestMiddleware(peer),
-        Stack::Stopover("stopover: retry, logging, token, SSRF guard", stopover),
-        Stack::Stopover("stopover, no middleware", stopover::client::Client::new()),
-        Stack::Stopover(
-            "stopover, SSRF guard only",
-            stopover::client::Client::builder()
-                .ssrf_policy(guard())
-                .build()
-                .expect("the client builds"),
-        ),
+        clients::reqwest(),
+        clients::peer_retry(None),
+        clients::peer_full(None),
+        clients::stopover_full(server, None),
+        clients::stopover_none(),
+        clients::stopover_guard(server),
     ]
 }
 
@@ -166,10 +60,7 @@ fn single_middlewares(server: SocketAddr) -> Vec<(&'static str, stopover::client
         .max_attempts(ATTEMPTS)
         .build()
         .expect("a valid retry policy");
-    let guard = Policy::builder()
-        .allow_addr(&server.to_string())
-        .build()
-        .expect("a valid SSRF policy");
+    let guard = clients::guard(server);
     vec![
         ("no middleware", build(stopover::client::Client::builder())),
         (
@@ -266,7 +157,7 @@ fn main() {
     } else {
         (5, 16_000, 51_200)
     };
-    let addr = serve();
+    let addr = server::serve_hello();
     let url = format!("http://{addr}/items?page=1");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -49,7 +49,7 @@ echo "client chain, in process: instructions per request"
 bin=$(executable client_chain)
 echo "| middlewares | stopover | reqwest-middleware |"
 echo "|---|---|---|"
-for depth in 0 1 3 5; do
+for depth in 0 1 4 16; do
     ours=$(collected "$bin" CLIENT_CHAIN_PROFILE "stopover/$depth")
     theirs=$(collected "$bin" CLIENT_CHAIN_PROFILE "reqwest-middleware/$depth")
     echo "| $depth | $(per_request "$ours" 0 20000) | $(per_request "$theirs" 0 20000) |"
