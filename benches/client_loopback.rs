@@ -15,7 +15,6 @@
 //!
 //! `cargo bench -p stopover-benches --bench client_loopback` prints the tables; `-- --test` does one short run.
 
-#[allow(dead_code)] // shared by every bench; not each uses every helper
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 #[path = "support/cpu_time.rs"]

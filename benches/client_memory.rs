@@ -24,13 +24,13 @@
 mod clients;
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
+#[allow(dead_code)] // load.rs reads the CPU time; this bench does not report it
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
 #[path = "support/load.rs"]
 mod load;
 #[path = "support/server.rs"]
 mod server;
-#[allow(dead_code)] // load.rs reads the CPU time; this bench does not report it
-#[path = "support/cpu_time.rs"]
-mod cpu_time;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,7 +107,7 @@ fn serve_flaky_upload(attempts: Arc<AtomicU64>) -> SocketAddr {
                 return server::hello();
             }
             assert_eq!(length, BODY_BYTES as u64, "the whole body arrived");
-            if attempts.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+            if attempts.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                 server::empty(StatusCode::SERVICE_UNAVAILABLE)
             } else {
                 server::hello()
@@ -134,7 +134,11 @@ fn upload_peak(
         let (status, _) = stack.send(Method::PUT, url, Some(body.clone())).await;
         let peak = counting_alloc::peak();
         assert_eq!(status, StatusCode::OK, "{} gave up", stack.name());
-        assert_eq!(attempts.load(Ordering::SeqCst), 2, "the body was sent twice");
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            2,
+            "the body was sent twice"
+        );
         (peak - base) as f64
     })
 }

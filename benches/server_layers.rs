@@ -9,7 +9,6 @@
 //!
 //! `cargo bench -p stopover-benches --bench server_layers` prints the allocation tables first, then criterion's times.
 
-#[allow(dead_code)] // shared by every bench; not each uses every helper
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 

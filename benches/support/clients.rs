@@ -64,7 +64,12 @@ impl Stack {
     }
 
     /// Sends one request with an optional buffered body; the status and the whole body.
-    pub async fn send(&self, method: Method, url: &str, body: Option<Bytes>) -> (StatusCode, Bytes) {
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+    ) -> (StatusCode, Bytes) {
         match self {
             Stack::Reqwest(client) => {
                 let mut request = client.request(method, url);
@@ -130,9 +135,9 @@ impl reqwest_middleware::Middleware for BearerToken {
 }
 
 /// Exponential backoff between `min` and `max` (reqwest-retry's default: 1 s to 30 min).
-fn peer_backoff(backoff: Option<Duration>) -> reqwest_retry::RetryTransientMiddleware<
-    reqwest_retry::policies::ExponentialBackoff,
-> {
+fn peer_backoff(
+    backoff: Option<Duration>,
+) -> reqwest_retry::RetryTransientMiddleware<reqwest_retry::policies::ExponentialBackoff> {
     let mut builder = reqwest_retry::policies::ExponentialBackoff::builder();
     if let Some(max) = backoff {
         builder = builder.retry_bounds(Duration::ZERO, max);
