@@ -247,6 +247,7 @@ impl Client {
             version,
             hop,
             extensions,
+            wire_count,
             ..
         } = request;
         let body_limit = extensions
@@ -257,7 +258,7 @@ impl Client {
             &method,
             &url,
             &headers,
-            extensions.get::<telemetry::WireCount>(),
+            wire_count.as_ref(),
         );
         #[cfg(feature = "opentelemetry")]
         let headers = {
@@ -328,12 +329,41 @@ impl Client {
             _ => execute.await,
         };
         match result {
-            Ok(response) => Ok(Response::from_reqwest(response, url).with_body_limit(body_limit)),
+            Ok(response) => {
+                if let Some(policy) = &self.inner.ssrf {
+                    // The tripwire: dropped unread, the response cannot reach the caller, and
+                    // its connection is closed rather than pooled.
+                    ssrf::judge_response_peer(policy, response.remote_addr()).map_err(refused)?;
+                }
+                Ok(Response::from_reqwest(response, url).with_body_limit(body_limit))
+            }
             Err(err) => match ssrf::find_refusal(&err) {
                 Some(refusal) => Err(refused(refusal.clone())),
                 None => Err(Error::from_reqwest(err).with_url(url)),
             },
         }
+    }
+}
+
+/// Puts the SSRF guard into reqwest's transport: no proxy (one would resolve and connect on
+/// our behalf, out of the guard's sight), the guarded resolver around `resolver` (or the system
+/// resolver), and under [`ssrf::PeerCheck::OnConnect`] the tripwire on the connector.
+fn guard_transport(
+    http: reqwest::ClientBuilder,
+    policy: &ssrf::Policy,
+    resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+) -> reqwest::ClientBuilder {
+    let resolver = match resolver {
+        Some(inner) => ssrf::GuardedResolver::wrap(policy.clone(), inner),
+        None => ssrf::GuardedResolver::new(policy.clone()),
+    };
+    let http = http.no_proxy().dns_resolver(Arc::new(resolver));
+    match policy.peer_check() {
+        ssrf::PeerCheck::OnConnect => {
+            http.connector_layer(ssrf::PeerCheckLayer::new(policy.clone()))
+        }
+        // `PeerCheck` is non-exhaustive only to its users.
+        ssrf::PeerCheck::OnResponse => http,
     }
 }
 
@@ -683,17 +713,7 @@ impl ClientBuilder {
             http = http.proxy(proxy.inner);
         }
         match (&self.ssrf, self.dns_resolver) {
-            (Some(policy), inner) => {
-                let resolver = match inner {
-                    Some(inner) => ssrf::GuardedResolver::wrap(policy.clone(), inner),
-                    None => ssrf::GuardedResolver::new(policy.clone()),
-                };
-                // A proxy would resolve and connect on our behalf, out of the guard's sight.
-                http = http
-                    .no_proxy()
-                    .dns_resolver(Arc::new(resolver))
-                    .connector_layer(ssrf::PeerCheckLayer::new(policy.clone()));
-            }
+            (Some(policy), inner) => http = guard_transport(http, policy, inner),
             (None, Some(resolver)) => http = http.dns_resolver(resolver),
             (None, None) => {}
         }

@@ -75,10 +75,11 @@ struct Hops {
     credentials_dropped: bool,
     /// Set once a redirect turned the method into `GET`: the body and its headers are gone.
     body_dropped: bool,
+    wire_count: Option<telemetry::WireCount>,
 }
 
 impl Hops {
-    fn new(draft: Draft) -> Self {
+    fn new(draft: Draft, wire_count: Option<telemetry::WireCount>) -> Self {
         Hops {
             method: draft.method,
             original_url: draft.url,
@@ -91,6 +92,7 @@ impl Hops {
             hop: 0,
             credentials_dropped: false,
             body_dropped: false,
+            wire_count,
         }
     }
 
@@ -146,6 +148,7 @@ impl Hops {
             hop: self.hop,
             original_url,
             left_origin: self.credentials_dropped,
+            wire_count: self.wire_count.clone(),
         }
     }
 }
@@ -159,12 +162,19 @@ pub(crate) async fn send(
     follow: bool,
 ) -> Result<Response> {
     let span = telemetry::logical_span(client.span_redaction(), &draft.method, &draft.url);
-    telemetry::traced(span, false, follow_hops(client, draft, chain, follow)).await
+    // The wire spans share the logical span's callsites: when no subscriber records this one,
+    // none records theirs, and the count is not worth its allocation.
+    let wire_count = (!span.is_disabled()).then(telemetry::WireCount::default);
+    let hops = Hops::new(draft, wire_count);
+    telemetry::traced(span, false, follow_hops(client, hops, chain, follow)).await
 }
 
-async fn follow_hops(client: Client, draft: Draft, chain: Chain, follow: bool) -> Result<Response> {
-    let mut hops = Hops::new(draft);
-    hops.extensions.insert(telemetry::WireCount::default());
+async fn follow_hops(
+    client: Client,
+    mut hops: Hops,
+    chain: Chain,
+    follow: bool,
+) -> Result<Response> {
     let mut history = Vec::new();
     loop {
         let mut response = Next::new(client.clone(), chain.clone())

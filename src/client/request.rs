@@ -33,6 +33,9 @@ pub struct Request {
     /// Set once a redirect on the way here left the original origin, even if
     /// this hop is back on it: credentials are not sent again.
     pub(crate) left_origin: bool,
+    /// Shared by the requests on the wire of one logical request, for the spans' resend count;
+    /// `None` when no subscriber records the spans.
+    pub(crate) wire_count: Option<super::telemetry::WireCount>,
 }
 
 impl std::fmt::Debug for Request {
@@ -72,6 +75,7 @@ impl Request {
             hop: 0,
             original_url: None,
             left_origin: false,
+            wire_count: None,
         }
     }
 
@@ -200,6 +204,7 @@ impl Request {
             hop: self.hop,
             original_url: self.original_url.clone(),
             left_origin: self.left_origin,
+            wire_count: self.wire_count.clone(),
         }
     }
 }

@@ -1,11 +1,14 @@
-//! The tripwire: judges the peer of every new connection before any request
-//! byte is written on it.
+//! The tripwire: judges the peer address of a connection the client used.
 //!
 //! The guarded resolver and the URL check already make every connection go
-//! to a vetted address; this layer catches a connect path that skips them
-//! (a regression after an upgrade, say). It sits in reqwest's
-//! `connector_layer`, which cannot see the destination URI but does see the
-//! finished connection and its peer address.
+//! to a vetted address; the tripwire catches a connect path that skips them
+//! (a regression after an upgrade, say). By default
+//! ([`PeerCheck::OnResponse`]) it judges the peer of the connection each
+//! response arrived on ([`judge_response_peer`]), which costs nothing per
+//! request. [`PeerCheck::OnConnect`] judges each new connection before a
+//! request byte is written on it, from reqwest's `connector_layer`, which
+//! cannot see the destination URI but does see the finished connection and
+//! its peer address; that layer is what makes reqwest box its connector.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +17,7 @@ use std::task::{Context, Poll};
 use hyper_util::client::legacy::connect::{Connection, HttpInfo};
 use tower::{Layer, Service};
 
-use super::policy::Policy;
+use super::policy::{PeerCheck, Policy};
 use super::refusal::{Refusal, Stage};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,10 +35,10 @@ impl PeerCheckLayer {
 }
 
 impl<S> Layer<S> for PeerCheckLayer {
-    type Service = PeerCheck<S>;
+    type Service = CheckedConnector<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        PeerCheck {
+        CheckedConnector {
             inner,
             policy: self.policy.clone(),
         }
@@ -44,12 +47,12 @@ impl<S> Layer<S> for PeerCheckLayer {
 
 /// The connector wrapped by [`PeerCheckLayer`].
 #[derive(Clone, Debug)]
-pub(crate) struct PeerCheck<S> {
+pub(crate) struct CheckedConnector<S> {
     inner: S,
     policy: Policy,
 }
 
-impl<S, Target> Service<Target> for PeerCheck<S>
+impl<S, Target> Service<Target> for CheckedConnector<S>
 where
     S: Service<Target, Error = BoxError>,
     S::Response: Connection + Send + 'static,
@@ -71,23 +74,54 @@ where
             let conn = connecting.await?;
             let mut extras = http::Extensions::new();
             conn.connected().get_extras(&mut extras);
-            let Some(peer) = extras.get::<HttpInfo>().map(HttpInfo::remote_addr) else {
-                return Err("SSRF guard: the peer address of a new connection is unknown".into());
-            };
-            let verdict = policy.judge_socket(peer, Some(peer.port())).map_err(|denied| {
-                if !policy.is_report_only() {
-                    tracing::error!(
-                        %peer,
-                        rule = denied.rule.as_str(),
-                        "SSRF tripwire: connected to a denied address; a connect path skipped the guard"
-                    );
-                }
-                Refusal::new(denied.rule, Stage::Connect).with_addr(peer.ip(), denied.embedded)
-            });
-            policy.enforce(verdict)?;
+            let peer = extras.get::<HttpInfo>().map(HttpInfo::remote_addr);
+            judge_peer(&policy, peer, Stage::Connect)?;
             Ok(conn)
         })
     }
+}
+
+/// The tripwire of [`PeerCheck::OnResponse`]: judges the peer a response came from
+/// (reqwest's `Response::remote_addr`, hyper-util's connection info). Does nothing under
+/// [`PeerCheck::OnConnect`], whose layer judged the connection already.
+pub(crate) fn judge_response_peer(
+    policy: &Policy,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<(), Refusal> {
+    match policy.peer_check() {
+        PeerCheck::OnResponse => judge_peer(policy, peer, Stage::Response),
+        PeerCheck::OnConnect => Ok(()),
+    }
+}
+
+/// Judges a connection's peer, an unknown one included; a refusal that is enforced is logged as
+/// an error, since the checks before the connect should have made it impossible.
+fn judge_peer(
+    policy: &Policy,
+    peer: Option<std::net::SocketAddr>,
+    stage: Stage,
+) -> Result<(), Refusal> {
+    let Some(peer) = peer else {
+        tracing::error!(
+            ?stage,
+            "SSRF tripwire: the peer address of a connection is unknown"
+        );
+        return Err(Refusal::new(super::Rule::PeerUnknown, stage));
+    };
+    let verdict = policy
+        .judge_socket(peer, Some(peer.port()))
+        .map_err(|denied| {
+            if !policy.is_report_only() {
+                tracing::error!(
+                    %peer,
+                    rule = denied.rule.as_str(),
+                    ?stage,
+                    "SSRF tripwire: connected to a denied address; a connect path skipped the guard"
+                );
+            }
+            Refusal::new(denied.rule, stage).with_addr(peer.ip(), denied.embedded)
+        });
+    policy.enforce(verdict)
 }
 
 #[cfg(test)]
@@ -143,15 +177,8 @@ mod tests {
         assert!(service.oneshot(uri).await.is_ok());
     }
 
-    /// A client whose transport lost the URL check and the guarded resolver (the connect-path
-    /// regression the tripwire is for): only the peer check stands.
-    fn client_with_only_the_tripwire(policy: Policy) -> crate::client::Client {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connector_layer(PeerCheckLayer::new(policy))
-            .build()
-            .expect("reqwest client");
+    /// A stopover client on the given reqwest client, with `ssrf` as its policy.
+    fn client_on(http: reqwest::Client, ssrf: Option<Policy>) -> crate::client::Client {
         crate::client::Client {
             nesting: 0,
             inner: std::sync::Arc::new(crate::client::ClientRef {
@@ -163,13 +190,136 @@ mod tests {
                 max_redirects: 0,
                 max_nesting: 1,
                 chain: crate::client::Chain::new(),
-                ssrf: None,
+                ssrf,
                 body_limit: u64::MAX,
                 span_redaction: crate::client::logging::Redaction::default(),
                 #[cfg(feature = "opentelemetry")]
                 trace_exclude: Vec::new(),
             }),
         }
+    }
+
+    /// A client whose transport lost the URL check and the guarded resolver (the connect-path
+    /// regression the tripwire is for): only the peer check stands.
+    fn client_with_only_the_tripwire(policy: Policy) -> crate::client::Client {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connector_layer(PeerCheckLayer::new(policy))
+            .build()
+            .expect("reqwest client");
+        client_on(http, None)
+    }
+
+    /// The guarded transport as `ClientBuilder::build` makes it, with one connect path that
+    /// skips the guarded resolver: reqwest's `resolve` override, which applies before any
+    /// resolver, sends `bypass.test` to the loopback `listener`.
+    fn client_with_a_bypass(
+        policy: Policy,
+        listener: std::net::SocketAddr,
+    ) -> crate::client::Client {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("bypass.test", listener);
+        let http = crate::client::guard_transport(http, &policy, None)
+            .build()
+            .expect("reqwest client");
+        client_on(http, Some(policy))
+    }
+
+    /// Answers every request with `200 secret`, counting the requests it read.
+    async fn counting_server(
+        listener: tokio::net::TcpListener,
+    ) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let served = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        async {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                "secret".to_owned(),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        served
+    }
+
+    #[tokio::test]
+    async fn by_default_a_response_from_a_denied_peer_is_refused() {
+        let (listener, _) = listener().await;
+        let addr = listener.local_addr().expect("local addr");
+        let served = counting_server(listener).await;
+        let client = client_with_a_bypass(Policy::default(), addr);
+
+        let err = client
+            .get(format!("http://bypass.test:{}/", addr.port()))
+            .send()
+            .await
+            .expect_err("the tripwire refuses the response");
+
+        let refusal = err.refusal().expect("a refusal");
+        assert_eq!(refusal.rule(), Rule::Ipv4Loopback);
+        assert_eq!(refusal.stage(), Stage::Response);
+        // What `PeerCheck::OnResponse` documents: the request was written.
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn on_connect_a_denied_peer_gets_no_request() {
+        let (listener, _) = listener().await;
+        let addr = listener.local_addr().expect("local addr");
+        let served = counting_server(listener).await;
+        let policy = Policy::builder()
+            .peer_check(PeerCheck::OnConnect)
+            .build()
+            .expect("policy");
+        let client = client_with_a_bypass(policy, addr);
+
+        let err = client
+            .get(format!("http://bypass.test:{}/", addr.port()))
+            .send()
+            .await
+            .expect_err("the tripwire refuses the connection");
+
+        let refusal = err.refusal().expect("a refusal");
+        assert_eq!(refusal.rule(), Rule::Ipv4Loopback);
+        assert_eq!(refusal.stage(), Stage::Connect);
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn report_only_hands_on_a_response_from_a_denied_peer() {
+        let (listener, _) = listener().await;
+        let addr = listener.local_addr().expect("local addr");
+        counting_server(listener).await;
+        let policy = Policy::builder().report_only(true).build().expect("policy");
+        let client = client_with_a_bypass(policy, addr);
+
+        let response = client
+            .get(format!("http://bypass.test:{}/", addr.port()))
+            .send()
+            .await
+            .expect("report-only lets it through");
+
+        assert_eq!(response.text().await.expect("the body"), "secret");
+    }
+
+    #[test]
+    fn an_unknown_peer_is_refused() {
+        let refusal = judge_response_peer(&Policy::default(), None).expect_err("refused");
+        assert_eq!(refusal.rule(), Rule::PeerUnknown);
+        assert_eq!(refusal.stage(), Stage::Response);
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@
 //! runs on every hop and every retry, names are resolved once by a
 //! [`GuardedResolver`] that hands reqwest only vetted addresses (so the
 //! address checked is the address connected to), proxies from the
-//! environment are ignored, and the peer of every new connection is checked
-//! again as a tripwire.
+//! environment are ignored, and the peer of every response's connection is
+//! checked again as a tripwire ([`PeerCheck`]).
 //!
 //! Names are resolved with a time limit ([`PolicyBuilder::dns_timeout`], 10 seconds by
 //! default) and at most [`PolicyBuilder::max_dns_answers`] addresses of an answer (16 by
@@ -86,8 +86,8 @@ mod tables;
 #[cfg(test)]
 mod table_test;
 
-pub(crate) use connect::PeerCheckLayer;
-pub use policy::{MixedAnswers, Policy, PolicyBuilder, PolicyError};
+pub(crate) use connect::{PeerCheckLayer, judge_response_peer};
+pub use policy::{MixedAnswers, PeerCheck, Policy, PolicyBuilder, PolicyError};
 pub use refusal::{Embedding, Refusal, Stage, find_refusal};
 pub use resolver::GuardedResolver;
 pub(crate) use resolver::with_destination_port;

@@ -50,8 +50,12 @@ pub enum Stage {
     Url,
     /// The guarded resolver: a name, or what the name resolved to.
     Resolve,
-    /// The address of a connection that was already open (the tripwire).
+    /// The tripwire, [`PeerCheck::OnConnect`](super::PeerCheck::OnConnect): the address of a
+    /// new connection, before any request byte was written on it.
     Connect,
+    /// The tripwire, [`PeerCheck::OnResponse`](super::PeerCheck::OnResponse): the address of
+    /// the connection a response arrived on. The request had been written.
+    Response,
 }
 
 /// A destination refused by the SSRF [`Policy`](super::Policy).
@@ -171,10 +175,11 @@ impl Refusal {
                 "host resolved to a denied address"
             }
             (_, Rule::ZoneId) => "IPv6 zone ids are not allowed",
+            (_, Rule::PeerUnknown) => "the peer address of the connection is unknown",
             (_, rule) if !rule.is_address_rule() => "the host name is denied",
             (Stage::Url, _) => "the address is denied",
             (Stage::Resolve, _) => "host resolved to a denied address",
-            (Stage::Connect, _) => "the connected peer address is denied",
+            (Stage::Connect | Stage::Response, _) => "the connected peer address is denied",
         }
     }
 }

@@ -148,6 +148,10 @@ pub enum Rule {
     Ipv6Multicast,
     /// Space outside `2000::/3` that the IPv6 address-space registry keeps reserved.
     Ipv6Reserved,
+    // Connection level.
+    /// The tripwire could not learn the peer address of a connection, so it could not be
+    /// judged.
+    PeerUnknown,
 }
 
 impl Rule {
@@ -219,6 +223,7 @@ impl Rule {
             Rule::Ipv6SiteLocal => "ipv6-site-local",
             Rule::Ipv6Multicast => "ipv6-multicast",
             Rule::Ipv6Reserved => "ipv6-reserved",
+            Rule::PeerUnknown => "peer-unknown",
         }
     }
 
@@ -290,7 +295,8 @@ impl Rule {
             | Rule::UserHostDeny
             | Rule::UserHostNotAllowed
             | Rule::ZoneId
-            | Rule::UserDeny => return None,
+            | Rule::UserDeny
+            | Rule::PeerUnknown => return None,
         })
     }
 
