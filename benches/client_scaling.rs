@@ -10,7 +10,10 @@
 //! the server's (the same for every client): read the differences.
 //!
 //! `cargo bench -p stopover-benches --bench client_scaling` prints the tables; `-- --test` does
-//! one short run of each.
+//! one short run of each. `CLIENT_SCALING_PROFILE=<client>/<in flight>[/warm]` runs one client
+//! only, for `valgrind --tool=callgrind` (`benches/instructions.sh`): the warm-up, then
+//! `PROFILE_REQUESTS` GETs (with `/warm`, the warm-up alone, to subtract). The clients of that
+//! mode include stopover with one built-in middleware at a time, to show which one grows.
 
 #[path = "support/clients.rs"]
 mod clients;
@@ -29,6 +32,7 @@ use load::{Sample, median};
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const IN_FLIGHT: [usize; 4] = [1, 8, 32, 256];
+const PROFILE_REQUESTS: usize = 5_120;
 
 struct Row {
     rps: f64,
@@ -48,7 +52,71 @@ fn summarise(samples: &[Sample], requests: usize) -> Row {
     }
 }
 
+/// Every client of the profile mode: the four of the tables, then stopover with one built-in
+/// middleware at a time.
+fn profile_stacks(addr: std::net::SocketAddr) -> Vec<clients::Stack> {
+    use stopover::client::logging::Logging;
+    use stopover::client::retry::{Retry, RetryPolicy};
+    use stopover::client::token::{Token, TokenAuth, source_fn};
+    let one = |name, builder: stopover::client::ClientBuilder| {
+        clients::Stack::Stopover(name, builder.build().expect("the client builds"))
+    };
+    let builder = stopover::client::Client::builder;
+    let policy = RetryPolicy::builder()
+        .max_attempts(clients::ATTEMPTS)
+        .build()
+        .expect("a valid retry policy");
+    vec![
+        clients::reqwest(),
+        clients::peer_full(None),
+        clients::stopover_none(),
+        clients::stopover_full(addr, None),
+        one("stopover: Logging", builder().middleware(Logging::new())),
+        one("stopover: Retry", builder().middleware(Retry::new(policy))),
+        one(
+            "stopover: TokenAuth",
+            builder().middleware(TokenAuth::new(source_fn(|_client| async {
+                Ok(Token::new("bench-token"))
+            }))),
+        ),
+        clients::stopover_guard(addr),
+    ]
+}
+
+fn profile(target: &str) {
+    let addr = server::serve_hello();
+    let url = format!("http://{addr}/items?page=1");
+    let rt = load::runtime();
+    if target == "--list" {
+        for stack in profile_stacks(addr) {
+            println!("{}", stack.name());
+        }
+        return;
+    }
+    let (target, warm_only) = match target.strip_suffix("/warm") {
+        Some(target) => (target, true),
+        None => (target, false),
+    };
+    let Some((name, in_flight)) = target.rsplit_once('/') else {
+        return;
+    };
+    let in_flight: usize = in_flight.parse().expect("a number of requests in flight");
+    for stack in profile_stacks(addr)
+        .iter()
+        .filter(|stack| stack.name() == name)
+    {
+        load::run(&rt, stack, &url, in_flight * 8, in_flight);
+        if !warm_only {
+            load::run(&rt, stack, &url, PROFILE_REQUESTS, in_flight);
+        }
+    }
+}
+
 fn main() {
+    if let Ok(target) = std::env::var("CLIENT_SCALING_PROFILE") {
+        profile(&target);
+        return;
+    }
     let quick = std::env::args().any(|arg| arg == "--test");
     let runs = if quick { 1 } else { 5 };
     let addr = server::serve_hello();

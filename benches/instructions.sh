@@ -13,11 +13,12 @@ executable() {
     cargo bench --no-run -p stopover-benches --bench "$1" 2>&1 | sed -n "s/.*Executable .*(\(.*\))$/\1/p" | tail -1
 }
 
-# Instructions collected inside block_on when the bench's profile mode runs `$3`.
+# Instructions collected inside block_on (or the function `$4` names) when the bench's profile
+# mode runs `$3`.
 collected() {
-    local bin=$1 var=$2 target=$3
+    local bin=$1 var=$2 target=$3 toggle=${4:-'tokio::runtime::runtime::Runtime::block_on*'}
     env "$var=$target" valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        --toggle-collect='tokio::runtime::runtime::Runtime::block_on*' "$bin" 2>&1 |
+        --toggle-collect="$toggle" "$bin" 2>&1 |
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
@@ -64,3 +65,19 @@ while IFS= read -r client; do
     total=$(collected "$bin" CLIENT_LOOPBACK_PROFILE "$client")
     echo "| $client | $(per_request "$total" 0 2000) |"
 done < <("$bin" --list-clients)
+echo
+
+echo "client over loopback by requests in flight: instructions per request (client and server; warm-up subtracted)"
+bin=$(executable client_scaling)
+echo "| client | 1 | 32 | 256 |"
+echo "|---|---|---|---|"
+while IFS= read -r client; do
+    row="| $client |"
+    for in_flight in 1 32 256; do
+        # `load::run` is never inlined; while it runs, the server thread's work is counted too.
+        total=$(collected "$bin" CLIENT_SCALING_PROFILE "$client/$in_flight" '*load::run')
+        warm=$(collected "$bin" CLIENT_SCALING_PROFILE "$client/$in_flight/warm" '*load::run')
+        row="$row $(per_request "$total" "$warm" 5120) |"
+    done
+    echo "$row"
+done < <(CLIENT_SCALING_PROFILE=--list "$bin")

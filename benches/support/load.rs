@@ -19,7 +19,9 @@ pub struct Sample {
 }
 
 /// Sends `requests` GETs (rounded down to a multiple of `concurrency`) from `concurrency`
-/// tasks; every answer must be a `200` with the body `hello`.
+/// tasks; every answer must be a `200` with the body `hello`. Never inlined, so that
+/// `valgrind --tool=callgrind --toggle-collect='*load::run'` can count what it runs.
+#[inline(never)]
 pub fn run(
     rt: &tokio::runtime::Runtime,
     stack: &Stack,
