@@ -28,7 +28,7 @@ mod server;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use clients::Stack;
+use clients::{Stack, Urls};
 use stopover::client::logging::Logging;
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::token::{Token, TokenAuth, source_fn};
@@ -126,13 +126,8 @@ fn run(
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
-            let stack = stack.clone();
             let url = url.to_owned();
-            tasks.spawn(async move {
-                for _ in 0..requests / concurrency {
-                    stack.get(&url).await;
-                }
-            });
+            stack.spawn_gets(&mut tasks, 0..requests / concurrency, Urls::Same(url));
         }
         while let Some(done) = tasks.join_next().await {
             done.expect("the client task completes");

@@ -7,7 +7,8 @@
 //!    round of the same kind, so the figure is what a request in flight costs on a pooled
 //!    connection (the client's task and request state plus the server's, the same for every
 //!    client): live bytes at the `N`-th arrival minus live bytes just before the requests were
-//!    spawned, divided by `N`.
+//!    spawned, divided by `N`. The size of the `send()` future is given with it: each
+//!    caller's task holds one (what the middlewares box comes on top).
 //! 2. **A 16 MiB body sent with retry**: a `PUT` of a buffered 16 MiB body (`Bytes`) to a server
 //!    that reads every body to its end without keeping it and answers `503` to the first
 //!    attempt and `200` to the second, so the body is sent twice; the peak heap above the
@@ -88,8 +89,13 @@ fn per_request_in_flight(
     in_flight: usize,
 ) -> f64 {
     gate.size.store(in_flight, Ordering::SeqCst);
-    // Opens `in_flight` connections (each held request needs its own) and fetches the token.
-    load::run(rt, stack, url, in_flight, in_flight);
+    // Opens `in_flight` connections (each held request needs its own) and fetches the token;
+    // the second round and the pauses let every connection go back to the pool (the client's
+    // connection tasks run only while its runtime does), so the measured round opens none.
+    for _ in 0..2 {
+        load::run(rt, stack, url, in_flight, in_flight);
+        rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    }
     let before = counting_alloc::live();
     load::run(rt, stack, url, in_flight, in_flight);
     let at_full = gate.live_when_full.load(Ordering::SeqCst);
@@ -158,12 +164,17 @@ fn main() {
     let gate_addr = serve_gate(gate.clone());
     let gate_url = format!("http://{gate_addr}/items?page=1");
     type Build = fn(SocketAddr) -> Stack;
-    let in_flight_stacks: [Build; 5] = [
+    // The last four: stopover with one built-in middleware at a time, where its share goes.
+    let in_flight_stacks: [Build; 9] = [
         |_| clients::reqwest(),
         |_| clients::peer_retry(None),
         |_| clients::peer_full(None),
         |_| clients::stopover_none(),
         |addr| clients::stopover_full(addr, None),
+        |_| clients::stopover_logging(),
+        |_| clients::stopover_retry(None),
+        |_| clients::stopover_token(),
+        clients::stopover_guard,
     ];
     let sizes: &[usize] = if quick { &[32] } else { &[256, 1_000] };
     for &in_flight in sizes {
@@ -184,18 +195,23 @@ fn main() {
              connections ({runs} runs, median); the server's share is included (the same for \
              every client)"
         );
-        println!("| client | bytes/request | runs | over reqwest | ratio to reqwest |");
-        println!("|---|---|---|---|---|");
+        println!(
+            "| client | bytes/request | runs | over reqwest | ratio to reqwest | `send()` future \
+             bytes |"
+        );
+        println!("|---|---|---|---|---|---|");
         let base = median(&bytes[0]);
         for (index, build) in in_flight_stacks.iter().enumerate() {
             let value = median(&bytes[index]);
             let runs: Vec<String> = bytes[index].iter().map(|v| format!("{v:.0}")).collect();
+            let stack = build(gate_addr);
             println!(
-                "| {} | {value:.0} | {} | {:+.0} | {:.2} |",
-                build(gate_addr).name(),
+                "| {} | {value:.0} | {} | {:+.0} | {:.2} | {} |",
+                stack.name(),
                 runs.join(", "),
                 value - base,
-                value / base
+                value / base,
+                stack.send_future_bytes(&gate_url)
             );
         }
         println!();

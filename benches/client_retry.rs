@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clients::Stack;
+use clients::{Stack, Urls};
 use http::StatusCode;
 use load::{Sample, median};
 
@@ -83,13 +83,12 @@ fn run(
         let mut tasks = tokio::task::JoinSet::new();
         let per_task = requests / concurrency;
         for task in 0..concurrency {
-            let stack = stack.clone();
             let base = base.to_owned();
-            tasks.spawn(async move {
-                for i in task * per_task..(task + 1) * per_task {
-                    stack.get(&format!("{base}?n={i}")).await;
-                }
-            });
+            stack.spawn_gets(
+                &mut tasks,
+                task * per_task..(task + 1) * per_task,
+                Urls::Numbered(base),
+            );
         }
         while let Some(done) = tasks.join_next().await {
             done.expect("the client task completes");

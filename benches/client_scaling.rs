@@ -55,30 +55,14 @@ fn summarise(samples: &[Sample], requests: usize) -> Row {
 /// Every client of the profile mode: the four of the tables, then stopover with one built-in
 /// middleware at a time.
 fn profile_stacks(addr: std::net::SocketAddr) -> Vec<clients::Stack> {
-    use stopover::client::logging::Logging;
-    use stopover::client::retry::{Retry, RetryPolicy};
-    use stopover::client::token::{Token, TokenAuth, source_fn};
-    let one = |name, builder: stopover::client::ClientBuilder| {
-        clients::Stack::Stopover(name, builder.build().expect("the client builds"))
-    };
-    let builder = stopover::client::Client::builder;
-    let policy = RetryPolicy::builder()
-        .max_attempts(clients::ATTEMPTS)
-        .build()
-        .expect("a valid retry policy");
     vec![
         clients::reqwest(),
         clients::peer_full(None),
         clients::stopover_none(),
         clients::stopover_full(addr, None),
-        one("stopover: Logging", builder().middleware(Logging::new())),
-        one("stopover: Retry", builder().middleware(Retry::new(policy))),
-        one(
-            "stopover: TokenAuth",
-            builder().middleware(TokenAuth::new(source_fn(|_client| async {
-                Ok(Token::new("bench-token"))
-            }))),
-        ),
+        clients::stopover_logging(),
+        clients::stopover_retry(None),
+        clients::stopover_token(),
         clients::stopover_guard(addr),
     ]
 }

@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
 
+# `BENCH_CARGO` runs cargo another way (e.g. `BENCH_CARGO="flock /tmp/cargo.lock cargo"` on a
+# machine whose builds take turns).
 executable() {
-    cargo bench --no-run -p stopover-benches --bench "$1" 2>&1 | sed -n "s/.*Executable .*(\(.*\))$/\1/p" | tail -1
+    ${BENCH_CARGO:-cargo} bench --no-run -p stopover-benches --bench "$1" 2>&1 | sed -n "s/.*Executable .*(\(.*\))$/\1/p" | tail -1
 }
 
 # Instructions collected inside block_on (or the function `$4` names) when the bench's profile

@@ -39,6 +39,17 @@ pub const STOPOVER_FULL: &str = "stopover: retry, logging, token, SSRF guard";
 pub const STOPOVER_NONE: &str = "stopover, no middleware";
 pub const STOPOVER_GUARD: &str = "stopover, SSRF guard only";
 pub const STOPOVER_RETRY: &str = "stopover: retry";
+pub const STOPOVER_LOGGING: &str = "stopover: logging";
+pub const STOPOVER_TOKEN: &str = "stopover: token";
+
+/// Where a task's GETs go.
+#[derive(Clone)]
+pub enum Urls {
+    /// Every request to this URL.
+    Same(String),
+    /// Request `i` to `<base>?n=i`.
+    Numbered(String),
+}
 
 /// A client under test.
 #[derive(Clone)]
@@ -61,6 +72,66 @@ impl Stack {
         let (status, body) = self.send(Method::GET, url, None).await;
         assert!(status.is_success(), "{} answered {status}", self.name());
         assert_eq!(&body[..], b"hello");
+    }
+
+    /// Spawns one task that sends a GET for each `i` in `requests`, one after the other, each
+    /// answer checked as by [`Stack::get`]. The task's future is this client's own (one loop
+    /// per kind of client), so each task is as large as that client makes it.
+    pub fn spawn_gets(
+        &self,
+        tasks: &mut tokio::task::JoinSet<()>,
+        requests: std::ops::Range<usize>,
+        urls: Urls,
+    ) {
+        async fn check(name: &str, status: StatusCode, body: Bytes) {
+            assert!(status.is_success(), "{name} answered {status}");
+            assert_eq!(&body[..], b"hello");
+        }
+        match self.clone() {
+            Stack::Reqwest(client) => tasks.spawn(async move {
+                for i in requests {
+                    let request = match &urls {
+                        Urls::Same(url) => client.get(url.as_str()),
+                        Urls::Numbered(base) => client.get(format!("{base}?n={i}")),
+                    };
+                    let response = request.send().await.expect("answered");
+                    let status = response.status();
+                    check(REQWEST, status, response.bytes().await.expect("a body")).await;
+                }
+            }),
+            Stack::Peer(name, client) => tasks.spawn(async move {
+                for i in requests {
+                    let request = match &urls {
+                        Urls::Same(url) => client.get(url.as_str()),
+                        Urls::Numbered(base) => client.get(format!("{base}?n={i}")),
+                    };
+                    let response = request.send().await.expect("answered");
+                    let status = response.status();
+                    check(name, status, response.bytes().await.expect("a body")).await;
+                }
+            }),
+            Stack::Stopover(name, client) => tasks.spawn(async move {
+                for i in requests {
+                    let request = match &urls {
+                        Urls::Same(url) => client.get(url.as_str()),
+                        Urls::Numbered(base) => client.get(format!("{base}?n={i}")),
+                    };
+                    let response = request.send().await.expect("answered");
+                    let status = response.status();
+                    check(name, status, response.bytes().await.expect("a body")).await;
+                }
+            }),
+        };
+    }
+
+    /// The size of the future `send()` returns for a GET (never polled): what a caller's task
+    /// holds while the request is in flight, besides what the middlewares box.
+    pub fn send_future_bytes(&self, url: &str) -> usize {
+        match self {
+            Stack::Reqwest(client) => std::mem::size_of_val(&client.get(url).send()),
+            Stack::Peer(_, client) => std::mem::size_of_val(&client.get(url).send()),
+            Stack::Stopover(_, client) => std::mem::size_of_val(&client.get(url).send()),
+        }
     }
 
     /// Sends one request with an optional buffered body; the status and the whole body.
@@ -207,6 +278,26 @@ pub fn stopover_retry(backoff: Option<Duration>) -> Stack {
         .build()
         .expect("the client builds");
     Stack::Stopover(STOPOVER_RETRY, client)
+}
+
+/// stopover with `Logging` alone.
+pub fn stopover_logging() -> Stack {
+    let client = stopover::client::Client::builder()
+        .middleware(Logging::new())
+        .build()
+        .expect("the client builds");
+    Stack::Stopover(STOPOVER_LOGGING, client)
+}
+
+/// stopover with `TokenAuth` alone (a static token from `source_fn`).
+pub fn stopover_token() -> Stack {
+    let client = stopover::client::Client::builder()
+        .middleware(TokenAuth::new(source_fn(|_client| async {
+            Ok(Token::new("bench-token"))
+        })))
+        .build()
+        .expect("the client builds");
+    Stack::Stopover(STOPOVER_TOKEN, client)
 }
 
 pub fn stopover_none() -> Stack {

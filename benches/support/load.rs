@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::clients::Stack;
+use crate::clients::{Stack, Urls};
 
 /// One run's figures.
 #[derive(Clone, Copy, Debug)]
@@ -35,13 +35,8 @@ pub fn run(
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
-            let stack = stack.clone();
             let url = url.to_owned();
-            tasks.spawn(async move {
-                for _ in 0..requests / concurrency {
-                    stack.get(&url).await;
-                }
-            });
+            stack.spawn_gets(&mut tasks, 0..requests / concurrency, Urls::Same(url));
         }
         while let Some(done) = tasks.join_next().await {
             done.expect("the client task completes");
