@@ -798,7 +798,10 @@ async fn parts_predicate_deciding_by_host_is_readable_under_one_host_only() {
     let api = Api::start(
         CorsLayer::builder()
             .allow_origin_predicate_with_parts(move |origin, parts| {
-                let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
                 origin == page_origin && host.is_some_and(|h| h.starts_with("127.0.0.1:"))
             })
             .build()

@@ -1681,7 +1681,10 @@ mod parts_predicate {
     fn by_host() -> CorsLayer {
         CorsLayer::builder()
             .allow_origin_predicate_with_parts(|origin, parts| {
-                let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
                 let tenant = host.and_then(|h| h.strip_suffix(".api.test"));
                 tenant.is_some_and(|t| origin == format!("https://{t}.example"))
             })
@@ -1706,7 +1709,10 @@ mod parts_predicate {
             .send(
                 "GET",
                 "/r",
-                &[("host", "acme.api.test"), ("origin", "https://acme.example")],
+                &[
+                    ("host", "acme.api.test"),
+                    ("origin", "https://acme.example"),
+                ],
             )
             .await;
         assert_eq!(
@@ -1722,7 +1728,10 @@ mod parts_predicate {
             .send(
                 "GET",
                 "/r",
-                &[("host", "globex.api.test"), ("origin", "https://acme.example")],
+                &[
+                    ("host", "globex.api.test"),
+                    ("origin", "https://acme.example"),
+                ],
             )
             .await;
         assert_eq!(reply.one("access-control-allow-origin"), None);
@@ -1802,9 +1811,9 @@ mod async_predicate {
 
     /// An async predicate that asks a store (here a lock-guarded list).
     fn store(origins: &[&str]) -> (CorsLayer, Arc<AtomicUsize>) {
-        let store: Arc<tokio::sync::RwLock<Vec<String>>> = Arc::new(
-            tokio::sync::RwLock::new(origins.iter().map(|o| (*o).to_owned()).collect()),
-        );
+        let store: Arc<tokio::sync::RwLock<Vec<String>>> = Arc::new(tokio::sync::RwLock::new(
+            origins.iter().map(|o| (*o).to_owned()).collect(),
+        ));
         let asked = Arc::new(AtomicUsize::new(0));
         let counter = asked.clone();
         let cors = list()
@@ -2180,7 +2189,10 @@ mod by_path {
             panic!("unexpected error: {error}");
         };
         assert_eq!(*index, 1);
-        assert!(matches!(**source, CorsConfigError::CredentialsWithAnyOrigin));
+        assert!(matches!(
+            **source,
+            CorsConfigError::CredentialsWithAnyOrigin
+        ));
         assert!(error.to_string().starts_with("CORS policy #1: "));
     }
 }

@@ -140,7 +140,8 @@ impl OriginList {
             several => {
                 // Every predicate sees the request now (the parts are not kept); their answers
                 // are awaited in order, and the first `true` stops the wait.
-                let decisions: Vec<BoxedDecision> = several.iter().map(|p| p(text, parts)).collect();
+                let decisions: Vec<BoxedDecision> =
+                    several.iter().map(|p| p(text, parts)).collect();
                 Box::pin(async move {
                     for decision in decisions {
                         if decision.await {

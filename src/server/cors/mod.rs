@@ -974,7 +974,9 @@ where
                 .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
             let method = requested.as_ref().unwrap_or(request.method());
             let path = request.uri().path();
-            self.policies.iter().find(|config| config.covers(method, path))
+            self.policies
+                .iter()
+                .find(|config| config.covers(method, path))
         };
         let Some(config) = covering else {
             return ResponseFuture {
@@ -1065,7 +1067,9 @@ impl Config {
     /// Whether this policy covers a request (for a preflight, `method` is the one it asks
     /// for).
     fn covers(&self, method: &Method, path: &str) -> bool {
-        self.urls.as_ref().is_none_or(|urls| urls.matches(method, path))
+        self.urls
+            .as_ref()
+            .is_none_or(|urls| urls.matches(method, path))
     }
 
     /// The answer to a preflight whose origin was allowed (with this
