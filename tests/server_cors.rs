@@ -1902,6 +1902,13 @@ mod async_predicate {
         let reply = server.preflight("/r", EVIL, "PUT").await;
         assert_eq!(reply.status, 403);
         assert!(!reply.has_any_cors_header());
+        // Refused later, still varied like any answer of an origin-dependent policy.
+        assert!(reply.vary().contains(&"origin".to_owned()));
+        assert!(
+            reply
+                .vary()
+                .contains(&"access-control-request-method".to_owned())
+        );
     }
 
     #[tokio::test]
@@ -2194,5 +2201,47 @@ mod by_path {
             CorsConfigError::CredentialsWithAnyOrigin
         ));
         assert!(error.to_string().starts_with("CORS policy #1: "));
+    }
+}
+
+mod async_predicate_oneshot {
+    use super::*;
+    use std::convert::Infallible;
+    use tokio::sync::oneshot;
+    use tower::{Layer, ServiceExt};
+
+    #[tokio::test]
+    async fn response_of_a_handler_slower_than_the_predicate_still_gets_the_grant() {
+        let (release, released) = oneshot::channel::<()>();
+        let released = Arc::new(std::sync::Mutex::new(Some(released)));
+        let inner = tower::service_fn(move |_: http::Request<()>| {
+            let released = released.lock().unwrap().take();
+            async move {
+                if let Some(released) = released {
+                    let _ = released.await;
+                }
+                Ok::<_, Infallible>(http::Response::new(String::from("slow")))
+            }
+        });
+        let cors = CorsLayer::builder()
+            .allow_origin_async_predicate(|origin, _| std::future::ready(origin == APP))
+            .build()
+            .unwrap();
+        let request = http::Request::get("/r")
+            .header("origin", APP)
+            .body(())
+            .unwrap();
+        let response = tokio::spawn(cors.layer(inner).oneshot(request));
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        let response = response.await.unwrap().unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .unwrap(),
+            APP
+        );
+        assert_eq!(response.into_body(), "slow");
     }
 }

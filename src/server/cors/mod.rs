@@ -414,8 +414,10 @@ impl CorsLayerBuilder {
     /// The layer sets no deadline of its own: a future that never resolves holds the
     /// request, as a handler that never answers would. Bound it inside the future (for
     /// example with `tokio::time::timeout`, treating a timeout as `false`), or place a
-    /// timeout layer outside this one. What [`allow_origin_predicate_with_parts`]
-    /// says about `Vary` holds here too.
+    /// timeout layer outside this one. A panic in the future is not caught here (the error
+    /// layer, placed inside, does not see it): catch it inside the future, or place a
+    /// panic-catching layer outside. Each request that reaches the predicate boxes its
+    /// future. What [`allow_origin_predicate_with_parts`] says about `Vary` holds here too.
     ///
     /// [`allow_origin_predicate_with_parts`]: Self::allow_origin_predicate_with_parts
     ///
@@ -494,7 +496,8 @@ impl CorsLayerBuilder {
     /// Limits the layer to requests matching these rules (for a preflight, a rule's methods
     /// are compared with the method it asks for). Other requests pass through untouched:
     /// no CORS headers, no `Vary`, and their `OPTIONS` preflights reach the inner service.
-    /// Default: every path.
+    /// In a policy given to [`CorsLayer::by_path`] the rules say which requests that policy
+    /// covers; the first policy that covers a request applies. Default: every path.
     pub fn urls(mut self, rules: PathRules) -> Self {
         self.urls = Some(rules);
         self
