@@ -743,6 +743,25 @@ impl CorsPoliciesBuilder {
     /// Adds a policy, tried after the ones added before it. Its
     /// [`urls`](CorsLayerBuilder::urls) say which requests it covers; without `urls` it
     /// covers every path, so it is the fallback and must come last.
+    ///
+    /// ```
+    /// use stopover::server::cors::{CorsConfigError, CorsLayer};
+    /// use stopover::server::matcher::{PathMatcher, PathRules};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let admin = PathRules::new().with(PathMatcher::prefix("/admin/")?);
+    /// // The fallback first would shadow the admin policy: refused when built.
+    /// let shadowed = CorsLayer::by_path()
+    ///     .policy(CorsLayer::builder().allow_any_origin())
+    ///     .policy(CorsLayer::builder().urls(admin).allow_origin("https://admin.example"))
+    ///     .build();
+    /// assert!(matches!(
+    ///     shadowed,
+    ///     Err(CorsConfigError::UnreachablePolicy { index: 1, covered_by: 0 })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn policy(mut self, policy: CorsLayerBuilder) -> Self {
         self.policies.push(policy);
         self
