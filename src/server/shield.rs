@@ -103,6 +103,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::server::matcher::PathRules;
 
@@ -447,7 +448,11 @@ where
             uri: request.uri().clone(),
         };
         let future = self.inner.call(request);
-        let handle = self.tracker.spawn(run(future, detached, permit));
+        // The task carries the request's span: what the handler logs, after its client left
+        // too, stays in the request's trace.
+        let handle = self
+            .tracker
+            .spawn(run(future, detached, permit).in_current_span());
         ResponseFuture {
             kind: Kind::Shielded {
                 handle,
