@@ -123,10 +123,17 @@
 //! | `raise web.HTTPError(..)` with `err.data` as the body | [`HttpError::with_body`](server::HttpError::with_body) |
 //! | `get_error_response(request, err)` | [`ErrorLayer::error_response`](server::ErrorLayer::error_response) |
 //! | `cors_middleware(origins=.., urls=..)` | [`server::CorsLayer`] |
+//! | `cors_middleware(origins=[re.compile(..)])`, or an origin check of your own | [`allow_origin_regex`](server::cors::CorsLayerBuilder::allow_origin_regex) (whole origin), [`allow_origin_predicate`](server::cors::CorsLayerBuilder::allow_origin_predicate) (origin only), [`allow_origin_predicate_with_parts`](server::cors::CorsLayerBuilder::allow_origin_predicate_with_parts) (origin and request: by `Host` or path), [`allow_origin_async_predicate`](server::cors::CorsLayerBuilder::allow_origin_async_predicate) (asks a store) |
+//! | several `cors_middleware(urls=..)` in one app, one per tenant | [`CorsLayer::by_path`](server::CorsLayer::by_path): a policy per `urls`, first match wins |
 //! | `timeout_middleware(seconds, ignore=..)` | [`server::TimeoutLayer`] |
-//! | `shield_middleware(methods=.., urls=..)` | [`server::ShieldLayer`] |
+//! | `shield_middleware(methods=.., ignore=..)` | [`server::ShieldLayer`] (methods, optionally narrowed by [`paths`](server::shield::ShieldLayerBuilder::paths)) |
+//! | `shield_middleware(urls=[..])` (every method on those URLs) | [`ShieldLayerBuilder::all_methods`](server::shield::ShieldLayerBuilder::all_methods) with [`paths`](server::shield::ShieldLayerBuilder::paths) |
 //! | `https_middleware(match_headers=..)` | [`server::ForwardedLayer`], which believes only trusted proxies |
 //! | `match_path(item, path)` | [`server::matcher::PathMatcher`]: exact, prefix or whole-path regex |
+//!
+//! `examples/port_from_aiohttp.rs` ports a small aiohttp-middlewares app (async error views,
+//! URL-only shielding, per-tenant CORS, a handler returning `Result<Json<T>, HttpError>`) and
+//! runs it against itself: `cargo run --example port_from_aiohttp --features axum`.
 //!
 //! [reqwest]: https://docs.rs/reqwest
 #![deny(missing_docs)]

@@ -28,7 +28,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use serde_json::{Value, json};
 use stopover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
-use stopover::server::matcher::PathMatcher;
+use stopover::server::matcher::{PathMatcher, PathRules};
 use stopover::server::{ErrorLayer, TimeoutLayer};
 
 use webdriver::browser;
@@ -119,6 +119,12 @@ impl Api {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The same API under the name `localhost`: another `Host` (and another origin) for the
+    /// same socket.
+    fn url_via_localhost(&self, path: &str) -> String {
+        format!("http://localhost:{}{path}", self.addr.port())
     }
 
     fn seen(&self, method: Method, path: &str) -> Vec<Seen> {
@@ -781,4 +787,182 @@ async fn preflight_with_max_age_zero_is_sent_before_every_request() {
 
     assert_eq!(api.count(Method::PUT, "/item"), 2);
     assert_eq!(api.count(Method::OPTIONS, "/item"), 2);
+}
+
+// Origin predicates over the request, async predicates, and policies chosen by path.
+
+#[tokio::test]
+async fn parts_predicate_deciding_by_host_is_readable_under_one_host_only() {
+    let page = Page::start().await;
+    let page_origin = page.origin();
+    let api = Api::start(
+        CorsLayer::builder()
+            .allow_origin_predicate_with_parts(move |origin, parts| {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                origin == page_origin && host.is_some_and(|h| h.starts_with("127.0.0.1:"))
+            })
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    let response = tab.fetch(&api.url("/item"), json!({})).await.readable();
+    assert_eq!(response.body, "item");
+    tab.fetch(&api.url_via_localhost("/item"), json!({}))
+        .await
+        .assert_blocked();
+
+    // Both requests ran: the predicate only hid the second response.
+    assert_eq!(api.count(Method::GET, "/item"), 2);
+}
+
+#[tokio::test]
+async fn parts_predicate_deciding_by_path_grants_the_preflight_of_one_path_only() {
+    let page = Page::start().await;
+    let page_origin = page.origin();
+    let api = Api::start(
+        CorsLayer::builder()
+            .allow_origin_predicate_with_parts(move |origin, parts| {
+                origin == page_origin && parts.uri.path() == "/item"
+            })
+            .allow_methods(["PUT"])
+            .allow_headers(["x-stopover"])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    let response = tab
+        .fetch(&api.url("/item"), put_with("X-Stopover"))
+        .await
+        .readable();
+    assert_eq!(response.body, "stored");
+    tab.fetch(&api.url("/data"), put_with("X-Stopover"))
+        .await
+        .assert_blocked();
+    assert_eq!(api.count(Method::OPTIONS, "/data"), 1);
+    assert_eq!(api.count(Method::PUT, "/data"), 0);
+}
+
+/// An async predicate that asks a store of allowed origins, after a pause.
+fn asking_store(allowed: Vec<String>) -> CorsLayerBuilder {
+    let store = Arc::new(tokio::sync::RwLock::new(allowed));
+    CorsLayer::builder()
+        .allow_origin_async_predicate(move |origin, _| {
+            let store = store.clone();
+            let origin = origin.to_owned();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                store.read().await.contains(&origin)
+            }
+        })
+        .allow_methods(["PUT"])
+        .allow_headers(["x-stopover"])
+}
+
+#[tokio::test]
+async fn async_predicate_grants_a_preflighted_put_and_its_response() {
+    let page = Page::start().await;
+    let api = Api::start(asking_store(vec![page.origin()]).build().unwrap()).await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    let response = tab
+        .fetch(&api.url("/item"), put_with("X-Stopover"))
+        .await
+        .readable();
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, "stored");
+    assert_eq!(api.count(Method::OPTIONS, "/item"), 1);
+    assert_eq!(api.count(Method::PUT, "/item"), 1);
+}
+
+#[tokio::test]
+async fn async_predicate_refusal_blocks_the_preflighted_put_before_the_handler() {
+    let page = Page::start().await;
+    let api = Api::start(
+        asking_store(vec!["http://127.0.0.1:1".to_owned()])
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    tab.fetch(&api.url("/item"), put_with("X-Stopover"))
+        .await
+        .assert_blocked();
+
+    assert_eq!(api.count(Method::OPTIONS, "/item"), 1);
+    assert_eq!(api.count(Method::PUT, "/item"), 0);
+}
+
+#[tokio::test]
+async fn two_policies_by_path_each_grant_only_their_own_origin() {
+    let page = Page::start().await;
+    let rules = |path: &str| PathRules::new().with(PathMatcher::exact(path).unwrap());
+    let api = Api::start(
+        CorsLayer::by_path()
+            .policy(
+                allowing(&page)
+                    .urls(rules("/item"))
+                    .allow_methods(["PUT"])
+                    .allow_headers(["x-stopover"]),
+            )
+            .policy(
+                CorsLayer::builder()
+                    .urls(rules("/data"))
+                    .allow_origin("http://127.0.0.1:1"),
+            )
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    let put = tab
+        .fetch(&api.url("/item"), put_with("X-Stopover"))
+        .await
+        .readable();
+    assert_eq!(put.body, "stored");
+    tab.fetch(&api.url("/data"), json!({}))
+        .await
+        .assert_blocked();
+    // The second policy hid the response; the handler still ran.
+    assert_eq!(api.count(Method::GET, "/data"), 1);
+}
+
+#[tokio::test]
+async fn a_path_no_policy_covers_gets_no_grant_and_its_preflight_reaches_the_router() {
+    let page = Page::start().await;
+    let api = Api::start(
+        CorsLayer::by_path()
+            .policy(
+                allowing(&page).urls(PathRules::new().with(PathMatcher::exact("/data").unwrap())),
+            )
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let tab = browser().await;
+    tab.open(&page.url()).await;
+
+    tab.fetch(&api.url("/data"), json!({})).await.readable();
+    tab.fetch(&api.url("/item"), put_with("X-Stopover"))
+        .await
+        .assert_blocked();
+
+    // Uncovered, the preflight went past the layer to the router (which has no OPTIONS
+    // route), and the browser never sent the PUT.
+    assert_eq!(api.count(Method::OPTIONS, "/item"), 1);
+    assert_eq!(api.count(Method::PUT, "/item"), 0);
 }

@@ -139,3 +139,31 @@ async fn an_unlisted_method_is_other_with_its_original_name() {
     assert_eq!(logical.field("http.request.method"), Some("_OTHER"));
     assert_eq!(logical.field("http.request.method_original"), Some("PURGE"));
 }
+
+#[tokio::test]
+async fn a_request_timeout_is_recorded_on_the_logical_span() {
+    let app = Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            "late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (spans, _guard) = capture();
+
+    let err = Client::new()
+        .get(format!("http://{addr}/slow"))
+        .timeout(Duration::from_millis(50))
+        .send()
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    let client = spans.client();
+    let logical = &client[0];
+    assert_eq!(logical.field("error.type"), Some("timeout"), "{client:#?}");
+    assert_eq!(logical.field("otel.status_code"), Some("ERROR"));
+}

@@ -1673,3 +1673,575 @@ async fn cors_outside_error_layer_in_a_service_builder_grants_error_and_timeout_
     assert_eq!(late.status, 504);
     assert_eq!(late.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], APP);
 }
+
+mod parts_predicate {
+    use super::*;
+
+    /// Tenant `<name>.api.test` lets in `https://<name>.example` only.
+    fn by_host() -> CorsLayer {
+        CorsLayer::builder()
+            .allow_origin_predicate_with_parts(|origin, parts| {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok());
+                let tenant = host.and_then(|h| h.strip_suffix(".api.test"));
+                tenant.is_some_and(|t| origin == format!("https://{t}.example"))
+            })
+            .build()
+            .unwrap()
+    }
+
+    /// Lets `APP` in on `/r` only.
+    fn by_path() -> CorsLayer {
+        CorsLayer::builder()
+            .allow_origin_predicate_with_parts(|origin, parts| {
+                origin == APP && parts.uri.path() == "/r"
+            })
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn parts_predicate_allows_the_origin_of_the_tenant_named_by_host() {
+        let server = serve(by_host()).await;
+        let reply = server
+            .send(
+                "GET",
+                "/r",
+                &[
+                    ("host", "acme.api.test"),
+                    ("origin", "https://acme.example"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            reply.one("access-control-allow-origin"),
+            Some("https://acme.example")
+        );
+    }
+
+    #[tokio::test]
+    async fn parts_predicate_refuses_the_origin_of_another_tenant() {
+        let server = serve(by_host()).await;
+        let reply = server
+            .send(
+                "GET",
+                "/r",
+                &[
+                    ("host", "globex.api.test"),
+                    ("origin", "https://acme.example"),
+                ],
+            )
+            .await;
+        assert_eq!(reply.one("access-control-allow-origin"), None);
+        assert!(reply.vary().contains(&"origin".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn parts_predicate_decides_by_path() {
+        let server = serve(by_path()).await;
+        let on_r = server.send("GET", "/r", &[("origin", APP)]).await;
+        let elsewhere = server.send("GET", "/vary", &[("origin", APP)]).await;
+        assert_eq!(on_r.one("access-control-allow-origin"), Some(APP));
+        assert_eq!(elsewhere.one("access-control-allow-origin"), None);
+    }
+
+    #[tokio::test]
+    async fn parts_predicate_sees_the_path_of_a_preflight() {
+        let server = serve(by_path()).await;
+        assert_eq!(server.preflight("/r", APP, "GET").await.status, 204);
+        assert_eq!(server.preflight("/options", APP, "GET").await.status, 403);
+    }
+
+    #[tokio::test]
+    async fn parts_predicate_is_never_asked_about_null() {
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let server = serve(
+            CorsLayer::builder()
+                .allow_origin_predicate_with_parts(move |_, _| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    true
+                })
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let reply = server.send("GET", "/r", &[("origin", "null")]).await;
+        assert_eq!(reply.one("access-control-allow-origin"), None);
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn parts_predicate_with_any_origin_is_an_error() {
+        let error = CorsLayer::builder()
+            .allow_any_origin()
+            .allow_origin_predicate_with_parts(|_, _| true)
+            .build()
+            .unwrap_err();
+        assert!(matches!(error, CorsConfigError::AnyOriginWithOtherOrigins));
+    }
+}
+
+mod async_predicate {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
+
+    /// An async predicate that answers `origin == APP` once the test opens the gate.
+    fn gated() -> (CorsLayer, oneshot::Sender<()>) {
+        let (open, gate) = oneshot::channel::<()>();
+        let gate = Arc::new(Mutex::new(Some(gate)));
+        let cors = CorsLayer::builder()
+            .allow_origin_async_predicate(move |origin, _| {
+                let gate = gate.lock().unwrap().take();
+                let allowed = origin == APP;
+                async move {
+                    if let Some(gate) = gate {
+                        let _ = gate.await;
+                    }
+                    allowed
+                }
+            })
+            .build()
+            .unwrap();
+        (cors, open)
+    }
+
+    /// An async predicate that asks a store (here a lock-guarded list).
+    fn store(origins: &[&str]) -> (CorsLayer, Arc<AtomicUsize>) {
+        let store: Arc<tokio::sync::RwLock<Vec<String>>> = Arc::new(tokio::sync::RwLock::new(
+            origins.iter().map(|o| (*o).to_owned()).collect(),
+        ));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let cors = list()
+            .allow_origin_async_predicate(move |origin, _| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let store = store.clone();
+                let origin = origin.to_owned();
+                async move {
+                    tokio::task::yield_now().await;
+                    store.read().await.contains(&origin)
+                }
+            })
+            .allow_methods(["PUT"])
+            .build()
+            .unwrap();
+        (cors, asked)
+    }
+
+    async fn eventually(condition: impl Fn() -> bool) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !condition() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("gave up waiting");
+    }
+
+    #[tokio::test]
+    async fn async_predicate_allows_the_actual_response_once_it_answers() {
+        let (cors, _) = store(&["https://tenant.example"]);
+        let server = serve(cors).await;
+        let reply = server
+            .send("GET", "/r", &[("origin", "https://tenant.example")])
+            .await;
+        assert_eq!(
+            reply.one("access-control-allow-origin"),
+            Some("https://tenant.example")
+        );
+        assert!(reply.vary().contains(&"origin".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn async_predicate_refusal_leaves_the_actual_response_without_a_grant() {
+        let (cors, _) = store(&["https://tenant.example"]);
+        let server = serve(cors).await;
+        let reply = server.send("GET", "/r", &[("origin", EVIL)]).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "handler");
+        assert_eq!(reply.one("access-control-allow-origin"), None);
+    }
+
+    #[tokio::test]
+    async fn actual_response_waits_for_the_async_predicate_while_the_handler_runs() {
+        let (cors, open) = gated();
+        let server = Arc::new(serve(cors).await);
+        let sender = server.clone();
+        let reply = tokio::spawn(async move { sender.send("GET", "/r", &[("origin", APP)]).await });
+        // The handler is not held back by the pending answer...
+        eventually(|| server.calls() == 1).await;
+        // ...but its response is.
+        assert!(!reply.is_finished());
+        open.send(()).unwrap();
+        let reply = reply.await.unwrap();
+        assert_eq!(reply.one("access-control-allow-origin"), Some(APP));
+    }
+
+    #[tokio::test]
+    async fn preflight_waits_for_the_async_predicate() {
+        let (cors, open) = gated();
+        let server = Arc::new(serve(cors).await);
+        let sender = server.clone();
+        let reply = tokio::spawn(async move { sender.preflight("/r", APP, "GET").await });
+        tokio::task::yield_now().await;
+        open.send(()).unwrap();
+        let reply = reply.await.unwrap();
+        assert_eq!(reply.status, 204);
+        assert_eq!(reply.one("access-control-allow-origin"), Some(APP));
+        assert_eq!(server.calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn async_predicate_refusal_refuses_the_preflight() {
+        let (cors, _) = store(&["https://tenant.example"]);
+        let server = serve(cors).await;
+        let reply = server.preflight("/r", EVIL, "PUT").await;
+        assert_eq!(reply.status, 403);
+        assert!(!reply.has_any_cors_header());
+        // Refused later, still varied like any answer of an origin-dependent policy.
+        assert!(reply.vary().contains(&"origin".to_owned()));
+        assert!(
+            reply
+                .vary()
+                .contains(&"access-control-request-method".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn async_grant_still_checks_the_requested_method() {
+        let (cors, _) = store(&["https://tenant.example"]);
+        let server = serve(cors).await;
+        let put = server
+            .preflight("/r", "https://tenant.example", "PUT")
+            .await;
+        let delete = server
+            .preflight("/r", "https://tenant.example", "DELETE")
+            .await;
+        assert_eq!(put.status, 204);
+        assert_eq!(put.one("access-control-allow-methods"), Some("PUT"));
+        assert_eq!(delete.status, 403);
+    }
+
+    #[tokio::test]
+    async fn async_predicate_is_not_asked_when_a_listed_origin_matches() {
+        let (cors, asked) = store(&[]);
+        let server = serve(cors).await;
+        let reply = server.send("GET", "/r", &[("origin", APP)]).await;
+        assert_eq!(reply.one("access-control-allow-origin"), Some(APP));
+        assert_eq!(asked.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn any_of_several_async_predicates_may_allow() {
+        let server = serve(
+            CorsLayer::builder()
+                .allow_origin_async_predicate(|_, _| async { false })
+                .allow_origin_async_predicate(|origin, _| {
+                    let allowed = origin == APP;
+                    async move { allowed }
+                })
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let allowed = server.send("GET", "/r", &[("origin", APP)]).await;
+        let refused = server.send("GET", "/r", &[("origin", EVIL)]).await;
+        assert_eq!(allowed.one("access-control-allow-origin"), Some(APP));
+        assert_eq!(refused.one("access-control-allow-origin"), None);
+    }
+
+    #[tokio::test]
+    async fn async_predicate_sees_the_request_parts() {
+        let server = serve(
+            CorsLayer::builder()
+                .allow_origin_async_predicate(|_, parts| {
+                    let allowed = parts.uri.path() == "/r";
+                    async move { allowed }
+                })
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let on_r = server.send("GET", "/r", &[("origin", APP)]).await;
+        let elsewhere = server.send("GET", "/vary", &[("origin", APP)]).await;
+        assert_eq!(on_r.one("access-control-allow-origin"), Some(APP));
+        assert_eq!(elsewhere.one("access-control-allow-origin"), None);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_layer_outside_bounds_an_async_predicate_that_never_answers() {
+        use stopover::server::TimeoutLayer;
+        let cors = CorsLayer::builder()
+            .allow_origin_async_predicate(|_, _| std::future::pending::<bool>())
+            .build()
+            .unwrap();
+        let timeout = TimeoutLayer::builder()
+            .duration(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let router = app(calls.clone()).layer(cors).layer(timeout);
+        let server = Server {
+            base: format!("http://{}", serve_router(router).await),
+            calls,
+        };
+        assert_eq!(server.preflight("/r", APP, "GET").await.status, 504);
+        assert_eq!(
+            server.send("GET", "/r", &[("origin", APP)]).await.status,
+            504
+        );
+    }
+}
+
+mod by_path {
+    use super::*;
+
+    fn rules(rule: impl Into<PathRule>) -> PathRules {
+        PathRules::new().with(rule)
+    }
+
+    /// `/r` lets `APP` in; `/status/…` lets `EVIL` in.
+    fn two_policies() -> CorsLayer {
+        CorsLayer::by_path()
+            .policy(
+                CorsLayer::builder()
+                    .urls(rules(PathMatcher::exact("/r").unwrap()))
+                    .allow_origin(APP),
+            )
+            .policy(
+                CorsLayer::builder()
+                    .urls(rules(PathMatcher::prefix("/status/").unwrap()))
+                    .allow_origin(EVIL),
+            )
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_path_gets_the_origin_of_its_policy() {
+        let server = serve(two_policies()).await;
+        let r = server.send("GET", "/r", &[("origin", APP)]).await;
+        let status = server.send("GET", "/status/200", &[("origin", EVIL)]).await;
+        assert_eq!(r.one("access-control-allow-origin"), Some(APP));
+        assert_eq!(status.one("access-control-allow-origin"), Some(EVIL));
+    }
+
+    #[tokio::test]
+    async fn one_policy_s_origin_is_refused_on_the_other_s_path() {
+        let server = serve(two_policies()).await;
+        let r = server.send("GET", "/r", &[("origin", EVIL)]).await;
+        let preflight = server.preflight("/status/200", APP, "GET").await;
+        assert_eq!(r.one("access-control-allow-origin"), None);
+        assert_eq!(preflight.status, 403);
+    }
+
+    #[tokio::test]
+    async fn the_first_matching_policy_wins() {
+        let server = serve(
+            CorsLayer::by_path()
+                .policy(
+                    CorsLayer::builder()
+                        .urls(rules(PathMatcher::prefix("/status/4").unwrap()))
+                        .allow_origin(APP),
+                )
+                .policy(
+                    CorsLayer::builder()
+                        .urls(rules(PathMatcher::prefix("/status/").unwrap()))
+                        .allow_origin(EVIL),
+                )
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let first = server.send("GET", "/status/404", &[("origin", EVIL)]).await;
+        let second = server.send("GET", "/status/200", &[("origin", EVIL)]).await;
+        assert_eq!(first.one("access-control-allow-origin"), None);
+        assert_eq!(second.one("access-control-allow-origin"), Some(EVIL));
+    }
+
+    #[tokio::test]
+    async fn a_path_no_policy_covers_passes_through_untouched() {
+        let server = serve(two_policies()).await;
+        let reply = server.send("GET", "/vary", &[("origin", APP)]).await;
+        assert!(!reply.has_any_cors_header());
+        assert_eq!(reply.vary(), ["accept-encoding"]);
+        let preflight = server.preflight("/options", APP, "GET").await;
+        assert_eq!(preflight.body, "options handler");
+    }
+
+    #[tokio::test]
+    async fn a_last_policy_without_urls_is_the_fallback() {
+        let server = serve(
+            CorsLayer::by_path()
+                .policy(
+                    CorsLayer::builder()
+                        .urls(rules(PathMatcher::exact("/r").unwrap()))
+                        .allow_origin(APP),
+                )
+                .policy(CorsLayer::builder().allow_any_origin())
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let r = server.send("GET", "/r", &[("origin", EVIL)]).await;
+        let other = server.send("GET", "/vary", &[("origin", EVIL)]).await;
+        assert_eq!(r.one("access-control-allow-origin"), None);
+        assert_eq!(other.one("access-control-allow-origin"), Some("*"));
+    }
+
+    #[tokio::test]
+    async fn a_preflight_chooses_the_policy_by_the_method_it_asks_for() {
+        let server = serve(
+            CorsLayer::by_path()
+                .policy(
+                    CorsLayer::builder()
+                        .urls(rules(
+                            PathRule::with_methods(
+                                PathMatcher::exact("/r").unwrap(),
+                                [axum::http::Method::PUT],
+                            )
+                            .unwrap(),
+                        ))
+                        .allow_origin(APP)
+                        .allow_methods(["PUT"]),
+                )
+                .policy(
+                    CorsLayer::builder()
+                        .urls(rules(PathMatcher::exact("/r").unwrap()))
+                        .allow_origin(EVIL),
+                )
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let put = server.preflight("/r", APP, "PUT").await;
+        let get_from_app = server.preflight("/r", APP, "GET").await;
+        let get_from_evil = server.preflight("/r", EVIL, "GET").await;
+        assert_eq!(put.status, 204);
+        assert_eq!(get_from_app.status, 403);
+        assert_eq!(get_from_evil.status, 204);
+    }
+
+    #[tokio::test]
+    async fn each_policy_adds_only_its_own_vary() {
+        let server = serve(
+            CorsLayer::by_path()
+                .policy(
+                    CorsLayer::builder()
+                        .urls(rules(PathMatcher::exact("/vary").unwrap()))
+                        .allow_any_origin(),
+                )
+                .policy(
+                    CorsLayer::builder()
+                        .urls(rules(PathMatcher::exact("/r").unwrap()))
+                        .allow_origin(APP),
+                )
+                .build()
+                .unwrap(),
+        )
+        .await;
+        let public = server.send("GET", "/vary", &[("origin", EVIL)]).await;
+        let listed = server.send("GET", "/r", &[("origin", EVIL)]).await;
+        assert_eq!(public.one("access-control-allow-origin"), Some("*"));
+        assert_eq!(public.vary(), ["accept-encoding"]);
+        assert_eq!(listed.vary(), ["origin"]);
+    }
+
+    #[test]
+    fn by_path_without_a_policy_is_an_error() {
+        let error = CorsLayer::by_path().build().unwrap_err();
+        assert!(matches!(error, CorsConfigError::NoPolicies));
+    }
+
+    #[test]
+    fn a_policy_after_one_covering_every_path_is_an_error() {
+        let error = CorsLayer::by_path()
+            .policy(CorsLayer::builder().allow_origin(APP))
+            .policy(
+                CorsLayer::builder()
+                    .urls(rules(PathMatcher::exact("/r").unwrap()))
+                    .allow_origin(EVIL),
+            )
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            CorsConfigError::UnreachablePolicy {
+                index: 1,
+                covered_by: 0
+            }
+        ));
+    }
+
+    #[test]
+    fn an_invalid_policy_is_an_error_naming_its_position() {
+        let error = CorsLayer::by_path()
+            .policy(
+                CorsLayer::builder()
+                    .urls(rules(PathMatcher::exact("/r").unwrap()))
+                    .allow_origin(APP),
+            )
+            .policy(
+                CorsLayer::builder()
+                    .allow_any_origin()
+                    .allow_credentials(true),
+            )
+            .build()
+            .unwrap_err();
+        let CorsConfigError::Policy { index, source } = &error else {
+            panic!("unexpected error: {error}");
+        };
+        assert_eq!(*index, 1);
+        assert!(matches!(
+            **source,
+            CorsConfigError::CredentialsWithAnyOrigin
+        ));
+        assert!(error.to_string().starts_with("CORS policy #1: "));
+    }
+}
+
+mod async_predicate_oneshot {
+    use super::*;
+    use std::convert::Infallible;
+    use tokio::sync::oneshot;
+    use tower::{Layer, ServiceExt};
+
+    #[tokio::test]
+    async fn response_of_a_handler_slower_than_the_predicate_still_gets_the_grant() {
+        let (release, released) = oneshot::channel::<()>();
+        let released = Arc::new(std::sync::Mutex::new(Some(released)));
+        let inner = tower::service_fn(move |_: http::Request<()>| {
+            let released = released.lock().unwrap().take();
+            async move {
+                if let Some(released) = released {
+                    let _ = released.await;
+                }
+                Ok::<_, Infallible>(http::Response::new(String::from("slow")))
+            }
+        });
+        let cors = CorsLayer::builder()
+            .allow_origin_async_predicate(|origin, _| std::future::ready(origin == APP))
+            .build()
+            .unwrap();
+        let request = http::Request::get("/r")
+            .header("origin", APP)
+            .body(())
+            .unwrap();
+        let response = tokio::spawn(cors.layer(inner).oneshot(request));
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        let response = response.await.unwrap().unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("access-control-allow-origin")
+                .unwrap(),
+            APP
+        );
+        assert_eq!(response.into_body(), "slow");
+    }
+}

@@ -616,3 +616,88 @@ async fn shield_inside_a_timeout_keeps_the_work_going_after_the_504() {
     })
     .await;
 }
+
+fn every_method_on(path: &str) -> ShieldLayer {
+    ShieldLayer::builder()
+        .all_methods()
+        .paths(PathRules::new().with(PathMatcher::exact(path).unwrap()))
+        .build()
+        .unwrap()
+}
+
+fn every_method_app() -> Router {
+    Router::new()
+        .route("/upload", axum::routing::any(shielded))
+        .route("/other", axum::routing::any(shielded))
+}
+
+#[tokio::test]
+async fn all_methods_shields_a_post_on_a_listed_path() {
+    let addr = serve(every_method_app().layer(every_method_on("/upload"))).await;
+    assert_eq!(status(addr, "POST", "/upload").await.1, "shielded");
+}
+
+#[tokio::test]
+async fn all_methods_shields_a_get_on_a_listed_path() {
+    let addr = serve(every_method_app().layer(every_method_on("/upload"))).await;
+    assert_eq!(status(addr, "GET", "/upload").await.1, "shielded");
+}
+
+#[tokio::test]
+async fn all_methods_shields_a_custom_method_on_a_listed_path() {
+    let addr = serve(every_method_app().layer(every_method_on("/upload"))).await;
+    assert_eq!(status(addr, "PURGE", "/upload").await.1, "shielded");
+}
+
+#[tokio::test]
+async fn all_methods_leaves_an_unlisted_path_unshielded() {
+    let addr = serve(every_method_app().layer(every_method_on("/upload"))).await;
+    assert_eq!(status(addr, "POST", "/other").await.1, "direct");
+    assert_eq!(status(addr, "GET", "/other").await.1, "direct");
+}
+
+#[tokio::test]
+async fn all_methods_runs_a_get_to_completion_after_its_client_left() {
+    let counters = Arc::new(Counters::default());
+    let app = Router::new()
+        .route("/upload", axum::routing::any(wait_for_disconnect))
+        .layer(Extension(counters.clone()))
+        .layer(every_method_on("/upload"));
+    let addr = serve(app).await;
+    let stream = open_request(addr, "GET", "/upload").await;
+    eventually("handler started", || {
+        counters.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    drop(stream);
+    eventually("handler completed", || {
+        counters.completed.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(counters.dropped.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_later_methods_call_replaces_all_methods() {
+    let shield = ShieldLayer::builder()
+        .all_methods()
+        .methods(["POST"])
+        .paths(PathRules::new().with(PathMatcher::exact("/upload").unwrap()))
+        .build()
+        .unwrap();
+    let addr = serve(every_method_app().layer(shield)).await;
+    assert_eq!(status(addr, "POST", "/upload").await.1, "shielded");
+    assert_eq!(status(addr, "GET", "/upload").await.1, "direct");
+}
+
+#[tokio::test]
+async fn methods_and_paths_together_still_need_both() {
+    let shield = ShieldLayer::builder()
+        .paths(PathRules::new().with(PathMatcher::exact("/upload").unwrap()))
+        .build()
+        .unwrap();
+    let addr = serve(every_method_app().layer(shield)).await;
+    assert_eq!(status(addr, "POST", "/upload").await.1, "shielded");
+    assert_eq!(status(addr, "GET", "/upload").await.1, "direct");
+    assert_eq!(status(addr, "POST", "/other").await.1, "direct");
+}

@@ -150,3 +150,28 @@ async fn shield_and_timeout_mark_the_request_span() {
     assert_eq!(requests[1].field("shielded"), None, "GET is not shielded");
     assert_eq!(requests[1].field("timed_out"), Some("true"));
 }
+
+#[tokio::test]
+async fn a_shielded_handler_logs_inside_the_request_span() {
+    let (spans, _guard) = capture();
+    let app = Router::new()
+        .route(
+            "/order",
+            post(|| async {
+                tracing::info!(step = "stored", "order handler");
+                "stored"
+            }),
+        )
+        .layer(ShieldLayer::builder().build().unwrap())
+        .layer(from_fn(request_span));
+    let addr = serve(app).await;
+
+    assert_eq!(status_of("POST", format!("http://{addr}/order")).await, 200);
+
+    let events = spans.events();
+    let handler = events
+        .iter()
+        .find(|event| event.field("step") == Some("stored"))
+        .expect("the handler's event");
+    assert_eq!(handler.span, Some("request"), "{events:#?}");
+}

@@ -222,10 +222,7 @@ impl Next {
                 };
                 Arc::clone(middleware).call(req, rest)
             }
-            None => {
-                let client = self.client.clone();
-                Box::pin(async move { client.transport(req).await })
-            }
+            None => Box::pin(self.client.clone().transport(req)),
         };
         Pending { future }
     }

@@ -232,12 +232,16 @@ impl Client {
         self.inner.attempt_timeout
     }
 
-    /// The end of every chain: one attempt on the wire.
+    /// The end of every chain: one attempt on the wire, inside its own span.
     ///
     /// With an SSRF policy, this is where it is enforced for every hop, every retry and every
-    /// request a middleware sends: the URL is checked here, and the resolver and the connector
-    /// the reqwest client was built with check the addresses.
-    pub(crate) async fn transport(&self, request: Request) -> Result<Response> {
+    /// request a middleware sends: the URL is checked here, the resolver the reqwest client was
+    /// built with checks the addresses, and the tripwire the peer.
+    ///
+    /// It owns the client, so that the chain's last step boxes this future alone, and it keeps
+    /// little across its one await: futures are moved as they are wrapped, and a large one
+    /// costs a large copy at every layer (BENCHMARKS.md, "where the cost goes").
+    pub(crate) async fn transport(self, request: Request) -> Result<Response> {
         let Request {
             method,
             url,
@@ -269,21 +273,15 @@ impl Client {
         #[cfg(feature = "metrics")]
         let (started, metric_method, metric_url) =
             (tokio::time::Instant::now(), method.clone(), url.clone());
-        let outcome = telemetry::traced(
-            span,
-            true,
-            self.wire(
-                method,
-                url,
-                headers,
-                body,
-                attempt_timeout,
-                version,
-                hop,
-                body_limit,
-            ),
-        )
-        .await;
+        let outgoing = Outgoing {
+            method,
+            headers,
+            body,
+            attempt_timeout,
+            version,
+        };
+        let outcome = self.wire(&span, outgoing, url, hop, body_limit).await;
+        telemetry::record(&span, &outcome, true);
         #[cfg(feature = "metrics")]
         telemetry::record_duration(
             &metric_method,
@@ -294,46 +292,53 @@ impl Client {
         outcome
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Checks the URL, sends the request with reqwest and judges the peer it answered from;
+    /// `span` is current throughout.
     async fn wire(
         &self,
-        method: Method,
+        span: &tracing::Span,
+        outgoing: Outgoing,
         url: Url,
-        headers: HeaderMap,
-        body: body::Body,
-        attempt_timeout: Option<Duration>,
-        version: http::Version,
         hop: u32,
         body_limit: u64,
     ) -> Result<Response> {
+        use tracing::Instrument;
         let refused =
             |refusal: ssrf::Refusal| Error::refused(refusal.with_url(url.clone()).with_hop(hop));
-        if let Some(policy) = &self.inner.ssrf {
-            policy.enforce(policy.check_url(&url)).map_err(refused)?;
+        let policy = self.inner.ssrf.as_ref();
+        if let Some(policy) = policy {
+            span.in_scope(|| policy.enforce(policy.check_url(&url)))
+                .map_err(refused)?;
         }
-        let body = body
+        let body = outgoing
+            .body
             .into_transport()
             .map_err(|err| err.with_url(url.clone()))?;
-        let mut outgoing = reqwest::Request::new(method, url.clone());
-        *outgoing.headers_mut() = headers;
-        *outgoing.body_mut() = body;
-        if attempt_timeout.is_some() {
+        let mut request = reqwest::Request::new(outgoing.method, url.clone());
+        *request.headers_mut() = outgoing.headers;
+        *request.body_mut() = body;
+        if outgoing.attempt_timeout.is_some() {
             // `timeout_mut` creates the request's extension map: only when there is one to set.
-            *outgoing.timeout_mut() = attempt_timeout;
+            *request.timeout_mut() = outgoing.attempt_timeout;
         }
-        *outgoing.version_mut() = version;
-        let execute = self.inner.http.execute(outgoing);
-        let result = match (&self.inner.ssrf, url.port_or_known_default()) {
+        *request.version_mut() = outgoing.version;
+        let execute = self.inner.http.execute(request);
+        let result = match (policy, url.port_or_known_default()) {
             // The guarded resolver judges port-restricted rules with the port it runs for.
-            (Some(_), Some(port)) => ssrf::with_destination_port(port, execute).await,
-            _ => execute.await,
+            (Some(_), Some(port)) => {
+                ssrf::with_destination_port(port, execute)
+                    .instrument(span.clone())
+                    .await
+            }
+            _ => execute.instrument(span.clone()).await,
         };
         match result {
             Ok(response) => {
-                if let Some(policy) = &self.inner.ssrf {
+                if let Some(policy) = policy {
                     // The tripwire: dropped unread, the response cannot reach the caller, and
                     // its connection is closed rather than pooled.
-                    ssrf::judge_response_peer(policy, response.remote_addr()).map_err(refused)?;
+                    span.in_scope(|| ssrf::judge_response_peer(policy, response.remote_addr()))
+                        .map_err(refused)?;
                 }
                 Ok(Response::from_reqwest(response, url).with_body_limit(body_limit))
             }
@@ -343,6 +348,15 @@ impl Client {
             },
         }
     }
+}
+
+/// What [`Client::wire`] hands to reqwest besides the URL.
+struct Outgoing {
+    method: Method,
+    headers: HeaderMap,
+    body: body::Body,
+    attempt_timeout: Option<Duration>,
+    version: http::Version,
 }
 
 /// Puts the SSRF guard into reqwest's transport: no proxy (one would resolve and connect on
@@ -1149,6 +1163,7 @@ impl RequestBuilder {
     ///
     /// Awaiting the builder itself does the same: `client.get(url).await`.
     pub async fn send(self) -> Result<Response> {
+        use tracing::Instrument;
         let RequestBuilder {
             client,
             request,
@@ -1169,25 +1184,28 @@ impl RequestBuilder {
         }
         // The middlewares of this request get a client that remembers how deep it is.
         let client = Client { nesting, ..client };
-        let Some(timeout) = timeout else {
-            return NESTING
-                .scope(
-                    nesting,
-                    redirect::send(client, draft, chain, follow_redirects),
-                )
-                .await;
-        };
-        let url = draft.url.clone();
+        let span = telemetry::logical_span(client.span_redaction(), &draft.method, &draft.url);
+        // The wire spans share the logical span's callsites: when no subscriber records this
+        // one, none records theirs, and the count is not worth its allocation.
+        let wire_count = (!span.is_disabled()).then(telemetry::WireCount::default);
+        let url = timeout.map(|_| draft.url.clone());
         let run = NESTING.scope(
             nesting,
-            redirect::send(client, draft, chain, follow_redirects),
+            redirect::follow_hops(client, draft, wire_count, chain, follow_redirects)
+                .instrument(span.clone()),
         );
-        match tokio::time::timeout(timeout, run).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::timeout()
-                .with_url(url)
-                .with_message(format!("the request took longer than {timeout:?}"))),
-        }
+        // The logical span records the outcome, a timeout of the whole request included.
+        let outcome = match (timeout, url) {
+            (Some(timeout), Some(url)) => match tokio::time::timeout(timeout, run).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Error::timeout()
+                    .with_url(url)
+                    .with_message(format!("the request took longer than {timeout:?}"))),
+            },
+            _ => run.await,
+        };
+        telemetry::record(&span, &outcome, false);
+        outcome
     }
 }
 

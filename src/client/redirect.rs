@@ -154,27 +154,15 @@ impl Hops {
 }
 
 /// Sends the request the caller built through `chain`, following redirects when `follow` is
-/// set.
-pub(crate) async fn send(
+/// set. `wire_count` is shared by the requests on the wire, for the spans' resend count.
+pub(crate) async fn follow_hops(
     client: Client,
     draft: Draft,
+    wire_count: Option<telemetry::WireCount>,
     chain: Chain,
     follow: bool,
 ) -> Result<Response> {
-    let span = telemetry::logical_span(client.span_redaction(), &draft.method, &draft.url);
-    // The wire spans share the logical span's callsites: when no subscriber records this one,
-    // none records theirs, and the count is not worth its allocation.
-    let wire_count = (!span.is_disabled()).then(telemetry::WireCount::default);
-    let hops = Hops::new(draft, wire_count);
-    telemetry::traced(span, false, follow_hops(client, hops, chain, follow)).await
-}
-
-async fn follow_hops(
-    client: Client,
-    mut hops: Hops,
-    chain: Chain,
-    follow: bool,
-) -> Result<Response> {
+    let mut hops = Hops::new(draft, wire_count);
     let mut history = Vec::new();
     loop {
         let mut response = Next::new(client.clone(), chain.clone())

@@ -46,7 +46,6 @@
 //! `tracing-opentelemetry` layer turns them into OpenTelemetry spans (it reads `otel.kind` and
 //! `otel.status_code` as the span kind and status).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -217,17 +216,6 @@ pub(crate) fn record(span: &Span, outcome: &Result<Response>, wire: bool) {
             span.record("otel.status_code", "ERROR");
         }
     }
-}
-
-/// Runs `request` inside `span` and records its outcome there.
-pub(crate) async fn traced<F>(span: Span, wire: bool, request: F) -> Result<Response>
-where
-    F: Future<Output = Result<Response>>,
-{
-    use tracing::Instrument;
-    let outcome = request.instrument(span.clone()).await;
-    record(&span, &outcome, wire);
-    outcome
 }
 
 /// The bucket boundaries (seconds) OpenTelemetry's conventions advise for

@@ -8,7 +8,8 @@
 //! hyper (and so axum) drops the response future of a request whose client has gone, which
 //! cancels the handler at whatever `.await` it was on: a payment half-recorded, a pooled
 //! connection returned mid-transaction. `ShieldLayer` moves selected requests (by default
-//! `POST`, `PUT`, `PATCH` and `DELETE`) into a task of their own with `tokio::spawn` and
+//! `POST`, `PUT`, `PATCH` and `DELETE`; by path alone, every method, with
+//! [`ShieldLayerBuilder::all_methods`]) into a task of their own with `tokio::spawn` and
 //! awaits its `JoinHandle`; dropping the response future then only detaches the task. This
 //! differs from aiohttp-middlewares' `shield_middleware` (which wraps `asyncio.shield` and
 //! is inert on modern aiohttp, which no longer cancels handlers) and from tower-http's
@@ -102,6 +103,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::server::matcher::PathRules;
 
@@ -194,7 +196,8 @@ pub enum ShieldConfigError {
 
 #[derive(Debug)]
 struct Config {
-    methods: Vec<Method>,
+    /// `None`: every method.
+    methods: Option<Vec<Method>>,
     paths: Option<PathRules>,
     ignore: PathRules,
     permits: Arc<Semaphore>,
@@ -205,7 +208,7 @@ impl Config {
     fn selects<B>(&self, request: &Request<B>) -> bool {
         let method = request.method();
         let path = request.uri().path();
-        self.methods.contains(method)
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
             && self.paths.as_ref().is_none_or(|p| p.matches(method, path))
             && !self.ignore.matches(method, path)
     }
@@ -214,7 +217,8 @@ impl Config {
 /// Builds a [`ShieldLayer`]; see [`ShieldLayer::builder`].
 #[derive(Debug)]
 pub struct ShieldLayerBuilder {
-    methods: Vec<String>,
+    /// `None`: every method.
+    methods: Option<Vec<String>>,
     paths: Option<PathRules>,
     ignore: PathRules,
     max_in_flight: usize,
@@ -223,18 +227,53 @@ pub struct ShieldLayerBuilder {
 
 impl ShieldLayerBuilder {
     /// The methods to shield (case-sensitive). Replaces the default `POST`, `PUT`, `PATCH`,
-    /// `DELETE`.
+    /// `DELETE`, and an earlier [`all_methods`](Self::all_methods).
     pub fn methods<I, T>(mut self, methods: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.methods = methods.into_iter().map(Into::into).collect();
+        self.methods = Some(methods.into_iter().map(Into::into).collect());
         self
     }
 
-    /// Shields only requests matching these rules (and one of the methods). Default: every
-    /// path.
+    /// Shields requests of every method, `GET` and custom methods included, so that the
+    /// [`paths`](Self::paths) rules alone select what is shielded, as aiohttp-middlewares'
+    /// `shield(urls=[...])` does. A rule made with [`PathRule::with_methods`] still limits
+    /// its own path to its methods. Replaces [`methods`](Self::methods) (and a later
+    /// `methods` call replaces this).
+    ///
+    /// Without `paths` this shields every request, reads included; each then costs a task
+    /// and a slot of [`max_in_flight`](Self::max_in_flight), so list the paths whose work
+    /// must not stop half-way.
+    ///
+    /// [`PathRule::with_methods`]: crate::server::matcher::PathRule::with_methods
+    ///
+    /// ```
+    /// use stopover::server::matcher::{PathMatcher, PathRules};
+    /// use stopover::server::shield::ShieldLayer;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Every method on /upload and below /payments/, nothing elsewhere.
+    /// let shield = ShieldLayer::builder()
+    ///     .all_methods()
+    ///     .paths(
+    ///         PathRules::new()
+    ///             .with(PathMatcher::exact("/upload")?)
+    ///             .with(PathMatcher::prefix("/payments/")?),
+    ///     )
+    ///     .build()?;
+    /// # let _ = shield;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn all_methods(mut self) -> Self {
+        self.methods = None;
+        self
+    }
+
+    /// Shields only requests matching these rules (and one of the methods, unless
+    /// [`all_methods`](Self::all_methods) was called). Default: every path.
     pub fn paths(mut self, rules: PathRules) -> Self {
         self.paths = Some(rules);
         self
@@ -266,15 +305,19 @@ impl ShieldLayerBuilder {
 
     /// Validates the configuration and builds the layer, with a fresh [`ShieldHandle`].
     pub fn build(self) -> Result<ShieldLayer, ShieldConfigError> {
-        if self.methods.is_empty() {
-            return Err(ShieldConfigError::NoMethods);
-        }
-        let mut methods = Vec::with_capacity(self.methods.len());
-        for name in self.methods {
-            let method = Method::from_bytes(name.as_bytes())
-                .map_err(|_| ShieldConfigError::InvalidMethod(name.clone()))?;
-            methods.push(method);
-        }
+        let methods = match self.methods {
+            None => None,
+            Some(names) if names.is_empty() => return Err(ShieldConfigError::NoMethods),
+            Some(names) => {
+                let mut methods = Vec::with_capacity(names.len());
+                for name in names {
+                    let method = Method::from_bytes(name.as_bytes())
+                        .map_err(|_| ShieldConfigError::InvalidMethod(name.clone()))?;
+                    methods.push(method);
+                }
+                Some(methods)
+            }
+        };
         if self.paths.as_ref().is_some_and(PathRules::is_empty) {
             return Err(ShieldConfigError::NoPaths);
         }
@@ -318,9 +361,11 @@ impl ShieldLayer {
     /// outliving its client by at most [`DEFAULT_MAX_OUTLIVE`].
     pub fn builder() -> ShieldLayerBuilder {
         ShieldLayerBuilder {
-            methods: ["POST", "PUT", "PATCH", "DELETE"]
-                .map(String::from)
-                .to_vec(),
+            methods: Some(
+                ["POST", "PUT", "PATCH", "DELETE"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
             paths: None,
             ignore: PathRules::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
@@ -403,7 +448,11 @@ where
             uri: request.uri().clone(),
         };
         let future = self.inner.call(request);
-        let handle = self.tracker.spawn(run(future, detached, permit));
+        // The task carries the request's span: what the handler logs, after its client left
+        // too, stays in the request's trace.
+        let handle = self
+            .tracker
+            .spawn(run(future, detached, permit).in_current_span());
         ResponseFuture {
             kind: Kind::Shielded {
                 handle,

@@ -16,6 +16,8 @@ use tracing_subscriber::registry::LookupSpan;
 #[derive(Debug, Clone)]
 pub struct Event {
     pub level: tracing::Level,
+    /// The name of the span the event happened in, if any.
+    pub span: Option<&'static str>,
     pub fields: BTreeMap<String, String>,
 }
 
@@ -90,11 +92,12 @@ where
         });
     }
 
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
         let mut fields = BTreeMap::new();
         event.record(&mut Fields(&mut fields));
         self.1.lock().unwrap().push(Event {
             level: *event.metadata().level(),
+            span: ctx.event_span(event).map(|span| span.name()),
             fields,
         });
     }

@@ -2,15 +2,22 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::HeaderValue;
+use http::request::Parts;
 use http::uri::Authority;
 use regex::RegexSet;
 
 use super::CorsConfigError;
 
 pub(super) type OriginPredicate = dyn Fn(&str) -> bool + Send + Sync;
+pub(super) type PartsPredicate = dyn Fn(&str, &Parts) -> bool + Send + Sync;
+pub(super) type BoxedDecision = Pin<Box<dyn Future<Output = bool> + Send>>;
+pub(super) type AsyncPredicate = dyn Fn(&str, &Parts) -> BoxedDecision + Send + Sync;
 
 /// The origin half of a CORS policy, ready to answer requests.
 #[derive(Clone)]
@@ -29,6 +36,34 @@ pub(super) struct OriginList {
     null: bool,
     patterns: Option<RegexSet>,
     predicates: Vec<Arc<OriginPredicate>>,
+    parts_predicates: Vec<Arc<PartsPredicate>>,
+    async_predicates: Vec<Arc<AsyncPredicate>>,
+}
+
+/// Whether a request origin is allowed: known at once, or once an async predicate answers.
+pub(super) enum OriginDecision {
+    /// Allowed, with the `Access-Control-Allow-Origin` value to send.
+    Allowed(HeaderValue),
+    /// Not allowed.
+    Denied,
+    /// Up to the async predicates.
+    Pending(PendingOrigin),
+}
+
+/// The async predicates' answer for one origin, still to come.
+pub(super) struct PendingOrigin {
+    decision: BoxedDecision,
+    origin: HeaderValue,
+}
+
+impl PendingOrigin {
+    /// The `Access-Control-Allow-Origin` value once allowed, `None` once refused.
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<HeaderValue>> {
+        self.decision
+            .as_mut()
+            .poll(cx)
+            .map(|allowed| allowed.then(|| self.origin.clone()))
+    }
 }
 
 impl fmt::Debug for OriginPolicy {
@@ -42,6 +77,8 @@ impl fmt::Debug for OriginPolicy {
                 .field("null", &list.null)
                 .field("patterns", &list.patterns.as_ref().map(RegexSet::patterns))
                 .field("predicates", &list.predicates.len())
+                .field("parts_predicates", &list.parts_predicates.len())
+                .field("async_predicates", &list.async_predicates.len())
                 .finish(),
         }
     }
@@ -53,35 +90,72 @@ impl OriginPolicy {
         matches!(self, Self::Any)
     }
 
-    /// The `Access-Control-Allow-Origin` value for this request origin, or `None` when the
-    /// origin is not allowed. Echoing is a clone of the request's own value.
-    pub(super) fn allow(&self, origin: &HeaderValue) -> Option<HeaderValue> {
+    /// Whether this request origin is allowed, with the `Access-Control-Allow-Origin` value
+    /// to send. Echoing is a clone of the request's own value. The cheap checks run first
+    /// (exact, patterns, then the predicates in the order of their kinds); the async
+    /// predicates are asked only when none of them allowed the origin.
+    pub(super) fn decide(&self, origin: &HeaderValue, parts: &Parts) -> OriginDecision {
         const ANY: HeaderValue = HeaderValue::from_static("*");
         let bytes = origin.as_bytes();
         let is_null = bytes == b"null";
-        match self {
-            Self::Any => Some(ANY),
-            Self::Mirror => (!is_null && !bytes.is_empty()).then(|| origin.clone()),
-            Self::List(list) => list.contains(origin, is_null).then(|| origin.clone()),
+        let allowed = match self {
+            Self::Any => return OriginDecision::Allowed(ANY),
+            Self::Mirror => !is_null && !bytes.is_empty(),
+            Self::List(list) => return list.decide(origin, is_null, parts),
+        };
+        if allowed {
+            OriginDecision::Allowed(origin.clone())
+        } else {
+            OriginDecision::Denied
         }
     }
 }
 
 impl OriginList {
-    fn contains(&self, origin: &HeaderValue, is_null: bool) -> bool {
+    fn decide(&self, origin: &HeaderValue, is_null: bool, parts: &Parts) -> OriginDecision {
         if is_null {
             // `null` is the origin of every sandboxed iframe and `data:` page: it counts only
             // when listed, never through a pattern or a predicate.
-            return self.null;
+            return if self.null {
+                OriginDecision::Allowed(origin.clone())
+            } else {
+                OriginDecision::Denied
+            };
         }
         if self.exact.contains(origin.as_bytes()) {
-            return true;
+            return OriginDecision::Allowed(origin.clone());
         }
-        let Ok(origin) = origin.to_str() else {
-            return false;
+        let Ok(text) = origin.to_str() else {
+            return OriginDecision::Denied;
         };
-        self.patterns.as_ref().is_some_and(|p| p.is_match(origin))
-            || self.predicates.iter().any(|p| p(origin))
+        if self.patterns.as_ref().is_some_and(|p| p.is_match(text))
+            || self.predicates.iter().any(|p| p(text))
+            || self.parts_predicates.iter().any(|p| p(text, parts))
+        {
+            return OriginDecision::Allowed(origin.clone());
+        }
+        let decision = match self.async_predicates.as_slice() {
+            [] => return OriginDecision::Denied,
+            [one] => one(text, parts),
+            several => {
+                // Every predicate sees the request now (the parts are not kept); their answers
+                // are awaited in order, and the first `true` stops the wait.
+                let decisions: Vec<BoxedDecision> =
+                    several.iter().map(|p| p(text, parts)).collect();
+                Box::pin(async move {
+                    for decision in decisions {
+                        if decision.await {
+                            return true;
+                        }
+                    }
+                    false
+                })
+            }
+        };
+        OriginDecision::Pending(PendingOrigin {
+            decision,
+            origin: origin.clone(),
+        })
     }
 }
 
@@ -92,12 +166,17 @@ pub(super) struct OriginSpec {
     pub(super) exact: Vec<String>,
     pub(super) patterns: Vec<String>,
     pub(super) predicates: Vec<Arc<OriginPredicate>>,
+    pub(super) parts_predicates: Vec<Arc<PartsPredicate>>,
+    pub(super) async_predicates: Vec<Arc<AsyncPredicate>>,
 }
 
 impl OriginSpec {
     pub(super) fn build(self, mirror: bool) -> Result<OriginPolicy, CorsConfigError> {
-        let listed =
-            !self.exact.is_empty() || !self.patterns.is_empty() || !self.predicates.is_empty();
+        let listed = !self.exact.is_empty()
+            || !self.patterns.is_empty()
+            || !self.predicates.is_empty()
+            || !self.parts_predicates.is_empty()
+            || !self.async_predicates.is_empty();
         if self.any {
             if listed {
                 return Err(CorsConfigError::AnyOriginWithOtherOrigins);
@@ -139,6 +218,8 @@ impl OriginSpec {
             })?);
         }
         list.predicates = self.predicates;
+        list.parts_predicates = self.parts_predicates;
+        list.async_predicates = self.async_predicates;
         Ok(OriginPolicy::List(list))
     }
 }

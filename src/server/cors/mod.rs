@@ -29,6 +29,24 @@
 //! network panel. Leave it off in production, where it tells any caller what the policy
 //! lacks. The reason is also logged at `DEBUG` either way.
 //!
+//! # Deciding by request, or asking a store
+//!
+//! Besides listed origins and patterns, an origin can be allowed by a predicate over the
+//! origin alone ([`CorsLayerBuilder::allow_origin_predicate`]), over the origin and the
+//! request's parts, to decide by `Host` or path in a multi-tenant app
+//! ([`CorsLayerBuilder::allow_origin_predicate_with_parts`]), or by an async predicate that
+//! asks a store ([`CorsLayerBuilder::allow_origin_async_predicate`]). The cheap checks run
+//! first; the async predicate only when they all refused. A preflight is answered, and an
+//! actual response released, once it answered; the layer puts no deadline on it, so bound
+//! the store's answer inside the predicate or place a timeout layer outside this one.
+//!
+//! # Several policies, chosen by path
+//!
+//! [`CorsLayer::by_path`] holds several policies, each a [`CorsLayer::builder`] whose
+//! [`urls`](CorsLayerBuilder::urls) say what it covers; the first that covers a request
+//! applies, a request none covers passes through untouched, and a last policy without
+//! `urls` is the fallback.
+//!
 //! The default policy allows no origin, the safelisted methods (`GET`, `HEAD`, `POST`), no
 //! extra request header, exposes nothing, sends no max age and no credentials, covers every
 //! path, answers allowed preflights with `204` and refused ones with `403`.
@@ -72,12 +90,13 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use self::allow_origin::{OriginPolicy, OriginSpec};
+use self::allow_origin::{OriginDecision, OriginPolicy, OriginSpec, PendingOrigin};
 use self::vary::Vary;
 use crate::server::matcher::PathRules;
 
@@ -187,6 +206,30 @@ pub enum CorsConfigError {
     /// The status for refused preflights is informational (1xx).
     #[error("denied preflight status {0} must be 200 or above")]
     InvalidDeniedPreflightStatus(StatusCode),
+    /// [`CorsLayer::by_path`] was built without a policy.
+    #[error("CorsLayer::by_path() needs at least one policy")]
+    NoPolicies,
+    /// A policy in [`CorsLayer::by_path`] comes after one without `urls`, which covers every
+    /// path, so it could never be chosen.
+    #[error(
+        "CORS policy #{index} can never be chosen: policy #{covered_by} has no urls(..) and \
+         covers every path; give it urls(..) or move it last"
+    )]
+    UnreachablePolicy {
+        /// The position (from 0) of the policy that can never be chosen.
+        index: usize,
+        /// The position of the earlier policy that covers every path.
+        covered_by: usize,
+    },
+    /// A policy in [`CorsLayer::by_path`] is invalid.
+    #[error("CORS policy #{index}: {source}")]
+    Policy {
+        /// The position (from 0) of the invalid policy.
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: Box<CorsConfigError>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +345,134 @@ impl CorsLayerBuilder {
         self
     }
 
+    /// Allows origins for which the predicate, given the origin and the request's
+    /// [`Parts`] (method, URI, headers, extensions), returns `true`: a multi-tenant app can
+    /// decide by `Host` or by path which origins a tenant lets in. Like
+    /// [`allow_origin_predicate`](Self::allow_origin_predicate) it sees the origin exactly
+    /// as the browser sent it and is never consulted for `null` or for a value that is not
+    /// visible ASCII. For a preflight the parts are those of the `OPTIONS` request (its
+    /// path is the path of the request to come, its method is `OPTIONS`). Adds to earlier
+    /// calls.
+    ///
+    /// The answer must depend only on the origin and on what identifies the resource
+    /// (`Host`, path, query): a browser cache keys responses by URL and varies them by
+    /// `Origin` only (the layer adds `Vary: Origin`). If the answer depends on another
+    /// request header, add that header's name to `Vary` yourself.
+    ///
+    /// ```
+    /// # use stopover::server::cors::CorsLayer;
+    /// # use tower::{Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Tenant `acme.api.example` takes requests from `https://acme.example` only.
+    /// let cors = CorsLayer::builder()
+    ///     .allow_origin_predicate_with_parts(|origin, parts| {
+    ///         let host = parts.headers.get("host").and_then(|h| h.to_str().ok());
+    ///         let tenant = host.and_then(|h| h.strip_suffix(".api.example"));
+    ///         tenant.is_some_and(|t| origin.strip_prefix("https://") == Some(&format!("{t}.example")))
+    ///     })
+    ///     .build()?;
+    /// # let app = cors.layer(tower::service_fn(|_: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # }));
+    /// # for (host, origin, allowed) in [
+    /// #     ("acme.api.example", "https://acme.example", true),
+    /// #     ("globex.api.example", "https://acme.example", false),
+    /// # ] {
+    /// #     let request = http::Request::get("/")
+    /// #         .header("host", host)
+    /// #         .header("origin", origin)
+    /// #         .body(())?;
+    /// #     let response = app.clone().oneshot(request).await?;
+    /// #     let granted = response.headers().contains_key("access-control-allow-origin");
+    /// #     assert_eq!(granted, allowed, "{host} {origin}");
+    /// # }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn allow_origin_predicate_with_parts<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&str, &Parts) -> bool + Send + Sync + 'static,
+    {
+        self.origins.parts_predicates.push(Arc::new(predicate));
+        self
+    }
+
+    /// Allows origins for which the future the predicate returns resolves to `true`, to ask
+    /// a store (a database of tenants, a cache) which origins are allowed. The predicate is
+    /// called with the origin and the request's [`Parts`] when the request arrives and
+    /// returns a `'static` future: copy what it needs out of them before the `async` block.
+    /// It is asked only when no exact origin, pattern or synchronous predicate allowed the
+    /// origin, and, like the other predicates, never for `null` or for a value that is not
+    /// visible ASCII. Adds to earlier calls; several are asked at once and awaited in
+    /// order until one says `true`.
+    ///
+    /// A preflight is answered once the future resolves. An actual request reaches the
+    /// inner service at once (CORS never holds a request back) and its response is
+    /// released once both the inner service and the future are done.
+    ///
+    /// The layer sets no deadline of its own: a future that never resolves holds the
+    /// request, as a handler that never answers would. Bound it inside the future (for
+    /// example with `tokio::time::timeout`, treating a timeout as `false`), or place a
+    /// timeout layer outside this one. A panic in the future is not caught here (the error
+    /// layer, placed inside, does not see it): catch it inside the future, or place a
+    /// panic-catching layer outside. Each request that reaches the predicate boxes its
+    /// future. What [`allow_origin_predicate_with_parts`] says about `Vary` holds here too.
+    ///
+    /// [`allow_origin_predicate_with_parts`]: Self::allow_origin_predicate_with_parts
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use stopover::server::cors::CorsLayer;
+    /// use tokio::sync::RwLock;
+    /// # use tower::{Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Stands in for a database of the origins each tenant registered.
+    /// let store: Arc<RwLock<HashSet<String>>> = Arc::default();
+    /// store.write().await.insert("https://acme.example".to_owned());
+    ///
+    /// let cors = CorsLayer::builder()
+    ///     .allow_origin_async_predicate(move |origin, _parts| {
+    ///         let store = store.clone();
+    ///         let origin = origin.to_owned();
+    ///         async move {
+    ///             let lookup = async { store.read().await.contains(&origin) };
+    ///             // A store that does not answer in time refuses the origin.
+    ///             tokio::time::timeout(Duration::from_secs(1), lookup)
+    ///                 .await
+    ///                 .unwrap_or(false)
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # let app = cors.layer(tower::service_fn(|_: http::Request<()>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # }));
+    /// # for (origin, allowed) in [("https://acme.example", true), ("https://globex.example", false)] {
+    /// #     let request = http::Request::get("/").header("origin", origin).body(())?;
+    /// #     let response = app.clone().oneshot(request).await?;
+    /// #     let granted = response.headers().contains_key("access-control-allow-origin");
+    /// #     assert_eq!(granted, allowed, "{origin}");
+    /// # }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn allow_origin_async_predicate<F, Fut>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&str, &Parts) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.origins
+            .async_predicates
+            .push(Arc::new(move |origin: &str, parts: &Parts| {
+                Box::pin(predicate(origin, parts)) as allow_origin::BoxedDecision
+            }));
+        self
+    }
+
     /// Allows every origin with `Access-Control-Allow-Origin: *`, which is static, so it is
     /// sent on every response on the covered paths (also without `Origin`) and no
     /// `Vary: Origin` is needed. Cannot be combined with listed origins, nor with
@@ -325,7 +496,8 @@ impl CorsLayerBuilder {
     /// Limits the layer to requests matching these rules (for a preflight, a rule's methods
     /// are compared with the method it asks for). Other requests pass through untouched:
     /// no CORS headers, no `Vary`, and their `OPTIONS` preflights reach the inner service.
-    /// Default: every path.
+    /// In a policy given to [`CorsLayer::by_path`] the rules say which requests that policy
+    /// covers; the first policy that covers a request applies. Default: every path.
     pub fn urls(mut self, rules: PathRules) -> Self {
         self.urls = Some(rules);
         self
@@ -456,6 +628,12 @@ impl CorsLayerBuilder {
 
     /// Validates the configuration and prepares every header value.
     pub fn build(self) -> Result<CorsLayer, CorsConfigError> {
+        Ok(CorsLayer {
+            policies: Arc::new([Arc::new(self.build_config()?)]),
+        })
+    }
+
+    fn build_config(self) -> Result<Config, CorsConfigError> {
         if self.credentials && self.origins.any && !self.dangerous_any_with_credentials {
             return Err(CorsConfigError::CredentialsWithAnyOrigin);
         }
@@ -537,22 +715,89 @@ impl CorsLayerBuilder {
             preflight_vary.push("access-control-request-private-network");
         }
 
+        Ok(Config {
+            origin,
+            urls: self.urls,
+            methods,
+            headers,
+            expose,
+            max_age,
+            credentials: self.credentials,
+            private_network: self.private_network,
+            preflight_status: self.preflight_status,
+            denied_status: self.denied_status,
+            explain_refusals: self.explain_refusals,
+            actual_vary: Vary::new(actual_vary),
+            preflight_vary: Vary::new(preflight_vary),
+        })
+    }
+}
+
+/// Builds a [`CorsLayer`] of several policies chosen by path; see [`CorsLayer::by_path`].
+#[derive(Debug, Default)]
+pub struct CorsPoliciesBuilder {
+    policies: Vec<CorsLayerBuilder>,
+}
+
+impl CorsPoliciesBuilder {
+    /// Adds a policy, tried after the ones added before it. Its
+    /// [`urls`](CorsLayerBuilder::urls) say which requests it covers; without `urls` it
+    /// covers every path, so it is the fallback and must come last.
+    ///
+    /// ```
+    /// use stopover::server::cors::{CorsConfigError, CorsLayer};
+    /// use stopover::server::matcher::{PathMatcher, PathRules};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let admin = PathRules::new().with(PathMatcher::prefix("/admin/")?);
+    /// // The fallback first would shadow the admin policy: refused when built.
+    /// let shadowed = CorsLayer::by_path()
+    ///     .policy(CorsLayer::builder().allow_any_origin())
+    ///     .policy(CorsLayer::builder().urls(admin).allow_origin("https://admin.example"))
+    ///     .build();
+    /// assert!(matches!(
+    ///     shadowed,
+    ///     Err(CorsConfigError::UnreachablePolicy { index: 1, covered_by: 0 })
+    /// ));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn policy(mut self, policy: CorsLayerBuilder) -> Self {
+        self.policies.push(policy);
+        self
+    }
+
+    /// Validates every policy and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`CorsConfigError::NoPolicies`] without a policy,
+    /// [`CorsConfigError::UnreachablePolicy`] for a policy after one without `urls`, and
+    /// [`CorsConfigError::Policy`] naming the position of an invalid policy and its error.
+    pub fn build(self) -> Result<CorsLayer, CorsConfigError> {
+        if self.policies.is_empty() {
+            return Err(CorsConfigError::NoPolicies);
+        }
+        if let Some(covered_by) = self.policies.iter().position(|p| p.urls.is_none()) {
+            if covered_by + 1 < self.policies.len() {
+                return Err(CorsConfigError::UnreachablePolicy {
+                    index: covered_by + 1,
+                    covered_by,
+                });
+            }
+        }
+        let mut policies = Vec::with_capacity(self.policies.len());
+        for (index, policy) in self.policies.into_iter().enumerate() {
+            let config = policy
+                .build_config()
+                .map_err(|source| CorsConfigError::Policy {
+                    index,
+                    source: Box::new(source),
+                })?;
+            policies.push(Arc::new(config));
+        }
         Ok(CorsLayer {
-            config: Arc::new(Config {
-                origin,
-                urls: self.urls,
-                methods,
-                headers,
-                expose,
-                max_age,
-                credentials: self.credentials,
-                private_network: self.private_network,
-                preflight_status: self.preflight_status,
-                denied_status: self.denied_status,
-                explain_refusals: self.explain_refusals,
-                actual_vary: Vary::new(actual_vary),
-                preflight_vary: Vary::new(preflight_vary),
-            }),
+            policies: policies.into(),
         })
     }
 }
@@ -611,6 +856,7 @@ enum Expose {
     ResponseNames,
 }
 
+/// One policy, with the requests it covers.
 #[derive(Debug)]
 struct Config {
     origin: OriginPolicy,
@@ -628,14 +874,18 @@ struct Config {
     preflight_vary: Vary,
 }
 
-/// A [`Layer`] that applies a CORS policy; see the [module docs](self).
+/// A [`Layer`] that applies a CORS policy, or one of several chosen by path; see the
+/// [module docs](self).
 #[derive(Debug, Clone)]
 pub struct CorsLayer {
-    config: Arc<Config>,
+    /// Tried in order; the first that covers a request applies.
+    policies: Arc<[Arc<Config>]>,
 }
 
 impl CorsLayer {
     /// Starts a builder with the restrictive defaults listed in the [module docs](self).
+    /// Alone it builds a layer of one policy; given to
+    /// [`CorsPoliciesBuilder::policy`] it is one of several.
     pub fn builder() -> CorsLayerBuilder {
         CorsLayerBuilder {
             origins: OriginSpec::default(),
@@ -653,6 +903,51 @@ impl CorsLayer {
             explain_refusals: false,
         }
     }
+
+    /// Starts a layer of several policies, each a [`CorsLayer::builder`] whose
+    /// [`urls`](CorsLayerBuilder::urls) say which requests it covers, tried in the order
+    /// they are added: the first that covers a request applies, alone, as in rack-cors'
+    /// `resource` list. A request no policy covers passes through untouched (no CORS
+    /// headers, no `Vary`, its preflight reaches the inner service), as outside the `urls`
+    /// of a single policy; a last policy without `urls` is the fallback for every other
+    /// path. A preflight is matched with the method it asks for, as with `urls`.
+    ///
+    /// Each policy adds the `Vary` names of its own answers. A browser cache keys a
+    /// response by its URL, so one URL always meets the same policy and a cached response
+    /// never crosses from one policy to another: split policies by path (and, if needed,
+    /// method), not by other request headers.
+    ///
+    /// ```
+    /// use stopover::server::cors::CorsLayer;
+    /// use stopover::server::matcher::{PathMatcher, PathRules};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tenant = |prefix: &str| -> Result<PathRules, Box<dyn std::error::Error>> {
+    ///     Ok(PathRules::new().with(PathMatcher::prefix(prefix)?))
+    /// };
+    /// let cors = CorsLayer::by_path()
+    ///     .policy(
+    ///         CorsLayer::builder()
+    ///             .urls(tenant("/acme/")?)
+    ///             .allow_origin("https://acme.example")
+    ///             .allow_credentials(true),
+    ///     )
+    ///     .policy(
+    ///         CorsLayer::builder()
+    ///             .urls(tenant("/globex/")?)
+    ///             .allow_origin("https://globex.example")
+    ///             .allow_methods(["GET", "PUT"]),
+    ///     )
+    ///     // Everything else: public, read-only.
+    ///     .policy(CorsLayer::builder().allow_any_origin())
+    ///     .build()?;
+    /// # let _ = cors;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn by_path() -> CorsPoliciesBuilder {
+        CorsPoliciesBuilder::default()
+    }
 }
 
 impl<S> Layer<S> for CorsLayer {
@@ -661,7 +956,7 @@ impl<S> Layer<S> for CorsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Cors {
             inner,
-            config: self.config.clone(),
+            policies: self.policies.clone(),
         }
     }
 }
@@ -670,7 +965,7 @@ impl<S> Layer<S> for CorsLayer {
 #[derive(Debug, Clone)]
 pub struct Cors<S> {
     inner: S,
-    config: Arc<Config>,
+    policies: Arc<[Arc<Config>]>,
 }
 
 fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
@@ -693,42 +988,72 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let config = &self.config;
-        let headers = request.headers();
-        let preflight = is_preflight(request.method(), headers);
-        if let Some(urls) = &config.urls {
+        let preflight = is_preflight(request.method(), request.headers());
+        let covering = {
             let requested = preflight
-                .then(|| headers.get(header::ACCESS_CONTROL_REQUEST_METHOD))
+                .then(|| request.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD))
                 .flatten()
                 .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
             let method = requested.as_ref().unwrap_or(request.method());
-            if !urls.matches(method, request.uri().path()) {
-                return ResponseFuture {
-                    kind: Kind::Passthrough {
-                        future: self.inner.call(request),
-                    },
-                };
-            }
-        }
-        if preflight {
+            let path = request.uri().path();
+            self.policies
+                .iter()
+                .find(|config| config.covers(method, path))
+        };
+        let Some(config) = covering else {
             return ResponseFuture {
-                kind: Kind::Preflight {
-                    response: Some(config.preflight(headers)),
+                kind: Kind::Passthrough {
+                    future: self.inner.call(request),
+                },
+            };
+        };
+        let config = config.clone();
+        if !request.headers().contains_key(header::ORIGIN) {
+            return ResponseFuture {
+                kind: Kind::Actual {
+                    future: self.inner.call(request),
+                    action: Action::NoOrigin,
+                    pending: None,
+                    response: None,
+                    config,
                 },
             };
         }
-        let action = match headers.get(header::ORIGIN) {
-            None => Action::NoOrigin,
-            Some(origin) => match config.origin.allow(origin) {
-                Some(allow_origin) => Action::Allowed(allow_origin),
-                None => Action::Denied,
-            },
+        // The predicates see the request's parts; taking them apart and back moves, never
+        // copies, the headers.
+        let (parts, body) = request.into_parts();
+        let decision = match parts.headers.get(header::ORIGIN) {
+            Some(origin) => config.origin.decide(origin, &parts),
+            None => OriginDecision::Denied,
+        };
+        if preflight {
+            let kind = match decision {
+                OriginDecision::Pending(pending) => Kind::PreflightPending {
+                    pending,
+                    request: parts.headers,
+                    config,
+                },
+                OriginDecision::Allowed(origin) => Kind::Preflight {
+                    response: Some(config.preflight(&parts.headers, Some(origin))),
+                },
+                OriginDecision::Denied => Kind::Preflight {
+                    response: Some(config.preflight(&parts.headers, None)),
+                },
+            };
+            return ResponseFuture { kind };
+        }
+        let (action, pending) = match decision {
+            OriginDecision::Allowed(origin) => (Action::Allowed(origin), None),
+            OriginDecision::Denied => (Action::Denied, None),
+            OriginDecision::Pending(pending) => (Action::Denied, Some(pending)),
         };
         ResponseFuture {
             kind: Kind::Actual {
-                future: self.inner.call(request),
+                future: self.inner.call(Request::from_parts(parts, body)),
                 action,
-                config: self.config.clone(),
+                pending,
+                response: None,
+                config,
             },
         }
     }
@@ -761,11 +1086,25 @@ impl Refusal {
 }
 
 impl Config {
-    fn preflight<B: Default>(&self, request: &HeaderMap) -> Response<B> {
+    /// Whether this policy covers a request (for a preflight, `method` is the one it asks
+    /// for).
+    fn covers(&self, method: &Method, path: &str) -> bool {
+        self.urls
+            .as_ref()
+            .is_none_or(|urls| urls.matches(method, path))
+    }
+
+    /// The answer to a preflight whose origin was allowed (with this
+    /// `Access-Control-Allow-Origin`) or refused (`None`).
+    fn preflight<B: Default>(
+        &self,
+        request: &HeaderMap,
+        allow_origin: Option<HeaderValue>,
+    ) -> Response<B> {
         let mut response = Response::new(B::default());
         let headers = response.headers_mut();
         headers.reserve(8);
-        match self.grant(request, headers) {
+        match self.grant(request, allow_origin, headers) {
             Ok(()) => *response.status_mut() = self.preflight_status,
             Err(refusal) => {
                 tracing::debug!(
@@ -787,14 +1126,17 @@ impl Config {
     }
 
     /// Writes the headers that grant a preflight, or says why it is refused.
-    fn grant(&self, request: &HeaderMap, granted: &mut HeaderMap) -> Result<(), Refusal> {
+    fn grant(
+        &self,
+        request: &HeaderMap,
+        allow_origin: Option<HeaderValue>,
+        granted: &mut HeaderMap,
+    ) -> Result<(), Refusal> {
         // A preflight carries both headers (see `is_preflight`).
         let empty = HeaderValue::from_static("");
-        let origin = request.get(header::ORIGIN).unwrap_or(&empty);
-        let allow_origin = self
-            .origin
-            .allow(origin)
-            .ok_or_else(|| Refusal::Origin(origin.clone()))?;
+        let allow_origin = allow_origin.ok_or_else(|| {
+            Refusal::Origin(request.get(header::ORIGIN).unwrap_or(&empty).clone())
+        })?;
         let requested_method = request
             .get(header::ACCESS_CONTROL_REQUEST_METHOD)
             .unwrap_or(&empty);
@@ -955,11 +1297,20 @@ pin_project! {
         Actual {
             #[pin]
             future: F,
+            // Final unless `pending` is still to answer.
             action: Action,
+            pending: Option<PendingOrigin>,
+            // The inner response, held while `pending` answers.
+            response: Option<Response<B>>,
             config: Arc<Config>,
         },
         Preflight {
             response: Option<Response<B>>,
+        },
+        PreflightPending {
+            pending: PendingOrigin,
+            request: HeaderMap,
+            config: Arc<Config>,
         },
     }
 }
@@ -967,6 +1318,7 @@ pin_project! {
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: Default,
 {
     type Output = Result<Response<B>, E>;
 
@@ -976,9 +1328,26 @@ where
             KindProj::Actual {
                 future,
                 action,
+                pending,
+                response,
                 config,
             } => {
-                let mut response = ready!(future.poll(cx))?;
+                // The handler runs while the origin is decided; neither waits for the other.
+                if let Some(decision) = pending {
+                    if let Poll::Ready(allowed) = decision.poll(cx) {
+                        *action = allowed.map_or(Action::Denied, Action::Allowed);
+                        *pending = None;
+                    }
+                }
+                if response.is_none() {
+                    *response = Some(ready!(future.poll(cx))?);
+                }
+                if pending.is_some() {
+                    return Poll::Pending;
+                }
+                let Some(mut response) = response.take() else {
+                    panic!("CORS response future polled after completion");
+                };
                 let action = std::mem::replace(action, Action::Denied);
                 config.apply(action, response.headers_mut());
                 Poll::Ready(Ok(response))
@@ -987,6 +1356,14 @@ where
                 Some(response) => Poll::Ready(Ok(response)),
                 None => panic!("CORS preflight future polled after completion"),
             },
+            KindProj::PreflightPending {
+                pending,
+                request,
+                config,
+            } => {
+                let allow_origin = ready!(pending.poll(cx));
+                Poll::Ready(Ok(config.preflight(request, allow_origin)))
+            }
         }
     }
 }
