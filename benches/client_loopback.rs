@@ -19,6 +19,8 @@
 mod counting_alloc;
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
+#[path = "support/load.rs"]
+mod load;
 
 #[path = "support/clients.rs"]
 mod clients;
@@ -26,9 +28,8 @@ mod clients;
 mod server;
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
-use clients::{Stack, Urls};
+use clients::Stack;
 use stopover::client::logging::Logging;
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::token::{Token, TokenAuth, source_fn};
@@ -102,41 +103,13 @@ fn print_breakdown(rt: &tokio::runtime::Runtime, server: SocketAddr, url: &str, 
     let mut base = None;
     for (name, client) in single_middlewares(server) {
         let stack = Stack::Stopover(name, client);
-        run(rt, &stack, url, 50, 1);
-        let (_, count, _) = run(rt, &stack, url, requests, 1);
+        load::run(rt, &stack, url, 50, 1);
+        let count = load::run(rt, &stack, url, requests, 1).allocations;
         let allocations = count as f64 / requests as f64;
         let base = *base.get_or_insert(allocations);
         println!("| {name} | {allocations:.1} | {:+.1} |", allocations - base);
     }
     println!();
-}
-
-/// Seconds, allocations and CPU nanoseconds (client and server threads) for `requests` GETs,
-/// `concurrency` at a time.
-fn run(
-    rt: &tokio::runtime::Runtime,
-    stack: &Stack,
-    url: &str,
-    requests: usize,
-    concurrency: usize,
-) -> (f64, u64, u64) {
-    rt.block_on(async {
-        let cpu_before = cpu_time::process_cpu_ns();
-        let (allocs_before, _) = counting_alloc::snapshot();
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..concurrency {
-            let url = url.to_owned();
-            stack.spawn_gets(&mut tasks, 0..requests / concurrency, Urls::Same(url));
-        }
-        while let Some(done) = tasks.join_next().await {
-            done.expect("the client task completes");
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let (allocs_after, _) = counting_alloc::snapshot();
-        let cpu = cpu_time::process_cpu_ns() - cpu_before;
-        (elapsed, allocs_after - allocs_before, cpu)
-    })
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -168,7 +141,7 @@ fn main() {
     // `valgrind --tool=dhat` or `--tool=callgrind`.
     if let Ok(name) = std::env::var("CLIENT_LOOPBACK_PROFILE") {
         for stack in stacks.iter().filter(|stack| stack.name() == name) {
-            run(&rt, stack, &url, 2_000, 1);
+            load::run(&rt, stack, &url, 2_000, 1);
         }
         return;
     }
@@ -179,14 +152,18 @@ fn main() {
     ] {
         // Warm-up: connections opened, token fetched, allocator and caches warm.
         for stack in &stacks {
-            run(&rt, stack, &url, concurrency * 20, concurrency);
+            load::run(&rt, stack, &url, concurrency * 20, concurrency);
         }
         let mut rps = vec![Vec::new(); stacks.len()];
         let mut allocs = vec![Vec::new(); stacks.len()];
         let mut cpu = vec![Vec::new(); stacks.len()];
         for _ in 0..runs {
             for (index, stack) in stacks.iter().enumerate() {
-                let (seconds, count, nanos) = run(&rt, stack, &url, requests, concurrency);
+                let load::Sample {
+                    seconds,
+                    allocations: count,
+                    cpu_ns: nanos,
+                } = load::run(&rt, stack, &url, requests, concurrency);
                 rps[index].push(requests as f64 / seconds);
                 allocs[index].push(count as f64 / requests as f64);
                 cpu[index].push(nanos as f64 / 1_000.0 / requests as f64);

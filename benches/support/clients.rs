@@ -87,40 +87,27 @@ impl Stack {
             assert!(status.is_success(), "{name} answered {status}");
             assert_eq!(&body[..], b"hello");
         }
+        // One loop written once, expanded per client type, so that each task keeps its own type.
+        macro_rules! gets {
+            ($name:expr, $client:expr) => {{
+                let (name, client) = ($name, $client);
+                tasks.spawn(async move {
+                    for i in requests {
+                        let request = match &urls {
+                            Urls::Same(url) => client.get(url.as_str()),
+                            Urls::Numbered(base) => client.get(format!("{base}?n={i}")),
+                        };
+                        let response = request.send().await.expect("answered");
+                        let status = response.status();
+                        check(name, status, response.bytes().await.expect("a body")).await;
+                    }
+                })
+            }};
+        }
         match self.clone() {
-            Stack::Reqwest(client) => tasks.spawn(async move {
-                for i in requests {
-                    let request = match &urls {
-                        Urls::Same(url) => client.get(url.as_str()),
-                        Urls::Numbered(base) => client.get(format!("{base}?n={i}")),
-                    };
-                    let response = request.send().await.expect("answered");
-                    let status = response.status();
-                    check(REQWEST, status, response.bytes().await.expect("a body")).await;
-                }
-            }),
-            Stack::Peer(name, client) => tasks.spawn(async move {
-                for i in requests {
-                    let request = match &urls {
-                        Urls::Same(url) => client.get(url.as_str()),
-                        Urls::Numbered(base) => client.get(format!("{base}?n={i}")),
-                    };
-                    let response = request.send().await.expect("answered");
-                    let status = response.status();
-                    check(name, status, response.bytes().await.expect("a body")).await;
-                }
-            }),
-            Stack::Stopover(name, client) => tasks.spawn(async move {
-                for i in requests {
-                    let request = match &urls {
-                        Urls::Same(url) => client.get(url.as_str()),
-                        Urls::Numbered(base) => client.get(format!("{base}?n={i}")),
-                    };
-                    let response = request.send().await.expect("answered");
-                    let status = response.status();
-                    check(name, status, response.bytes().await.expect("a body")).await;
-                }
-            }),
+            Stack::Reqwest(client) => gets!(REQWEST, client),
+            Stack::Peer(name, client) => gets!(name, client),
+            Stack::Stopover(name, client) => gets!(name, client),
         };
     }
 

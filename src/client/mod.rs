@@ -1188,21 +1188,22 @@ impl RequestBuilder {
         // The wire spans share the logical span's callsites: when no subscriber records this
         // one, none records theirs, and the count is not worth its allocation.
         let wire_count = (!span.is_disabled()).then(telemetry::WireCount::default);
-        let url = timeout.map(|_| draft.url.clone());
+        // The URL outlives the draft only for the timeout's error.
+        let deadline = timeout.map(|timeout| (timeout, draft.url.clone()));
         let run = NESTING.scope(
             nesting,
             redirect::follow_hops(client, draft, wire_count, chain, follow_redirects)
                 .instrument(span.clone()),
         );
         // The logical span records the outcome, a timeout of the whole request included.
-        let outcome = match (timeout, url) {
-            (Some(timeout), Some(url)) => match tokio::time::timeout(timeout, run).await {
+        let outcome = match deadline {
+            None => run.await,
+            Some((timeout, url)) => match tokio::time::timeout(timeout, run).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Error::timeout()
                     .with_url(url)
                     .with_message(format!("the request took longer than {timeout:?}"))),
             },
-            _ => run.await,
         };
         telemetry::record(&span, &outcome, false);
         outcome

@@ -255,63 +255,56 @@ mod tests {
         served
     }
 
-    #[tokio::test]
-    async fn by_default_a_response_from_a_denied_peer_is_refused() {
+    /// Sends one GET to `bypass.test` through [`client_with_a_bypass`] under `policy`, and
+    /// says how many requests the loopback server behind the bypass read.
+    async fn get_through_a_bypass(
+        policy: Policy,
+    ) -> (crate::client::Result<crate::client::Response>, usize) {
         let (listener, _) = listener().await;
         let addr = listener.local_addr().expect("local addr");
         let served = counting_server(listener).await;
-        let client = client_with_a_bypass(Policy::default(), addr);
-
-        let err = client
+        let outcome = client_with_a_bypass(policy, addr)
             .get(format!("http://bypass.test:{}/", addr.port()))
             .send()
-            .await
-            .expect_err("the tripwire refuses the response");
+            .await;
+        (outcome, served.load(std::sync::atomic::Ordering::SeqCst))
+    }
 
+    #[tokio::test]
+    async fn by_default_a_response_from_a_denied_peer_is_refused() {
+        let (outcome, served) = get_through_a_bypass(Policy::default()).await;
+
+        let err = outcome.expect_err("the tripwire refuses the response");
         let refusal = err.refusal().expect("a refusal");
         assert_eq!(refusal.rule(), Rule::Ipv4Loopback);
         assert_eq!(refusal.stage(), Stage::Response);
         // What `PeerCheck::OnResponse` documents: the request was written.
-        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(served, 1);
     }
 
     #[tokio::test]
     async fn on_connect_a_denied_peer_gets_no_request() {
-        let (listener, _) = listener().await;
-        let addr = listener.local_addr().expect("local addr");
-        let served = counting_server(listener).await;
         let policy = Policy::builder()
             .peer_check(PeerCheck::OnConnect)
             .build()
             .expect("policy");
-        let client = client_with_a_bypass(policy, addr);
 
-        let err = client
-            .get(format!("http://bypass.test:{}/", addr.port()))
-            .send()
-            .await
-            .expect_err("the tripwire refuses the connection");
+        let (outcome, served) = get_through_a_bypass(policy).await;
 
+        let err = outcome.expect_err("the tripwire refuses the connection");
         let refusal = err.refusal().expect("a refusal");
         assert_eq!(refusal.rule(), Rule::Ipv4Loopback);
         assert_eq!(refusal.stage(), Stage::Connect);
-        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(served, 0);
     }
 
     #[tokio::test]
     async fn report_only_hands_on_a_response_from_a_denied_peer() {
-        let (listener, _) = listener().await;
-        let addr = listener.local_addr().expect("local addr");
-        counting_server(listener).await;
         let policy = Policy::builder().report_only(true).build().expect("policy");
-        let client = client_with_a_bypass(policy, addr);
 
-        let response = client
-            .get(format!("http://bypass.test:{}/", addr.port()))
-            .send()
-            .await
-            .expect("report-only lets it through");
+        let (outcome, _) = get_through_a_bypass(policy).await;
 
+        let response = outcome.expect("report-only lets it through");
         assert_eq!(response.text().await.expect("the body"), "secret");
     }
 
