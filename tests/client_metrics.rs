@@ -16,7 +16,12 @@ use stopover::client::ssrf::Policy;
 use stopover::client::token::{Token, TokenAuth, source_fn};
 use stopover::client::{Client, ErrorKind};
 
-/// The recorder is process-wide: every test reads only the series it alone produces.
+/// The recorder is process-wide and a snapshot drains what it reads (counters included), so a
+/// test that snapshots while another is between its requests and its own snapshot would take
+/// that test's figures: the tests take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Every test reads only the series it alone produces.
 fn snapshotter() -> &'static Snapshotter {
     static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
     SNAPSHOTTER.get_or_init(|| {
@@ -87,6 +92,7 @@ async fn flaky_server() -> String {
 
 #[tokio::test]
 async fn each_wire_request_records_a_duration_and_each_retry_is_counted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     snapshotter();
     let base = flaky_server().await;
     let port = base.rsplit(':').next().unwrap().to_owned();
@@ -142,6 +148,7 @@ async fn each_wire_request_records_a_duration_and_each_retry_is_counted() {
 
 #[tokio::test]
 async fn token_refreshes_are_counted_by_outcome() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     snapshotter();
     let base = flaky_server().await;
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t-1")) }));
@@ -161,6 +168,7 @@ async fn token_refreshes_are_counted_by_outcome() {
 
 #[tokio::test]
 async fn ssrf_refusals_are_counted_by_rule() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     snapshotter();
     let client = Client::builder()
         .ssrf_policy(Policy::builder().build().unwrap())
