@@ -32,7 +32,6 @@ use std::net::SocketAddr;
 use clients::Stack;
 use stopover::client::logging::Logging;
 use stopover::client::retry::{Retry, RetryPolicy};
-use stopover::client::token::{Token, TokenAuth, source_fn};
 
 #[global_allocator]
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
@@ -81,11 +80,7 @@ fn single_middlewares(server: SocketAddr) -> Vec<(&'static str, stopover::client
         ),
         (
             "TokenAuth",
-            build(
-                stopover::client::Client::builder().middleware(TokenAuth::new(source_fn(
-                    |_client| async { Ok(Token::new("bench-token")) },
-                ))),
-            ),
+            build(stopover::client::Client::builder().middleware(clients::token_auth(server))),
         ),
         (
             "SSRF guard",

@@ -173,7 +173,7 @@ fn main() {
         |addr| clients::stopover_full(addr, None),
         |_| clients::stopover_logging(),
         |_| clients::stopover_retry(None),
-        |_| clients::stopover_token(),
+        clients::stopover_token,
         clients::stopover_guard,
     ];
     let sizes: &[usize] = if quick { &[32] } else { &[256, 1_000] };

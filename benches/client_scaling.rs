@@ -62,7 +62,7 @@ fn profile_stacks(addr: std::net::SocketAddr) -> Vec<clients::Stack> {
         clients::stopover_full(addr, None),
         clients::stopover_logging(),
         clients::stopover_retry(None),
-        clients::stopover_token(),
+        clients::stopover_token(addr),
         clients::stopover_guard(addr),
     ]
 }

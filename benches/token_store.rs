@@ -18,6 +18,8 @@ use stopover::client::token::{Token, TokenAuth, TokenCache, source_fn};
 use stopover::client::{Client, ClientBuilder, Next, Request, Response, from_fn};
 
 const URL: &str = "http://127.0.0.1:9/items";
+/// The origin of [`URL`]: the token's scope.
+const ORIGIN: &str = "http://127.0.0.1:9";
 const COUNTED_REQUESTS: u64 = 10_000;
 
 struct RedisServer {
@@ -78,6 +80,11 @@ fn answering(builder: ClientBuilder) -> Client {
         .expect("the client builds")
 }
 
+/// The token's scope: the origin every measured request names (nothing goes on the wire).
+fn scoped<S: stopover::client::token::TokenSource>(auth: TokenAuth<S>) -> TokenAuth<S> {
+    auth.origins([ORIGIN]).expect("a valid origin")
+}
+
 fn token_cache() -> TokenCache<impl stopover::client::token::TokenSource> {
     TokenCache::new(source_fn(|_client| async {
         Ok(Token::new("bench-token").expires_in(Duration::from_secs(3600)))
@@ -90,14 +97,15 @@ fn bench_token_store(c: &mut Criterion) {
         .build()
         .expect("a tokio runtime");
     let none = answering(Client::builder());
-    let in_process =
-        answering(Client::builder().middleware(TokenAuth::from_cache(Arc::new(token_cache()))));
+    let in_process = answering(
+        Client::builder().middleware(scoped(TokenAuth::from_cache(Arc::new(token_cache())))),
+    );
     let redis = RedisServer::start();
     let on_redis = redis.as_ref().map(|server| {
         let store = RedisTokenStore::new(format!("redis://127.0.0.1:{}/", server.port))
             .expect("a valid Redis URL");
-        let client = answering(Client::builder().middleware(TokenAuth::from_cache(Arc::new(
-            token_cache().with_store(store),
+        let client = answering(Client::builder().middleware(scoped(TokenAuth::from_cache(
+            Arc::new(token_cache().with_store(store)),
         ))));
         // The first request fetches the token through Redis; the ones measured find it cached.
         rt.block_on(client.get(URL).send()).expect("answered");

@@ -148,9 +148,8 @@ async fn worker(
     // Redis is the one that counts.
     let source = RefreshTokenSource::new(&format!("http://{addr}/token"), "refresh-0")?;
     let cache = Arc::new(TokenCache::new(source).with_store(store));
-    let client = Client::builder()
-        .middleware(TokenAuth::from_cache(cache))
-        .build()?;
+    let auth = TokenAuth::from_cache(cache).origins([format!("http://{addr}/")])?;
+    let client = Client::builder().middleware(auth).build()?;
     let mut ok = 0;
     for round in 0..ROUNDS {
         let at = start + round * 1000;

@@ -6,8 +6,10 @@
 //! sits on the whole client, the refresh goes through the same client without middleware, and
 //! concurrent requests share one refresh.
 //!
-//! Warning: a token is a credential. `TokenAuth` sends it only to the origin of each request's
-//! original URL (or the origins you list), so a redirect elsewhere never carries it.
+//! Warning: a token is a credential. `TokenAuth` sends it only to the origins you name with
+//! `origins(..)` (without them, to the client's base URL origin; with neither, the client is not
+//! built), so neither a request to another origin on the same client nor a redirect elsewhere
+//! carries it.
 //!
 //! Run it with `cargo run --example token_refresh`; it finishes in about five seconds.
 
@@ -43,9 +45,9 @@ async fn on_401() -> Result<(), Box<dyn std::error::Error>> {
     let source = RefreshTokenSource::new(&server.url("/token"), "refresh-0")?
         .on_rotate(|rotated| println!("   persisted the rotated refresh token {rotated:?}"));
     let cache = TokenCache::new(source).with_token(Token::new("revoked-token"));
-    let client = Client::builder()
-        .middleware(TokenAuth::from_cache(Arc::new(cache)))
-        .build()?;
+    // The token goes to the API's origin and nowhere else.
+    let auth = TokenAuth::from_cache(Arc::new(cache)).origins([server.url("/")])?;
+    let client = Client::builder().middleware(auth).build()?;
     let requests: Vec<_> = (0..10)
         .map(|_| {
             let (client, url) = (client.clone(), server.url("/api"));
@@ -70,9 +72,9 @@ async fn on_expiry() -> Result<(), Box<dyn std::error::Error>> {
     let server = AuthServer::start(2).await?;
     let source = RefreshTokenSource::new(&server.url("/token"), "refresh-0")?;
     let cache = TokenCache::new(source).skew(Duration::from_secs(1));
-    let client = Client::builder()
-        .middleware(TokenAuth::from_cache(Arc::new(cache)))
-        .build()?;
+    // The token goes to the API's origin and nowhere else.
+    let auth = TokenAuth::from_cache(Arc::new(cache)).origins([server.url("/")])?;
+    let client = Client::builder().middleware(auth).build()?;
     for round in 1..=3 {
         let status = client.get(server.url("/api")).send().await?.status();
         println!(
@@ -97,7 +99,8 @@ async fn in_the_background() -> Result<(), Box<dyn std::error::Error>> {
     let source = RefreshTokenSource::new(&server.url("/token"), "refresh-0")?;
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).skew(Duration::from_secs(1)),
-    ));
+    ))
+    .origins([server.url("/")])?;
     let client = Client::builder().middleware(auth.clone()).build()?;
     let refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
     let status = client.get(server.url("/api")).send().await?.status();

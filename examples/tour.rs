@@ -167,9 +167,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .backoff(Duration::from_millis(50), Duration::from_millis(200))
         .build()?;
     let source = RefreshTokenSource::new(&format!("{base}token"), "refresh-1")?;
+    // The token's scope is named: the API's origin, never a URL a webhook user chose.
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).with_token(Token::new("stale")),
-    ));
+    ))
+    .origins([&base])?;
     // Outermost first: one log line per call, retries around token refresh, every attempt printed.
     let api_client = Client::builder()
         .base_url(&base)

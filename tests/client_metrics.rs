@@ -151,7 +151,9 @@ async fn token_refreshes_are_counted_by_outcome() {
     let _turn = ONE_AT_A_TIME.lock().await;
     snapshotter();
     let base = flaky_server().await;
-    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t-1")) }));
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t-1")) }))
+        .origins([&base])
+        .unwrap();
     let client = Client::builder().middleware(auth).build().unwrap();
     client.get(format!("{base}/flaky")).send().await.unwrap();
     let all = snapshot();

@@ -14,9 +14,10 @@ use base64::Engine;
 use fault_server::{Answer, FaultServer, Reply, Seen, status};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use stopover::client::token::{
-    BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache, TokenError, source_fn,
+    BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache, TokenConfigError,
+    TokenError, source_fn,
 };
-use stopover::client::{Client, Proxy};
+use stopover::client::{Chain, Client, Proxy};
 
 /// Fails the test instead of hanging when `future` deadlocks.
 async fn bounded<F: Future>(future: F) -> F::Output {
@@ -57,7 +58,20 @@ fn bearers(server: &FaultServer, path: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-fn client_with<S: stopover::client::token::TokenSource>(auth: TokenAuth<S>) -> Client {
+/// A client for `api`: its base URL, and so the token's scope, is the server's origin.
+fn client_with<S: stopover::client::token::TokenSource>(
+    api: &FaultServer,
+    auth: TokenAuth<S>,
+) -> Client {
+    Client::builder()
+        .base_url(&api.url("/"))
+        .middleware(auth)
+        .build()
+        .unwrap()
+}
+
+/// A client without a base URL: the token's scope is what `auth` names.
+fn client_without_base_url<S: stopover::client::token::TokenSource>(auth: TokenAuth<S>) -> Client {
     Client::builder().middleware(auth).build().unwrap()
 }
 
@@ -78,7 +92,7 @@ async fn concurrent_401s_cause_exactly_one_refresh() {
     );
     let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
     let cache = TokenCache::new(source).with_token(Token::new("old"));
-    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    let client = client_with(&server, TokenAuth::from_cache(Arc::new(cache)));
 
     let requests: Vec<_> = (0..100)
         .map(|_| {
@@ -107,7 +121,7 @@ async fn a_401_after_the_refresh_is_returned_as_that_401() {
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).with_token(Token::new("old")),
     ));
-    let response = bounded(client_with(auth).get(server.url("/api")).send())
+    let response = bounded(client_with(&server, auth).get(server.url("/api")).send())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -134,7 +148,7 @@ async fn a_request_whose_stream_cannot_be_replayed_gets_its_401_back() {
     let chunks =
         futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("upload"))]);
     let response = bounded(
-        client_with(auth)
+        client_with(&server, auth)
             .post(server.url("/upload"))
             .body(stopover::client::Body::wrap_stream(chunks))
             .send(),
@@ -160,7 +174,7 @@ async fn a_request_whose_stream_outgrew_its_replay_cap_gets_its_401_back() {
     let chunks =
         futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from("upload"))]);
     let response = bounded(
-        client_with(auth)
+        client_with(&server, auth)
             .post(server.url("/upload"))
             .body(stopover::client::Body::wrap_stream_replayable(chunks, 4))
             .send(),
@@ -178,7 +192,7 @@ async fn a_refresh_endpoint_answering_401_is_a_typed_error_without_deadlock() {
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).with_token(Token::new("old")),
     ));
-    let err = bounded(client_with(auth).get(server.url("/api")).send())
+    let err = bounded(client_with(&server, auth).get(server.url("/api")).send())
         .await
         .unwrap_err();
     assert!(err.is_middleware(), "{err:?}");
@@ -206,7 +220,7 @@ async fn a_refresh_endpoint_that_drops_the_connection_is_a_typed_error() {
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).with_token(Token::new("old")),
     ));
-    let err = bounded(client_with(auth).get(server.url("/api")).send())
+    let err = bounded(client_with(&server, auth).get(server.url("/api")).send())
         .await
         .unwrap_err();
     assert!(
@@ -225,7 +239,7 @@ async fn a_refresh_endpoint_answering_something_else_than_a_token_is_a_typed_err
     .await;
     let source = RefreshTokenSource::new(&server.url("/token"), "refresh-1").unwrap();
     let err = bounded(
-        client_with(TokenAuth::new(source))
+        client_with(&server, TokenAuth::new(source))
             .get(server.url("/api"))
             .send(),
     )
@@ -251,7 +265,7 @@ async fn an_expiring_token_is_refreshed_before_sending_through_the_same_client()
         .with_token(Token::new("old").expires_in(Duration::from_secs(100)));
     // Installed on the whole client: the cookbook's expiry recipe deadlocks here, because its
     // refresh request re-enters the middleware and waits on the lock its caller holds.
-    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    let client = client_with(&server, TokenAuth::from_cache(Arc::new(cache)));
     tokio::time::advance(Duration::from_secs(75)).await;
     let response = bounded(client.get(server.url("/api")).send())
         .await
@@ -272,7 +286,7 @@ async fn a_failed_refresh_ahead_of_expiry_still_sends_the_unexpired_token() {
     let cache = TokenCache::new(source)
         .skew(Duration::from_secs(30))
         .with_token(Token::new("old").expires_in(Duration::from_secs(100)));
-    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    let client = client_with(&server, TokenAuth::from_cache(Arc::new(cache)));
     tokio::time::advance(Duration::from_secs(75)).await;
     let response = bounded(client.get(server.url("/api")).send())
         .await
@@ -304,7 +318,7 @@ async fn a_token_outside_the_skew_is_used_without_refresh() {
     let cache = TokenCache::new(source)
         .skew(Duration::from_secs(30))
         .with_token(Token::new("old").expires_in(Duration::from_secs(100)));
-    let client = client_with(TokenAuth::from_cache(Arc::new(cache)));
+    let client = client_with(&server, TokenAuth::from_cache(Arc::new(cache)));
     tokio::time::advance(Duration::from_secs(65)).await;
     bounded(client.get(server.url("/api")).send())
         .await
@@ -338,7 +352,7 @@ async fn a_source_that_refreshes_through_the_full_chain_does_not_deadlock() {
             ))
         }
     });
-    let client = client_with(TokenAuth::new(source));
+    let client = client_with(&server, TokenAuth::new(source));
     let response = bounded(client.get(server.url("/api")).send())
         .await
         .unwrap();
@@ -353,7 +367,7 @@ async fn the_token_is_not_sent_to_another_origin_after_a_redirect() {
     let origin =
         FaultServer::start(move |_, _| Answer::new(302).header("location", &target).reply()).await;
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }));
-    let response = client_with(auth)
+    let response = client_with(&origin, auth)
         .get(origin.url("/start"))
         .send()
         .await
@@ -389,7 +403,7 @@ async fn a_to_b_to_a() -> (FaultServer, FaultServer) {
 async fn the_token_is_not_sent_back_to_the_origin_after_a_hop_elsewhere() {
     let (origin, elsewhere) = a_to_b_to_a().await;
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }));
-    let response = bounded(client_with(auth).get(origin.url("/start")).send())
+    let response = bounded(client_with(&origin, auth).get(origin.url("/start")).send())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -407,9 +421,13 @@ async fn a_listed_origin_gets_no_token_on_a_hop_back_from_elsewhere() {
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }))
         .origins([origin.url("/"), elsewhere.url("/")])
         .unwrap();
-    bounded(client_with(auth).get(origin.url("/start")).send())
-        .await
-        .unwrap();
+    bounded(
+        client_without_base_url(auth)
+            .get(origin.url("/start"))
+            .send(),
+    )
+    .await
+    .unwrap();
     assert_eq!(bearers(&elsewhere, "/bounce"), [None]);
     assert_eq!(bearers(&origin, "/chosen-by-elsewhere"), [None]);
 }
@@ -422,7 +440,7 @@ async fn a_redirect_within_the_origin_keeps_the_token() {
     })
     .await;
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }));
-    client_with(auth)
+    client_with(&server, auth)
         .get(server.url("/start"))
         .send()
         .await
@@ -440,7 +458,7 @@ async fn the_token_is_sent_only_to_the_listed_origins() {
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }))
         .origins([api_server.url("/")])
         .unwrap();
-    let client = client_with(auth);
+    let client = client_without_base_url(auth);
     client.get(api_server.url("/x")).send().await.unwrap();
     client.get(other.url("/x")).send().await.unwrap();
     assert_eq!(
@@ -448,6 +466,125 @@ async fn the_token_is_sent_only_to_the_listed_origins() {
         [Some("Bearer secret".to_owned())]
     );
     assert_eq!(bearers(&other, "/x"), [None]);
+}
+
+fn secret_token() -> TokenAuth<impl stopover::client::token::TokenSource> {
+    TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }))
+}
+
+/// The error's chain of sources holds a [`TokenConfigError::NoScope`].
+fn has_no_scope_source(err: &stopover::client::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if matches!(
+            cause.downcast_ref::<TokenConfigError>(),
+            Some(TokenConfigError::NoScope)
+        ) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+#[tokio::test]
+async fn without_origins_the_token_goes_to_the_base_url_origin_only() {
+    let api_server = FaultServer::start(|_, _| status(200, "api")).await;
+    let webhook = FaultServer::start(|_, _| status(200, "hook")).await;
+    let client = client_with(&api_server, secret_token());
+    client.get("x").send().await.unwrap();
+    // A direct request to another origin on the same client: a webhook to a user's URL.
+    client.post(webhook.url("/x")).send().await.unwrap();
+    assert_eq!(
+        bearers(&api_server, "/x"),
+        [Some("Bearer secret".to_owned())]
+    );
+    assert_eq!(bearers(&webhook, "/x"), [None]);
+}
+
+#[test]
+fn a_client_with_neither_base_url_nor_origins_is_not_built() {
+    let err = Client::builder()
+        .middleware(secret_token())
+        .build()
+        .unwrap_err();
+    assert!(err.is_builder(), "{err:?}");
+    assert!(has_no_scope_source(&err), "{err:?}");
+    assert!(err.to_string().contains("TokenAuth::origins"), "{err}");
+}
+
+#[tokio::test]
+async fn named_origins_replace_the_base_url_as_the_scope() {
+    let api_server = FaultServer::start(|_, _| status(200, "api")).await;
+    let other = FaultServer::start(|_, _| status(200, "other")).await;
+    let auth = secret_token().origins([other.url("/")]).unwrap();
+    let client = client_with(&api_server, auth);
+    client.get("x").send().await.unwrap();
+    client.get(other.url("/x")).send().await.unwrap();
+    assert_eq!(bearers(&api_server, "/x"), [None]);
+    assert_eq!(bearers(&other, "/x"), [Some("Bearer secret".to_owned())]);
+}
+
+#[tokio::test]
+async fn the_refresh_request_to_the_token_endpoint_never_carries_the_token() {
+    let endpoint = FaultServer::start(|_, _| token_json("new", None, None)).await;
+    let api_server = FaultServer::start(|seen, _| api(seen, "new")).await;
+    let source = RefreshTokenSource::new(&endpoint.url("/token"), "r1").unwrap();
+    let auth = TokenAuth::from_cache(Arc::new(
+        TokenCache::new(source).with_token(Token::new("old")),
+    ));
+    let response = bounded(client_with(&api_server, auth).get("api").send())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(bearers(&endpoint, "/token"), [None]);
+    assert_eq!(
+        bearers(&api_server, "/api"),
+        [Some("Bearer old".to_owned()), Some("Bearer new".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_request_level_token_auth_sends_to_the_base_url_origin_only() {
+    let api_server = FaultServer::start(|_, _| status(200, "api")).await;
+    let other = FaultServer::start(|_, _| status(200, "other")).await;
+    let client = Client::builder()
+        .base_url(&api_server.url("/"))
+        .build()
+        .unwrap();
+    let with_token = Chain::new().with(secret_token());
+    client
+        .get("x")
+        .middlewares(with_token.clone())
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(other.url("/x"))
+        .middlewares(with_token)
+        .send()
+        .await
+        .unwrap();
+    client.get("x").send().await.unwrap();
+    assert_eq!(
+        bearers(&api_server, "/x"),
+        [Some("Bearer secret".to_owned()), None]
+    );
+    assert_eq!(bearers(&other, "/x"), [None]);
+}
+
+#[tokio::test]
+async fn a_request_level_token_auth_without_a_scope_fails_before_sending() {
+    let server = FaultServer::start(|_, _| status(200, "data")).await;
+    let err = Client::new()
+        .get(server.url("/x"))
+        .middlewares(Chain::new().with(secret_token()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_middleware(), "{err:?}");
+    assert!(has_no_scope_source(&err), "{err:?}");
+    assert_eq!(server.hits_to("/x"), 0);
 }
 
 #[test]
@@ -495,7 +632,7 @@ async fn the_refresh_request_is_an_oauth_form_post() {
         .unwrap()
         .client_id("cli")
         .scope("read write");
-    client_with(TokenAuth::new(source))
+    client_with(&server, TokenAuth::new(source))
         .get(server.url("/api"))
         .send()
         .await
@@ -530,7 +667,7 @@ async fn rotated_refresh_tokens_are_kept_and_persisted() {
     let auth = TokenAuth::new(source);
     let cache = Arc::clone(auth.cache());
     // The first token (a1) is refused: the refresh must send the rotated r2, not r1 again.
-    let response = client_with(auth)
+    let response = client_with(&server, auth)
         .get(server.url("/api"))
         .send()
         .await
@@ -561,7 +698,7 @@ async fn the_first_request_waits_for_the_background_refreshers_first_token() {
     .await;
     let source = RefreshTokenSource::new(&server.url("/token"), "r1").unwrap();
     let auth = TokenAuth::new(source);
-    let client = client_with(auth.clone());
+    let client = client_with(&server, auth.clone());
     let _refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
     while server.hits_to("/token") == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -277,10 +277,9 @@ fn fleet_client(token_url: &str, store: RedisTokenStore, client_id: String) -> C
         .unwrap()
         .client_id(client_id);
     let cache = Arc::new(TokenCache::new(source).with_store(store));
-    Client::builder()
-        .middleware(TokenAuth::from_cache(cache))
-        .build()
-        .unwrap()
+    // The API and its token endpoint share one origin: the token's scope.
+    let auth = TokenAuth::from_cache(cache).origins([token_url]).unwrap();
+    Client::builder().middleware(auth).build().unwrap()
 }
 
 /// One member of the fleet (started by the tests below; does nothing when run by itself):

@@ -26,7 +26,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use stopover::client::logging::Logging;
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::ssrf::Policy;
-use stopover::client::token::{Token, TokenAuth, source_fn};
+use stopover::client::token::{Token, TokenAuth, TokenSource, source_fn};
 
 /// Attempts in all for every retrying client (the first one included).
 pub const ATTEMPTS: u32 = 4;
@@ -250,9 +250,7 @@ pub fn stopover_full(server: SocketAddr, backoff: Option<Duration>) -> Stack {
         .ssrf_policy(guard(server))
         .middleware(Logging::new())
         .middleware(Retry::new(stopover_retry_policy(backoff)))
-        .middleware(TokenAuth::new(source_fn(|_client| async {
-            Ok(Token::new("bench-token"))
-        })))
+        .middleware(token_auth(server))
         .build()
         .expect("the client builds");
     Stack::Stopover(STOPOVER_FULL, client)
@@ -276,12 +274,17 @@ pub fn stopover_logging() -> Stack {
     Stack::Stopover(STOPOVER_LOGGING, client)
 }
 
+/// `TokenAuth` with a static token from `source_fn`, scoped to the benchmark's server.
+pub fn token_auth(server: SocketAddr) -> TokenAuth<impl TokenSource> {
+    TokenAuth::new(source_fn(|_client| async { Ok(Token::new("bench-token")) }))
+        .origins([format!("http://{server}/")])
+        .expect("a valid origin")
+}
+
 /// stopover with `TokenAuth` alone (a static token from `source_fn`).
-pub fn stopover_token() -> Stack {
+pub fn stopover_token(server: SocketAddr) -> Stack {
     let client = stopover::client::Client::builder()
-        .middleware(TokenAuth::new(source_fn(|_client| async {
-            Ok(Token::new("bench-token"))
-        })))
+        .middleware(token_auth(server))
         .build()
         .expect("the client builds");
     Stack::Stopover(STOPOVER_TOKEN, client)

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::Client;
-use super::error::Result;
+use super::error::{BoxError, Error, Result};
 use super::request::Request;
 use super::response::Response;
 
@@ -57,16 +57,34 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub trait Middleware: Send + Sync + 'static {
     /// Handles one request: call `next.run(req)` to pass it on, or answer without it.
     fn handle(&self, req: Request, next: Next) -> impl Future<Output = Result<Response>> + Send;
+
+    /// Checks that the middleware can work on `client`, the client it was added to with
+    /// [`ClientBuilder::middleware`](super::ClientBuilder::middleware); called once by
+    /// [`ClientBuilder::build`](super::ClientBuilder::build), which fails with an
+    /// [`ErrorKind::Builder`](super::ErrorKind::Builder) error whose source is the error
+    /// returned here. A middleware in a request's own list is not checked this way: it meets
+    /// the same condition when it handles the request.
+    ///
+    /// Default: every client is accepted.
+    fn check(&self, client: &Client) -> std::result::Result<(), BoxError> {
+        let _ = client;
+        Ok(())
+    }
 }
 
 /// The object-safe form the chain stores: one boxed future per middleware call.
 trait DynMiddleware: Send + Sync + 'static {
     fn call(self: Arc<Self>, req: Request, next: Next) -> BoxFuture<Result<Response>>;
+    fn check(&self, client: &Client) -> std::result::Result<(), BoxError>;
 }
 
 impl<M: Middleware> DynMiddleware for M {
     fn call(self: Arc<Self>, req: Request, next: Next) -> BoxFuture<Result<Response>> {
         Box::pin(async move { self.handle(req, next).await })
+    }
+
+    fn check(&self, client: &Client) -> std::result::Result<(), BoxError> {
+        Middleware::check(self, client)
     }
 }
 
@@ -180,6 +198,21 @@ impl Chain {
     /// True when the chain holds no middleware.
     pub fn is_empty(&self) -> bool {
         self.middlewares.is_empty()
+    }
+
+    /// Runs every middleware's [`Middleware::check`] against `client`, outermost first.
+    pub(crate) fn check(&self, client: &Client) -> Result<()> {
+        for (position, middleware) in self.middlewares.iter().enumerate() {
+            middleware.check(client).map_err(|source| {
+                // The source says what to change: it belongs in the message a user reads.
+                Error::builder(format!(
+                    "middleware {} of the client's list cannot work on this client: {source}",
+                    position + 1
+                ))
+                .with_source(source)
+            })?;
+        }
+        Ok(())
     }
 }
 

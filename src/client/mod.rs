@@ -211,6 +211,12 @@ impl Client {
         }
     }
 
+    /// The base URL relative request URLs are joined to, if the client has one
+    /// ([`ClientBuilder::base_url`]).
+    pub fn base_url(&self) -> Option<&Url> {
+        self.inner.base_url.as_ref()
+    }
+
     /// The client's own middleware list.
     pub fn middlewares(&self) -> &Chain {
         &self.inner.chain
@@ -737,7 +743,7 @@ impl ClientBuilder {
             Error::with_kind_and_source(ErrorKind::Builder, err)
                 .with_message("the HTTP transport could not be built")
         })?;
-        Ok(Client {
+        let client = Client {
             nesting: 0,
             inner: Arc::new(ClientRef {
                 http,
@@ -754,7 +760,9 @@ impl ClientBuilder {
                 #[cfg(feature = "opentelemetry")]
                 trace_exclude: self.trace_exclude,
             }),
-        })
+        };
+        client.inner.chain.check(&client)?;
+        Ok(client)
     }
 }
 

@@ -507,10 +507,38 @@ impl<S: TokenSource> Fetch for SourceFetch<'_, S> {
 ///   whose source is the [`TokenError`], except a refresh ahead of expiry (within the skew):
 ///   while the current token has not expired it is still sent, and the failure is a WARN
 ///   event.
-/// - The token goes only to the origin of the request's original URL, or to the origins set
-///   with [`origins`](TokenAuth::origins): never to another origin a redirect leads to, and
-///   never to any later hop of a request once one of its hops left the origin (A to B and back
-///   to A: B chose the URL). Where it goes, it replaces any `Authorization` the request carried.
+/// - **Scope:** the token goes only to the origins named with
+///   [`origins`](TokenAuth::origins), or, without them, to the origin of the client's
+///   [`base_url`](super::ClientBuilder::base_url). A client with neither fails to build with an
+///   [`ErrorKind::Builder`](super::ErrorKind::Builder) error whose source is
+///   [`TokenConfigError::NoScope`]; a request whose own middleware list holds the middleware
+///   fails the same way when sent, before anything goes on the wire. A request to any other
+///   origin, on the same client, is sent without the token: a client that calls one API and
+///   also delivers webhooks to URLs its users chose never hands the API's token to them.
+/// - The token never follows a redirect to another origin, nor any later hop of a request once
+///   one of its hops left the origin (A to B and back to A: B chose the URL). Where it goes, it
+///   replaces any `Authorization` the request carried.
+///
+/// ```
+/// use stopover::client::Client;
+/// use stopover::client::token::{source_fn, Token, TokenAuth};
+///
+/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let source = source_fn(|_client| async { Ok(Token::new("api-token")) });
+/// // The scope is the base URL's origin, https://api.example.
+/// let client = Client::builder()
+///     .base_url("https://api.example/v1/")
+///     .middleware(TokenAuth::new(source))
+///     .build()?;
+/// # let _ = client;
+///
+/// // No base URL and no origins: nowhere the token may go, so the client is not built.
+/// let source = source_fn(|_client| async { Ok(Token::new("api-token")) });
+/// let err = Client::builder().middleware(TokenAuth::new(source)).build().unwrap_err();
+/// assert!(err.is_builder());
+/// # Ok(())
+/// # }
+/// ```
 pub struct TokenAuth<S> {
     cache: Arc<TokenCache<S>>,
     origins: Option<Arc<[Origin]>>,
@@ -549,10 +577,12 @@ impl<S: TokenSource> TokenAuth<S> {
         }
     }
 
-    /// Sends the token only to these origins (scheme, host and port of each URL).
+    /// Sends the token only to these origins (scheme, host and port of each URL; a path is
+    /// ignored), and to no other, the client's base URL included.
     ///
-    /// Default: the origin of each request's original URL, so a redirect to another origin
-    /// never carries the token, whatever the redirect code does.
+    /// Default: the origin of the client's [`base_url`](super::ClientBuilder::base_url); a
+    /// client with no base URL needs the origins named here. Whatever the scope, a redirect to
+    /// another origin never carries the token.
     pub fn origins<I, U>(mut self, urls: I) -> Result<Self, TokenConfigError>
     where
         I: IntoIterator<Item = U>,
@@ -578,16 +608,23 @@ impl<S: TokenSource> TokenAuth<S> {
         &self.cache
     }
 
-    fn sends_token_to(&self, request: &Request) -> bool {
+    /// Whether the token goes with `request`, sent through `client`; an error when there is no
+    /// scope to decide by.
+    fn sends_token_to(
+        &self,
+        request: &Request,
+        client: &Client,
+    ) -> std::result::Result<bool, TokenConfigError> {
         // Once a hop left the origin, the other origin chose every later hop's URL, even one
         // back on a listed origin: the redirect loop's rule for plain credential headers.
         if request.left_origin {
-            return false;
+            return Ok(false);
         }
         let url = request.url();
-        match &self.origins {
-            Some(origins) => origins.iter().any(|origin| is_origin_of(origin, url)),
-            None => !crate::client::redirect::crosses_origin(request.original_url(), url),
+        match (&self.origins, client.base_url()) {
+            (Some(origins), _) => Ok(origins.iter().any(|origin| is_origin_of(origin, url))),
+            (None, Some(base_url)) => Ok(!crate::client::redirect::crosses_origin(base_url, url)),
+            (None, None) => Err(TokenConfigError::NoScope),
         }
     }
 }
@@ -617,11 +654,32 @@ pub enum TokenConfigError {
     /// The token endpoint is not an absolute URL.
     #[error("{0:?} is not a valid token endpoint URL")]
     InvalidEndpoint(String),
+    /// Neither [`TokenAuth::origins`] nor the client's
+    /// [`base_url`](super::ClientBuilder::base_url) says where the token may go.
+    #[error(
+        "TokenAuth has no origins to send its token to: name them with \
+         TokenAuth::origins([\"https://api.example\"]), or give the client a base_url, whose \
+         origin is then the token's only destination"
+    )]
+    NoScope,
 }
 
 impl<S: TokenSource> Middleware for TokenAuth<S> {
+    fn check(&self, client: &Client) -> std::result::Result<(), super::BoxError> {
+        match (&self.origins, client.base_url()) {
+            (None, None) => Err(TokenConfigError::NoScope.into()),
+            _ => Ok(()),
+        }
+    }
+
     async fn handle(&self, mut request: Request, next: Next) -> Result<Response> {
-        if in_refresh() || !self.sends_token_to(&request) {
+        if in_refresh() {
+            return next.run(request).await;
+        }
+        if !self
+            .sends_token_to(&request, next.client())
+            .map_err(Error::middleware)?
+        {
             return next.run(request).await;
         }
         let token = match self.cache.token(next.client()).await {
