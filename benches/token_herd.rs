@@ -97,8 +97,9 @@ fn client(name: &'static str, server: SocketAddr) -> (clients::Stack, Arc<Atomic
             Ok(Token::new(format!("t{call}")))
         }
     }))
-    .origins([format!("http://{server}/")])
-    .expect("a valid origin");
+    .origins([
+        stopover::client::Origin::parse(&format!("http://{server}/")).expect("a valid origin"),
+    ]);
     let mut builder = stopover::client::Client::builder();
     if name == clients::STOPOVER_FULL {
         let policy = RetryPolicy::builder()

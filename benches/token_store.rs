@@ -82,7 +82,7 @@ fn answering(builder: ClientBuilder) -> Client {
 
 /// The token's scope: the origin every measured request names (nothing goes on the wire).
 fn scoped<S: stopover::client::token::TokenSource>(auth: TokenAuth<S>) -> TokenAuth<S> {
-    auth.origins([ORIGIN]).expect("a valid origin")
+    auth.origins([stopover::client::Origin::parse(ORIGIN).expect("a valid origin")])
 }
 
 fn token_cache() -> TokenCache<impl stopover::client::token::TokenSource> {

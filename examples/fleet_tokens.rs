@@ -27,9 +27,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use stopover::client::Client;
 use stopover::client::token::redis::RedisTokenStore;
 use stopover::client::token::{RefreshTokenSource, TokenAuth, TokenCache};
+use stopover::client::{Client, Origin};
 
 const WORKERS: usize = 4;
 const ROUNDS: u64 = 4;
@@ -148,7 +148,7 @@ async fn worker(
     // Redis is the one that counts.
     let source = RefreshTokenSource::new(&format!("http://{addr}/token"), "refresh-0")?;
     let cache = Arc::new(TokenCache::new(source).with_store(store));
-    let auth = TokenAuth::from_cache(cache).origins([format!("http://{addr}/")])?;
+    let auth = TokenAuth::from_cache(cache).origins([Origin::parse(&format!("http://{addr}/"))?]);
     let client = Client::builder().middleware(auth).build()?;
     let mut ok = 0;
     for round in 0..ROUNDS {

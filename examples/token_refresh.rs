@@ -24,10 +24,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use stopover::client::Client;
 use stopover::client::token::{
     BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache,
 };
+use stopover::client::{Client, Origin};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,7 +46,7 @@ async fn on_401() -> Result<(), Box<dyn std::error::Error>> {
         .on_rotate(|rotated| println!("   persisted the rotated refresh token {rotated:?}"));
     let cache = TokenCache::new(source).with_token(Token::new("revoked-token"));
     // The token goes to the API's origin and nowhere else.
-    let auth = TokenAuth::from_cache(Arc::new(cache)).origins([server.url("/")])?;
+    let auth = TokenAuth::from_cache(Arc::new(cache)).origins([Origin::parse(&server.url("/"))?]);
     let client = Client::builder().middleware(auth).build()?;
     let requests: Vec<_> = (0..10)
         .map(|_| {
@@ -73,7 +73,7 @@ async fn on_expiry() -> Result<(), Box<dyn std::error::Error>> {
     let source = RefreshTokenSource::new(&server.url("/token"), "refresh-0")?;
     let cache = TokenCache::new(source).skew(Duration::from_secs(1));
     // The token goes to the API's origin and nowhere else.
-    let auth = TokenAuth::from_cache(Arc::new(cache)).origins([server.url("/")])?;
+    let auth = TokenAuth::from_cache(Arc::new(cache)).origins([Origin::parse(&server.url("/"))?]);
     let client = Client::builder().middleware(auth).build()?;
     for round in 1..=3 {
         let status = client.get(server.url("/api")).send().await?.status();
@@ -100,7 +100,7 @@ async fn in_the_background() -> Result<(), Box<dyn std::error::Error>> {
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).skew(Duration::from_secs(1)),
     ))
-    .origins([server.url("/")])?;
+    .origins([Origin::parse(&server.url("/"))?]);
     let client = Client::builder().middleware(auth.clone()).build()?;
     let refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
     let status = client.get(server.url("/api")).send().await?.status();

@@ -21,7 +21,7 @@ use stopover::client::logging::Logging;
 use stopover::client::retry::{Attempts, Retry, RetryPolicy};
 use stopover::client::ssrf::Policy;
 use stopover::client::token::{RefreshTokenSource, Token, TokenAuth, TokenCache};
-use stopover::client::{Chain, Client, Next, Request, Response, from_fn};
+use stopover::client::{Chain, Client, Next, Origin, Request, Response, from_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -171,7 +171,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = TokenAuth::from_cache(Arc::new(
         TokenCache::new(source).with_token(Token::new("stale")),
     ))
-    .origins([&base])?;
+    .origins([Origin::parse(&base)?]);
     // Outermost first: one log line per call, retries around token refresh, every attempt printed.
     let api_client = Client::builder()
         .base_url(&base)

@@ -14,7 +14,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::ssrf::Policy;
 use stopover::client::token::{Token, TokenAuth, source_fn};
-use stopover::client::{Client, ErrorKind};
+use stopover::client::{Client, ErrorKind, Origin};
 
 /// The recorder is process-wide and a snapshot drains what it reads (counters included), so a
 /// test that snapshots while another is between its requests and its own snapshot would take
@@ -152,8 +152,7 @@ async fn token_refreshes_are_counted_by_outcome() {
     snapshotter();
     let base = flaky_server().await;
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t-1")) }))
-        .origins([&base])
-        .unwrap();
+        .origins([Origin::parse(&base).unwrap()]);
     let client = Client::builder().middleware(auth).build().unwrap();
     client.get(format!("{base}/flaky")).send().await.unwrap();
     let all = snapshot();

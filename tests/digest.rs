@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::response::{IntoResponse, Response as AxumResponse};
 use sha2::Digest as _;
 use stopover::client::digest::{DigestAuth, DigestError, DigestFailure};
-use stopover::client::{Body, Client, Response};
+use stopover::client::{Body, Client, Origin, Response};
 
 const USER: &str = "Mufasa";
 const PASSWORD: &str = "Circle of Life";
@@ -869,7 +869,7 @@ async fn by_default_only_the_first_answered_origin_gets_answers() {
 async fn a_request_to_an_unlisted_origin_gets_no_answer() {
     let listed = DigestServer::start(Policy::default()).await;
     let unrelated = DigestServer::start(Policy::default()).await;
-    let digest = credentials().origins([listed.url("/")]).unwrap();
+    let digest = credentials().origins([Origin::parse(&listed.url("/")).unwrap()]);
     let response = client(digest).get(unrelated.url("/")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(failure(&response), Some(DigestFailure::UnlistedOrigin));
@@ -882,9 +882,10 @@ async fn a_request_to_an_unlisted_origin_gets_no_answer() {
 async fn two_listed_origins_share_one_client() {
     let first = DigestServer::start(Policy::default()).await;
     let second = DigestServer::start(Policy::default()).await;
-    let digest = credentials()
-        .origins([first.url("/"), second.url("/")])
-        .unwrap();
+    let digest = credentials().origins([
+        Origin::parse(&first.url("/")).unwrap(),
+        Origin::parse(&second.url("/")).unwrap(),
+    ]);
     let client = client(digest);
     for server in [&first, &second] {
         let response = client.get(server.url("/")).send().await.unwrap();
@@ -896,7 +897,7 @@ async fn two_listed_origins_share_one_client() {
 
 #[test]
 fn an_origin_that_is_not_a_url_is_refused() {
-    let err = credentials().origins(["camera.local"]).unwrap_err();
+    let err = Origin::parse("camera.local").unwrap_err();
     assert!(err.to_string().contains("camera.local"), "{err}");
 }
 

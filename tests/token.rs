@@ -17,7 +17,7 @@ use stopover::client::token::{
     BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache, TokenConfigError,
     TokenError, source_fn,
 };
-use stopover::client::{Chain, Client, Proxy};
+use stopover::client::{Chain, Client, Origin, Proxy};
 
 /// Fails the test instead of hanging when `future` deadlocks.
 async fn bounded<F: Future>(future: F) -> F::Output {
@@ -418,9 +418,10 @@ async fn the_token_is_not_sent_back_to_the_origin_after_a_hop_elsewhere() {
 #[tokio::test]
 async fn a_listed_origin_gets_no_token_on_a_hop_back_from_elsewhere() {
     let (origin, elsewhere) = a_to_b_to_a().await;
-    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }))
-        .origins([origin.url("/"), elsewhere.url("/")])
-        .unwrap();
+    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) })).origins([
+        Origin::parse(&origin.url("/")).unwrap(),
+        Origin::parse(&elsewhere.url("/")).unwrap(),
+    ]);
     bounded(
         client_without_base_url(auth)
             .get(origin.url("/start"))
@@ -456,8 +457,7 @@ async fn the_token_is_sent_only_to_the_listed_origins() {
     let api_server = FaultServer::start(|_, _| status(200, "api")).await;
     let other = FaultServer::start(|_, _| status(200, "other")).await;
     let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("secret")) }))
-        .origins([api_server.url("/")])
-        .unwrap();
+        .origins([Origin::parse(&api_server.url("/")).unwrap()]);
     let client = client_without_base_url(auth);
     client.get(api_server.url("/x")).send().await.unwrap();
     client.get(other.url("/x")).send().await.unwrap();
@@ -517,7 +517,7 @@ fn a_client_with_neither_base_url_nor_origins_is_not_built() {
 async fn named_origins_replace_the_base_url_as_the_scope() {
     let api_server = FaultServer::start(|_, _| status(200, "api")).await;
     let other = FaultServer::start(|_, _| status(200, "other")).await;
-    let auth = secret_token().origins([other.url("/")]).unwrap();
+    let auth = secret_token().origins([Origin::parse(&other.url("/")).unwrap()]);
     let client = client_with(&api_server, auth);
     client.get("x").send().await.unwrap();
     client.get(other.url("/x")).send().await.unwrap();
@@ -589,8 +589,7 @@ async fn a_request_level_token_auth_without_a_scope_fails_before_sending() {
 
 #[test]
 fn an_origin_that_is_not_a_url_is_refused() {
-    let auth = TokenAuth::new(source_fn(|_| async { Ok(Token::new("t")) }));
-    let err = auth.origins(["api.example"]).unwrap_err();
+    let err = Origin::parse("api.example").unwrap_err();
     assert!(err.to_string().contains("api.example"), "{err}");
 }
 

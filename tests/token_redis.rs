@@ -19,9 +19,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use stopover::client::Client;
 use stopover::client::token::redis::{RedisStoreError, RedisTokenStore, Unreachable};
 use stopover::client::token::{RefreshTokenSource, TokenAuth, TokenCache, TokenError};
+use stopover::client::{Client, Origin};
 use tokio::time::Instant;
 
 const CHILDREN: usize = 8;
@@ -278,7 +278,7 @@ fn fleet_client(token_url: &str, store: RedisTokenStore, client_id: String) -> C
         .client_id(client_id);
     let cache = Arc::new(TokenCache::new(source).with_store(store));
     // The API and its token endpoint share one origin: the token's scope.
-    let auth = TokenAuth::from_cache(cache).origins([token_url]).unwrap();
+    let auth = TokenAuth::from_cache(cache).origins([Origin::parse(token_url).unwrap()]);
     Client::builder().middleware(auth).build().unwrap()
 }
 

@@ -276,9 +276,9 @@ pub fn stopover_logging() -> Stack {
 
 /// `TokenAuth` with a static token from `source_fn`, scoped to the benchmark's server.
 pub fn token_auth(server: SocketAddr) -> TokenAuth<impl TokenSource> {
-    TokenAuth::new(source_fn(|_client| async { Ok(Token::new("bench-token")) }))
-        .origins([format!("http://{server}/")])
-        .expect("a valid origin")
+    TokenAuth::new(source_fn(|_client| async { Ok(Token::new("bench-token")) })).origins([
+        stopover::client::Origin::parse(&format!("http://{server}/")).expect("a valid origin"),
+    ])
 }
 
 /// stopover with `TokenAuth` alone (a static token from `source_fn`).

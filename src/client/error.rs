@@ -10,8 +10,9 @@ use std::fmt::{self, Write as _};
 use http::StatusCode;
 use url::Url;
 
-use super::response::Redirect;
-use super::retry::GaveUp;
+use super::attempt::GaveUp;
+use super::history::Redirect;
+use super::redaction::WithoutCredentials;
 
 /// A boxed error that can cross threads: what middlewares and body streams may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -150,7 +151,7 @@ struct Inner {
     message: Option<Cow<'static, str>>,
     detail: Detail,
     source: Option<BoxError>,
-    /// Set by the retry middleware: how many attempts it made, and why it stopped if the
+    /// Set by a retrying middleware: how many attempts it made, and why it stopped if the
     /// failure was one it would have retried.
     retry: Option<(u32, Option<GaveUp>)>,
 }
@@ -305,8 +306,19 @@ impl Error {
         self
     }
 
-    /// Records what the retry middleware did before returning this error.
-    pub(crate) fn with_retry(mut self, attempts: u32, gave_up: Option<GaveUp>) -> Self {
+    /// Records what a retrying middleware did before returning this error: how many attempts
+    /// it made and, when it stopped on a failure it would have retried, why
+    /// ([`attempts`](Error::attempts), [`gave_up`](Error::gave_up), and the message).
+    ///
+    /// ```
+    /// use stopover::client::{Error, GaveUp};
+    ///
+    /// let err = Error::middleware(std::io::Error::other("upstream down"))
+    ///     .with_attempts(3, Some(GaveUp::MaxAttempts));
+    /// assert_eq!(err.attempts(), Some(3));
+    /// assert_eq!(err.gave_up(), Some(GaveUp::MaxAttempts));
+    /// ```
+    pub fn with_attempts(mut self, attempts: u32, gave_up: Option<GaveUp>) -> Self {
         self.inner.retry = Some((attempts, gave_up));
         self
     }
@@ -494,7 +506,7 @@ impl fmt::Debug for Error {
         let mut debug = f.debug_struct("stopover::client::Error");
         debug.field("kind", &self.inner.kind);
         if let Some(url) = &self.inner.url {
-            debug.field("url", &format_args!("{}", Redacted(url)));
+            debug.field("url", &format_args!("{}", WithoutCredentials(url)));
         }
         if let Some(message) = &self.inner.message {
             debug.field("message", message);
@@ -542,24 +554,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.write(f, |url, f| write!(f, "{}", Redacted(url)))
-    }
-}
-
-/// A URL shown without its user name and password: error messages end up in logs.
-pub(crate) struct Redacted<'a>(pub(crate) &'a Url);
-
-impl fmt::Display for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = self.0;
-        if url.username().is_empty() && url.password().is_none() {
-            return f.write_str(url.as_str());
-        }
-        let mut shown = url.clone();
-        // Only fails for URLs that cannot have credentials, which then have none to hide.
-        let _ = shown.set_username("");
-        let _ = shown.set_password(None);
-        f.write_str(shown.as_str())
+        self.write(f, |url, f| write!(f, "{}", WithoutCredentials(url)))
     }
 }
 

@@ -13,8 +13,11 @@ use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
+use super::body::Body;
+use super::client::Client;
 use super::error::{Error, Result};
-use super::{Body, Client, Request, Response};
+use super::request::Request;
+use super::response::Response;
 
 /// The body of an [`http::Response`] made from a client [`Response`]: it streams the network
 /// body as it arrives, and reports a read failure as the client's [`Error`].

@@ -30,12 +30,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::Client;
+use super::client::{BoxFuture, Chain, Client, DynMiddleware, Next};
 use super::error::{BoxError, Error, Result};
 use super::request::Request;
 use super::response::Response;
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A client middleware: an async function of the request and the rest of the chain.
 ///
@@ -70,12 +68,6 @@ pub trait Middleware: Send + Sync + 'static {
         let _ = client;
         Ok(())
     }
-}
-
-/// The object-safe form the chain stores: one boxed future per middleware call.
-trait DynMiddleware: Send + Sync + 'static {
-    fn call(self: Arc<Self>, req: Request, next: Next) -> BoxFuture<Result<Response>>;
-    fn check(&self, client: &Client) -> std::result::Result<(), BoxError>;
 }
 
 impl<M: Middleware> DynMiddleware for M {
@@ -129,23 +121,6 @@ impl<F> fmt::Debug for FromFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FromFn").finish_non_exhaustive()
     }
-}
-
-/// An ordered list of middlewares, cheap to clone (one `Arc`), built once and shared by every
-/// request that uses it.
-///
-/// ```
-/// use stopover::client::{from_fn, Chain, Next, Request};
-///
-/// let chain = Chain::new()
-///     .with(from_fn(|req: Request, next: Next| async move { next.run(req).await }))
-///     .with(from_fn(|req: Request, next: Next| async move { next.run(req).await }));
-/// assert_eq!(chain.len(), 2);
-/// assert!(Chain::new().is_empty());
-/// ```
-#[derive(Clone, Default)]
-pub struct Chain {
-    middlewares: Arc<[Arc<dyn DynMiddleware>]>,
 }
 
 impl Chain {
@@ -222,17 +197,6 @@ impl fmt::Debug for Chain {
             .field("len", &self.middlewares.len())
             .finish()
     }
-}
-
-/// The rest of the chain, ending in the transport.
-///
-/// It can be run any number of times, one after the other: clone the request first with
-/// [`Request::try_clone`]. It also carries the client, for requests a middleware sends itself.
-#[derive(Clone)]
-pub struct Next {
-    client: Client,
-    chain: Chain,
-    position: usize,
 }
 
 impl Next {

@@ -23,7 +23,7 @@ use std::fmt;
 
 use http::HeaderValue;
 
-use super::{Error, ErrorKind, Result};
+use super::error::{Error, ErrorKind, Result};
 
 /// An HTTP proxy and its credentials; add it with
 /// [`ClientBuilder::proxy`](super::ClientBuilder::proxy).

@@ -27,12 +27,14 @@ use http::header::{
 use http::{Extensions, HeaderMap, HeaderName, Method, StatusCode, Version};
 use url::Url;
 
-use super::Client;
 use super::body::Body;
+use super::client::Client;
+use super::client::{Chain, Next};
 use super::error::{Error, Result};
-use super::middleware::{Chain, Next};
+use super::history::Redirect;
+use super::origin::crosses_origin;
 use super::request::Request;
-use super::response::{Redirect, Response};
+use super::response::Response;
 use super::telemetry;
 
 const CREDENTIAL_HEADERS: [HeaderName; 3] = [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION];
@@ -239,14 +241,6 @@ fn redirect_target(response: &Response) -> Option<Url> {
     Some(target)
 }
 
-/// Whether a hop leaves the origin the credentials were given for; a change of scheme (https to
-/// http included), host or port does. Compared field by field: `Url::origin` allocates.
-pub(crate) fn crosses_origin(from: &Url, to: &Url) -> bool {
-    from.scheme() != to.scheme()
-        || from.host_str() != to.host_str()
-        || from.port_or_known_default() != to.port_or_known_default()
-}
-
 fn turns_into_get(status: StatusCode, method: &Method) -> bool {
     match status {
         StatusCode::SEE_OTHER => *method != Method::HEAD,
@@ -258,17 +252,6 @@ fn turns_into_get(status: StatusCode, method: &Method) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn https_to_http_on_the_same_host_crosses_origin() {
-        let https = Url::parse("https://example.test/a").unwrap();
-        let http = Url::parse("http://example.test/a").unwrap();
-        let https_explicit_port = Url::parse("https://example.test:443/b").unwrap();
-        let other_port = Url::parse("https://example.test:8443/a").unwrap();
-        assert!(crosses_origin(&https, &http));
-        assert!(!crosses_origin(&https, &https_explicit_port));
-        assert!(crosses_origin(&https, &other_port));
-    }
 
     #[test]
     fn method_rewrite_table() {

@@ -16,7 +16,7 @@ use super::error::{Error, Result};
 /// the attempts a middleware makes inside it, never to the next hop.
 ///
 /// Its `Debug` output hides credential headers (`Authorization`, `Cookie`, ..., see
-/// [`Redaction`](super::logging::Redaction)), every value marked sensitive, and the URL's user
+/// [`Redaction`](super::Redaction)), every value marked sensitive, and the URL's user
 /// name and password, however they were set.
 pub struct Request {
     pub(crate) method: Method,
@@ -40,7 +40,7 @@ pub struct Request {
 
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redaction = super::logging::Redaction::default();
+        let redaction = super::redaction::Redaction::default();
         f.debug_struct("Request")
             .field("method", &self.method)
             .field("url", &redaction.url(&self.url))

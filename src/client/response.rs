@@ -5,15 +5,18 @@ use std::net::SocketAddr;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use http::{Extensions, HeaderMap, Method, StatusCode, Version};
+use http::{Extensions, HeaderMap, StatusCode, Version};
 use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::error::{Error, Result};
+use super::history::Redirect;
 
 /// How many bytes of an unwanted response body are read so that its connection can go back to
 /// the pool; a longer body is dropped, which closes the connection instead.
 const DISCARD_LIMIT: usize = 64 * 1024;
+/// How long a discarded body may take to drain before it is dropped instead.
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A response, as the chain returns it to the caller.
 pub struct Response {
@@ -33,59 +36,6 @@ enum ResponseBody {
     Full(Bytes),
     /// The network body, read through reqwest. Its headers were moved out into the `Response`.
     Incoming(reqwest::Response),
-}
-
-/// One redirect the client followed on the way to the final response.
-#[derive(Debug, Clone)]
-pub struct Redirect {
-    method: Method,
-    url: Url,
-    status: StatusCode,
-    headers: HeaderMap,
-    location: Url,
-}
-
-impl Redirect {
-    pub(crate) fn new(
-        method: Method,
-        url: Url,
-        status: StatusCode,
-        headers: HeaderMap,
-        location: Url,
-    ) -> Self {
-        Redirect {
-            method,
-            url,
-            status,
-            headers,
-            location,
-        }
-    }
-
-    /// The method of the request that was redirected.
-    pub fn method(&self) -> &Method {
-        &self.method
-    }
-
-    /// The URL of the request that was redirected.
-    pub fn url(&self) -> &Url {
-        &self.url
-    }
-
-    /// The redirect status (301, 302, 303, 307 or 308).
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The headers of the redirect response.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
-
-    /// Where the redirect pointed, resolved against the request URL.
-    pub fn location(&self) -> &Url {
-        &self.location
-    }
 }
 
 impl Response {
@@ -323,10 +273,15 @@ impl Response {
         ))
     }
 
-    /// Reads and drops the rest of a short body so its connection can be reused; a body longer
-    /// than 64 KiB is dropped unread, which closes its connection. For a middleware that throws
-    /// a response away (a retry, an answered challenge).
-    pub async fn discard(mut self) {
+    /// Lets the response go without leaking its connection: the rest of a short body is read
+    /// and dropped so its connection can be reused; a body longer than 64 KiB, or one that
+    /// takes over a second to arrive, is dropped unread, which closes its connection. For a
+    /// middleware that throws a response away (a retry, an answered challenge, a redirect).
+    pub async fn discard(self) {
+        let _ = tokio::time::timeout(DISCARD_TIMEOUT, self.drain()).await;
+    }
+
+    async fn drain(mut self) {
         if let ResponseBody::Full(_) = self.body {
             return;
         }
@@ -400,7 +355,7 @@ impl fmt::Debug for Response {
             // Set-Cookie and the like, however the response got them.
             .field(
                 "headers",
-                &super::logging::Redaction::default().headers(&self.headers),
+                &super::redaction::Redaction::default().headers(&self.headers),
             )
             .field("history", &self.history.len())
             .finish()

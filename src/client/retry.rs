@@ -48,6 +48,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, Method, StatusCode};
 use tokio::time::Instant;
 
+pub use super::attempt::{Attempt, Attempts, GaveUp};
 use super::{Error, ErrorKind, Middleware, Next, Request, Response, Result};
 
 /// The header that marks a request as safe to replay even if its method is not idempotent.
@@ -565,51 +566,6 @@ impl Retry {
     }
 }
 
-/// Response extension: how many attempts the [`Retry`] middleware made for this response
-/// (1 when the first attempt was kept).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Attempts(pub u32);
-
-/// Request extension set by [`Retry`] on each attempt it sends: its number, from 1. Inner
-/// middlewares (logging) read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Attempt(pub u32);
-
-/// Why [`Retry`] returned a failure it would have retried: a response extension, and
-/// [`Error::gave_up`] for an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum GaveUp {
-    /// Every attempt allowed by the policy was made.
-    MaxAttempts,
-    /// The method is not idempotent and the request has no `Idempotency-Key`.
-    NotIdempotent,
-    /// The request body is a stream larger than its replay cap.
-    BodyNotReplayable,
-    /// The next attempt would start after the total deadline.
-    Deadline,
-    /// The retry budget is spent: most recent requests failed.
-    Budget,
-}
-
-impl fmt::Display for GaveUp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl GaveUp {
-    fn as_str(self) -> &'static str {
-        match self {
-            GaveUp::MaxAttempts => "max attempts reached",
-            GaveUp::NotIdempotent => "method not idempotent",
-            GaveUp::BodyNotReplayable => "body not replayable",
-            GaveUp::Deadline => "total deadline reached",
-            GaveUp::Budget => "retry budget spent",
-        }
-    }
-}
-
 /// What went wrong with an attempt, if it is worth another one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
@@ -731,9 +687,9 @@ impl Middleware for Retry {
                 "retrying request"
             );
             #[cfg(feature = "metrics")]
-            super::telemetry::count_retry();
+            ::metrics::counter!("stopover.client.retries").increment(1);
             if let Ok(response) = outcome {
-                discard(response).await;
+                response.discard().await;
             }
             tokio::time::sleep(delay.duration()).await;
             request = spare;
@@ -754,7 +710,7 @@ fn tag(outcome: Result<Response>, attempts: u32, gave_up: Option<GaveUp>) -> Res
             }
             Ok(response)
         }
-        Err(err) => Err(err.with_retry(attempts, gave_up)),
+        Err(err) => Err(err.with_attempts(attempts, gave_up)),
     }
 }
 
@@ -766,15 +722,6 @@ fn give_up(
 ) -> Result<Response> {
     tracing::info!(attempts, failure = %failure, reason = reason.as_str(), "not retrying request");
     tag(outcome, attempts, Some(reason))
-}
-
-/// How long a discarded response may take to drain before it is dropped instead.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Lets a discarded response go without leaking its connection: a short body is read to its
-/// end so the connection returns to the pool, a long or slow one is dropped, which closes it.
-pub(crate) async fn discard(response: Response) {
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, response.discard()).await;
 }
 
 /// A SplitMix64 sequence seeded from the operating system: cheap, lock-free, and more than

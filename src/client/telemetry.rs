@@ -56,7 +56,7 @@ use tracing::field::Empty;
 use url::Url;
 
 use super::error::{Error, ErrorKind, Result};
-use super::logging::{QueryRedaction, Redaction};
+use super::redaction::{QueryRedaction, Redaction};
 use super::response::Response;
 
 /// Request extension shared by every request on the wire of one logical request: how many went
@@ -263,27 +263,6 @@ pub(crate) fn record_duration(
         Err(err) => labels.push(::metrics::Label::new("error.type", error_type(err))),
     }
     ::metrics::histogram!("http.client.request.duration", labels).record(seconds);
-}
-
-/// Counts one retry.
-#[cfg(feature = "metrics")]
-pub(crate) fn count_retry() {
-    ::metrics::counter!("stopover.client.retries").increment(1);
-}
-
-/// Counts one token refresh.
-#[cfg(feature = "metrics")]
-pub(crate) fn count_refresh(ok: bool) {
-    let outcome = if ok { "ok" } else { "error" };
-    ::metrics::counter!("stopover.client.token.refreshes", "outcome" => outcome).increment(1);
-}
-
-/// Counts one SSRF refusal.
-#[cfg(feature = "metrics")]
-pub(crate) fn count_refusal(rule: &'static str, enforced: bool) {
-    let mode = if enforced { "enforced" } else { "report_only" };
-    ::metrics::counter!("stopover.client.ssrf.refusals", "rule" => rule, "mode" => mode)
-        .increment(1);
 }
 
 /// Writes the trace context of `span` into `headers`, unless `url`'s origin is excluded.

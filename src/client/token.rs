@@ -22,14 +22,14 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use stopover::client::Client;
+//! use stopover::client::{Client, Origin};
 //! use stopover::client::token::{BackgroundRefresh, RefreshTokenSource, TokenAuth};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let source = RefreshTokenSource::new("https://auth.example/oauth/token", "refresh-123")?
 //!     .client_id("my-app")
 //!     .on_rotate(|rotated| println!("persist the new refresh token {} bytes long", rotated.len()));
-//! let auth = TokenAuth::new(source).origins(["https://api.example"])?;
+//! let auth = TokenAuth::new(source).origins([Origin::parse("https://api.example")?]);
 //! let client = Client::builder().middleware(auth.clone()).build()?;
 //! // Optional: renew ahead of expiry instead of on the request that finds it expiring.
 //! let _refresher = BackgroundRefresh::spawn(auth.cache(), client.clone());
@@ -50,10 +50,10 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, StatusCode};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use url::{Origin, Url};
+use url::Url;
 
-use super::retry::discard;
-use super::{Client, Error, Middleware, Next, Request, Response, Result};
+use super::origin::crosses_origin;
+use super::{Client, Error, Middleware, Next, Origin, Request, Response, Result};
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -454,7 +454,11 @@ impl<S: TokenSource> TokenCache<S> {
         // request until it expired (or forever, without an expiry).
         .and_then(|token| token.bearer_header().map(|_| token));
         #[cfg(feature = "metrics")]
-        super::telemetry::count_refresh(fetched.is_ok());
+        {
+            let outcome = if fetched.is_ok() { "ok" } else { "error" };
+            ::metrics::counter!("stopover.client.token.refreshes", "outcome" => outcome)
+                .increment(1);
+        }
         let mut state = self.lock_state();
         state.fetches += 1;
         match fetched {
@@ -577,30 +581,25 @@ impl<S: TokenSource> TokenAuth<S> {
         }
     }
 
-    /// Sends the token only to these origins (scheme, host and port of each URL; a path is
-    /// ignored), and to no other, the client's base URL included.
+    /// Sends the token only to these origins, and to no other, the client's base URL
+    /// included.
     ///
     /// Default: the origin of the client's [`base_url`](super::ClientBuilder::base_url); a
     /// client with no base URL needs the origins named here. Whatever the scope, a redirect to
     /// another origin never carries the token.
-    pub fn origins<I, U>(mut self, urls: I) -> Result<Self, TokenConfigError>
-    where
-        I: IntoIterator<Item = U>,
-        U: AsRef<str>,
-    {
-        let origins = urls
-            .into_iter()
-            .map(|url| {
-                let url = url.as_ref();
-                Url::parse(url)
-                    .ok()
-                    .map(|parsed| parsed.origin())
-                    .filter(Origin::is_tuple)
-                    .ok_or_else(|| TokenConfigError::InvalidOrigin(url.to_owned()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.origins = Some(origins.into());
-        Ok(self)
+    ///
+    /// ```
+    /// use stopover::client::Origin;
+    /// use stopover::client::token::{source_fn, Token, TokenAuth};
+    ///
+    /// let auth = TokenAuth::new(source_fn(|_client| async { Ok(Token::new("t")) }))
+    ///     .origins([Origin::parse("https://api.example")?]);
+    /// # let _ = auth;
+    /// # Ok::<(), stopover::client::InvalidOrigin>(())
+    /// ```
+    pub fn origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
+        self.origins = Some(origins.into_iter().collect());
+        self
     }
 
     /// The cache.
@@ -622,35 +621,17 @@ impl<S: TokenSource> TokenAuth<S> {
         }
         let url = request.url();
         match (&self.origins, client.base_url()) {
-            (Some(origins), _) => Ok(origins.iter().any(|origin| is_origin_of(origin, url))),
-            (None, Some(base_url)) => Ok(!crate::client::redirect::crosses_origin(base_url, url)),
+            (Some(origins), _) => Ok(origins.iter().any(|origin| origin.contains(url))),
+            (None, Some(base_url)) => Ok(!crosses_origin(base_url, url)),
             (None, None) => Err(TokenConfigError::NoScope),
         }
     }
-}
-
-/// Whether `url` belongs to `origin`, compared field by field: `Url::origin` allocates, and
-/// this runs on every request.
-pub(crate) fn is_origin_of(origin: &Origin, url: &Url) -> bool {
-    let Origin::Tuple(scheme, host, port) = origin else {
-        return false;
-    };
-    let same_host = match (host, url.host()) {
-        (url::Host::Domain(a), Some(url::Host::Domain(b))) => a == b,
-        (url::Host::Ipv4(a), Some(url::Host::Ipv4(b))) => *a == b,
-        (url::Host::Ipv6(a), Some(url::Host::Ipv6(b))) => *a == b,
-        _ => false,
-    };
-    same_host && scheme == url.scheme() && url.port_or_known_default() == Some(*port)
 }
 
 /// A token middleware configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenConfigError {
-    /// The origin is not an absolute `http`/`https` URL.
-    #[error("{0:?} is not a valid origin (expected a URL such as https://api.example)")]
-    InvalidOrigin(String),
     /// The token endpoint is not an absolute URL.
     #[error("{0:?} is not a valid token endpoint URL")]
     InvalidEndpoint(String),
@@ -658,8 +639,8 @@ pub enum TokenConfigError {
     /// [`base_url`](super::ClientBuilder::base_url) says where the token may go.
     #[error(
         "TokenAuth has no origins to send its token to: name them with \
-         TokenAuth::origins([\"https://api.example\"]), or give the client a base_url, whose \
-         origin is then the token's only destination"
+         TokenAuth::origins([Origin::parse(\"https://api.example\")?]), or give the client a \
+         base_url, whose origin is then the token's only destination"
     )]
     NoScope,
 }
@@ -710,7 +691,7 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
             .await
             .map_err(Error::middleware)?;
         // Read away (short) or dropped (long), never left holding its connection.
-        discard(response).await;
+        response.discard().await;
         set_bearer(&mut replay, &fresh)?;
         // Whatever this answers, 401 included, is the caller's answer: one replay only.
         next.run(replay).await

@@ -126,11 +126,10 @@ use http::header::{
     WWW_AUTHENTICATE,
 };
 use http::{Method, StatusCode};
-use url::{Origin, Url};
+use url::Url;
 
-use super::redirect::crosses_origin;
-use super::token::is_origin_of;
-use super::{Error, Middleware, Next, Request, Response, Result};
+use super::origin::crosses_origin;
+use super::{Error, Middleware, Next, Origin, Request, Response, Result};
 
 use self::answer::Credentials;
 use self::challenge::DigestChallenge;
@@ -234,15 +233,6 @@ pub enum DigestError {
         "the response's rspauth does not match: the server did not prove it knows the password"
     )]
     RspauthMismatch,
-}
-
-/// A [`DigestAuth`] configuration that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DigestConfigError {
-    /// The origin is not an absolute `http`/`https` URL.
-    #[error("{0:?} is not a valid origin (expected a URL such as https://camera.example)")]
-    InvalidOrigin(String),
 }
 
 /// The operating system's random source failed; the cause of
@@ -361,8 +351,7 @@ impl DigestAuth {
         }
     }
 
-    /// Answers challenges only from these origins (scheme, host and port of
-    /// each URL).
+    /// Answers challenges only from these origins.
     ///
     /// Default: only the origin of the first request this middleware (or a
     /// clone of it) answers; a challenge from any other origin is returned
@@ -372,32 +361,19 @@ impl DigestAuth {
     /// proxy whatever the target, so the list does not apply to them.
     ///
     /// ```
+    /// use stopover::client::Origin;
     /// use stopover::client::digest::DigestAuth;
     ///
-    /// let auth = DigestAuth::new("Mufasa", "Circle of Life")
-    ///     .origins(["https://camera-1.example", "https://camera-2.example:8443"])?;
+    /// let auth = DigestAuth::new("Mufasa", "Circle of Life").origins([
+    ///     Origin::parse("https://camera-1.example")?,
+    ///     Origin::parse("https://camera-2.example:8443")?,
+    /// ]);
     /// # let _ = auth;
-    /// # Ok::<(), stopover::client::digest::DigestConfigError>(())
+    /// # Ok::<(), stopover::client::InvalidOrigin>(())
     /// ```
-    pub fn origins<I, U>(mut self, urls: I) -> Result<Self, DigestConfigError>
-    where
-        I: IntoIterator<Item = U>,
-        U: AsRef<str>,
-    {
-        let origins = urls
-            .into_iter()
-            .map(|url| {
-                let url = url.as_ref();
-                Url::parse(url)
-                    .ok()
-                    .filter(|parsed| matches!(parsed.scheme(), "http" | "https"))
-                    .map(|parsed| parsed.origin())
-                    .filter(Origin::is_tuple)
-                    .ok_or_else(|| DigestConfigError::InvalidOrigin(url.to_owned()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.origins = Some(origins.into());
-        Ok(self)
+    pub fn origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
+        self.origins = Some(origins.into_iter().collect());
+        self
     }
 
     /// Whether the credentials are for the origin of `url`: listed, or the
@@ -407,8 +383,8 @@ impl DigestAuth {
             return true;
         }
         match (&self.origins, self.first_origin.get()) {
-            (Some(origins), _) => origins.iter().any(|origin| is_origin_of(origin, url)),
-            (None, Some(first)) => is_origin_of(first, url),
+            (Some(origins), _) => origins.iter().any(|origin| origin.contains(url)),
+            (None, Some(first)) => first.contains(url),
             (None, None) => true,
         }
     }
@@ -419,7 +395,14 @@ impl DigestAuth {
         if self.target == Target::Proxy || self.origins.is_some() {
             return true;
         }
-        is_origin_of(self.first_origin.get_or_init(|| url.origin()), url)
+        if let Some(first) = self.first_origin.get() {
+            return first.contains(url);
+        }
+        // Only http and https URLs reach a middleware, and both have an origin.
+        let Some(origin) = Origin::of(url) else {
+            return false;
+        };
+        self.first_origin.get_or_init(|| origin).contains(url)
     }
 
     /// Whether a request inside a known protection space is answered before

@@ -181,7 +181,7 @@ mod tests {
     fn client_on(http: reqwest::Client, ssrf: Option<Policy>) -> crate::client::Client {
         crate::client::Client {
             nesting: 0,
-            inner: std::sync::Arc::new(crate::client::ClientRef {
+            inner: std::sync::Arc::new(crate::client::client::ClientRef {
                 http,
                 base_url: None,
                 default_headers: http::HeaderMap::new(),
@@ -192,7 +192,7 @@ mod tests {
                 chain: crate::client::Chain::new(),
                 ssrf,
                 body_limit: u64::MAX,
-                span_redaction: crate::client::logging::Redaction::default(),
+                span_redaction: crate::client::Redaction::default(),
                 #[cfg(feature = "opentelemetry")]
                 trace_exclude: Vec::new(),
             }),
@@ -221,7 +221,7 @@ mod tests {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .resolve("bypass.test", listener);
-        let http = crate::client::guard_transport(http, &policy, None)
+        let http = crate::client::transport::guard_transport(http, &policy, None)
             .build()
             .expect("reqwest client");
         client_on(http, Some(policy))

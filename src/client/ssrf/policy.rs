@@ -358,10 +358,16 @@ impl Policy {
     pub(crate) fn enforce(&self, verdict: Result<(), Refusal>) -> Result<(), Refusal> {
         #[cfg(feature = "metrics")]
         if let Err(refusal) = &verdict {
-            crate::client::telemetry::count_refusal(
-                refusal.rule().as_str(),
-                !self.inner.report_only,
-            );
+            {
+                let mode = if self.inner.report_only {
+                    "report_only"
+                } else {
+                    "enforced"
+                };
+                let rule = refusal.rule().as_str();
+                ::metrics::counter!("stopover.client.ssrf.refusals", "rule" => rule, "mode" => mode)
+                .increment(1);
+            }
         }
         match verdict {
             Err(refusal) if self.inner.report_only => {

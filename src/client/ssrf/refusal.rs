@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use url::Url;
 
 use super::rule::Rule;
+use crate::client::redaction::WithoutCredentials;
 
 /// How an IPv6 address carries an IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,7 +236,10 @@ impl fmt::Debug for Refusal {
         debug
             .field("rule", rule)
             .field("stage", stage)
-            .field("url", &url.as_ref().map(|url| Redacted(url).to_string()))
+            .field(
+                "url",
+                &url.as_ref().map(|url| WithoutCredentials(url).to_string()),
+            )
             .field("hop", hop)
             .field("host", host);
         // `{:?}` ends up in panic messages, error pages and `main`'s error output as surely as
@@ -255,25 +259,9 @@ impl fmt::Display for Refusal {
         f.write_str("refused by SSRF policy: ")?;
         self.write_summary(f)?;
         if let Some(url) = &self.inner.url {
-            write!(f, " for {}", Redacted(url))?;
+            write!(f, " for {}", WithoutCredentials(url))?;
         }
         self.write_hop(f)
-    }
-}
-
-/// Shows a URL without its user info.
-struct Redacted<'a>(&'a Url);
-
-impl fmt::Display for Redacted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.username().is_empty() && self.0.password().is_none() {
-            return f.write_str(self.0.as_str());
-        }
-        let mut url = self.0.clone();
-        // Both setters only fail for URLs that cannot have user info.
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        f.write_str(url.as_str())
     }
 }
 

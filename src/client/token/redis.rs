@@ -48,7 +48,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use stopover::client::Client;
+//! use stopover::client::{Client, Origin};
 //! use stopover::client::token::redis::RedisTokenStore;
 //! use stopover::client::token::{RefreshTokenSource, TokenAuth, TokenCache};
 //!
@@ -58,7 +58,7 @@
 //!     .build()?;
 //! let source = RefreshTokenSource::new("https://auth.example/oauth/token", "refresh-123")?;
 //! let cache = Arc::new(TokenCache::new(source).with_store(store));
-//! let auth = TokenAuth::from_cache(cache).origins(["https://api.example"])?;
+//! let auth = TokenAuth::from_cache(cache).origins([Origin::parse("https://api.example")?]);
 //! let client = Client::builder().middleware(auth).build()?;
 //! let me = client.get("https://api.example/me").send().await?;
 //! # let _ = me;

@@ -1,0 +1,193 @@
+//! Origins: the scheme, host and port that credentials are scoped to, and the rule that decides
+//! when a redirect leaves one.
+//!
+//! ```
+//! use stopover::client::Origin;
+//!
+//! let api = Origin::parse("https://api.example/v1/")?;
+//! assert_eq!(api.to_string(), "https://api.example");
+//! assert!(api.contains(&url::Url::parse("https://api.example:443/users")?));
+//! assert!(!api.contains(&url::Url::parse("http://api.example/users")?));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use url::{Host, Url};
+
+/// The origin of an `http` or `https` URL (RFC 6454): its scheme, host and port, the default
+/// port filled in. What [`TokenAuth`](super::token::TokenAuth) and
+/// [`DigestAuth`](super::digest::DigestAuth) are scoped to.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    https: bool,
+    host: Host<String>,
+    port: u16,
+}
+
+impl Origin {
+    /// The origin of the URL `text` (a path, query or fragment is ignored).
+    ///
+    /// Fails with [`InvalidOrigin`], naming the text, when it is not an absolute `http` or
+    /// `https` URL with a host.
+    pub fn parse(text: &str) -> Result<Origin, InvalidOrigin> {
+        Url::parse(text)
+            .ok()
+            .as_ref()
+            .and_then(Origin::of)
+            .ok_or_else(|| InvalidOrigin {
+                text: text.to_owned(),
+            })
+    }
+
+    /// The origin of `url`; `None` unless it is an `http` or `https` URL with a host.
+    pub fn of(url: &Url) -> Option<Origin> {
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        Some(Origin {
+            https,
+            host: url.host()?.to_owned(),
+            port: url.port_or_known_default()?,
+        })
+    }
+
+    /// Whether `url` belongs to this origin. Compared field by field: [`Url::origin`]
+    /// allocates, and this runs on every request a scoped credential sees.
+    pub fn contains(&self, url: &Url) -> bool {
+        let scheme = if self.https { "https" } else { "http" };
+        let same_host = match (&self.host, url.host()) {
+            (Host::Domain(a), Some(Host::Domain(b))) => a == b,
+            (Host::Ipv4(a), Some(Host::Ipv4(b))) => *a == b,
+            (Host::Ipv6(a), Some(Host::Ipv6(b))) => *a == b,
+            _ => false,
+        };
+        same_host && url.scheme() == scheme && url.port_or_known_default() == Some(self.port)
+    }
+}
+
+impl fmt::Display for Origin {
+    /// The ASCII serialisation: `https://api.example`, with the port only when it is not the
+    /// scheme's default.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (scheme, default_port) = if self.https {
+            ("https", 443)
+        } else {
+            ("http", 80)
+        };
+        write!(f, "{scheme}://{}", self.host)?;
+        if self.port != default_port {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Origin({self})")
+    }
+}
+
+impl FromStr for Origin {
+    type Err = InvalidOrigin;
+
+    fn from_str(text: &str) -> Result<Origin, InvalidOrigin> {
+        Origin::parse(text)
+    }
+}
+
+/// A text that is not an `http` or `https` URL with a host, so it names no origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{text:?} is not a valid origin (expected an http or https URL such as https://api.example)"
+)]
+pub struct InvalidOrigin {
+    text: String,
+}
+
+impl InvalidOrigin {
+    /// The text that was refused.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Whether a hop from `from` to `to` leaves the origin the credentials were given for; a change
+/// of scheme (https to http included), host or port does. Compared field by field:
+/// [`Url::origin`] allocates.
+pub(crate) fn crosses_origin(from: &Url, to: &Url) -> bool {
+    from.scheme() != to.scheme()
+        || from.host_str() != to.host_str()
+        || from.port_or_known_default() != to.port_or_known_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn https_to_http_on_the_same_host_crosses_origin() {
+        let https = url("https://example.test/a");
+        assert!(crosses_origin(&https, &url("http://example.test/a")));
+        assert!(!crosses_origin(&https, &url("https://example.test:443/b")));
+        assert!(crosses_origin(&https, &url("https://example.test:8443/a")));
+    }
+
+    #[test]
+    fn another_host_on_the_same_scheme_and_port_crosses_origin() {
+        // Each comparison alone decides: a rule joining them with `&&` would keep credentials
+        // on a hop to another host behind the same port.
+        let from = url("https://api.example/a");
+        assert!(crosses_origin(&from, &url("https://evil.example/a")));
+        assert!(crosses_origin(
+            &url("http://127.0.0.1:8080/"),
+            &url("http://127.0.0.2:8080/")
+        ));
+    }
+
+    #[test]
+    fn an_origin_contains_its_urls_and_no_other() {
+        let origin = Origin::parse("http://127.0.0.1:8080/ignored?q#f").unwrap();
+        assert!(origin.contains(&url("http://127.0.0.1:8080/x")));
+        assert!(!origin.contains(&url("http://127.0.0.1:8081/x")));
+        assert!(!origin.contains(&url("https://127.0.0.1:8080/x")));
+        assert!(!origin.contains(&url("http://localhost:8080/x")));
+        let v6 = Origin::parse("https://[::1]/").unwrap();
+        assert!(v6.contains(&url("https://[::1]:443/")));
+    }
+
+    #[test]
+    fn the_default_port_is_filled_in_and_not_shown() {
+        let origin = Origin::parse("https://api.example:443/v1").unwrap();
+        assert_eq!(origin, Origin::parse("https://api.example").unwrap());
+        assert_eq!(origin.to_string(), "https://api.example");
+        assert_eq!(
+            Origin::parse("http://api.example:8080")
+                .unwrap()
+                .to_string(),
+            "http://api.example:8080"
+        );
+    }
+
+    #[test]
+    fn texts_that_name_no_http_origin_are_refused_by_name() {
+        for text in [
+            "api.example",
+            "/relative",
+            "ftp://files.example/",
+            "data:text/plain,x",
+        ] {
+            let err = Origin::parse(text).unwrap_err();
+            assert_eq!(err.text(), text);
+            assert!(err.to_string().contains(text), "{err}");
+        }
+    }
+}
