@@ -100,7 +100,7 @@ impl ClientBuilder {
     /// What is hidden from `url.full` on the client's spans (see the `telemetry` table in the
     /// [`client`](crate::client) docs). Default: [`Redaction::default`](Redaction)
     /// plus the query keys OpenTelemetry's conventions name (`AWSAccessKeyId`, `Signature`,
-    /// `sig`, `X-Goog-Signature`). Set the same redaction as [`Logging`](logging::Logging)'s
+    /// `sig`, `X-Goog-Signature`). Set the same redaction as [`Logging`](crate::client::logging::Logging)'s
     /// so a secret hidden from the logs is hidden from the spans too.
     ///
     /// ```
@@ -188,16 +188,16 @@ impl ClientBuilder {
         self
     }
 
-    /// The most bytes [`Response::bytes`], [`text`](Response::text), [`json`](Response::json)
-    /// and [`buffer`](Response::buffer) read into memory; a longer body fails them with
+    /// The most bytes [`Response::bytes`](crate::client::Response::bytes), [`text`](crate::client::Response::text), [`json`](crate::client::Response::json)
+    /// and [`buffer`](crate::client::Response::buffer) read into memory; a longer body fails them with
     /// [`ErrorKind::BodyTooLarge`], before reading when its `Content-Length` says so, else as
     /// soon as the bytes read pass the limit (decompressed bytes, when decompression is on).
-    /// [`RequestBuilder::body_limit`] overrides it for one request; `u64::MAX` lifts it.
+    /// [`RequestBuilder::body_limit`](crate::client::RequestBuilder::body_limit) overrides it for one request; `u64::MAX` lifts it.
     ///
     /// Default: 64 MiB. Reading a body whole is for bodies a program expects to hold in
     /// memory (JSON, HTML, a small file); without a bound, one server could make a call
     /// buffer gigabytes. Bodies larger than that are streamed with
-    /// [`Response::chunk`] or [`Response::bytes_stream`], which the limit does not apply to.
+    /// [`Response::chunk`](crate::client::Response::chunk) or [`Response::bytes_stream`](crate::client::Response::bytes_stream), which the limit does not apply to.
     ///
     /// ```
     /// let client = stopover::client::Client::builder()
@@ -221,7 +221,7 @@ impl ClientBuilder {
     /// [`ErrorKind::TooManyRedirects`]. Default: 10.
     ///
     /// With 0, the first redirect is that error; to get the 3xx response itself instead, use
-    /// [`RequestBuilder::follow_redirects`]`(false)`.
+    /// [`RequestBuilder::follow_redirects`](crate::client::RequestBuilder::follow_redirects)`(false)`.
     pub fn max_redirects(mut self, max_redirects: usize) -> Self {
         self.max_redirects = max_redirects;
         self
@@ -233,7 +233,7 @@ impl ClientBuilder {
     ///
     /// A request sent while another request of the same task is in its chain is one level
     /// deeper, and so is a request sent with the client a middleware gets from
-    /// [`Next::client`], even from a task the middleware spawns. A clone of the client made
+    /// [`Next::client`](crate::client::Next::client), even from a task the middleware spawns. A clone of the client made
     /// outside the chain and used from a spawned task starts again at zero (it cannot overflow
     /// the first task's stack, but it is not bounded either).
     pub fn max_nesting(mut self, max_nesting: usize) -> Self {

@@ -62,7 +62,7 @@ pub(crate) struct ClientRef {
 
 impl Client {
     /// The base URL relative request URLs are joined to, if the client has one
-    /// ([`ClientBuilder::base_url`]).
+    /// ([`ClientBuilder::base_url`](crate::client::ClientBuilder::base_url)).
     pub fn base_url(&self) -> Option<&Url> {
         self.inner.base_url.as_ref()
     }

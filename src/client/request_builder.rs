@@ -34,7 +34,7 @@ pub(crate) enum ChainChoice {
 
 /// A request being built. Nothing is sent until [`send`](RequestBuilder::send) (or `.await` on
 /// the builder, which is the same); an invalid input is kept and reported by `send` as an
-/// [`ErrorKind::Builder`] error naming it.
+/// [`ErrorKind::Builder`](crate::client::ErrorKind::Builder) error naming it.
 #[must_use = "a request is sent only by `send` or `.await`"]
 pub struct RequestBuilder {
     pub(crate) client: Client,
@@ -215,7 +215,7 @@ impl RequestBuilder {
     }
 
     /// How long this call may take in all, up to the response head, replacing the client's
-    /// [`timeout`](ClientBuilder::timeout).
+    /// [`timeout`](crate::client::ClientBuilder::timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -223,7 +223,7 @@ impl RequestBuilder {
 
     /// The most bytes the response's whole-body readers ([`Response::bytes`], `text`, `json`,
     /// `buffer`) accept for this request, replacing the client's
-    /// [`body_limit`](ClientBuilder::body_limit) (default 64 MiB); `u64::MAX` lifts it.
+    /// [`body_limit`](crate::client::ClientBuilder::body_limit) (default 64 MiB); `u64::MAX` lifts it.
     ///
     /// ```
     /// # let client = stopover::client::Client::new();
@@ -266,7 +266,7 @@ impl RequestBuilder {
         self
     }
 
-    /// Attaches typed data that middlewares read from [`Request::extensions`].
+    /// Attaches typed data that middlewares read from [`Request::extensions`](crate::client::Request::extensions).
     pub fn extension<T: Clone + Send + Sync + 'static>(self, value: T) -> Self {
         self.update(|request| {
             request.extensions.insert(value);
@@ -410,11 +410,11 @@ impl Client {
     }
 
     /// A request with any method. A relative URL is joined to the base URL; without a base URL
-    /// it is an [`ErrorKind::Builder`] error when the request is sent.
+    /// it is an [`ErrorKind::Builder`](crate::client::ErrorKind::Builder) error when the request is sent.
     ///
     /// A user name and password in the URL are taken out of it and sent as
     /// `Authorization: Basic`, as reqwest does; like any credential header, they are dropped
-    /// when a redirect leaves the origin. With an [SSRF policy](ClientBuilder::ssrf_policy)
+    /// when a redirect leaves the origin. With an [SSRF policy](crate::client::ClientBuilder::ssrf_policy)
     /// that does not [allow user info](ssrf::PolicyBuilder::allow_userinfo), such a URL is
     /// refused instead, as the policy would refuse it at the transport.
     pub fn request<U: IntoUrl>(&self, method: Method, url: U) -> RequestBuilder {

@@ -76,6 +76,7 @@
 //! # Ok::<(), stopover::client::ssrf::PolicyError>(())
 //! ```
 
+mod builder;
 mod connect;
 mod policy;
 mod refusal;
@@ -86,8 +87,9 @@ mod tables;
 #[cfg(test)]
 mod table_test;
 
+pub use builder::PolicyBuilder;
 pub(crate) use connect::{PeerCheckLayer, judge_response_peer};
-pub use policy::{MixedAnswers, PeerCheck, Policy, PolicyBuilder, PolicyError};
+pub use policy::{MixedAnswers, PeerCheck, Policy, PolicyError};
 pub use refusal::{Embedding, Refusal, Stage, find_refusal};
 pub use resolver::GuardedResolver;
 pub(crate) use resolver::with_destination_port;
