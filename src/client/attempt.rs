@@ -2,9 +2,9 @@
 //!
 //! The vocabulary is the core's, not the retry middleware's, so that a logging middleware, a
 //! circuit breaker or a retry of your own speak it without naming each other: a retrying
-//! middleware sets [`Attempt`] on each request it sends and [`Attempts`] (and, when it stopped
-//! early, [`GaveUp`]) on the response it returns, or records both in the error
-//! ([`Error::attempts`](super::Error::attempts), [`Error::gave_up`](super::Error::gave_up)).
+//! middleware marks each request it sends with its [`Attempt`], and sets [`Attempts`] (and,
+//! when it stopped early, [`GaveUp`]) on the response it returns, or records both in the error
+//! ([`Error::with_attempts`](super::Error::with_attempts)).
 //!
 //! ```
 //! use stopover::client::{Attempts, Next, Request, Result, Response, from_fn};
@@ -27,8 +27,9 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Attempts(pub u32);
 
-/// Request extension a retrying middleware sets on each attempt it sends: its number, from 1.
-/// Middlewares inside it (logging) read it.
+/// The number of an attempt a retrying middleware sends, from 1: it marks each request with
+/// [`Request::set_attempt`](super::Request::set_attempt), and the middlewares inside it (logging)
+/// read it with [`Request::attempt`](super::Request::attempt).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Attempt(pub u32);
 

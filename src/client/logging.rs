@@ -47,7 +47,7 @@ use url::Url;
 pub use super::redaction::{
     QueryRedaction, REDACTED_HEADER, REDACTED_QUERY, RedactedHeaders, Redaction,
 };
-use super::{Attempt, Attempts, Middleware, Next, Request, Response, Result};
+use super::{Attempts, Middleware, Next, Request, Response, Result};
 
 /// The logging middleware: a tracing span per request and an event per response.
 ///
@@ -94,10 +94,7 @@ impl Middleware for Logging {
         if !recorded {
             return next.run(request).await;
         }
-        let attempt = request
-            .extensions()
-            .get::<Attempt>()
-            .map(|attempt| attempt.0);
+        let attempt = request.attempt().map(|attempt| attempt.0);
         let span = tracing::info_span!(
             "http_request",
             method = %request.method(),

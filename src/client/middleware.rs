@@ -30,10 +30,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use pin_project_lite::pin_project;
+
 use super::client::{BoxFuture, Chain, Client, DynMiddleware, Next};
 use super::error::{BoxError, Error, Result};
 use super::request::Request;
 use super::response::Response;
+use super::transport::Wire;
 
 /// A client middleware: an async function of the request and the rest of the chain.
 ///
@@ -210,18 +213,22 @@ impl Next {
 
     /// Passes the request to the rest of the chain and, after it, the transport.
     pub fn run(&self, req: Request) -> Pending {
-        let future = match self.chain.middlewares.get(self.position) {
+        let inner = match self.chain.middlewares.get(self.position) {
             Some(middleware) => {
                 let rest = Next {
                     client: self.client.clone(),
                     chain: self.chain.clone(),
                     position: self.position + 1,
                 };
-                Arc::clone(middleware).call(req, rest)
+                PendingInner::Middleware {
+                    future: Arc::clone(middleware).call(req, rest),
+                }
             }
-            None => Box::pin(self.client.clone().transport(req)),
+            None => PendingInner::Transport {
+                future: self.client.clone().transport(req),
+            },
         };
-        Pending { future }
+        Pending { inner }
     }
 
     /// The client this chain belongs to, for requests the middleware sends itself.
@@ -251,17 +258,34 @@ impl fmt::Debug for Next {
     }
 }
 
-/// The future of [`Next::run`]: the rest of the chain's response.
-#[must_use = "futures do nothing unless polled"]
-pub struct Pending {
-    future: BoxFuture<Result<Response>>,
+pin_project! {
+    /// The future of [`Next::run`]: the rest of the chain's response.
+    ///
+    /// A middleware's future is boxed (the chain holds middlewares of any type); the last
+    /// step, the transport, is held inline.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Pending {
+        #[pin]
+        inner: PendingInner,
+    }
+}
+
+pin_project! {
+    #[project = PendingProj]
+    enum PendingInner {
+        Middleware { future: BoxFuture<Result<Response>> },
+        Transport { #[pin] future: Wire },
+    }
 }
 
 impl Future for Pending {
     type Output = Result<Response>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.future.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().inner.project() {
+            PendingProj::Middleware { future } => future.as_mut().poll(cx),
+            PendingProj::Transport { future } => future.poll(cx),
+        }
     }
 }
 

@@ -25,6 +25,51 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Making a middleware: one way for all
+//!
+//! Every built-in middleware is made with `X::new(..)`, given what it cannot do without (a
+//! [`retry::RetryPolicy`], a [`token::TokenSource`], Digest credentials), then configured with
+//! setters that cannot fail. A value that can be wrong is checked where it is made, by its own
+//! type, before it reaches the middleware: [`Origin::parse`] for a credential's scope,
+//! [`RetryPolicy::builder()...build()`](retry::RetryPolicyBuilder::build) for a policy, `url::Url`
+//! for an endpoint, or a constructor that takes text and returns `Result`
+//! ([`logging::LogToService::new`]). So a chain of setters reads top to bottom with no `?` in
+//! the middle, and an error names the value that was wrong. Whether a middleware fits the
+//! client it is added to (a token needs a scope) is checked once by
+//! [`ClientBuilder::build`], through [`Middleware::check`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use stopover::client::digest::DigestAuth;
+//! use stopover::client::logging::Logging;
+//! use stopover::client::retry::{Retry, RetryPolicy};
+//! use stopover::client::token::{source_fn, Token, TokenAuth};
+//! use stopover::client::{Client, Origin};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let api = Origin::parse("https://api.example")?;
+//! let policy = RetryPolicy::builder().max_attempts(4).build()?;
+//! let client = Client::builder()
+//!     .middleware(Logging::new().headers(true))
+//!     .middleware(Retry::new(policy))
+//!     .middleware(TokenAuth::new(source_fn(|_| async { Ok(Token::new("t")) })).origins([api]))
+//!     .middleware(DigestAuth::new("user", "secret").preemptive(false))
+//!     .build()?;
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How the module is laid out
+//!
+//! The core is what every request passes through, read bottom up: the vocabulary middlewares
+//! share ([`Attempt`], [`Attempts`] and [`GaveUp`], [`Origin`], [`Redirect`], [`Redaction`]),
+//! the error, the request and response, the chain, the redirect loop, the transport step and
+//! its settings, the telemetry, and the SSRF guard the transport owns. The middlewares
+//! ([`retry`], [`logging`], [`token`], [`digest`]) each use the core only and never name each
+//! other: what two of them must agree on (how many attempts a request took, how to redact a
+//! URL) is core vocabulary, so a middleware of your own speaks it as well as the built-in ones.
 
 // The core, bottom up: vocabulary, messages, engine, the client. A core file never names a
 // middleware (`.ci/layering.py` checks it).

@@ -151,6 +151,7 @@ impl Hops {
             original_url,
             left_origin: self.credentials_dropped,
             wire_count: self.wire_count.clone(),
+            attempt: None,
         }
     }
 }

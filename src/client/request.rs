@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::{Extensions, HeaderMap, Method, Version};
 use url::Url;
 
+use super::attempt::Attempt;
 use super::body::Body;
 use super::error::{Error, Result};
 
@@ -36,6 +37,9 @@ pub struct Request {
     /// Shared by the requests on the wire of one logical request, for the spans' resend count;
     /// `None` when no subscriber records the spans.
     pub(crate) wire_count: Option<super::telemetry::WireCount>,
+    /// Set by a retrying middleware on each attempt it sends: a field rather than an extension,
+    /// so that marking an attempt allocates nothing and copying the request copies no map.
+    pub(crate) attempt: Option<Attempt>,
 }
 
 impl std::fmt::Debug for Request {
@@ -76,6 +80,7 @@ impl Request {
             original_url: None,
             left_origin: false,
             wire_count: None,
+            attempt: None,
         }
     }
 
@@ -158,6 +163,28 @@ impl Request {
         &mut self.extensions
     }
 
+    /// Which attempt of a retrying middleware outside this one the request is, when one set it
+    /// ([`set_attempt`](Self::set_attempt)): the number a log line or a span shows.
+    pub fn attempt(&self) -> Option<Attempt> {
+        self.attempt
+    }
+
+    /// Marks the request as attempt `attempt` (from 1): what a retrying middleware (the built-in
+    /// [`Retry`](crate::client::retry::Retry) or one of your own) does on each request it sends,
+    /// for the middlewares inside it to read with [`attempt`](Self::attempt).
+    ///
+    /// ```
+    /// use stopover::client::{Attempt, Request};
+    ///
+    /// let mut request = Request::new(http::Method::GET, url::Url::parse("http://example.test/")?);
+    /// request.set_attempt(Attempt(2));
+    /// assert_eq!(request.attempt(), Some(Attempt(2)));
+    /// # Ok::<(), url::ParseError>(())
+    /// ```
+    pub fn set_attempt(&mut self, attempt: Attempt) {
+        self.attempt = Some(attempt);
+    }
+
     /// Which hop this is: 0 for the request as the caller sent it, 1 after the first redirect,
     /// and so on.
     pub fn hop(&self) -> u32 {
@@ -205,6 +232,7 @@ impl Request {
             original_url: self.original_url.clone(),
             left_origin: self.left_origin,
             wire_count: self.wire_count.clone(),
+            attempt: self.attempt,
         }
     }
 }

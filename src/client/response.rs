@@ -277,8 +277,14 @@ impl Response {
     /// and dropped so its connection can be reused; a body longer than 64 KiB, or one that
     /// takes over a second to arrive, is dropped unread, which closes its connection. For a
     /// middleware that throws a response away (a retry, an answered challenge, a redirect).
-    pub async fn discard(self) {
-        let _ = tokio::time::timeout(DISCARD_TIMEOUT, self.drain()).await;
+    pub fn discard(self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        // Boxed: it is a cleanup step, and the state of a drain (a body read, a timer) would
+        // make the future of every caller that might discard larger, and larger to move.
+        let drain: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(async move {
+                let _ = tokio::time::timeout(DISCARD_TIMEOUT, self.drain()).await;
+            });
+        drain
     }
 
     async fn drain(mut self) {

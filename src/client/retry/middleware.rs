@@ -1,7 +1,10 @@
 //! [`Retry`]: the middleware that applies a [`RetryPolicy`](super::RetryPolicy).
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use tokio::time::Instant;
@@ -117,7 +120,7 @@ impl Middleware for Retry {
             } else {
                 None
             };
-            request.extensions_mut().insert(Attempt(attempt));
+            request.set_attempt(Attempt(attempt));
             let outcome = match deadline {
                 None => next.run(request).await,
                 Some(deadline) => {
@@ -176,14 +179,24 @@ impl Middleware for Retry {
             );
             #[cfg(feature = "metrics")]
             ::metrics::counter!("stopover.client.retries").increment(1);
-            if let Ok(response) = outcome {
-                response.discard().await;
-            }
-            tokio::time::sleep(delay.duration()).await;
+            pause(outcome, delay.duration()).await;
             request = spare;
             attempt += 1;
         }
     }
+}
+
+/// Lets a failed attempt's response go and waits out the delay before the next attempt.
+///
+/// Boxed: it runs only when a retry happens, and its state (a response being drained, a timer)
+/// would otherwise make every request's future larger, and larger to move.
+fn pause(outcome: Result<Response>, delay: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        if let Ok(response) = outcome {
+            response.discard().await;
+        }
+        tokio::time::sleep(delay).await;
+    })
 }
 
 /// Marks the outcome with the attempt count and, when a retryable failure was not retried,

@@ -20,8 +20,11 @@ tokio::task_local! {
 
 /// Runs `future` (a transport call) with the destination port known to the
 /// guarded resolver.
-pub(crate) async fn with_destination_port<F: Future>(port: u16, future: F) -> F::Output {
-    DESTINATION_PORT.scope(port, future).await
+pub(crate) fn with_destination_port<F: Future>(
+    port: u16,
+    future: F,
+) -> tokio::task::futures::TaskLocalFuture<u16, F> {
+    DESTINATION_PORT.scope(port, future)
 }
 
 /// A [`reqwest::dns::Resolve`] that judges every answer with a [`Policy`].

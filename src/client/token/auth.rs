@@ -194,6 +194,21 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
+        // Boxed: a 401 is rare, and its state (a refresh, a response being drained, the replay)
+        // would otherwise make every request's future larger.
+        Box::pin(self.replay_after_401(response, replay, token, next)).await
+    }
+}
+
+impl<S: TokenSource> TokenAuth<S> {
+    /// Refreshes the token a 401 refused and sends the request once more with the new one.
+    async fn replay_after_401(
+        &self,
+        response: Response,
+        replay: Option<Request>,
+        rejected: Arc<Token>,
+        next: Next,
+    ) -> Result<Response> {
         // A capped stream can be sent again only if what it sent fitted under its cap.
         let Some(mut replay) = replay.filter(|replay| replay.body().is_replayable()) else {
             tracing::debug!("401 not retried: the request body cannot be replayed");
@@ -201,7 +216,7 @@ impl<S: TokenSource> Middleware for TokenAuth<S> {
         };
         let fresh = self
             .cache
-            .refresh_rejected(&token, next.client())
+            .refresh_rejected(&rejected, next.client())
             .await
             .map_err(Error::middleware)?;
         // Read away (short) or dropped (long), never left holding its connection.

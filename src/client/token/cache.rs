@@ -133,7 +133,8 @@ impl<S: TokenSource> TokenCache<S> {
             Some(token) if !token.needs_refresh(self.skew) => Ok(token),
             _ => {
                 let need = Need::Fresh { skew: self.skew };
-                self.fetch_once(fetches, need, client).await
+                // Boxed: a fetch is rare, and its state would make every caller's future larger.
+                Box::pin(self.fetch_once(fetches, need, client)).await
             }
         }
     }
@@ -153,7 +154,7 @@ impl<S: TokenSource> TokenCache<S> {
             _ => {
                 let skew = self.skew;
                 let need = Need::Replace { rejected, skew };
-                self.fetch_once(fetches, need, client).await
+                Box::pin(self.fetch_once(fetches, need, client)).await
             }
         }
     }
