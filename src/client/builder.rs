@@ -15,6 +15,7 @@ use super::error::{Error, ErrorKind, Result};
 use super::into_url::check_scheme;
 use super::middleware::Middleware;
 use super::proxy::Proxy;
+use super::redirect::mark_credentials;
 use super::redaction::Redaction;
 use super::transport::guard_transport;
 use super::{ssrf, telemetry};
@@ -323,6 +324,7 @@ impl ClientBuilder {
         if !default_headers.contains_key(USER_AGENT) {
             default_headers.insert(USER_AGENT, self.user_agent);
         }
+        mark_credentials(&mut default_headers);
         let mut http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
         if let Some(timeout) = self.connect_timeout {
             http = http.connect_timeout(timeout);

@@ -60,6 +60,22 @@ pub(crate) struct Draft {
     pub(crate) version: Version,
 }
 
+/// Marks every credential header in `headers` sensitive: hidden from `Debug` and never indexed
+/// by HTTP/2 header compression, whichever way it was set (the client's defaults, `header`,
+/// `headers`). Done once where headers are set, not on every hop.
+pub(crate) fn mark_credentials(headers: &mut HeaderMap) {
+    if headers.is_empty() {
+        return;
+    }
+    for name in CREDENTIAL_HEADERS {
+        if let Entry::Occupied(mut values) = headers.entry(name) {
+            values
+                .iter_mut()
+                .for_each(|value| value.set_sensitive(true));
+        }
+    }
+}
+
 /// The redirect loop's state: the caller's request and what the redirects so far changed.
 struct Hops {
     method: Method,
@@ -81,7 +97,8 @@ struct Hops {
 }
 
 impl Hops {
-    fn new(draft: Draft, wire_count: Option<telemetry::WireCount>) -> Self {
+    fn new(mut draft: Draft, wire_count: Option<telemetry::WireCount>) -> Self {
+        mark_credentials(&mut draft.headers);
         Hops {
             method: draft.method,
             original_url: draft.url,
@@ -105,17 +122,15 @@ impl Hops {
     /// The request for the next hop: the client's defaults, the caller's headers over them,
     /// minus what the redirects so far took away.
     fn request(&mut self, client: &Client) -> Request {
+        // Credentials among both are marked sensitive already (`mark_credentials`).
         let mut headers = client.default_headers().clone();
         if !self.headers.is_empty() {
-            headers.extend(self.headers.clone());
-        }
-        // Whichever way they were set (defaults, `header`, `headers`), credentials are marked
-        // sensitive: hidden from `Debug` and never indexed by HTTP/2 header compression.
-        for name in CREDENTIAL_HEADERS {
-            if let Entry::Occupied(mut values) = headers.entry(name) {
-                values
-                    .iter_mut()
-                    .for_each(|value| value.set_sensitive(true));
+            // The request's own headers replace the defaults of the same names, every value kept.
+            for name in self.headers.keys() {
+                headers.remove(name);
+            }
+            for (name, value) in &self.headers {
+                headers.append(name.clone(), value.clone());
             }
         }
         if self.credentials_dropped {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
+use futures_util::future::Either;
 use serde::Serialize;
 use url::Url;
 
@@ -335,11 +336,14 @@ impl RequestBuilder {
         let wire_count = (!span.is_disabled()).then(telemetry::WireCount::default);
         // The URL outlives the draft only for the timeout's error.
         let deadline = timeout.map(|timeout| (timeout, draft.url.clone()));
-        let run = NESTING.scope(
-            nesting,
-            redirect::follow_hops(client, draft, wire_count, chain, follow_redirects)
-                .instrument(span.clone()),
-        );
+        let hops = redirect::follow_hops(client, draft, wire_count, chain, follow_redirects);
+        // A span nobody records is not entered on every poll.
+        let hops = if span.is_disabled() {
+            Either::Right(hops)
+        } else {
+            Either::Left(hops.instrument(span.clone()))
+        };
+        let run = NESTING.scope(nesting, hops);
         // The logical span records the outcome, a timeout of the whole request included.
         let outcome = match deadline {
             None => run.await,

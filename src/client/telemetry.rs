@@ -152,6 +152,9 @@ pub(crate) fn wire_span(
     count: Option<&WireCount>,
 ) -> Span {
     let span = span_for(redaction, method, url);
+    if span.is_disabled() {
+        return span;
+    }
     if let Some(agent) = headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) {
         span.record("user_agent.original", agent);
     }
