@@ -78,6 +78,8 @@ mod body;
 mod error;
 mod history;
 mod origin;
+#[cfg(test)]
+mod proptest_config;
 mod redaction;
 
 mod request;
