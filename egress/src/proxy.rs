@@ -1,0 +1,935 @@
+//! The proxy: CONNECT tunnels and absolute-form plain HTTP, each judged by the ACL (the host
+//! name as requested) and by the address policy (every address the name resolves to), then
+//! connected to exactly an address that passed.
+//!
+//! Per request: the limits admit it; the destination is parsed and normalized; the ACL decides
+//! for the client's role; the name is resolved once and each address judged in order (the
+//! proxy's own listening addresses are refused on its port); the addresses that passed are
+//! tried in order within `--timeout`. A CONNECT answers `200` only once the upstream socket is
+//! open, then copies bytes both ways through fixed 16 KiB buffers until both sides close or the
+//! tunnel is idle for `idle_timeout`. A plain HTTP request is written on a fresh connection
+//! with its hop-by-hop and `X-Smokescreen-*` headers removed, and the answer streams back
+//! without `X-Smokescreen-Error`.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::acl::{self, Verdict};
+use crate::dns::ResolveError;
+use crate::drain::Tracker;
+use crate::limits::{Limits, Overload};
+use crate::log::{self, CANONICAL_PROXY_DECISION, Fields, Level};
+use crate::settings::{Network, Settings};
+
+/// The body of every answer: made here, or streamed from the upstream.
+pub type ProxyBody = Either<Either<Full<Bytes>, Empty<Bytes>>, Incoming>;
+
+const ERROR_HEADER: &str = "x-smokescreen-error";
+const ROLE_HEADER: &str = "x-smokescreen-role";
+const TRACE_HEADER: &str = "x-smokescreen-trace-id";
+const UPSTREAM_PROXY_HEADER: &str = "x-upstream-https-proxy";
+
+/// Bytes buffered per direction of a tunnel.
+const TUNNEL_BUFFER: usize = 16 * 1024;
+/// The largest request or response head read (hyper's read buffer), as Go's 1 MB
+/// `DefaultMaxHeaderBytes` bounds smokescreen's.
+const MAX_HEAD_BYTES: usize = 1 << 20;
+
+/// Who the client is, from its TLS certificate.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIdentity {
+    /// The certificate's subject CommonName, when a certificate was given.
+    pub common_name: Option<String>,
+    /// The certificate's first OrganizationalUnit.
+    pub organizational_unit: Option<String>,
+}
+
+/// The running proxy's shared state.
+#[derive(Debug)]
+pub struct Proxy {
+    settings: Settings,
+    listening: Vec<SocketAddr>,
+    limits: Limits,
+    tunnels: Arc<Tracker>,
+}
+
+impl Proxy {
+    /// A proxy listening on `listening` (used to refuse connections back to itself).
+    pub fn new(settings: Settings, listening: Vec<SocketAddr>) -> Self {
+        let limits = Limits::new(
+            settings.max_concurrent_requests,
+            settings.max_request_rate,
+            settings.max_request_burst,
+            settings.max_concurrent_connect_tunnels,
+        );
+        Proxy {
+            settings,
+            listening,
+            limits,
+            tunnels: Arc::new(Tracker::default()),
+        }
+    }
+
+    /// CONNECT tunnels open now.
+    pub fn tunnels_open(&self) -> usize {
+        self.tunnels.count()
+    }
+
+    /// Resolves once every tunnel has closed.
+    pub async fn tunnels_closed(&self) {
+        self.tunnels.idle().await;
+    }
+
+    /// Serves one client connection until it closes, or until `shutdown` turns true (then the
+    /// request in progress finishes and the connection closes).
+    pub async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        peer: SocketAddr,
+        identity: ClientIdentity,
+        mut shutdown: watch::Receiver<bool>,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let proxy = self.clone();
+        let identity = Arc::new(identity);
+        let service = hyper::service::service_fn(move |request| {
+            let proxy = proxy.clone();
+            let identity = identity.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(request, peer, &identity).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .max_buf_size(MAX_HEAD_BYTES)
+            .header_read_timeout(self.settings.read_header_timeout);
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            _ = shutdown.wait_for(|stop| *stop) => {}
+        }
+        connection.as_mut().graceful_shutdown();
+        let _ = connection.await;
+    }
+
+    async fn handle(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        identity: &ClientIdentity,
+    ) -> Response<ProxyBody> {
+        let _permit = match self.limits.admit() {
+            Ok(permit) => permit,
+            Err(Overload::Rate) => {
+                return plain_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Proxy rate limit exceeded. Please retry later.",
+                );
+            }
+            Err(Overload::Concurrency) => {
+                return plain_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Proxy overloaded. Please retry later.",
+                );
+            }
+        };
+        if request.method() == Method::CONNECT {
+            self.connect(request, peer, identity).await
+        } else if request.uri().scheme().is_some() {
+            self.forward(request, peer, identity).await
+        } else {
+            let mut response = plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "This is a proxy server. Does not respond to non-proxy requests.",
+            );
+            strip(response.headers_mut(), &[]);
+            response
+        }
+    }
+
+    async fn connect(
+        self: &Arc<Self>,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        identity: &ClientIdentity,
+    ) -> Response<ProxyBody> {
+        let requested_host = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        let mut ctx = Context::new("connect", &requested_host, peer, identity, &request);
+        let destination = match split_host_port(&requested_host) {
+            Ok(destination) => destination,
+            Err(why) => return self.deny(&mut ctx, None, why, true),
+        };
+        let decision = self.decide(&mut ctx, &request, &destination).await;
+        let targets = match decision {
+            Outcome::Allowed(targets) => targets,
+            Outcome::Denied(decision, why) => return self.deny(&mut ctx, Some(decision), why, true),
+            Outcome::Failed(decision, failure) => {
+                return self.fail(&mut ctx, Some(decision), failure, true);
+            }
+        };
+        // smokescreen writes the CONNECT decision line before it dials.
+        ctx.log_decision(None);
+        let Some(slot) = self.limits.open_tunnel() else {
+            return self.fail(&mut ctx, None, Failure::TunnelLimit, true);
+        };
+        let upstream = match self.dial(&mut ctx, &targets).await {
+            Ok(stream) => stream,
+            Err(failure) => return self.fail(&mut ctx, None, failure, true),
+        };
+        let idle = self.settings.idle_timeout;
+        let upgrade = hyper::upgrade::on(&mut request);
+        let open = self.tunnels.enter();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _open = open;
+            if let Ok(upgraded) = upgrade.await {
+                tunnel(TokioIo::new(upgraded), upstream, idle).await;
+            }
+        });
+        Response::new(Either::Left(Either::Right(Empty::new())))
+    }
+
+    async fn forward(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        identity: &ClientIdentity,
+    ) -> Response<ProxyBody> {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .unwrap_or_default();
+        let mut ctx = Context::new("http", &authority, peer, identity, &request);
+        if request.uri().scheme_str() != Some("http") {
+            let why = format!(
+                "unsupported scheme {:?}: only http:// URLs are forwarded, use CONNECT for https",
+                request.uri().scheme_str().unwrap_or_default()
+            );
+            return self.deny(&mut ctx, None, why, false);
+        }
+        let destination = match split_host_port_or(&authority, 80) {
+            Ok(destination) => destination,
+            Err(why) => return self.deny(&mut ctx, None, why, false),
+        };
+        let targets = match self.decide(&mut ctx, &request, &destination).await {
+            Outcome::Allowed(targets) => targets,
+            Outcome::Denied(decision, why) => {
+                return self.deny(&mut ctx, Some(decision), why, false);
+            }
+            Outcome::Failed(decision, failure) => {
+                return self.fail(&mut ctx, Some(decision), failure, false);
+            }
+        };
+        let stream = match self.dial(&mut ctx, &targets).await {
+            Ok(stream) => stream,
+            Err(failure) => return self.fail(&mut ctx, None, failure, false),
+        };
+        let outgoing = match outgoing_request(request, &authority) {
+            Ok(outgoing) => outgoing,
+            Err(why) => return self.deny(&mut ctx, None, why, false),
+        };
+        let exchange = async {
+            let mut builder = hyper::client::conn::http1::Builder::new();
+            builder.max_buf_size(MAX_HEAD_BYTES);
+            let (mut sender, connection) = builder.handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            sender.send_request(outgoing).await
+        };
+        let answer = tokio::time::timeout(self.settings.read_timeout, exchange).await;
+        match answer {
+            Ok(Ok(mut response)) => {
+                strip(response.headers_mut(), &[ERROR_HEADER]);
+                let length = response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(-1);
+                ctx.fields.insert("content_length".into(), length.into());
+                ctx.log_decision(None);
+                response.map(Either::Right)
+            }
+            Ok(Err(e)) => self.fail(
+                &mut ctx,
+                None,
+                Failure::Connect(format!("Failed to connect to remote host: {e}")),
+                false,
+            ),
+            Err(_) => self.fail(
+                &mut ctx,
+                None,
+                Failure::Timeout(format!(
+                    "Timed out connecting to remote host: no answer within {}",
+                    crate::duration::format(self.settings.read_timeout)
+                )),
+                false,
+            ),
+        }
+    }
+
+    /// The ACL decision, then resolution and the address policy.
+    async fn decide<B>(
+        &self,
+        ctx: &mut Context,
+        request: &Request<B>,
+        destination: &Destination,
+    ) -> Outcome {
+        let mut decision = match &self.settings.acl {
+            None => Decision {
+                allow: true,
+                enforce_would_deny: false,
+                reason: "Egress ACL is not configured".to_owned(),
+                role: String::new(),
+                project: String::new(),
+            },
+            Some(acl) => self.acl_decision(acl, ctx, request, destination),
+        };
+        ctx.fields
+            .insert("role".into(), decision.role.clone().into());
+        ctx.fields
+            .insert("project".into(), decision.project.clone().into());
+        if !decision.allow {
+            let why = decision.reason.clone();
+            return Outcome::Denied(decision, why);
+        }
+
+        let started = Instant::now();
+        let resolved = self.resolve(&destination.host).await;
+        ctx.dns_lookup = started.elapsed();
+        let addrs = match resolved {
+            Ok(addrs) => addrs,
+            Err(failure) => return Outcome::Failed(decision, failure),
+        };
+        let mut allowed = Vec::with_capacity(addrs.len());
+        let mut first_denial = None;
+        for ip in addrs {
+            match self.judge(ip, destination.port) {
+                Ok(()) => allowed.push(SocketAddr::new(ip, destination.port)),
+                Err(rule) => {
+                    first_denial.get_or_insert_with(|| {
+                        format!("{ip} denied by rule 'Deny: {rule}'")
+                    });
+                }
+            }
+        }
+        if allowed.is_empty() {
+            let denial = first_denial.unwrap_or_default();
+            decision.allow = false;
+            decision.enforce_would_deny = true;
+            decision.reason =
+                format!("no valid IP found among resolved addresses - {denial}. ");
+            let why = decision.reason.clone();
+            return Outcome::Denied(decision, why);
+        }
+        ctx.decision = Some(decision);
+        Outcome::Allowed(allowed)
+    }
+
+    fn acl_decision<B>(
+        &self,
+        acl: &acl::Acl,
+        ctx: &Context,
+        request: &Request<B>,
+        destination: &Destination,
+    ) -> Decision {
+        let mut decision = Decision {
+            allow: false,
+            enforce_would_deny: false,
+            reason: String::new(),
+            role: String::new(),
+            project: String::new(),
+        };
+        let role = match &ctx.identity.common_name {
+            Some(common_name) => common_name.clone(),
+            None if self.settings.allow_missing_role => String::new(),
+            None => {
+                decision.reason = "Client role cannot be determined".to_owned();
+                return decision;
+            }
+        };
+        decision.role = role;
+        if request.headers().contains_key(UPSTREAM_PROXY_HEADER) {
+            decision.reason =
+                "X-Upstream-Https-Proxy is not supported by stopover-egress".to_owned();
+            return decision;
+        }
+        let acl_decision = acl.decide(&decision.role, &destination.host);
+        decision.project = acl_decision.project;
+        decision.reason = acl_decision.reason.to_owned();
+        match acl_decision.verdict {
+            Verdict::Allow => decision.allow = true,
+            Verdict::AllowAndReport => {
+                decision.allow = true;
+                decision.enforce_would_deny = true;
+            }
+            Verdict::Deny => decision.enforce_would_deny = true,
+        }
+        decision
+    }
+
+    async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let found = self
+            .settings
+            .resolver
+            .lookup(host, self.settings.dns_timeout)
+            .await;
+        let mut addrs = match found {
+            Ok(addrs) => addrs,
+            Err(ResolveError::Timeout) => {
+                return Err(Failure::Timeout(format!(
+                    "Timed out connecting to remote host: lookup {host}: i/o timeout"
+                )));
+            }
+            Err(e) => {
+                return Err(Failure::Connect(format!(
+                    "Failed to resolve remote hostname: lookup {host}: {e}"
+                )));
+            }
+        };
+        addrs.retain(|ip| match self.settings.network {
+            Network::Both => true,
+            Network::V4 => ip.is_ipv4(),
+            Network::V6 => ip.is_ipv6(),
+        });
+        if addrs.is_empty() {
+            return Err(Failure::Connect(format!(
+                "Failed to resolve remote hostname: lookup {host}: no suitable address found"
+            )));
+        }
+        Ok(addrs)
+    }
+
+    /// Judges one address on the destination port: the proxy itself, then the policy.
+    fn judge(&self, ip: IpAddr, port: u16) -> Result<(), &'static str> {
+        if self.is_self(ip, port) {
+            return Err("self-connection");
+        }
+        let literal = match ip {
+            IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
+            IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+        };
+        let url = url::Url::parse(&literal).map_err(|_| "invalid-address")?;
+        self.settings
+            .policy
+            .check_url(&url)
+            .map_err(|refusal| refusal.rule().as_str())
+    }
+
+    /// Whether `ip:port` reaches this proxy: a listening address, or, on a wildcard listener,
+    /// any address of this host (one that a socket can be bound to).
+    fn is_self(&self, ip: IpAddr, port: u16) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.listening.iter().any(|listening| {
+            listening.port() == port
+                && (listening.ip() == ip
+                    || (listening.ip().is_unspecified()
+                        && (ip.is_unspecified()
+                            || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())))
+        })
+    }
+
+    /// Connects to the first target that answers, all within `--timeout`.
+    async fn dial(&self, ctx: &mut Context, targets: &[SocketAddr]) -> Result<TcpStream, Failure> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.settings.connect_timeout;
+        let mut last_error = None;
+        for target in targets {
+            match tokio::time::timeout_at(deadline, TcpStream::connect(target)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    let fields = &mut ctx.fields;
+                    fields.insert(
+                        "conn_establish_time_ms".into(),
+                        (started.elapsed().as_millis() as u64).into(),
+                    );
+                    if let Ok(local) = stream.local_addr() {
+                        fields.insert("outbound_local_addr".into(), local.to_string().into());
+                    }
+                    fields.insert("outbound_remote_addr".into(), target.to_string().into());
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last_error = Some(format!("dial tcp {target}: connect: {e}")),
+                Err(_) => {
+                    ctx.fields.insert(
+                        "conn_establish_time_ms".into(),
+                        (started.elapsed().as_millis() as u64).into(),
+                    );
+                    return Err(Failure::Timeout(format!(
+                        "Timed out connecting to remote host: dial tcp {target}: i/o timeout"
+                    )));
+                }
+            }
+        }
+        ctx.fields.insert(
+            "conn_establish_time_ms".into(),
+            (started.elapsed().as_millis() as u64).into(),
+        );
+        Err(Failure::Connect(format!(
+            "Failed to connect to remote host: {}",
+            last_error.unwrap_or_else(|| "no address to connect to".to_owned())
+        )))
+    }
+
+    /// A 407 denial, logged as a warning.
+    fn deny(
+        &self,
+        ctx: &mut Context,
+        decision: Option<Decision>,
+        why: String,
+        connect: bool,
+    ) -> Response<ProxyBody> {
+        let decision = decision.unwrap_or(Decision {
+            allow: false,
+            enforce_would_deny: false,
+            reason: why.clone(),
+            role: String::new(),
+            project: String::new(),
+        });
+        let message = format!(
+            "Egress proxying is denied to host '{}': {why}.",
+            ctx.requested_host
+        );
+        let response = self.reject(
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "Request rejected by proxy",
+            message,
+            connect,
+            ctx,
+        );
+        ctx.decision = Some(decision);
+        ctx.log_decision(None);
+        response
+    }
+
+    /// A 502, 504 or 429 answer for a failure, logged as an error (and, like smokescreen,
+    /// preceded by an error line with the message alone).
+    fn fail(
+        &self,
+        ctx: &mut Context,
+        decision: Option<Decision>,
+        failure: Failure,
+        connect: bool,
+    ) -> Response<ProxyBody> {
+        let (status, phrase, message) = match failure {
+            Failure::Connect(message) => (StatusCode::BAD_GATEWAY, "Bad gateway", message),
+            Failure::Timeout(message) => (StatusCode::GATEWAY_TIMEOUT, "Gateway timeout", message),
+            Failure::TunnelLimit => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                "maximum concurrent connect tunnels exceeded".to_owned(),
+            ),
+        };
+        let mut response = self.reject(status, phrase, message.clone(), connect, ctx);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        log::emit(Level::Error, &message, ctx.fields.clone());
+        if let Some(decision) = decision {
+            ctx.decision = Some(decision);
+        }
+        // A CONNECT decision that was already logged is not logged twice.
+        if !(connect && ctx.logged) {
+            ctx.log_decision(Some(&message));
+        }
+        response
+    }
+
+    fn reject(
+        &self,
+        status: StatusCode,
+        phrase: &'static str,
+        message: String,
+        connect: bool,
+        ctx: &mut Context,
+    ) -> Response<ProxyBody> {
+        let message = match &self.settings.additional_error_message {
+            Some(extra) => format!("{message}\n\n{extra}\n"),
+            None => message,
+        };
+        let header_text: String = message
+            .chars()
+            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+            .collect();
+        let body = format!("{message}\n");
+        ctx.fields
+            .insert("status_code".into(), status.as_u16().into());
+        ctx.fields
+            .insert("content_length".into(), (body.len() as i64).into());
+        let mut response = Response::new(Either::Left(Either::Left(Full::new(Bytes::from(body)))));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&header_text) {
+            headers.insert(HeaderName::from_static(ERROR_HEADER), value);
+        }
+        if connect {
+            response
+                .extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(phrase.as_bytes()));
+        }
+        response
+    }
+}
+
+/// What was decided before connecting.
+enum Outcome {
+    Allowed(Vec<SocketAddr>),
+    Denied(Decision, String),
+    Failed(Decision, Failure),
+}
+
+/// Why a request could not be completed (not a denial).
+enum Failure {
+    /// 502: resolution or connection failed.
+    Connect(String),
+    /// 504: resolution or connection timed out.
+    Timeout(String),
+    /// 429: every tunnel slot is taken.
+    TunnelLimit,
+}
+
+/// smokescreen's decision, as logged.
+#[derive(Debug, Clone)]
+struct Decision {
+    allow: bool,
+    enforce_would_deny: bool,
+    reason: String,
+    role: String,
+    project: String,
+}
+
+/// A destination as requested: normalized host and port.
+#[derive(Debug)]
+struct Destination {
+    host: String,
+    port: u16,
+}
+
+/// What one request logs.
+struct Context {
+    fields: Fields,
+    requested_host: String,
+    identity: ClientIdentity,
+    decision: Option<Decision>,
+    dns_lookup: Duration,
+    logged: bool,
+}
+
+impl Context {
+    fn new<B>(
+        proxy_type: &str,
+        requested_host: &str,
+        peer: SocketAddr,
+        identity: &ClientIdentity,
+        request: &Request<B>,
+    ) -> Self {
+        let mut fields = Fields::new();
+        fields.insert("id".into(), log::request_id().into());
+        fields.insert("inbound_remote_addr".into(), peer.to_string().into());
+        fields.insert("proxy_type".into(), proxy_type.into());
+        fields.insert("requested_host".into(), requested_host.into());
+        fields.insert(
+            "start_time".into(),
+            log::rfc3339(SystemTime::now(), true).into(),
+        );
+        let trace_id = request
+            .headers()
+            .get(TRACE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        fields.insert("trace_id".into(), trace_id.into());
+        if let Some(cn) = &identity.common_name {
+            fields.insert("inbound_remote_x509_cn".into(), cn.clone().into());
+        }
+        if let Some(ou) = &identity.organizational_unit {
+            fields.insert("inbound_remote_x509_ou".into(), ou.clone().into());
+        }
+        Context {
+            fields,
+            requested_host: requested_host.to_owned(),
+            identity: identity.clone(),
+            decision: None,
+            dns_lookup: Duration::ZERO,
+            logged: false,
+        }
+    }
+
+    /// The canonical decision line: info when allowed, warning when denied, error on failure.
+    fn log_decision(&mut self, error: Option<&str>) {
+        let mut fields = self.fields.clone();
+        fields.insert(
+            "dns_lookup_time_ms".into(),
+            (self.dns_lookup.as_millis() as u64).into(),
+        );
+        let level = match (&self.decision, error) {
+            (_, Some(_)) => Level::Error,
+            (Some(decision), None) if decision.allow => Level::Info,
+            _ => Level::Warn,
+        };
+        if let Some(decision) = &self.decision {
+            fields.insert("allow".into(), decision.allow.into());
+            fields.insert(
+                "enforce_would_deny".into(),
+                decision.enforce_would_deny.into(),
+            );
+            fields.insert(
+                "decision_reason".into(),
+                decision.reason.clone().into(),
+            );
+            fields
+                .entry("role")
+                .or_insert_with(|| Value::from(decision.role.clone()));
+            fields
+                .entry("project")
+                .or_insert_with(|| Value::from(decision.project.clone()));
+        }
+        if let Some(error) = error {
+            fields.insert("error".into(), error.into());
+        }
+        log::emit(level, CANONICAL_PROXY_DECISION, fields);
+        self.logged = true;
+    }
+}
+
+/// `host:port` as Go's `net.SplitHostPort` reads it, the host normalized.
+fn split_host_port(text: &str) -> Result<Destination, String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("address {text}: missing ']' in address"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("address {text}: missing port in address"))?;
+        (host, port)
+    } else {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("address {text}: missing port in address"))?;
+        if host.contains(':') {
+            return Err(format!("address {text}: too many colons in address"));
+        }
+        (host, port)
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|e| format!("invalid port number {port:?}: {e}"))?;
+    let host = acl::normalize_host(host)?;
+    Ok(Destination { host, port })
+}
+
+/// An absolute-form authority: `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn split_host_port_or(text: &str, default_port: u16) -> Result<Destination, String> {
+    let has_port = text.rfind(':') > text.rfind(']');
+    if has_port {
+        split_host_port(text)
+    } else {
+        let host = text
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(text);
+        Ok(Destination {
+            host: acl::normalize_host(host)?,
+            port: default_port,
+        })
+    }
+}
+
+/// Headers that belong to one hop (RFC 9110, section 7.6.1) and the proxy's own.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers (and those named in `Connection`) and `extra`.
+fn strip(headers: &mut HeaderMap, extra: &[&str]) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP.iter().chain(extra) {
+        headers.remove(*name);
+    }
+}
+
+/// The request as the upstream sees it: origin-form target, `Host` from the URL (as Go's
+/// server sets it for absolute-form requests), hop-by-hop and smokescreen headers removed.
+fn outgoing_request(
+    request: Request<Incoming>,
+    authority: &str,
+) -> Result<Request<Incoming>, String> {
+    let (mut parts, body) = request.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    parts.uri = target
+        .parse::<Uri>()
+        .map_err(|e| format!("invalid request target: {e}"))?;
+    strip(&mut parts.headers, &[ROLE_HEADER, TRACE_HEADER]);
+    let host = HeaderValue::from_str(authority).map_err(|e| format!("invalid host: {e}"))?;
+    parts.headers.insert(header::HOST, host);
+    parts.version = http::Version::HTTP_11;
+    Ok(Request::from_parts(parts, body))
+}
+
+/// A short text answer for the limits, as Go's `http.Error` writes it.
+fn plain_error(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Left(Either::Left(Full::new(Bytes::from(
+        format!("{text}\n"),
+    )))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    if status != StatusCode::INTERNAL_SERVER_ERROR {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Copies bytes both ways until both directions end, or nothing moves for `idle` (zero =
+/// never).
+async fn tunnel<C>(client: C, upstream: TcpStream, idle: Duration)
+where
+    C: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let started = Instant::now();
+    let last_activity = Arc::new(AtomicU64::new(0));
+    let (client_read, client_write) = tokio::io::split(client);
+    let (upstream_read, upstream_write) = upstream.into_split();
+    let up = pump(client_read, upstream_write, started, last_activity.clone());
+    let down = pump(upstream_read, client_write, started, last_activity.clone());
+    let both = async {
+        tokio::join!(up, down);
+    };
+    if idle.is_zero() {
+        both.await;
+        return;
+    }
+    let watchdog = async {
+        loop {
+            let last = Duration::from_millis(last_activity.load(Ordering::Relaxed));
+            let quiet = started.elapsed().saturating_sub(last);
+            if quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - quiet).await;
+        }
+    };
+    tokio::select! {
+        _ = both => {}
+        _ = watchdog => {}
+    }
+}
+
+async fn pump<R, W>(mut from: R, mut to: W, started: Instant, last_activity: Arc<AtomicU64>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; TUNNEL_BUFFER];
+    loop {
+        let read = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if to.write_all(&buf[..read]).await.is_err() {
+            break;
+        }
+        last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    let _ = to.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_splits_as_go_does() {
+        let d = split_host_port("Example.COM:443").unwrap();
+        assert_eq!((d.host.as_str(), d.port), ("example.com", 443));
+        let d = split_host_port("[::1]:8080").unwrap();
+        assert_eq!((d.host.as_str(), d.port), ("::1", 8080));
+        assert_eq!(
+            split_host_port("example.com").unwrap_err(),
+            "address example.com: missing port in address"
+        );
+        assert!(split_host_port("example.com:http").is_err());
+    }
+
+    #[test]
+    fn absolute_form_defaults_the_port() {
+        let d = split_host_port_or("example.com", 80).unwrap();
+        assert_eq!((d.host.as_str(), d.port), ("example.com", 80));
+        let d = split_host_port_or("[2001:db8::1]", 80).unwrap();
+        assert_eq!((d.host.as_str(), d.port), ("2001:db8::1", 80));
+    }
+
+    #[test]
+    fn hop_by_hop_and_named_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        headers.insert("x-smokescreen-error", HeaderValue::from_static("spoof"));
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        strip(&mut headers, &[ERROR_HEADER]);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("accept"));
+    }
+}
