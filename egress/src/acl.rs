@@ -445,7 +445,10 @@ global_allow_list: [goodexample1.com]
             Verdict::Allow
         );
         let d = acl.decide("who", "other.com");
-        assert_eq!((d.verdict, d.reason), (Verdict::Deny, "default rule policy used"));
+        assert_eq!(
+            (d.verdict, d.reason),
+            (Verdict::Deny, "default rule policy used")
+        );
         assert_eq!(d.project, "other");
     }
 
@@ -468,14 +471,19 @@ global_allow_list: [goodexample1.com]
     #[test]
     fn load_time_errors_are_smokescreens() {
         let err = |text: &str| Acl::parse(text, &[]).unwrap_err();
-        assert_eq!(err("version: v2\nservices: []\n"), "expected version \"v1\" got \"v2\"");
+        assert_eq!(
+            err("version: v2\nservices: []\n"),
+            "expected version \"v1\" got \"v2\""
+        );
         assert_eq!(err("version: v1\n"), "Top level list 'services' is missing");
         assert_eq!(
             err("version: v1\nservices:\n  - name: a\n    action: block\n"),
             "unknown action block"
         );
         assert_eq!(
-            err("version: v1\nservices:\n  - {name: a, action: open}\n  - {name: a, action: open}\n"),
+            err(
+                "version: v1\nservices:\n  - {name: a, action: open}\n  - {name: a, action: open}\n"
+            ),
             "rule already exists for service a"
         );
         assert_eq!(
@@ -483,15 +491,21 @@ global_allow_list: [goodexample1.com]
             "a: *: domain glob must not match everything"
         );
         assert_eq!(
-            err("version: v1\nservices:\n  - {name: a, action: open, allowed_domains: ['*example.com']}\n"),
+            err(
+                "version: v1\nservices:\n  - {name: a, action: open, allowed_domains: ['*example.com']}\n"
+            ),
             "a: *example.com: domain glob must represent a full prefix (sub)domain"
         );
         assert_eq!(
-            err("version: v1\nservices:\n  - {name: a, action: open, allowed_domains: ['a.*.com']}\n"),
+            err(
+                "version: v1\nservices:\n  - {name: a, action: open, allowed_domains: ['a.*.com']}\n"
+            ),
             "a: a.*.com: domain globs are only supported as prefix"
         );
         assert_eq!(
-            err("version: v1\nservices:\n  - {name: a, action: open, allowed_domains: ['Example.com']}\n"),
+            err(
+                "version: v1\nservices:\n  - {name: a, action: open, allowed_domains: ['Example.com']}\n"
+            ),
             "a: Example.com: incorrect ACL entry; use \"example.com\""
         );
         assert_eq!(
@@ -503,7 +517,10 @@ global_allow_list: [goodexample1.com]
     #[test]
     fn disabled_action_is_refused() {
         let err = Acl::parse(SAMPLE, &["open".to_owned()]).unwrap_err();
-        assert_eq!(err, "rule for svc:open-dummy-srv utilizes a disabled policy:Open");
+        assert_eq!(
+            err,
+            "rule for svc:open-dummy-srv utilizes a disabled policy:Open"
+        );
         assert_eq!(
             Acl::parse(SAMPLE, &["shut".to_owned()]).unwrap_err(),
             "unknown action shut"

@@ -201,7 +201,9 @@ where
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(flag, _)| *flag == name) {
             return Err(clap::Error::raw(
                 clap::error::ErrorKind::ArgumentConflict,
-                format!("--{name} is a smokescreen flag that stopover-egress does not support: {why}\n"),
+                format!(
+                    "--{name} is a smokescreen flag that stopover-egress does not support: {why}\n"
+                ),
             ));
         }
         if text.starts_with("--") || !is_known(name) {
@@ -265,7 +267,11 @@ mod tests {
 
     #[test]
     fn unsupported_flags_are_refused_by_name() {
-        for flag in ["--proxy-protocol", "-statsd-address=1.2.3.4:8125", "--upstream-https-proxy-addr"] {
+        for flag in [
+            "--proxy-protocol",
+            "-statsd-address=1.2.3.4:8125",
+            "--upstream-https-proxy-addr",
+        ] {
             let err = parse(&[flag]).unwrap_err().to_string();
             assert!(err.contains("does not support"), "{flag}: {err}");
         }

@@ -227,7 +227,11 @@ fn decode_answer(
         0 => {}
         3 => return Err(ResolveError::NotFound),
         2 => return Err(ResolveError::Failed("server misbehaving".to_owned())),
-        code => return Err(ResolveError::Failed(format!("server answered rcode {code}"))),
+        code => {
+            return Err(ResolveError::Failed(format!(
+                "server answered rcode {code}"
+            )));
+        }
     }
     let malformed = || ResolveError::Failed("malformed DNS answer".to_owned());
     let mut at = 12 + question.len();
@@ -287,7 +291,11 @@ mod tests {
     #[test]
     fn reads_a_records_past_a_cname() {
         let q = encode_query(7, "www.example.com", RecordType::A).unwrap();
-        let m = answer(&q, 0, &[(5, &[3, b'w', b'w', b'w', 0xc0, 12]), (1, &[192, 0, 2, 1])]);
+        let m = answer(
+            &q,
+            0,
+            &[(5, &[3, b'w', b'w', b'w', 0xc0, 12]), (1, &[192, 0, 2, 1])],
+        );
         let found = decode_answer(&m, 7, &q[12..], RecordType::A).unwrap();
         assert_eq!(found, Some(vec!["192.0.2.1".parse().unwrap()]));
     }
@@ -298,7 +306,10 @@ mod tests {
         let m = answer(&q, 0, &[(1, &[192, 0, 2, 1])]);
         assert_eq!(decode_answer(&m, 8, &q[12..], RecordType::A).unwrap(), None);
         let other = encode_query(7, "example.org", RecordType::A).unwrap();
-        assert_eq!(decode_answer(&m, 7, &other[12..], RecordType::A).unwrap(), None);
+        assert_eq!(
+            decode_answer(&m, 7, &other[12..], RecordType::A).unwrap(),
+            None
+        );
     }
 
     #[test]

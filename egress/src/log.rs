@@ -145,14 +145,20 @@ mod tests {
         let at = UNIX_EPOCH + Duration::new(1_767_323_045, 120_000_000);
         assert_eq!(rfc3339(at, false), "2026-01-02T03:04:05Z");
         assert_eq!(rfc3339(at, true), "2026-01-02T03:04:05.12Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400), false), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400), false),
+            "2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]
     fn request_ids_are_twenty_base32hex_characters_and_distinct() {
         let (a, b) = (request_id(), request_id());
         assert_eq!(a.len(), 20);
-        assert!(a.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'v').contains(&c)));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'v').contains(&c))
+        );
         assert_ne!(a, b);
     }
 }

@@ -57,7 +57,10 @@ fn main() -> ExitCode {
     let settings = match Settings::from_args(&args) {
         Ok(settings) => settings,
         Err(e) => {
-            log::message(Level::Error, &format!("Could not create configuration: {e}"));
+            log::message(
+                Level::Error,
+                &format!("Could not create configuration: {e}"),
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -146,7 +149,8 @@ async fn run(settings: Settings) -> Result<(), String> {
                         .await;
                 }
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
                     if let Ok(Ok(tls)) = handshake.await {
                         let identity = tls::identity(tls.get_ref().1);
                         proxy.serve_connection(tls, peer, identity, stopped).await;
@@ -169,7 +173,10 @@ async fn run(settings: Settings) -> Result<(), String> {
     })
     .await;
     match drained {
-        Ok(()) => log::message(Level::Info, "All connections are closed. Continuing with shutdown..."),
+        Ok(()) => log::message(
+            Level::Info,
+            "All connections are closed. Continuing with shutdown...",
+        ),
         Err(_) => log::message(
             Level::Warn,
             "Timed out waiting for connections to become idle: closing all remaining connections.",
@@ -186,13 +193,14 @@ async fn bind(ip: Option<IpAddr>, port: u16) -> Result<TcpListener, String> {
         Some(ip) => TcpListener::bind(SocketAddr::new(ip, port))
             .await
             .map_err(failed),
-        None => match TcpListener::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)).await
-        {
-            Ok(listener) => Ok(listener),
-            Err(_) => TcpListener::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))
-                .await
-                .map_err(failed),
-        },
+        None => {
+            match TcpListener::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)).await {
+                Ok(listener) => Ok(listener),
+                Err(_) => TcpListener::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port))
+                    .await
+                    .map_err(failed),
+            }
+        }
     }
 }
 

@@ -183,7 +183,9 @@ impl Proxy {
         let decision = self.decide(&mut ctx, &request, &destination).await;
         let targets = match decision {
             Outcome::Allowed(targets) => targets,
-            Outcome::Denied(decision, why) => return self.deny(&mut ctx, Some(decision), why, true),
+            Outcome::Denied(decision, why) => {
+                return self.deny(&mut ctx, Some(decision), why, true);
+            }
             Outcome::Failed(decision, failure) => {
                 return self.fail(&mut ctx, Some(decision), failure, true);
             }
@@ -200,12 +202,34 @@ impl Proxy {
         let idle = self.settings.idle_timeout;
         let upgrade = hyper::upgrade::on(&mut request);
         let open = self.tunnels.enter();
+        let mut fields = ctx.fields.clone();
+        for decided in ["content_length", "status_code"] {
+            fields.remove(decided);
+        }
         tokio::spawn(async move {
             let _slot = slot;
             let _open = open;
-            if let Ok(upgraded) = upgrade.await {
-                tunnel(TokioIo::new(upgraded), upstream, idle).await;
-            }
+            let started = SystemTime::now();
+            let (outcome, error) = match upgrade.await {
+                Ok(upgraded) => (
+                    tunnel(TokioIo::new(upgraded), upstream, idle).await,
+                    String::new(),
+                ),
+                Err(e) => (Tunneled::default(), e.to_string()),
+            };
+            // smokescreen's line when a tunnel's upstream connection closes.
+            let end = SystemTime::now();
+            fields.insert("bytes_in".into(), outcome.bytes_in.into());
+            fields.insert("bytes_out".into(), outcome.bytes_out.into());
+            fields.insert("end_time".into(), log::rfc3339(end, true).into());
+            let duration = end.duration_since(started).unwrap_or_default();
+            fields.insert("duration".into(), duration.as_secs_f64().into());
+            fields.insert("error".into(), error.into());
+            fields.insert(
+                "last_activity".into(),
+                log::rfc3339(started + outcome.last_activity, true).into(),
+            );
+            log::emit(Level::Info, "CANONICAL-PROXY-CN-CLOSE", fields);
         });
         Response::new(Either::Left(Either::Right(Empty::new())))
     }
@@ -261,6 +285,7 @@ impl Proxy {
         match answer {
             Ok(Ok(mut response)) => {
                 strip(response.headers_mut(), &[ERROR_HEADER]);
+                *response.version_mut() = http::Version::HTTP_11;
                 let length = response
                     .headers()
                     .get(header::CONTENT_LENGTH)
@@ -328,9 +353,8 @@ impl Proxy {
             match self.judge(ip, destination.port) {
                 Ok(()) => allowed.push(SocketAddr::new(ip, destination.port)),
                 Err(rule) => {
-                    first_denial.get_or_insert_with(|| {
-                        format!("{ip} denied by rule 'Deny: {rule}'")
-                    });
+                    first_denial
+                        .get_or_insert_with(|| format!("{ip} denied by rule 'Deny: {rule}'"));
                 }
             }
         }
@@ -338,8 +362,7 @@ impl Proxy {
             let denial = first_denial.unwrap_or_default();
             decision.allow = false;
             decision.enforce_would_deny = true;
-            decision.reason =
-                format!("no valid IP found among resolved addresses - {denial}. ");
+            decision.reason = format!("no valid IP found among resolved addresses - {denial}. ");
             let why = decision.reason.clone();
             return Outcome::Denied(decision, why);
         }
@@ -576,10 +599,12 @@ impl Proxy {
             Some(extra) => format!("{message}\n\n{extra}\n"),
             None => message,
         };
+        // Go's header writer turns newlines into spaces and trims the value.
         let header_text: String = message
             .chars()
             .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
             .collect();
+        let header_text = header_text.trim();
         let body = format!("{message}\n");
         ctx.fields
             .insert("status_code".into(), status.as_u16().into());
@@ -588,11 +613,8 @@ impl Proxy {
         let mut response = Response::new(Either::Left(Either::Left(Full::new(Bytes::from(body)))));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain"),
-        );
-        if let Ok(value) = HeaderValue::from_str(&header_text) {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        if let Ok(value) = HeaderValue::from_str(header_text) {
             headers.insert(HeaderName::from_static(ERROR_HEADER), value);
         }
         if connect {
@@ -705,10 +727,7 @@ impl Context {
                 "enforce_would_deny".into(),
                 decision.enforce_would_deny.into(),
             );
-            fields.insert(
-                "decision_reason".into(),
-                decision.reason.clone().into(),
-            );
+            fields.insert("decision_reason".into(), decision.reason.clone().into());
             fields
                 .entry("role")
                 .or_insert_with(|| Value::from(decision.role.clone()));
@@ -821,9 +840,9 @@ fn outgoing_request(
 
 /// A short text answer for the limits, as Go's `http.Error` writes it.
 fn plain_error(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Left(Either::Left(Full::new(Bytes::from(
-        format!("{text}\n"),
-    )))));
+    let mut response = Response::new(Either::Left(Either::Left(Full::new(Bytes::from(format!(
+        "{text}\n"
+    ))))));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -840,26 +859,50 @@ fn plain_error(status: StatusCode, text: &str) -> Response<ProxyBody> {
     response
 }
 
+/// What a tunnel carried.
+#[derive(Debug, Default)]
+struct Tunneled {
+    /// Bytes read from the upstream.
+    bytes_in: u64,
+    /// Bytes written to the upstream.
+    bytes_out: u64,
+    /// When a byte last moved, from the tunnel's start.
+    last_activity: Duration,
+}
+
 /// Copies bytes both ways until both directions end, or nothing moves for `idle` (zero =
 /// never).
-async fn tunnel<C>(client: C, upstream: TcpStream, idle: Duration)
+async fn tunnel<C>(client: C, upstream: TcpStream, idle: Duration) -> Tunneled
 where
     C: AsyncRead + AsyncWrite + Send + 'static,
 {
     let started = Instant::now();
     let last_activity = Arc::new(AtomicU64::new(0));
+    let bytes_out = Arc::new(AtomicU64::new(0));
+    let bytes_in = Arc::new(AtomicU64::new(0));
     let (client_read, client_write) = tokio::io::split(client);
     let (upstream_read, upstream_write) = upstream.into_split();
-    let up = pump(client_read, upstream_write, started, last_activity.clone());
-    let down = pump(upstream_read, client_write, started, last_activity.clone());
+    let up = pump(
+        client_read,
+        upstream_write,
+        started,
+        &last_activity,
+        &bytes_out,
+    );
+    let down = pump(
+        upstream_read,
+        client_write,
+        started,
+        &last_activity,
+        &bytes_in,
+    );
     let both = async {
         tokio::join!(up, down);
     };
-    if idle.is_zero() {
-        both.await;
-        return;
-    }
     let watchdog = async {
+        if idle.is_zero() {
+            return std::future::pending().await;
+        }
         loop {
             let last = Duration::from_millis(last_activity.load(Ordering::Relaxed));
             let quiet = started.elapsed().saturating_sub(last);
@@ -873,10 +916,20 @@ where
         _ = both => {}
         _ = watchdog => {}
     }
+    Tunneled {
+        bytes_in: bytes_in.load(Ordering::Relaxed),
+        bytes_out: bytes_out.load(Ordering::Relaxed),
+        last_activity: Duration::from_millis(last_activity.load(Ordering::Relaxed)),
+    }
 }
 
-async fn pump<R, W>(mut from: R, mut to: W, started: Instant, last_activity: Arc<AtomicU64>)
-where
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    started: Instant,
+    last_activity: &AtomicU64,
+    carried: &AtomicU64,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -890,6 +943,7 @@ where
         if to.write_all(&buf[..read]).await.is_err() {
             break;
         }
+        carried.fetch_add(read as u64, Ordering::Relaxed);
         last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     let _ = to.shutdown().await;

@@ -203,8 +203,9 @@ impl<'de> Deserialize<'de> for GoDuration {
 
 impl FileConfig {
     fn load(path: &str) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("Couldn't load file \"{path}\" specified by --config-file: {e}"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("Couldn't load file \"{path}\" specified by --config-file: {e}")
+        })?;
         let config: FileConfig = serde_norway::from_str(&text).map_err(|e| {
             format!("Couldn't load file \"{path}\" specified by --config-file: {e}")
         })?;
@@ -220,10 +221,16 @@ impl FileConfig {
             ),
             ("support_proxy_protocol", self.support_proxy_protocol),
             ("stats_socket_dir", self.stats_socket_dir.is_some()),
-            ("stats_socket_file_mode", self.stats_socket_file_mode.is_some()),
+            (
+                "stats_socket_file_mode",
+                self.stats_socket_file_mode.is_some(),
+            ),
             ("mitm_ca_cert_file", self.mitm_ca_cert_file.is_some()),
             ("mitm_ca_key_file", self.mitm_ca_key_file.is_some()),
-            ("transport_max_idle_conns", self.transport_max_idle_conns != 0),
+            (
+                "transport_max_idle_conns",
+                self.transport_max_idle_conns != 0,
+            ),
             (
                 "transport_max_idle_conns_per_host",
                 self.transport_max_idle_conns_per_host != 0,
@@ -596,10 +603,19 @@ mod tests {
                 .unwrap_err()
                 .contains("example.com")
         );
-        assert!(settings(&["--timeout", "10"]).unwrap_err().contains("--timeout"));
+        assert!(
+            settings(&["--timeout", "10"])
+                .unwrap_err()
+                .contains("--timeout")
+        );
         assert_eq!(
-            settings(&["--resolver-address", "127.0.0.1:53", "--resolver-address", "127.0.0.1:54"])
-                .unwrap_err(),
+            settings(&[
+                "--resolver-address",
+                "127.0.0.1:53",
+                "--resolver-address",
+                "127.0.0.1:54"
+            ])
+            .unwrap_err(),
             "only one resolver address allowed, 2 provided"
         );
         assert!(
@@ -633,7 +649,11 @@ mod tests {
         assert!(allowed(&s.policy, "10.1.1.1:80"));
 
         std::fs::write(&path, "port: 4000\nno_such_key: 1\n").unwrap();
-        assert!(settings(&["--config-file", file]).unwrap_err().contains("no_such_key"));
+        assert!(
+            settings(&["--config-file", file])
+                .unwrap_err()
+                .contains("no_such_key")
+        );
         std::fs::write(&path, "statsd_address: 127.0.0.1:8200\n").unwrap();
         assert!(
             settings(&["--config-file", file])

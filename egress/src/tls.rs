@@ -133,9 +133,8 @@ fn subject_of(cert: &CertificateDer<'_>, file: &Path) -> Result<Vec<u8>, String>
 
 fn crl_issuer(crl: &CertificateRevocationListDer<'_>, file: &Path) -> Result<Vec<u8>, String> {
     use x509_parser::prelude::FromDer;
-    let (_, parsed) = x509_parser::revocation_list::CertificateRevocationList::from_der(
-        crl.as_ref(),
-    )
-    .map_err(|e| format!("{}: not a CRL: {e}", file.display()))?;
+    let (_, parsed) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(crl.as_ref())
+            .map_err(|e| format!("{}: not a CRL: {e}", file.display()))?;
     Ok(parsed.issuer().as_raw().to_vec())
 }
