@@ -1,0 +1,81 @@
+//! Graceful shutdown: SIGTERM stops accepting, lets open tunnels finish, and exits once they
+//! close or `exit_timeout` passes.
+
+mod support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use support::{Egress, Upstream, connect, read_answer, temp_file};
+
+#[test]
+fn sigterm_drains_open_tunnels_then_exits() {
+    let upstream = Upstream::start("127.0.0.1");
+    let target = format!("127.0.0.1:{}", upstream.port());
+    let mut proxy = Egress::start(&["--allow-address", &target]);
+    let (answer, mut tunnel) = connect(proxy.addr, &target);
+    assert_eq!(answer.status, 200);
+
+    proxy.terminate();
+    // No longer accepting...
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(proxy.addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ...but the open tunnel still carries bytes, and the proxy waits for it.
+    tunnel
+        .write_all(b"GET /after-sigterm HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(
+        read_answer(&mut tunnel)
+            .body
+            .starts_with("GET /after-sigterm")
+    );
+    assert!(proxy.wait_exit(Duration::from_millis(300)).is_none());
+
+    drop(tunnel);
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits once drained");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sigterm_closes_what_is_left_after_exit_timeout() {
+    let upstream = Upstream::start("127.0.0.1");
+    let target = format!("127.0.0.1:{}", upstream.port());
+    let config = temp_file("exit-timeout", "config.yaml", "exit_timeout: 500ms\n");
+    let mut proxy = Egress::start(&["--config-file", &config, "--allow-address", &target]);
+    let (answer, _tunnel) = connect(proxy.addr, &target);
+    assert_eq!(answer.status, 200);
+    let started = std::time::Instant::now();
+    proxy.terminate();
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after exit_timeout");
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+}
+
+#[test]
+fn an_idle_tunnel_is_closed_after_idle_timeout() {
+    let upstream = Upstream::start("127.0.0.1");
+    let target = format!("127.0.0.1:{}", upstream.port());
+    let config = temp_file("idle-timeout", "config.yaml", "idle_timeout: 300ms\n");
+    let proxy = Egress::start(&["--config-file", &config, "--allow-address", &target]);
+    let (answer, mut tunnel) = connect(proxy.addr, &target);
+    assert_eq!(answer.status, 200);
+    let closed = proxy.closed_tunnel(&target);
+    assert_eq!(closed["bytes_in"], 0);
+    let mut buf = [0u8; 1];
+    use std::io::Read;
+    assert_eq!(
+        tunnel.read(&mut buf).unwrap_or(0),
+        0,
+        "the client side is closed too"
+    );
+}
