@@ -1,0 +1,294 @@
+//! The listener under mutual TLS, driven by curl's `--proxy-cacert`, `--proxy-cert` and
+//! `--proxy-key`: the role from the client certificate's CommonName, a client without a
+//! certificate, and certificates refused in the handshake (another CA's, and a revoked one
+//! listed in a CRL). The test PKI is made by rcgen at test time.
+
+mod support;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SerialNumber, date_time_ymd,
+};
+use support::{Curl, Dns, Egress, Upstream, curl, temp_file};
+
+const ACL: &str = r#"
+version: v1
+services:
+  - name: enforce-srv
+    project: usersec
+    action: enforce
+    allowed_domains: [allowed.test]
+  - name: report-srv
+    project: security
+    action: report
+    allowed_domains: [allowed.test]
+"#;
+
+struct Pki {
+    dir: String,
+    ca: String,
+    bundle: String,
+    crl: String,
+}
+
+struct Authority {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn authority(name: &str) -> Authority {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let pem = params.self_signed(&key).unwrap().pem();
+    Authority { params, key, pem }
+}
+
+/// Writes `name.pem` and `name-key.pem`: a client certificate with CommonName `cn`.
+fn client(test: &str, ca: &Authority, name: &str, cn: &str, serial: u8) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, "payments");
+    params.serial_number = Some(SerialNumber::from_slice(&[serial]));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    temp_file(test, &format!("{name}.pem"), &cert.pem());
+    temp_file(test, &format!("{name}-key.pem"), &key.serialize_pem());
+}
+
+fn pki(test: &str) -> Pki {
+    let ca = authority("stopover-egress test CA");
+    let ca_path = temp_file(test, "ca.pem", &ca.pem);
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    server.distinguished_name.push(DnType::CommonName, "proxy");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+    let bundle = temp_file(
+        test,
+        "server-bundle.pem",
+        &format!("{}{}", server_cert.pem(), server_key.serialize_pem()),
+    );
+
+    client(test, &ca, "enforce", "enforce-srv", 1);
+    client(test, &ca, "report", "report-srv", 2);
+    client(test, &ca, "revoked", "enforce-srv", 3);
+    let stranger = authority("another CA");
+    client(test, &stranger, "stranger", "enforce-srv", 4);
+
+    let crl = CertificateRevocationListParams {
+        this_update: date_time_ymd(2024, 1, 1),
+        next_update: date_time_ymd(2099, 1, 1),
+        crl_number: SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&[3]),
+            revocation_time: date_time_ymd(2024, 1, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)
+    .unwrap();
+    let crl_path = temp_file(test, "crl.pem", &crl.pem().unwrap());
+    let dir = std::path::Path::new(&ca_path)
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    Pki {
+        dir,
+        ca: ca_path,
+        bundle,
+        crl: crl_path,
+    }
+}
+
+fn start(test: &str, pki: &Pki, dns: &Dns, upstream: &Upstream) -> Egress {
+    let acl = temp_file(test, "acl.yaml", ACL);
+    Egress::start(&[
+        "--tls-server-bundle-file",
+        &pki.bundle,
+        "--tls-client-ca-file",
+        &pki.ca,
+        "--tls-crl-file",
+        &pki.crl,
+        "--egress-acl-file",
+        &acl,
+        "--resolver-address",
+        &dns.addr.to_string(),
+        "--allow-address",
+        &format!("127.0.0.1:{}", upstream.port()),
+    ])
+}
+
+fn through(proxy: &Egress, pki: &Pki, cert: Option<&str>, url: &str) -> Curl {
+    let proxy_url = format!("https://{}", proxy.addr);
+    let mut args = vec!["-v", "-p", "-x", &proxy_url, "--proxy-cacert", &pki.ca];
+    let (cert_path, key_path);
+    if let Some(name) = cert {
+        cert_path = format!("{}/{name}.pem", pki.dir);
+        key_path = format!("{}/{name}-key.pem", pki.dir);
+        args.extend(["--proxy-cert", &cert_path, "--proxy-key", &key_path]);
+    }
+    args.push(url);
+    curl(&args)
+}
+
+fn names() -> Dns {
+    Dns::start(
+        &[
+            ("allowed.test", &["127.0.0.1"]),
+            ("elsewhere.test", &["127.0.0.1"]),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn the_role_is_the_client_certificates_common_name() {
+    let (dns, upstream) = (names(), Upstream::start("127.0.0.1"));
+    let pki = pki("tls-role");
+    let proxy = start("tls-role", &pki, &dns, &upstream);
+    let port = upstream.port();
+
+    let out = through(
+        &proxy,
+        &pki,
+        Some("enforce"),
+        &format!("http://allowed.test:{port}/x"),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("GET /x HTTP/1.1"), "{out:?}");
+    let line = proxy.decision(&format!("allowed.test:{port}"));
+    assert_eq!(line["role"], "enforce-srv");
+    assert_eq!(line["project"], "usersec");
+    assert_eq!(line["inbound_remote_x509_cn"], "enforce-srv");
+    assert_eq!(line["inbound_remote_x509_ou"], "payments");
+
+    let out = through(
+        &proxy,
+        &pki,
+        Some("enforce"),
+        &format!("http://elsewhere.test:{port}/"),
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("407 Request rejected by proxy"),
+        "{out:?}"
+    );
+    let line = proxy.decision(&format!("elsewhere.test:{port}"));
+    assert_eq!(line["decision_reason"], "rule has enforce policy");
+}
+
+#[test]
+fn a_report_role_is_allowed_and_reported() {
+    let (dns, upstream) = (names(), Upstream::start("127.0.0.1"));
+    let pki = pki("tls-report");
+    let proxy = start("tls-report", &pki, &dns, &upstream);
+    let port = upstream.port();
+    let out = through(
+        &proxy,
+        &pki,
+        Some("report"),
+        &format!("http://elsewhere.test:{port}/"),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = proxy.decision(&format!("elsewhere.test:{port}"));
+    assert_eq!(line["allow"], true);
+    assert_eq!(line["enforce_would_deny"], true);
+    assert_eq!(line["decision_reason"], "rule has allow and report policy");
+}
+
+#[test]
+fn a_client_without_a_certificate_has_no_role() {
+    let (dns, upstream) = (names(), Upstream::start("127.0.0.1"));
+    let pki = pki("tls-anonymous");
+    let proxy = start("tls-anonymous", &pki, &dns, &upstream);
+    let port = upstream.port();
+    let out = through(&proxy, &pki, None, &format!("http://allowed.test:{port}/"));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("407 Request rejected by proxy"),
+        "{out:?}"
+    );
+    let line = proxy.decision(&format!("allowed.test:{port}"));
+    assert_eq!(line["decision_reason"], "Client role cannot be determined");
+}
+
+#[test]
+fn revoked_and_foreign_certificates_fail_the_handshake() {
+    let (dns, upstream) = (names(), Upstream::start("127.0.0.1"));
+    let pki = pki("tls-refused");
+    let proxy = start("tls-refused", &pki, &dns, &upstream);
+    let port = upstream.port();
+    for cert in ["revoked", "stranger"] {
+        let out = through(
+            &proxy,
+            &pki,
+            Some(cert),
+            &format!("http://allowed.test:{port}/"),
+        );
+        assert_ne!(out.code, 0, "{cert}: {out:?}");
+        assert!(
+            !out.stderr.contains("< HTTP/"),
+            "{cert} got an HTTP answer: {out:?}"
+        );
+    }
+    assert_eq!(
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert!(
+        proxy
+            .log_lines()
+            .iter()
+            .all(|l| l["msg"] != "CANONICAL-PROXY-DECISION"),
+        "a refused handshake reached the ACL"
+    );
+}
+
+#[test]
+fn a_crl_from_no_loaded_ca_stops_the_proxy() {
+    let pki = pki("tls-foreign-crl");
+    let stranger = authority("CRL issuer nobody trusts");
+    let crl = CertificateRevocationListParams {
+        this_update: date_time_ymd(2024, 1, 1),
+        next_update: date_time_ymd(2099, 1, 1),
+        crl_number: SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&Issuer::from_params(&stranger.params, &stranger.key))
+    .unwrap();
+    let crl_path = temp_file("tls-foreign-crl", "foreign-crl.pem", &crl.pem().unwrap());
+    let result = Egress::try_start(&[
+        "--tls-server-bundle-file",
+        &pki.bundle,
+        "--tls-client-ca-file",
+        &pki.ca,
+        "--tls-crl-file",
+        &crl_path,
+    ]);
+    let stderr = result.err().expect("the proxy must refuse to start");
+    assert!(stderr.contains("none of the client CAs loaded"), "{stderr}");
+}
