@@ -88,6 +88,8 @@ pub struct Decision {
     pub reason: &'static str,
     /// The rule's project, empty when no rule matched.
     pub project: String,
+    /// Whether the default entry decided (the `def_rule` metric label).
+    pub is_default: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +211,7 @@ impl Acl {
                 verdict: Verdict::Deny,
                 reason: "no rule matched",
                 project: String::new(),
+                is_default: false,
             };
         };
         let is_default = !self.rules.contains_key(role);
@@ -216,6 +219,7 @@ impl Acl {
             verdict,
             reason,
             project: rule.project.clone(),
+            is_default,
         };
         if rule.domain_globs.iter().any(|g| host_matches_glob(host, g)) {
             return decision(Verdict::Allow, "host matched allowed domain in rule");

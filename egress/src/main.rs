@@ -23,6 +23,7 @@ mod drain;
 mod duration;
 mod limits;
 mod log;
+mod metrics;
 mod proxy;
 mod settings;
 mod tls;
@@ -85,12 +86,14 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> Result<(), String> {
     log::message(Level::Info, "starting");
-    if settings.prometheus.is_some() {
-        return Err(
-            "--expose-prometheus-metrics is not implemented by this version of stopover-egress"
-                .to_owned(),
-        );
-    }
+    let metrics = match &settings.prometheus {
+        Some(prometheus) => {
+            let metrics = Arc::new(metrics::Metrics::default());
+            metrics::serve(prometheus.clone(), metrics.clone()).await?;
+            Some(metrics)
+        }
+        None => None,
+    };
     if settings.write_timeout_ignored {
         log::message(
             Level::Warn,
@@ -117,7 +120,7 @@ async fn run(settings: Settings) -> Result<(), String> {
 
     let handshake_timeout = settings.read_header_timeout;
     let exit_timeout = settings.exit_timeout;
-    let proxy = Arc::new(Proxy::new(settings, vec![local]));
+    let proxy = Arc::new(Proxy::new(settings, vec![local], metrics));
     let tracker = Arc::new(Tracker::default());
     let (stop, stopped) = watch::channel(false);
     let mut signals = Signals::new()?;

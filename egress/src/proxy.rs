@@ -33,6 +33,7 @@ use crate::dns::ResolveError;
 use crate::drain::Tracker;
 use crate::limits::{Limits, Overload};
 use crate::log::{self, CANONICAL_PROXY_DECISION, Fields, Level};
+use crate::metrics::Metrics;
 use crate::settings::{Network, Settings};
 
 /// The body of every answer: made here, or streamed from the upstream.
@@ -65,11 +66,17 @@ pub struct Proxy {
     listening: Vec<SocketAddr>,
     limits: Limits,
     tunnels: Arc<Tracker>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Proxy {
-    /// A proxy listening on `listening` (used to refuse connections back to itself).
-    pub fn new(settings: Settings, listening: Vec<SocketAddr>) -> Self {
+    /// A proxy listening on `listening` (used to refuse connections back to itself), counting
+    /// into `metrics` when given.
+    pub fn new(
+        settings: Settings,
+        listening: Vec<SocketAddr>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
         let limits = Limits::new(
             settings.max_concurrent_requests,
             settings.max_request_rate,
@@ -81,6 +88,13 @@ impl Proxy {
             listening,
             limits,
             tunnels: Arc::new(Tracker::default()),
+            metrics,
+        }
+    }
+
+    fn count(&self, name: &'static str, labels: &[(&str, &str)]) {
+        if let Some(metrics) = &self.metrics {
+            metrics.incr(name, labels);
         }
     }
 
@@ -138,12 +152,14 @@ impl Proxy {
         let _permit = match self.limits.admit() {
             Ok(permit) => permit,
             Err(Overload::Rate) => {
+                self.count("requests_rate_limited", &[]);
                 return plain_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Proxy rate limit exceeded. Please retry later.",
                 );
             }
             Err(Overload::Concurrency) => {
+                self.count("requests_concurrency_limited", &[]);
                 return plain_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Proxy overloaded. Please retry later.",
@@ -193,6 +209,7 @@ impl Proxy {
         // smokescreen writes the CONNECT decision line before it dials.
         ctx.log_decision(None);
         let Some(slot) = self.limits.open_tunnel() else {
+            self.count("tunnels_concurrency_limited", &[]);
             return self.fail(&mut ctx, None, Failure::TunnelLimit, true);
         };
         let upstream = match self.dial(&mut ctx, &targets).await {
@@ -351,15 +368,34 @@ impl Proxy {
         let mut first_denial = None;
         for ip in addrs {
             match self.judge(ip, destination.port) {
-                Ok(()) => allowed.push(SocketAddr::new(ip, destination.port)),
-                Err(rule) => {
-                    first_denial
-                        .get_or_insert_with(|| format!("{ip} denied by rule 'Deny: {rule}'"));
+                Ok(by_user) => {
+                    if allowed.is_empty() {
+                        self.count(
+                            if by_user {
+                                "resolver_allow_user_configured"
+                            } else {
+                                "resolver_allow_default"
+                            },
+                            &[],
+                        );
+                    }
+                    allowed.push(SocketAddr::new(ip, destination.port));
+                }
+                Err(denial) => {
+                    first_denial.get_or_insert((ip, denial));
                 }
             }
         }
         if allowed.is_empty() {
-            let denial = first_denial.unwrap_or_default();
+            let denial = match first_denial {
+                Some((ip, denial)) => {
+                    self.count("resolver_errors_total", &[]);
+                    self.count(denial.smokescreen_class(), &[]);
+                    self.count("resolver_deny_rule", &[("rule", denial.rule)]);
+                    format!("{ip} denied by rule 'Deny: {}'", denial.rule)
+                }
+                None => String::new(),
+            };
             decision.allow = false;
             decision.enforce_would_deny = true;
             decision.reason = format!("no valid IP found among resolved addresses - {denial}. ");
@@ -388,6 +424,7 @@ impl Proxy {
             Some(common_name) => common_name.clone(),
             None if self.settings.allow_missing_role => String::new(),
             None => {
+                self.count("acl_role_not_determined", &[]);
                 decision.reason = "Client role cannot be determined".to_owned();
                 return decision;
             }
@@ -401,18 +438,47 @@ impl Proxy {
         let acl_decision = acl.decide(&decision.role, &destination.host);
         decision.project = acl_decision.project;
         decision.reason = acl_decision.reason.to_owned();
-        match acl_decision.verdict {
-            Verdict::Allow => decision.allow = true,
+        let counter = match acl_decision.verdict {
+            Verdict::Allow => {
+                decision.allow = true;
+                "acl_allow"
+            }
             Verdict::AllowAndReport => {
                 decision.allow = true;
                 decision.enforce_would_deny = true;
+                "acl_report"
             }
-            Verdict::Deny => decision.enforce_would_deny = true,
-        }
+            Verdict::Deny => {
+                decision.enforce_would_deny = true;
+                "acl_deny"
+            }
+        };
+        let default_rule = if acl_decision.is_default {
+            "true"
+        } else {
+            "false"
+        };
+        self.count(
+            counter,
+            &[
+                ("role", &decision.role),
+                ("def_rule", default_rule),
+                ("project", &decision.project),
+            ],
+        );
         decision
     }
 
     async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
+        self.count("resolver_attempts_total", &[]);
+        let resolved = self.lookup(host).await;
+        if resolved.is_err() {
+            self.count("resolver_errors_total", &[]);
+        }
+        resolved
+    }
+
+    async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
@@ -448,19 +514,31 @@ impl Proxy {
     }
 
     /// Judges one address on the destination port: the proxy itself, then the policy.
-    fn judge(&self, ip: IpAddr, port: u16) -> Result<(), &'static str> {
+    /// `Ok(true)` when only the caller's allow rules let it through (known only with metrics
+    /// on, where it is counted).
+    fn judge(&self, ip: IpAddr, port: u16) -> Result<bool, Denial> {
         if self.is_self(ip, port) {
-            return Err("self-connection");
+            return Err(Denial {
+                rule: "self-connection",
+                embedded: false,
+            });
         }
         let literal = match ip {
             IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
             IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
         };
-        let url = url::Url::parse(&literal).map_err(|_| "invalid-address")?;
+        let url = url::Url::parse(&literal).map_err(|_| Denial {
+            rule: "invalid-address",
+            embedded: false,
+        })?;
         self.settings
             .policy
             .check_url(&url)
-            .map_err(|refusal| refusal.rule().as_str())
+            .map_err(|refusal| Denial {
+                rule: refusal.rule().as_str(),
+                embedded: refusal.embedded().is_some(),
+            })?;
+        Ok(self.metrics.is_some() && self.settings.baseline_policy.check_url(&url).is_err())
     }
 
     /// Whether `ip:port` reaches this proxy: a listening address, or, on a wildcard listener,
@@ -485,7 +563,14 @@ impl Proxy {
         let deadline = tokio::time::Instant::now() + self.settings.connect_timeout;
         let mut last_error = None;
         for target in targets {
-            match tokio::time::timeout_at(deadline, TcpStream::connect(target)).await {
+            let attempt = tokio::time::timeout_at(deadline, TcpStream::connect(target)).await;
+            let success = if matches!(attempt, Ok(Ok(_))) {
+                "true"
+            } else {
+                "false"
+            };
+            self.count("cn_atpt_total", &[("success", success)]);
+            match attempt {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     let fields = &mut ctx.fields;
@@ -623,6 +708,28 @@ impl Proxy {
                 .insert(hyper::ext::ReasonPhrase::from_static(phrase.as_bytes()));
         }
         response
+    }
+}
+
+/// Why an address was refused: stopover's rule id, and whether it carried an IPv4 address
+/// inside IPv6.
+#[derive(Debug, Clone, Copy)]
+struct Denial {
+    rule: &'static str,
+    embedded: bool,
+}
+
+impl Denial {
+    /// smokescreen's classification counter for this denial.
+    fn smokescreen_class(self) -> &'static str {
+        match self.rule {
+            "self-connection" => "resolver_deny_self_connection",
+            "user-deny" => "resolver_deny_user_configured",
+            _ if self.embedded => "resolver_deny_ipv6_embedding",
+            "ipv4-private" | "ipv6-unique-local" => "resolver_deny_private_range",
+            "ipv4-shared" => "resolver_deny_cgnat_range",
+            _ => "resolver_deny_not_global_unicast",
+        }
     }
 }
 

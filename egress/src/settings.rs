@@ -81,6 +81,9 @@ pub struct Settings {
     pub network: Network,
     /// The address policy.
     pub policy: Policy,
+    /// The policy without the caller's allow rules, to tell which allow rule let an address
+    /// through (for the `resolver_allow_*` counters).
+    pub baseline_policy: Policy,
     /// The egress ACL, if any.
     pub acl: Option<Acl>,
     /// Whether a request without a role is judged by the ACL's default entry.
@@ -313,6 +316,13 @@ impl Settings {
             unsafe_allow_private,
         };
         let policy = rules.policy(dns_timeout)?;
+        let baseline_policy = AddressRules {
+            allow_ranges: Vec::new(),
+            allow_addresses: Vec::new(),
+            unsafe_allow_private: false,
+            ..rules
+        }
+        .policy(dns_timeout)?;
 
         let acl = match args.egress_acl_file.as_deref().or(file.acl_file.as_deref()) {
             None | Some("") => None,
@@ -367,6 +377,7 @@ impl Settings {
             resolver,
             network,
             policy,
+            baseline_policy,
             acl,
             allow_missing_role: file.allow_missing_role,
             additional_error_message: args
@@ -402,12 +413,11 @@ fn tls_settings(args: &Args, file: &FileConfig) -> Result<Option<TlsSettings>, S
             crl_files: paths(&args.tls_crl_file),
         }));
     }
-    if !args.tls_client_ca_file.is_empty() || !args.tls_crl_file.is_empty() {
-        if file.tls.is_none() {
-            return Err(
-                "--tls-client-ca-file and --tls-crl-file need --tls-server-bundle-file".to_owned(),
-            );
-        }
+    if (!args.tls_client_ca_file.is_empty() || !args.tls_crl_file.is_empty()) && file.tls.is_none()
+    {
+        return Err(
+            "--tls-client-ca-file and --tls-crl-file need --tls-server-bundle-file".to_owned(),
+        );
     }
     let Some(tls) = &file.tls else {
         return Ok(None);
