@@ -532,6 +532,36 @@ global_allow_list: [goodexample1.com]
     }
 
     #[test]
+    fn the_example_acl_loads_and_decides() {
+        let acl = Acl::parse(include_str!("../examples/acl.yaml"), &[]).expect("example ACL");
+        assert_eq!(
+            acl.decide("billing", "api.stripe.com").verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            acl.decide("billing", "bucket.s3.amazonaws.com").verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            acl.decide("billing", "s3.amazonaws.com").verdict,
+            Verdict::Deny
+        );
+        assert_eq!(
+            acl.decide("webhook-sender", "example.com").verdict,
+            Verdict::AllowAndReport
+        );
+        assert_eq!(
+            acl.decide("ci-runner", "x.pastebin.com").verdict,
+            Verdict::Deny
+        );
+        assert_eq!(acl.decide("someone", "pypi.org").verdict, Verdict::Allow);
+        assert_eq!(
+            acl.decide("someone", "time.cloudflare.com").verdict,
+            Verdict::Allow
+        );
+    }
+
+    #[test]
     fn unsupported_keys_are_refused_not_ignored() {
         let mitm = "version: v1\nservices:\n  - name: a\n    action: open\n    allowed_domains: [x.com]\n    mitm_domains: [{domain: x.com}]\n";
         assert!(Acl::parse(mitm, &[]).unwrap_err().contains("mitm_domains"));

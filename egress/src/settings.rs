@@ -601,6 +601,43 @@ mod tests {
         assert!(!allowed(&s.policy, "100.64.0.1:80"));
     }
 
+    // The documented differences from smokescreen's classification, pinned.
+    #[test]
+    fn special_ranges_smokescreen_allows_are_denied() {
+        let s = settings(&[]).unwrap();
+        for dest in [
+            "192.0.0.192:80",
+            "198.18.0.1:80",
+            "192.0.2.1:80",
+            "240.0.0.1:80",
+            "0.1.2.3:80",
+            "[3fff::1]:80",
+            "[5f00::1]:80",
+            "[fec0::1]:80",
+            "[::7f00:1]:80",
+            "[::ffff:0:7f00:1]:80",
+            "[64:ff9b:1::1]:80",
+            "[2001:db8::1]:80",
+        ] {
+            assert!(!allowed(&s.policy, dest), "{dest}");
+        }
+    }
+
+    #[test]
+    fn ipv4_inside_ipv6_is_judged_by_what_it_carries() {
+        let s = settings(&[]).unwrap();
+        // NAT64 of a public address passes (smokescreen denies all of 64:ff9b::/96), NAT64 of a
+        // private one does not; 6to4 and Teredo are denied whatever they carry, as in smokescreen.
+        assert!(allowed(&s.policy, "[64:ff9b::808:808]:443"));
+        assert!(!allowed(&s.policy, "[64:ff9b::a00:1]:443"));
+        assert!(allowed(&s.policy, "[::ffff:8.8.8.8]:443"));
+        assert!(!allowed(&s.policy, "[2002:808:808::1]:443"));
+        assert!(!allowed(
+            &s.policy,
+            "[2001:0:4136:e378:8000:63bf:3fff:fdd2]:443"
+        ));
+    }
+
     #[test]
     fn bad_values_name_the_input() {
         assert!(

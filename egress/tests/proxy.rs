@@ -203,9 +203,12 @@ fn connect_without_a_port_is_denied() {
         proxy.addr,
         "CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
     );
-    // hyper reads a CONNECT target without a port as an invalid request (400); either way the
-    // tunnel is refused before any lookup.
-    assert!(answer.status == 407 || answer.status == 400, "{answer:?}");
+    assert_eq!(answer.status, 407, "{answer:?}");
+    assert_eq!(
+        answer.body,
+        "Egress proxying is denied to host 'example.com': address example.com: missing port in \
+         address.\n"
+    );
 }
 
 #[test]
