@@ -1071,6 +1071,9 @@ mod tests {
             "address example.com: missing port in address"
         );
         assert!(split_host_port("example.com:http").is_err());
+        // The URL standard's IPv4 spellings become the address they name.
+        let d = split_host_port("0x7f.1:80").unwrap();
+        assert_eq!(d.host, "127.0.0.1");
     }
 
     #[test]

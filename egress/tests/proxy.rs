@@ -212,6 +212,42 @@ fn connect_without_a_port_is_denied() {
 }
 
 #[test]
+fn absolute_form_https_is_refused() {
+    let proxy = Egress::start(&["--allow-range", "127.0.0.0/8"]);
+    let (answer, _) = raw_request(
+        proxy.addr,
+        "GET https://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n",
+    );
+    assert_eq!(answer.status, 407, "{answer:?}");
+    assert!(answer.body.contains("use CONNECT for https"), "{answer:?}");
+}
+
+#[test]
+fn python_urllib_goes_through_the_proxy() {
+    let upstream = Upstream::start("127.0.0.1");
+    let allow = format!("127.0.0.1:{}", upstream.port());
+    let proxy = Egress::start(&["--allow-address", &allow]);
+    let script = format!(
+        "import urllib.request\n\
+         opener = urllib.request.build_opener(urllib.request.ProxyHandler({{'http': '{proxy}'}}))\n\
+         print(opener.open('http://{allow}/from-python', timeout=10).read().decode())\n",
+        proxy = proxy.url()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 is installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("GET /from-python HTTP/1.1"), "{stdout}");
+    assert_eq!(proxy.decision(&allow)["proxy_type"], "http");
+}
+
+#[test]
 fn non_proxy_requests_are_refused() {
     let proxy = Egress::start(&[]);
     let (answer, _) = raw_request(proxy.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");

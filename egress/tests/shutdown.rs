@@ -79,3 +79,24 @@ fn an_idle_tunnel_is_closed_after_idle_timeout() {
         "the client side is closed too"
     );
 }
+
+#[test]
+fn an_idle_client_connection_is_closed_after_read_header_timeout() {
+    use std::io::Read;
+    let config = temp_file(
+        "header-timeout",
+        "config.yaml",
+        "read_header_timeout: 300ms\n",
+    );
+    let proxy = Egress::start(&["--config-file", &config]);
+    let mut client = std::net::TcpStream::connect(proxy.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    // Closed (or answered with 408) without the client sending a byte.
+    let _ = client.read(&mut buf);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}

@@ -292,3 +292,64 @@ fn a_crl_from_no_loaded_ca_stops_the_proxy() {
     let stderr = result.err().expect("the proxy must refuse to start");
     assert!(stderr.contains("none of the client CAs loaded"), "{stderr}");
 }
+
+/// A one-connection HTTPS server on loopback, with the PKI's certificate for 127.0.0.1.
+fn https_upstream(pki: &Pki) -> std::net::SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Write;
+    use tokio_rustls::rustls;
+
+    let chain = CertificateDer::pem_file_iter(&pki.bundle)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&pki.bundle).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let connection = rustls::ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, tcp);
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if std::io::Read::read(&mut tls, &mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let _ = tls.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nhello, tls!\n",
+        );
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    });
+    addr
+}
+
+#[test]
+fn https_goes_end_to_end_through_a_tunnel() {
+    let pki = pki("tls-end-to-end");
+    let upstream = https_upstream(&pki);
+    let proxy = Egress::start(&["--allow-address", &upstream.to_string()]);
+    let out = curl(&[
+        "-x",
+        &proxy.url(),
+        "--cacert",
+        &pki.ca,
+        &format!("https://{upstream}/"),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "hello, tls!\n");
+    let closed = proxy.closed_tunnel(&upstream.to_string());
+    assert!(closed["bytes_in"].as_u64().unwrap() > 12, "{closed}");
+    assert!(closed["bytes_out"].as_u64().unwrap() > 0, "{closed}");
+}
