@@ -301,7 +301,9 @@ impl Proxy {
         let answer = tokio::time::timeout(self.settings.read_timeout, exchange).await;
         match answer {
             Ok(Ok(mut response)) => {
-                strip(response.headers_mut(), &[ERROR_HEADER]);
+                // smokescreen removes its error header from answers; its trace header goes too,
+                // so an upstream cannot plant either in the client's logs.
+                strip(response.headers_mut(), &[ERROR_HEADER, TRACE_HEADER]);
                 *response.version_mut() = http::Version::HTTP_11;
                 let length = response
                     .headers()

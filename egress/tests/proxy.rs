@@ -86,6 +86,7 @@ fn plain_http_is_forwarded_without_smokescreen_headers() {
     let head = head.to_lowercase();
     assert!(head.contains("x-upstream: yes"), "{head}");
     assert!(!head.contains("x-smokescreen-error"), "{head}");
+    assert!(!head.contains("x-smokescreen-trace-id"), "{head}");
     let line = proxy.decision(&allow);
     assert_eq!(line["trace_id"], "trace-42");
     assert_eq!(line["proxy_type"], "http");

@@ -233,7 +233,7 @@ fn serve_echo(mut stream: TcpStream) {
         let body = String::from_utf8_lossy(&head).into_owned();
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Smokescreen-Error: from-upstream\r\n\
-             X-Upstream: yes\r\nContent-Length: {}\r\n\r\n{body}",
+             X-Smokescreen-Trace-ID: from-upstream\r\nX-Upstream: yes\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(response.as_bytes()).is_err() {
