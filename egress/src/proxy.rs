@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::acl::{self, Verdict};
-use crate::dns::ResolveError;
+use crate::dns::{ResolveError, Resolver};
 use crate::drain::Tracker;
 use crate::limits::{Limits, Overload};
 use crate::log::{self, CANONICAL_PROXY_DECISION, Fields, Level};
@@ -394,7 +394,9 @@ impl Proxy {
                     self.count("resolver_errors_total", &[]);
                     self.count(denial.smokescreen_class(), &[]);
                     self.count("resolver_deny_rule", &[("rule", denial.rule)]);
-                    format!("{ip} denied by rule 'Deny: {}'", denial.rule)
+                    ctx.fields
+                        .insert("stopover_rule".into(), denial.rule.into());
+                    format!("{ip} denied by rule '{}'", denial.reason_text())
                 }
                 None => String::new(),
             };
@@ -497,8 +499,13 @@ impl Proxy {
                 )));
             }
             Err(e) => {
+                // Go's resolver names the server it asked.
+                let server = match &self.settings.resolver {
+                    Resolver::Server(server) => format!(" on {server}"),
+                    Resolver::System => String::new(),
+                };
                 return Err(Failure::Connect(format!(
-                    "Failed to resolve remote hostname: lookup {host}: {e}"
+                    "Failed to resolve remote hostname: lookup {host}{server}: {e}"
                 )));
             }
         };
@@ -586,7 +593,9 @@ impl Proxy {
                     fields.insert("outbound_remote_addr".into(), target.to_string().into());
                     return Ok(stream);
                 }
-                Ok(Err(e)) => last_error = Some(format!("dial tcp {target}: connect: {e}")),
+                Ok(Err(e)) => {
+                    last_error = Some(format!("dial tcp {target}: connect: {}", go_error_text(&e)));
+                }
                 Err(_) => {
                     ctx.fields.insert(
                         "conn_establish_time_ms".into(),
@@ -722,6 +731,30 @@ struct Denial {
 }
 
 impl Denial {
+    /// The rule as `decision_reason` names it: smokescreen's class where smokescreen denies
+    /// the address for the same reason (so log pipelines matching on it keep working),
+    /// stopover's rule id where smokescreen would have let the address through.
+    fn reason_text(self) -> std::borrow::Cow<'static, str> {
+        let class = match self.rule {
+            "self-connection" => "Deny: Self Connection",
+            "user-deny" => "Deny: User Configured",
+            _ if self.embedded => "Deny: IPv6 Embedding",
+            "ipv4-private" | "ipv6-unique-local" => "Deny: Private Range",
+            "ipv4-shared" => "Deny: CGNAT Range",
+            "ipv4-loopback" | "ipv4-link-local" | "ipv4-multicast" | "ipv4-broadcast"
+            | "ipv4-this-host" | "ipv6-unspecified" | "ipv6-loopback" | "ipv6-link-local"
+            | "ipv6-multicast" | "ipv6-6to4" | "ipv6-teredo" => {
+                if matches!(self.rule, "ipv6-6to4" | "ipv6-teredo") {
+                    "Deny: IPv6 Embedding"
+                } else {
+                    "Deny: Not Global Unicast"
+                }
+            }
+            rule => return format!("Deny: {rule}").into(),
+        };
+        class.into()
+    }
+
     /// smokescreen's classification counter for this denial.
     fn smokescreen_class(self) -> &'static str {
         match self.rule {
@@ -945,6 +978,25 @@ fn outgoing_request(
     parts.headers.insert(header::HOST, host);
     parts.version = http::Version::HTTP_11;
     Ok(Request::from_parts(parts, body))
+}
+
+/// An I/O error as Go words it (`connection refused`), so that 502 texts read alike.
+fn go_error_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        ErrorKind::NetworkUnreachable => "network is unreachable".to_owned(),
+        ErrorKind::HostUnreachable => "no route to host".to_owned(),
+        ErrorKind::ConnectionReset => "connection reset by peer".to_owned(),
+        ErrorKind::AddrNotAvailable => "cannot assign requested address".to_owned(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_lowercase(),
+                None => text,
+            }
+        }
+    }
 }
 
 /// A short text answer for the limits, as Go's `http.Error` writes it.

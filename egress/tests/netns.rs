@@ -97,23 +97,21 @@ fn inside_a_namespace_with_only_loopback() {
     );
     let proxy = Egress::start(&["--resolver-address", &dns.addr.to_string()]);
     for (target, rule) in [
-        ("metadata.test:80", "ipv4-link-local"),
-        ("private.test:443", "ipv4-private"),
-        ("oracle.test:80", "ipv4-ietf-protocol"),
-        ("benchmark.test:443", "ipv4-benchmarking"),
-        ("doc6.test:443", "ipv6-documentation"),
-        ("nat64.test:443", "ipv4-private"),
-        ("siit.test:80", "ipv4-link-local"),
-        ("cgnat.test:443", "ipv4-shared"),
-        ("192.0.0.192:80", "ipv4-ietf-protocol"),
-        ("[3fff::1]:443", "ipv6-documentation"),
+        ("metadata.test:80", "Deny: Not Global Unicast"),
+        ("private.test:443", "Deny: Private Range"),
+        ("oracle.test:80", "Deny: ipv4-ietf-protocol"),
+        ("benchmark.test:443", "Deny: ipv4-benchmarking"),
+        ("doc6.test:443", "Deny: ipv6-documentation"),
+        ("nat64.test:443", "Deny: IPv6 Embedding"),
+        ("siit.test:80", "Deny: IPv6 Embedding"),
+        ("cgnat.test:443", "Deny: CGNAT Range"),
+        ("192.0.0.192:80", "Deny: ipv4-ietf-protocol"),
+        ("[3fff::1]:443", "Deny: ipv6-documentation"),
     ] {
         let (answer, _) = connect(proxy.addr, target);
         assert_eq!(answer.status, 407, "{target}: {answer:?}");
         assert!(
-            answer
-                .body
-                .contains(&format!("denied by rule 'Deny: {rule}'")),
+            answer.body.contains(&format!("denied by rule '{rule}'")),
             "{target}: expected {rule}: {}",
             answer.body
         );
@@ -138,5 +136,5 @@ fn inside_a_namespace_with_only_loopback() {
     let local = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let (answer, _) = connect(local, &format!("127.0.0.2:{port}"));
     assert_eq!(answer.status, 407, "{answer:?}");
-    assert!(answer.body.contains("self-connection"), "{answer:?}");
+    assert!(answer.body.contains("Deny: Self Connection"), "{answer:?}");
 }

@@ -102,7 +102,7 @@ fn loopback_is_denied_by_default_with_smokescreens_answer() {
     assert_eq!(answer.status_line, "HTTP/1.1 407 Request rejected by proxy");
     let expected = format!(
         "Egress proxying is denied to host '{target}': no valid IP found among resolved \
-         addresses - 127.0.0.1 denied by rule 'Deny: ipv4-loopback'. ."
+         addresses - 127.0.0.1 denied by rule 'Deny: Not Global Unicast'. ."
     );
     assert_eq!(answer.body, format!("{expected}\n"));
     assert_eq!(
@@ -165,8 +165,9 @@ fn denial_log_line_has_smokescreens_fields() {
         line["decision_reason"]
             .as_str()
             .unwrap()
-            .contains("ipv4-loopback")
+            .ends_with("denied by rule 'Deny: Not Global Unicast'. ")
     );
+    assert_eq!(line["stopover_rule"], "ipv4-loopback");
     for field in [
         "id",
         "inbound_remote_addr",
@@ -185,7 +186,7 @@ fn additional_error_message_is_appended() {
     assert!(
         answer
             .body
-            .ends_with("'Deny: ipv4-loopback'. .\n\nAsk #egress on chat.\n\n"),
+            .ends_with("'Deny: Not Global Unicast'. .\n\nAsk #egress on chat.\n\n"),
         "{answer:?}"
     );
     assert!(
@@ -294,7 +295,7 @@ fn a_name_resolving_to_a_denied_address_is_denied_without_connecting() {
     assert!(
         answer
             .body
-            .contains("127.0.0.1 denied by rule 'Deny: ipv4-loopback'"),
+            .contains("127.0.0.1 denied by rule 'Deny: Not Global Unicast'"),
         "{answer:?}"
     );
     assert_eq!(
@@ -351,7 +352,7 @@ fn the_proxys_own_address_is_refused() {
     assert!(
         answer
             .body
-            .contains("denied by rule 'Deny: self-connection'"),
+            .contains("denied by rule 'Deny: Self Connection'"),
         "{answer:?}"
     );
 }
@@ -364,7 +365,10 @@ fn an_unknown_name_is_a_502() {
     assert_eq!(answer.status_line, "HTTP/1.1 502 Bad gateway");
     assert_eq!(
         answer.body,
-        "Failed to resolve remote hostname: lookup nowhere.test: no such host\n"
+        format!(
+            "Failed to resolve remote hostname: lookup nowhere.test on {}: no such host\n",
+            dns.addr
+        )
     );
     let line = proxy.decision("nowhere.test:443");
     assert_eq!(line["level"], "error");
