@@ -24,6 +24,7 @@ mod duration;
 mod limits;
 mod log;
 mod metrics;
+mod pool;
 mod proxy;
 mod settings;
 mod tls;

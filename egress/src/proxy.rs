@@ -7,9 +7,10 @@
 //! proxy's own listening addresses are refused on its port); the addresses that passed are
 //! tried in order within `--timeout`. A CONNECT answers `200` only once the upstream socket is
 //! open, then copies bytes both ways through fixed 16 KiB buffers until both sides close or the
-//! tunnel is idle for `idle_timeout`. A plain HTTP request is written on a fresh connection
-//! with its hop-by-hop and `X-Smokescreen-*` headers removed, and the answer streams back
-//! without `X-Smokescreen-Error`.
+//! tunnel is idle for `idle_timeout`. A plain HTTP request is written on an idle connection to
+//! an address that passed for this very request (see `pool.rs`) or on a new one, with its
+//! hop-by-hop and `X-Smokescreen-*` headers removed, and the answer streams back without
+//! `X-Smokescreen-Error`.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -34,10 +35,12 @@ use crate::drain::Tracker;
 use crate::limits::{Limits, Overload};
 use crate::log::{self, CANONICAL_PROXY_DECISION, Fields, Level};
 use crate::metrics::Metrics;
+use crate::pool::{ClientBody, Pool, PooledBody};
 use crate::settings::{Network, Settings};
+use hyper::client::conn::http1::SendRequest;
 
 /// The body of every answer: made here, or streamed from the upstream.
-pub type ProxyBody = Either<Either<Full<Bytes>, Empty<Bytes>>, Incoming>;
+pub type ProxyBody = Either<Either<Full<Bytes>, Empty<Bytes>>, PooledBody>;
 
 const ERROR_HEADER: &str = "x-smokescreen-error";
 const ROLE_HEADER: &str = "x-smokescreen-role";
@@ -67,6 +70,7 @@ pub struct Proxy {
     limits: Limits,
     tunnels: Arc<Tracker>,
     metrics: Option<Arc<Metrics>>,
+    pool: Arc<Pool>,
 }
 
 impl Proxy {
@@ -83,12 +87,17 @@ impl Proxy {
             settings.max_request_burst,
             settings.max_concurrent_connect_tunnels,
         );
+        let pool = Arc::new(Pool::new(
+            settings.max_idle_conns,
+            settings.max_idle_conns_per_host,
+        ));
         Proxy {
             settings,
             listening,
             limits,
             tunnels: Arc::new(Tracker::default()),
             metrics,
+            pool,
         }
     }
 
@@ -213,7 +222,7 @@ impl Proxy {
             return self.fail(&mut ctx, None, Failure::TunnelLimit, true);
         };
         let upstream = match self.dial(&mut ctx, &targets).await {
-            Ok(stream) => stream,
+            Ok((stream, _)) => stream,
             Err(failure) => return self.fail(&mut ctx, None, failure, true),
         };
         let idle = self.settings.idle_timeout;
@@ -283,24 +292,12 @@ impl Proxy {
                 return self.fail(&mut ctx, Some(decision), failure, false);
             }
         };
-        let stream = match self.dial(&mut ctx, &targets).await {
-            Ok(stream) => stream,
-            Err(failure) => return self.fail(&mut ctx, None, failure, false),
-        };
         let outgoing = match outgoing_request(request, &authority) {
             Ok(outgoing) => outgoing,
             Err(why) => return self.deny(&mut ctx, None, why, false),
         };
-        let exchange = async {
-            let mut builder = hyper::client::conn::http1::Builder::new();
-            builder.max_buf_size(MAX_HEAD_BYTES);
-            let (mut sender, connection) = builder.handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(connection);
-            sender.send_request(outgoing).await
-        };
-        let answer = tokio::time::timeout(self.settings.read_timeout, exchange).await;
-        match answer {
-            Ok(Ok(mut response)) => {
+        match self.exchange(&mut ctx, &targets, outgoing).await {
+            Ok((mut response, sender, addr)) => {
                 // smokescreen removes its error header from answers; its trace header goes too,
                 // so an upstream cannot plant either in the client's logs.
                 strip(response.headers_mut(), &[ERROR_HEADER, TRACE_HEADER]);
@@ -313,23 +310,66 @@ impl Proxy {
                     .unwrap_or(-1);
                 ctx.fields.insert("content_length".into(), length.into());
                 ctx.log_decision(None);
-                response.map(Either::Right)
+                let pool = self.pool.clone();
+                response.map(|body| Either::Right(PooledBody::new(body, pool, addr, sender)))
             }
-            Ok(Err(e)) => self.fail(
-                &mut ctx,
-                None,
-                Failure::Connect(format!("Failed to connect to remote host: {e}")),
-                false,
-            ),
-            Err(_) => self.fail(
-                &mut ctx,
-                None,
-                Failure::Timeout(format!(
-                    "Timed out connecting to remote host: no answer within {}",
-                    crate::duration::format(self.settings.read_timeout)
-                )),
-                false,
-            ),
+            Err(failure) => self.fail(&mut ctx, None, failure, false),
+        }
+    }
+
+    /// Sends a plain HTTP request on an idle connection to one of `targets`, or on a new one;
+    /// the answer's head, with the connection and the address it goes to.
+    async fn exchange(
+        &self,
+        ctx: &mut Context,
+        targets: &[SocketAddr],
+        outgoing: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, SendRequest<ClientBody>, SocketAddr), Failure> {
+        let mut outgoing = outgoing.map(Either::Left);
+        let read_timeout = self.settings.read_timeout;
+        let timed_out = || {
+            Failure::Timeout(format!(
+                "Timed out connecting to remote host: no answer within {}",
+                crate::duration::format(read_timeout)
+            ))
+        };
+        let failed =
+            |e: hyper::Error| Failure::Connect(format!("Failed to connect to remote host: {e}"));
+        let pooled = match self.pool.take(targets) {
+            Some((mut sender, addr)) => {
+                let ready = tokio::time::timeout(Duration::from_secs(1), sender.ready()).await;
+                matches!(ready, Ok(Ok(()))).then_some((sender, addr))
+            }
+            None => None,
+        };
+        if let Some((mut sender, addr)) = pooled {
+            // An upstream may close an idle connection just as it is reused. A request that was
+            // not sent, or that has no body and may be repeated, then goes on a new connection
+            // (as Go's transport retries it).
+            let replay = replayable(&outgoing);
+            match tokio::time::timeout(read_timeout, sender.try_send_request(outgoing)).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Ok(response)) => return Ok((response, sender, addr)),
+                Ok(Err(mut e)) => match (e.take_message(), replay) {
+                    (Some(request), _) => outgoing = request,
+                    (None, Some(request)) => outgoing = request,
+                    (None, None) => return Err(failed(e.into_error())),
+                },
+            }
+        }
+        let (stream, addr) = self.dial(ctx, targets).await?;
+        let exchange = async {
+            let mut builder = hyper::client::conn::http1::Builder::new();
+            builder.max_buf_size(MAX_HEAD_BYTES);
+            let (mut sender, connection) = builder.handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(connection);
+            let response = sender.send_request(outgoing).await?;
+            Ok::<_, hyper::Error>((response, sender))
+        };
+        match tokio::time::timeout(read_timeout, exchange).await {
+            Err(_) => Err(timed_out()),
+            Ok(Err(e)) => Err(failed(e)),
+            Ok(Ok((response, sender))) => Ok((response, sender, addr)),
         }
     }
 
@@ -567,7 +607,11 @@ impl Proxy {
     }
 
     /// Connects to the first target that answers, all within `--timeout`.
-    async fn dial(&self, ctx: &mut Context, targets: &[SocketAddr]) -> Result<TcpStream, Failure> {
+    async fn dial(
+        &self,
+        ctx: &mut Context,
+        targets: &[SocketAddr],
+    ) -> Result<(TcpStream, SocketAddr), Failure> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.settings.connect_timeout;
         let mut last_error = None;
@@ -591,7 +635,7 @@ impl Proxy {
                         fields.insert("outbound_local_addr".into(), local.to_string().into());
                     }
                     fields.insert("outbound_remote_addr".into(), target.to_string().into());
-                    return Ok(stream);
+                    return Ok((stream, *target));
                 }
                 Ok(Err(e)) => {
                     last_error = Some(format!("dial tcp {target}: connect: {}", go_error_text(&e)));
@@ -978,6 +1022,25 @@ fn outgoing_request(
     parts.headers.insert(header::HOST, host);
     parts.version = http::Version::HTTP_11;
     Ok(Request::from_parts(parts, body))
+}
+
+/// A copy of a request without a body whose method may be repeated (RFC 9110, section 9.2.2),
+/// to send again when a reused connection turns out closed.
+fn replayable(request: &Request<ClientBody>) -> Option<Request<ClientBody>> {
+    use http_body::Body;
+    let idempotent = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !request.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(Either::Right(Empty::new()));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 /// An I/O error as Go words it (`connection refused`), so that 502 texts read alike.

@@ -4,8 +4,8 @@
 //!
 //! The file is read strictly, as smokescreen reads it (an unknown key is an error). Keys for
 //! features this proxy does not have (`statsd_address`, `support_proxy_protocol`,
-//! `stats_socket_dir`, `mitm_ca_*`, `transport_max_idle_conns*`, `time_connect`) are refused by
-//! name when they are set, never ignored.
+//! `stats_socket_dir`, `mitm_ca_*`, `time_connect`) are refused by name when they are set,
+//! never ignored.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -108,6 +108,10 @@ pub struct Settings {
     pub read_timeout: Duration,
     /// Time allowed to drain connections after SIGTERM.
     pub exit_timeout: Duration,
+    /// Idle upstream connections kept for plain HTTP in all (0 = the default, 512).
+    pub max_idle_conns: usize,
+    /// Idle upstream connections kept per address (0 = the default, 32).
+    pub max_idle_conns_per_host: usize,
     /// TLS on the listener.
     pub tls: Option<TlsSettings>,
     /// Prometheus metrics.
@@ -230,14 +234,6 @@ impl FileConfig {
             ),
             ("mitm_ca_cert_file", self.mitm_ca_cert_file.is_some()),
             ("mitm_ca_key_file", self.mitm_ca_key_file.is_some()),
-            (
-                "transport_max_idle_conns",
-                self.transport_max_idle_conns != 0,
-            ),
-            (
-                "transport_max_idle_conns_per_host",
-                self.transport_max_idle_conns_per_host != 0,
-            ),
             ("time_connect", self.time_connect),
         ];
         match set.iter().find(|(_, is_set)| *is_set) {
@@ -396,6 +392,9 @@ impl Settings {
                 .exit_timeout
                 .map(|d| d.0)
                 .unwrap_or(DEFAULT_EXIT_TIMEOUT),
+            max_idle_conns: usize::try_from(file.transport_max_idle_conns).unwrap_or(0),
+            max_idle_conns_per_host: usize::try_from(file.transport_max_idle_conns_per_host)
+                .unwrap_or(0),
             tls,
             prometheus,
             write_timeout_ignored: file.write_timeout.is_some(),

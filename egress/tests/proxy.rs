@@ -40,12 +40,19 @@ fn connect_answers_200_only_after_the_upstream_is_open() {
     let proxy = Egress::start(&["--allow-address", &allow]);
     let (answer, mut tunnel) = connect(proxy.addr, &allow);
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert_eq!(
-        upstream
-            .connections
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    // The upstream's accept loop may count the connection a moment after the kernel opened it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while upstream
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst)
+        != 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream saw no connection"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     tunnel
         .write_all(b"GET /raw HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -90,6 +97,54 @@ fn plain_http_is_forwarded_without_smokescreen_headers() {
     let line = proxy.decision(&allow);
     assert_eq!(line["trace_id"], "trace-42");
     assert_eq!(line["proxy_type"], "http");
+}
+
+#[test]
+fn plain_http_reuses_an_idle_upstream_connection() {
+    let upstream = Upstream::start("127.0.0.1");
+    let allow = format!("127.0.0.1:{}", upstream.port());
+    let proxy = Egress::start(&["--allow-address", &allow]);
+    let out = curl(&[
+        "-x",
+        &proxy.url(),
+        &format!("http://{allow}/first"),
+        &format!("http://{allow}/second"),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("GET /first HTTP/1.1"), "{out:?}");
+    assert!(out.stdout.contains("GET /second HTTP/1.1"), "{out:?}");
+    assert_eq!(
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[test]
+fn an_upstream_that_closes_gets_a_new_connection() {
+    for announce in [true, false] {
+        let upstream = Upstream::start_closing("127.0.0.1", announce);
+        let allow = format!("127.0.0.1:{}", upstream.port());
+        let proxy = Egress::start(&["--allow-address", &allow]);
+        let urls: Vec<String> = (0..4).map(|i| format!("http://{allow}/{i}")).collect();
+        let mut args = vec!["-x", proxy.url().leak() as &str];
+        args.extend(urls.iter().map(String::as_str));
+        let out = curl(&args);
+        assert_eq!(out.code, 0, "announce {announce}: {out:?}");
+        for i in 0..4 {
+            assert!(
+                out.stdout.contains(&format!("GET /{i} HTTP/1.1")),
+                "{out:?}"
+            );
+        }
+        assert_eq!(
+            upstream
+                .connections
+                .load(std::sync::atomic::Ordering::SeqCst),
+            4
+        );
+    }
 }
 
 #[test]

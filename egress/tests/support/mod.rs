@@ -189,6 +189,16 @@ impl Upstream {
 
     /// Starts on `addr`.
     pub fn start_on(addr: &str) -> Upstream {
+        Self::start_with(addr, None)
+    }
+
+    /// Starts on `ip`, closing every connection after one answer: with `Connection: close`
+    /// when `announce`, silently otherwise.
+    pub fn start_closing(ip: &str, announce: bool) -> Upstream {
+        Self::start_with(&format!("{ip}:0"), Some(announce))
+    }
+
+    fn start_with(addr: &str, closing: Option<bool>) -> Upstream {
         let listener = TcpListener::bind(addr).expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -201,7 +211,7 @@ impl Upstream {
                 }
                 let Ok(stream) = stream else { continue };
                 count.fetch_add(1, Ordering::SeqCst);
-                thread::spawn(move || serve_echo(stream));
+                thread::spawn(move || serve_echo(stream, closing));
             }
         });
         Upstream {
@@ -224,19 +234,24 @@ impl Drop for Upstream {
     }
 }
 
-fn serve_echo(mut stream: TcpStream) {
+fn serve_echo(mut stream: TcpStream, closing: Option<bool>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     loop {
         let Some(head) = read_head(&mut stream) else {
             return;
         };
         let body = String::from_utf8_lossy(&head).into_owned();
+        let close = if closing == Some(true) {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Smokescreen-Error: from-upstream\r\n\
-             X-Smokescreen-Trace-ID: from-upstream\r\nX-Upstream: yes\r\nContent-Length: {}\r\n\r\n{body}",
+             X-Smokescreen-Trace-ID: from-upstream\r\nX-Upstream: yes\r\n{close}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        if stream.write_all(response.as_bytes()).is_err() {
+        if stream.write_all(response.as_bytes()).is_err() || closing.is_some() {
             return;
         }
     }
