@@ -45,7 +45,12 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     version,
     about = "An egress proxy that applies stopover's SSRF policy to every connection it \
              opens: a drop-in for stripe/smokescreen (same flags, ACL file, answers and log line).",
-    max_term_width = 100
+    max_term_width = 100,
+    after_help = "smokescreen flags refused by name (not implemented): --proxy-protocol, \
+                  --statsd-address, --stats-socket-dir, --stats-socket-file-mode, \
+                  --upstream-http-proxy-addr, --upstream-https-proxy-addr. allow_missing_role, \
+                  idle_timeout, exit_timeout and the other timeouts are set in --config-file, \
+                  as in smokescreen."
 )]
 pub struct Args {
     /// Load configuration from FILE (smokescreen's YAML). Command line options override values
