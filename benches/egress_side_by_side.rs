@@ -220,15 +220,16 @@ async fn connect_client(
     (latencies, errors)
 }
 
-/// Reads a response head byte-exactly (the tunnel's bytes follow it).
+/// Reads the proxy's answer to CONNECT. Nothing follows it until the client speaks, so a
+/// chunked read cannot swallow tunnel bytes.
 async fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> Option<String> {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut buf[..1]).await.ok()?;
+        let n = stream.read(buf).await.ok()?;
         if n == 0 || head.len() > 8192 {
             return None;
         }
-        head.push(buf[0]);
+        head.extend_from_slice(&buf[..n]);
     }
     String::from_utf8(head).ok()
 }

@@ -25,7 +25,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -1095,34 +1095,27 @@ struct Tunneled {
 }
 
 /// Copies bytes both ways until both directions end, or nothing moves for `idle` (zero =
-/// never).
-async fn tunnel<C>(client: C, upstream: TcpStream, idle: Duration) -> Tunneled
+/// never). One task, no split halves: tokio's bidirectional copy with a
+/// [`TUNNEL_BUFFER`]-byte buffer per direction, the upstream side metered.
+async fn tunnel<C>(mut client: C, upstream: TcpStream, idle: Duration) -> Tunneled
 where
-    C: AsyncRead + AsyncWrite + Send + 'static,
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let started = Instant::now();
-    let last_activity = Arc::new(AtomicU64::new(0));
-    let bytes_out = Arc::new(AtomicU64::new(0));
-    let bytes_in = Arc::new(AtomicU64::new(0));
-    let (client_read, client_write) = tokio::io::split(client);
-    let (upstream_read, upstream_write) = upstream.into_split();
-    let up = pump(
-        client_read,
-        upstream_write,
+    let mut upstream = Metered {
+        inner: upstream,
         started,
-        &last_activity,
-        &bytes_out,
-    );
-    let down = pump(
-        upstream_read,
-        client_write,
-        started,
-        &last_activity,
-        &bytes_in,
-    );
-    let both = async {
-        tokio::join!(up, down);
+        last_activity: Arc::new(AtomicU64::new(0)),
+        bytes_in: 0,
+        bytes_out: 0,
     };
+    let last_activity = upstream.last_activity.clone();
+    let copy = tokio::io::copy_bidirectional_with_sizes(
+        &mut client,
+        &mut upstream,
+        TUNNEL_BUFFER,
+        TUNNEL_BUFFER,
+    );
     let watchdog = async {
         if idle.is_zero() {
             return std::future::pending().await;
@@ -1137,40 +1130,79 @@ where
         }
     };
     tokio::select! {
-        _ = both => {}
+        _ = copy => {}
         _ = watchdog => {}
     }
     Tunneled {
-        bytes_in: bytes_in.load(Ordering::Relaxed),
-        bytes_out: bytes_out.load(Ordering::Relaxed),
-        last_activity: Duration::from_millis(last_activity.load(Ordering::Relaxed)),
+        bytes_in: upstream.bytes_in,
+        bytes_out: upstream.bytes_out,
+        last_activity: Duration::from_millis(upstream.last_activity.load(Ordering::Relaxed)),
     }
 }
 
-async fn pump<R, W>(
-    mut from: R,
-    mut to: W,
+/// The upstream side of a tunnel, counting bytes each way and noting when one last moved
+/// (either way counts: both directions pass through it).
+struct Metered {
+    inner: TcpStream,
     started: Instant,
-    last_activity: &AtomicU64,
-    carried: &AtomicU64,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; TUNNEL_BUFFER];
-    loop {
-        let read = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if to.write_all(&buf[..read]).await.is_err() {
-            break;
-        }
-        carried.fetch_add(read as u64, Ordering::Relaxed);
-        last_activity.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    last_activity: Arc<AtomicU64>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Metered {
+    fn touch(&self) {
+        self.last_activity
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
-    let _ = to.shutdown().await;
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.bytes_in += read as u64;
+            self.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(written)) = polled {
+            if written > 0 {
+                self.bytes_out += written as u64;
+                self.touch();
+            }
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]
