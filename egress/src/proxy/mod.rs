@@ -32,6 +32,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -46,7 +47,6 @@ use crate::log::{self, CANONICAL_PROXY_DECISION, Fields, Level};
 use crate::metrics::Metrics;
 use crate::pool::{ClientBody, Pool, PooledBody};
 use crate::settings::{Network, Settings};
-use hyper::client::conn::http1::SendRequest;
 
 use answer::{Context, Failure, go_error_text, plain_error};
 use decide::{Decision, Outcome, split_host_port, split_host_port_or};
