@@ -2,7 +2,9 @@
 //!
 //! With `--resolver-address`, names are asked of that server alone, over UDP, as smokescreen
 //! does (its Go resolver dials the one configured address): an A and an AAAA query sent at
-//! once, each answer matched by id and question, both bounded by `--dns-timeout`. The client is
+//! once, each answer matched by id and question, both bounded by `--dns-timeout`. A truncated
+//! answer is asked again over TCP (smokescreen's resolver, whose dialer always speaks UDP, fails
+//! those). The client is
 //! written by hand (a query, and the answer section's A and AAAA records) because the proxy
 //! needs nothing more: hickory-resolver would bring a cache (moka and crossbeam), system
 //! configuration and DNSSEC code that smokescreen does not have, for two record types from one
@@ -163,7 +165,13 @@ async fn query(
                     return Err(ResolveError::Failed(format!("read udp {server}: {e}")));
                 }
                 Ok(Ok(len)) => {
-                    if let Some(answer) = decode_answer(&buf[..len], id, &message[12..], kind)? {
+                    let answer = &buf[..len];
+                    // A truncated answer is asked again over TCP (RFC 7766), once it is known
+                    // to answer this query.
+                    if is_truncated(answer) && answers_query(answer, id, &message[12..]) {
+                        return query_tcp(server, &message, kind, deadline).await;
+                    }
+                    if let Some(answer) = decode_answer(answer, id, &message[12..], kind)? {
                         return Ok(answer);
                     }
                     // Not our answer (a late one to an earlier try, or a spoof): keep waiting.
@@ -171,6 +179,50 @@ async fn query(
             }
         }
     }
+}
+
+/// The same query over TCP, for an answer too large for UDP.
+async fn query_tcp(
+    server: SocketAddr,
+    message: &[u8],
+    kind: RecordType,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, ResolveError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let failed = |e: io::Error| ResolveError::Failed(format!("dial tcp {server}: {e}"));
+        let mut stream = tokio::net::TcpStream::connect(server)
+            .await
+            .map_err(failed)?;
+        let mut framed = Vec::with_capacity(message.len() + 2);
+        framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
+        framed.extend_from_slice(message);
+        stream.write_all(&framed).await.map_err(failed)?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).await.map_err(failed)?;
+        // At most 64 KiB, the largest DNS message.
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut answer).await.map_err(failed)?;
+        let id = u16::from_be_bytes([message[0], message[1]]);
+        decode_answer(&answer, id, &message[12..], kind)?
+            .ok_or_else(|| ResolveError::Failed(format!("dial tcp {server}: mismatched answer")))
+    };
+    match timeout_at(deadline, exchange).await {
+        Err(_) => Err(ResolveError::Timeout),
+        Ok(found) => found,
+    }
+}
+
+fn is_truncated(message: &[u8]) -> bool {
+    message.len() >= 12 && message[2] & 0x02 != 0
+}
+
+/// Whether `message` is the answer to the query with this id and question.
+fn answers_query(message: &[u8], id: u16, question: &[u8]) -> bool {
+    message.len() >= 12
+        && message[..2] == id.to_be_bytes()
+        && message[2] & 0x80 != 0
+        && message.get(12..12 + question.len()) == Some(question)
 }
 
 fn random_id() -> u16 {
@@ -216,11 +268,11 @@ fn decode_answer(
     question: &[u8],
     kind: RecordType,
 ) -> Result<Option<Vec<IpAddr>>, ResolveError> {
-    if message.len() < 12 || message[..2] != id.to_be_bytes() || message[2] & 0x80 == 0 {
+    if !answers_query(message, id, question) {
         return Ok(None);
     }
     let count = |at: usize| usize::from(u16::from_be_bytes([message[at], message[at + 1]]));
-    if count(4) != 1 || message.get(12..12 + question.len()) != Some(question) {
+    if count(4) != 1 {
         return Ok(None);
     }
     match message[3] & 0x0f {

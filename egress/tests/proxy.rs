@@ -340,6 +340,26 @@ fn names_are_resolved_through_resolver_address() {
 }
 
 #[test]
+fn a_truncated_dns_answer_is_asked_again_over_tcp() {
+    let upstream = Upstream::start("127.0.0.1");
+    let dns = Dns::start_with(&[("big.test", &["127.0.0.1"])], &[], &["big.test"]);
+    let proxy = Egress::start(&[
+        "--resolver-address",
+        &dns.addr.to_string(),
+        "--allow-address",
+        &format!("127.0.0.1:{}", upstream.port()),
+    ]);
+    let (answer, _) = connect(proxy.addr, &format!("big.test:{}", upstream.port()));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(dns.queries_for("big.test"), 2, "A and AAAA over UDP");
+    assert_eq!(
+        dns.queries_for("tcp:big.test"),
+        2,
+        "A and AAAA again over TCP"
+    );
+}
+
+#[test]
 fn a_name_resolving_to_a_denied_address_is_denied_without_connecting() {
     let upstream = Upstream::start("127.0.0.1");
     let dns = Dns::start(&[("rebind.test", &["127.0.0.1"])], &[]);

@@ -285,22 +285,37 @@ pub struct Dns {
 impl Dns {
     /// Starts with `records` (name, addresses) and `silent` names.
     pub fn start(records: &[(&str, &[&str])], silent: &[&str]) -> Dns {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind dns");
-        let addr = socket.local_addr().unwrap();
-        let table: HashMap<String, Vec<IpAddr>> = records
-            .iter()
-            .map(|(name, ips)| {
-                (
-                    name.to_string(),
-                    ips.iter()
-                        .map(|ip| ip.parse().expect("test address"))
-                        .collect(),
-                )
+        Self::start_with(records, silent, &[])
+    }
+
+    /// Starts with `records`; over UDP the `truncated` names get an empty answer with the TC
+    /// bit set, and their records only over TCP (on the same port).
+    pub fn start_with(records: &[(&str, &[&str])], silent: &[&str], truncated: &[&str]) -> Dns {
+        let (socket, tcp) = (0..20)
+            .find_map(|_| {
+                let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let tcp = TcpListener::bind(socket.local_addr().ok()?).ok()?;
+                Some((socket, tcp))
             })
-            .collect();
+            .expect("a UDP and TCP port pair for the DNS server");
+        let addr = socket.local_addr().unwrap();
+        let table: Arc<HashMap<String, Vec<IpAddr>>> = Arc::new(
+            records
+                .iter()
+                .map(|(name, ips)| {
+                    (
+                        name.to_string(),
+                        ips.iter()
+                            .map(|ip| ip.parse().expect("test address"))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        );
         let silent: Vec<String> = silent.iter().map(|s| s.to_string()).collect();
+        let truncated: Vec<String> = truncated.iter().map(|s| s.to_string()).collect();
         let queries = Arc::new(Mutex::new(HashMap::new()));
-        let seen = queries.clone();
+        let (seen, udp_table) = (queries.clone(), table.clone());
         thread::spawn(move || {
             let mut buf = [0u8; 512];
             loop {
@@ -314,14 +329,46 @@ impl Dns {
                 if silent.contains(&name) {
                     continue;
                 }
-                let answer = build_answer(&buf[..question_end], table.get(&name), qtype);
+                let answer = if truncated.contains(&name) {
+                    let mut answer = build_answer(&buf[..question_end], Some(&Vec::new()), qtype);
+                    answer[2] |= 0x02;
+                    answer
+                } else {
+                    build_answer(&buf[..question_end], udp_table.get(&name), qtype)
+                };
                 let _ = socket.send_to(&answer, from);
+            }
+        });
+        let tcp_seen = queries.clone();
+        thread::spawn(move || {
+            for stream in tcp.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut length = [0u8; 2];
+                if stream.read_exact(&mut length).is_err() {
+                    continue;
+                }
+                let mut query = vec![0u8; usize::from(u16::from_be_bytes(length))];
+                if stream.read_exact(&mut query).is_err() {
+                    continue;
+                }
+                let Some((name, qtype, question_end)) = parse_question(&query) else {
+                    continue;
+                };
+                *tcp_seen
+                    .lock()
+                    .unwrap()
+                    .entry(format!("tcp:{name}"))
+                    .or_insert(0) += 1;
+                let answer = build_answer(&query[..question_end], table.get(&name), qtype);
+                let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&answer);
+                let _ = stream.write_all(&framed);
             }
         });
         Dns { addr, queries }
     }
 
-    /// How many queries asked for `name`.
+    /// How many queries asked for `name` (`tcp:name` for those over TCP).
     pub fn queries_for(&self, name: &str) -> usize {
         self.queries.lock().unwrap().get(name).copied().unwrap_or(0)
     }
