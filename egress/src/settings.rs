@@ -255,10 +255,7 @@ impl Settings {
 
         let listen_ip = match args.listen_ip.as_deref().or(file.ip.as_deref()) {
             None | Some("") => None,
-            Some(text) => Some(
-                text.parse::<IpAddr>()
-                    .map_err(|_| format!("invalid listen-ip {text:?}: not an IP address"))?,
-            ),
+            Some(text) => Some(listen_address(text, "listen-ip")?),
         };
         let listen_port = args.listen_port.or(file.port).unwrap_or(DEFAULT_PORT);
         let parse_flag = |name: &str, value: &Option<String>| -> Result<Option<Duration>, String> {
@@ -447,10 +444,10 @@ fn prometheus_settings(args: &Args) -> Result<Option<PrometheusSettings>, String
     }
     let ip = args.prometheus_listen_ip.as_deref().unwrap_or("0.0.0.0");
     let port = args.prometheus_port.as_deref().unwrap_or("9810");
-    let addr = format!("{ip}:{port}")
-        .parse::<SocketAddr>()
-        .or_else(|_| format!("[{ip}]:{port}").parse::<SocketAddr>())
-        .map_err(|_| format!("invalid prometheus listen address {ip:?} port {port:?}"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("invalid prometheus-port {port:?}"))?;
+    let addr = SocketAddr::new(listen_address(ip, "prometheus-listen-ip")?, port);
     let endpoint = args
         .prometheus_endpoint
         .clone()
@@ -461,6 +458,23 @@ fn prometheus_settings(args: &Args) -> Result<Option<PrometheusSettings>, String
         ));
     }
     Ok(Some(PrometheusSettings { addr, endpoint }))
+}
+
+/// A listening address: an IP literal, or a name resolved once at start (Go's `net.Listen`
+/// takes `localhost` too).
+fn listen_address(text: &str, flag: &str) -> Result<IpAddr, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    use std::net::ToSocketAddrs;
+    (text, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| addr.ip())
+        .ok_or_else(|| {
+            format!("invalid {flag} {text:?}: not an IP address or a name that resolves")
+        })
 }
 
 /// smokescreen's address flags, before they become policy rules.
