@@ -254,6 +254,21 @@ fn additional_error_message_is_appended() {
 }
 
 #[test]
+fn a_utf8_deny_message_reaches_the_header_too() {
+    let proxy = Egress::start(&[
+        "--additional-error-message-on-deny",
+        "Demandez à #sécurité.",
+    ]);
+    let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+    stream
+        .write_all(b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n")
+        .unwrap();
+    let head = support::read_head(&mut stream).expect("an answer");
+    let head = String::from_utf8(head).expect("UTF-8 head");
+    assert!(head.contains("Demandez à #sécurité."), "{head}");
+}
+
+#[test]
 fn connect_without_a_port_is_denied() {
     let proxy = Egress::start(&[]);
     let (answer, _) = raw_request(

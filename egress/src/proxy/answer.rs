@@ -96,7 +96,9 @@ impl Proxy {
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        if let Ok(value) = HeaderValue::from_str(header_text) {
+        // from_bytes, not from_str: a UTF-8 message (--additional-error-message-on-deny in
+        // another language) is sent as its bytes, as Go sends it.
+        if let Ok(value) = HeaderValue::from_bytes(header_text.as_bytes()) {
             headers.insert(HeaderName::from_static(ERROR_HEADER), value);
         }
         if connect {
