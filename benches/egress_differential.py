@@ -74,6 +74,13 @@ NAMES = {
     "sixtofour.test": ["2002:808:808::1"],
     "doc6.test": ["2001:db8::1"],
     "public.test": ["8.8.8.8"],
+    "api.allowed.test": ["8.8.8.8"],
+    "allowed.test": ["8.8.8.8"],
+    "deep.api.allowed.test": ["8.8.8.8"],
+    "notallowed.test": ["8.8.8.8"],
+    "everyone.test": ["8.8.8.8"],
+    "x.nobody.test": ["8.8.8.8"],
+    "xn--bcher-kva.test": ["8.8.8.8"],
 }
 
 
@@ -117,7 +124,29 @@ CASES = [
     ("ACL: enforce default, other host", "acl", connect_case("loop.test:443")),
     ("ACL: global deny list", "acl", connect_case("metadata.test:80")),
     ("IPv6 literal with an ACL", "acl", connect_case("[2606:4700::1]:443")),
+    ("ACL glob: one label under", "globs", connect_case("api.allowed.test:443")),
+    ("ACL glob: two labels under", "globs", connect_case("deep.api.allowed.test:443")),
+    ("ACL glob: the apex is not under", "globs", connect_case("allowed.test:443")),
+    ("ACL glob: a lookalike suffix", "globs", connect_case("notallowed.test:443")),
+    ("ACL: upper case and a trailing dot", "globs", connect_case("API.Allowed.TEST.:443")),
+    ("ACL: global allow under enforce", "globs", connect_case("everyone.test:443")),
+    ("ACL: global deny glob", "globs", connect_case("x.nobody.test:443")),
+    ("ACL: IDNA host against its punycode entry", "globs", connect_case("xn--bcher-kva.test:443")),
+    ("ACL: IPv4 literal listed", "globs", connect_case("8.8.4.4:443")),
+    ("ACL: IPv4 literal not listed", "globs", connect_case("8.8.8.8:443")),
+    ("ACL: plain HTTP, listed host", "globs",
+     get_case("http://api.allowed.test/", "api.allowed.test")),
 ]
+
+ACL_GLOBS = """version: v1
+services: []
+default:
+  project: globs
+  action: enforce
+  allowed_domains: ["*.allowed.test", "xn--bcher-kva.test", "8.8.4.4"]
+global_allow_list: [everyone.test]
+global_deny_list: ["*.nobody.test"]
+"""
 
 ACL = """version: v1
 services: []
@@ -227,12 +256,19 @@ def main():
     config = os.path.join(tmp, "config.yaml")
     with open(config, "w") as f:
         f.write(f"allow_missing_role: true\nacl_file: {acl}\n")
+    acl_globs = os.path.join(tmp, "acl-globs.yaml")
+    with open(acl_globs, "w") as f:
+        f.write(ACL_GLOBS)
+    config_globs = os.path.join(tmp, "config-globs.yaml")
+    with open(config_globs, "w") as f:
+        f.write(f"allow_missing_role: true\nacl_file: {acl_globs}\n")
 
     common = ["--resolver-address", resolver, "--timeout", "2s"]
     setups = {
         "plain": [],
         "ranges": ["--allow-range", "192.168.0.0/16", "--deny-address", "192.168.1.5"],
         "acl": ["--config-file", config],
+        "globs": ["--config-file", config_globs],
     }
     disagreements, unexplained = 0, 0
     port = 24750
