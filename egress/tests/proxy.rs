@@ -269,6 +269,53 @@ fn a_utf8_deny_message_reaches_the_header_too() {
 }
 
 #[test]
+fn an_oversized_request_head_is_refused_unread() {
+    let proxy = Egress::start(&[]);
+    let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let huge = "a".repeat(2 << 20);
+    // The proxy stops reading past its 1 MiB head limit: the write may fail once it has closed.
+    let _ = stream.write_all(
+        format!("GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n").as_bytes(),
+    );
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn the_network_setting_keeps_one_address_family() {
+    let upstream = Upstream::start("127.0.0.1");
+    let port = upstream.port();
+    // ::1 is denied (loopback, not allowed); 127.0.0.1 on the upstream's port is allowed.
+    let dns = Dns::start(&[("dual.test", &["::1", "127.0.0.1"])], &[]);
+    let target = format!("dual.test:{port}");
+    for (network, status) in [("ip", 200), ("ip4", 200), ("ip6", 407)] {
+        let config = support::temp_file(
+            &format!("network-{network}"),
+            "config.yaml",
+            &format!("network: {network}\n"),
+        );
+        let proxy = Egress::start(&[
+            "--config-file",
+            &config,
+            "--resolver-address",
+            &dns.addr.to_string(),
+            "--allow-address",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        let (answer, _) = connect(proxy.addr, &target);
+        assert_eq!(answer.status, status, "network {network}: {answer:?}");
+    }
+}
+
+#[test]
 fn connect_without_a_port_is_denied() {
     let proxy = Egress::start(&[]);
     let (answer, _) = raw_request(
