@@ -100,3 +100,37 @@ fn an_idle_client_connection_is_closed_after_read_header_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    use std::io::Read;
+    // An upstream that answers one second late.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = support::read_head(&mut stream);
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nlate\n");
+    });
+    let mut proxy = Egress::start(&["--allow-address", &target]);
+    let mut client = std::net::TcpStream::connect(proxy.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.terminate();
+    let answer = read_answer(&mut client);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "late\n");
+    // The kept-alive connection is closed once the answer is out, and the proxy exits.
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits once drained");
+    assert!(status.success(), "{status:?}");
+}
