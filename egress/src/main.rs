@@ -95,13 +95,6 @@ async fn run(settings: Settings) -> Result<(), String> {
         }
         None => None,
     };
-    if settings.write_timeout_ignored {
-        log::message(
-            Level::Warn,
-            "write_timeout is accepted but not applied: tunnels and answers are bounded by \
-             idle_timeout instead",
-        );
-    }
     if let Some(acl) = &settings.acl {
         if !acl.has_default() {
             log::message(

@@ -10,6 +10,7 @@
 //! kept.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -100,38 +101,67 @@ impl Pool {
     }
 }
 
-/// An upstream answer's body that gives its connection back to the pool at its end.
+/// An upstream answer's body that gives its connection back to the pool at its end, and fails
+/// (closing both connections) if it is not through by its deadline (`write_timeout`).
 pub struct PooledBody {
     inner: Incoming,
     give_back: Option<(Arc<Pool>, SocketAddr, Sender)>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
+/// The answer was not written out within `write_timeout`.
+#[derive(Debug)]
+pub struct WriteTimeout;
+
+impl std::fmt::Display for WriteTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the answer was not written within write_timeout")
+    }
+}
+
+impl std::error::Error for WriteTimeout {}
+
 impl PooledBody {
-    /// Wraps `inner`; the connection goes back at once when the body is already empty.
-    pub fn new(inner: Incoming, pool: Arc<Pool>, addr: SocketAddr, sender: Sender) -> Self {
+    /// Wraps `inner`, to be read out by `deadline`; the connection goes back at once when the
+    /// body is already empty.
+    pub fn new(
+        inner: Incoming,
+        pool: Arc<Pool>,
+        addr: SocketAddr,
+        sender: Sender,
+        deadline: tokio::time::Instant,
+    ) -> Self {
+        let deadline = Box::pin(tokio::time::sleep_until(deadline));
         if inner.is_end_stream() {
             pool.give_back(addr, sender);
             return PooledBody {
                 inner,
                 give_back: None,
+                deadline,
             };
         }
         PooledBody {
             inner,
             give_back: Some((pool, addr, sender)),
+            deadline,
         }
     }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            // The upstream connection is dropped with `give_back`, unfinished.
+            this.give_back = None;
+            return Poll::Ready(Some(Err(Box::new(WriteTimeout))));
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         // The end is either the last frame (hyper's server stops polling a body whose length
         // it knows once it is complete) or the end of the stream.
@@ -145,7 +175,7 @@ impl Body for PooledBody {
                 pool.give_back(addr, sender);
             }
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

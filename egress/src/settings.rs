@@ -116,9 +116,9 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// Prometheus metrics.
     pub prometheus: Option<PrometheusSettings>,
-    /// Whether the file set `write_timeout`, which is accepted and not applied (a warning at
-    /// start says so).
-    pub write_timeout_ignored: bool,
+    /// Time allowed for a plain HTTP answer to be written out, from the request's arrival
+    /// (smokescreen's `write_timeout`; tunnels are bounded by `idle_timeout` instead).
+    pub write_timeout: Duration,
 }
 
 /// smokescreen's YAML configuration file.
@@ -394,7 +394,7 @@ impl Settings {
                 .unwrap_or(0),
             tls,
             prometheus,
-            write_timeout_ignored: file.write_timeout.is_some(),
+            write_timeout: nonzero_or(file.write_timeout, DEFAULT_SERVER_TIMEOUT),
         })
     }
 }

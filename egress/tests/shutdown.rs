@@ -134,3 +134,37 @@ fn sigterm_lets_a_request_in_flight_finish() {
         .expect("exits once drained");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn an_answer_not_written_within_write_timeout_is_cut() {
+    use std::io::Read;
+    // An upstream that sends its head and half its body, then stalls.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = support::read_head(&mut stream);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf.");
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let config = temp_file("write-timeout", "config.yaml", "write_timeout: 500ms\n");
+    let proxy = Egress::start(&["--config-file", &config, "--allow-address", &target]);
+    let mut client = std::net::TcpStream::connect(proxy.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    client
+        .write_all(format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .unwrap();
+    let head = support::read_head(&mut client).expect("the answer's head");
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    let mut body = Vec::new();
+    let _ = client.read_to_end(&mut body);
+    assert_eq!(body, b"half.", "the answer is cut, not completed");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -280,6 +280,7 @@ impl Proxy {
         peer: SocketAddr,
         identity: &ClientIdentity,
     ) -> Response<ProxyBody> {
+        let started = Instant::now();
         let authority = request
             .uri()
             .authority()
@@ -325,7 +326,10 @@ impl Proxy {
                 ctx.fields.insert("content_length".into(), length.into());
                 ctx.log_decision(None);
                 let pool = self.pool.clone();
-                response.map(|body| Either::Right(PooledBody::new(body, pool, addr, sender)))
+                let deadline =
+                    tokio::time::Instant::from_std(started) + self.settings.write_timeout;
+                response
+                    .map(|body| Either::Right(PooledBody::new(body, pool, addr, sender, deadline)))
             }
             Err(failure) => self.fail(&mut ctx, None, failure, false),
         }
