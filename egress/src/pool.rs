@@ -106,7 +106,10 @@ impl Pool {
 pub struct PooledBody {
     inner: Incoming,
     give_back: Option<(Arc<Pool>, SocketAddr, Sender)>,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    /// A timer for the deadline, made only once the body has had to wait: a timer per answer
+    /// costs a visible latency tail on fast upstreams.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// The answer was not written out within `write_timeout`.
@@ -131,19 +134,20 @@ impl PooledBody {
         sender: Sender,
         deadline: tokio::time::Instant,
     ) -> Self {
-        let deadline = Box::pin(tokio::time::sleep_until(deadline));
         if inner.is_end_stream() {
             pool.give_back(addr, sender);
             return PooledBody {
                 inner,
                 give_back: None,
                 deadline,
+                timer: None,
             };
         }
         PooledBody {
             inner,
             give_back: Some((pool, addr, sender)),
             deadline,
+            timer: None,
         }
     }
 }
@@ -157,12 +161,25 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        let cut = |this: &mut Self| {
             // The upstream connection is dropped with `give_back`, unfinished.
             this.give_back = None;
-            return Poll::Ready(Some(Err(Box::new(WriteTimeout))));
+            Poll::Ready(Some(Err(Box::new(WriteTimeout) as Self::Error)))
+        };
+        if tokio::time::Instant::now() >= this.deadline {
+            return cut(this);
         }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_pending() {
+            let deadline = this.deadline;
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return cut(this);
+            }
+            return Poll::Pending;
+        }
         // The end is either the last frame (hyper's server stops polling a body whose length
         // it knows once it is complete) or the end of the stream.
         let ended = match &polled {
