@@ -78,12 +78,20 @@ pub struct Args {
     #[arg(long, value_name = "RANGE")]
     pub allow_range: Vec<String>,
 
-    /// Add IP[:PORT] to list of blocked IPs. Repeatable.
-    #[arg(long, value_name = "IP[:PORT]")]
+    /// An address (IP, or IP and port) to block. Repeatable.
+    #[arg(
+        long,
+        value_name = "IP[:PORT]",
+        help = "Add IP[:PORT] to list of blocked IPs. Repeatable."
+    )]
     pub deny_address: Vec<String>,
 
-    /// Add IP[:PORT] to list of allowed IPs. Repeatable.
-    #[arg(long, value_name = "IP[:PORT]")]
+    /// An address (IP, or IP and port) to allow. Repeatable.
+    #[arg(
+        long,
+        value_name = "IP[:PORT]",
+        help = "Add IP[:PORT] to list of allowed IPs. Repeatable."
+    )]
     pub allow_address: Vec<String>,
 
     /// Validate egress traffic against FILE (smokescreen's ACL YAML, version v1).
