@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long an idle connection is kept (Go's `http.DefaultTransport` keeps them 90 seconds).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -110,6 +111,8 @@ pub struct PooledBody {
     /// A timer for the deadline, made only once the body has had to wait: a timer per answer
     /// costs a visible latency tail on fast upstreams.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The request's `--max-concurrent-requests` slot, held until the answer is written out.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// The answer was not written out within `write_timeout`.
@@ -125,14 +128,15 @@ impl std::fmt::Display for WriteTimeout {
 impl std::error::Error for WriteTimeout {}
 
 impl PooledBody {
-    /// Wraps `inner`, to be read out by `deadline`; the connection goes back at once when the
-    /// body is already empty.
+    /// Wraps `inner`, to be read out by `deadline`, holding `permit` until then; the
+    /// connection goes back at once when the body is already empty.
     pub fn new(
         inner: Incoming,
         pool: Arc<Pool>,
         addr: SocketAddr,
         sender: Sender,
         deadline: tokio::time::Instant,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         if inner.is_end_stream() {
             pool.give_back(addr, sender);
@@ -141,6 +145,7 @@ impl PooledBody {
                 give_back: None,
                 deadline,
                 timer: None,
+                _permit: permit,
             };
         }
         PooledBody {
@@ -148,6 +153,7 @@ impl PooledBody {
             give_back: Some((pool, addr, sender)),
             deadline,
             timer: None,
+            _permit: permit,
         }
     }
 }

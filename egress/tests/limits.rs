@@ -74,3 +74,46 @@ fn past_the_requests_in_flight_a_request_gets_503() {
     assert_eq!(answer.body, "Proxy overloaded. Please retry later.\n");
     assert_eq!(slow.join().unwrap(), 504);
 }
+
+#[test]
+fn a_plain_request_holds_its_slot_until_its_answer_is_written() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    // An upstream whose answer's body takes a second to finish.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = support::read_head(&mut stream);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfirst");
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = stream.write_all(b"-last");
+    });
+    let proxy = Egress::start(&["--allow-address", &target, "--max-concurrent-requests", "1"]);
+    let mut first = std::net::TcpStream::connect(proxy.addr).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    first
+        .write_all(
+            format!("GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    support::read_head(&mut first).expect("the first answer's head");
+    // The first answer's body is still on its way: no slot for a second request.
+    let (second, _) = raw_request(
+        proxy.addr,
+        "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n",
+    );
+    assert_eq!(second.status, 503, "{second:?}");
+    let mut body = Vec::new();
+    let _ = first.read_to_end(&mut body);
+    assert_eq!(body, b"first-last");
+    // Written out: the slot is free again.
+    let (third, _) = raw_request(
+        proxy.addr,
+        "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n",
+    );
+    assert_eq!(third.status, 407, "{third:?}");
+}

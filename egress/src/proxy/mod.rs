@@ -37,7 +37,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::acl::{self, Verdict};
 use crate::dns::{ResolveError, Resolver};
@@ -172,7 +172,7 @@ impl Proxy {
         peer: SocketAddr,
         identity: &ClientIdentity,
     ) -> Response<ProxyBody> {
-        let _permit = match self.limits.admit() {
+        let permit = match self.limits.admit() {
             Ok(permit) => permit,
             Err(Overload::Rate) => {
                 self.count("requests_rate_limited", &[]);
@@ -192,7 +192,8 @@ impl Proxy {
         if request.method() == Method::CONNECT {
             self.connect(request, peer, identity).await
         } else if request.uri().scheme().is_some() {
-            self.forward(request, peer, identity).await
+            // smokescreen holds a plain request's slot until its answer is written out.
+            self.forward(request, peer, identity, permit).await
         } else {
             let mut response = plain_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -279,6 +280,7 @@ impl Proxy {
         request: Request<Incoming>,
         peer: SocketAddr,
         identity: &ClientIdentity,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let authority = request
@@ -328,8 +330,9 @@ impl Proxy {
                 let pool = self.pool.clone();
                 let deadline =
                     tokio::time::Instant::from_std(started) + self.settings.write_timeout;
-                response
-                    .map(|body| Either::Right(PooledBody::new(body, pool, addr, sender, deadline)))
+                response.map(|body| {
+                    Either::Right(PooledBody::new(body, pool, addr, sender, deadline, permit))
+                })
             }
             Err(failure) => self.fail(&mut ctx, None, failure, false),
         }
