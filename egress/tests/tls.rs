@@ -353,3 +353,35 @@ fn https_goes_end_to_end_through_a_tunnel() {
     assert!(closed["bytes_in"].as_u64().unwrap() > 12, "{closed}");
     assert!(closed["bytes_out"].as_u64().unwrap() > 0, "{closed}");
 }
+
+#[test]
+fn python_urllib_reaches_https_through_a_tunnel() {
+    let pki = pki("tls-python");
+    let upstream = https_upstream(&pki);
+    let proxy = Egress::start(&["--allow-address", &upstream.to_string()]);
+    let script = format!(
+        "import ssl, urllib.request\n\
+         context = ssl.create_default_context(cafile={ca:?})\n\
+         opener = urllib.request.build_opener(\n\
+         \x20   urllib.request.ProxyHandler({{'https': '{proxy}'}}),\n\
+         \x20   urllib.request.HTTPSHandler(context=context))\n\
+         print(opener.open('https://{upstream}/', timeout=10).read().decode(), end='')\n",
+        ca = pki.ca,
+        proxy = proxy.url(),
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 is installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "hello, tls!\n");
+    assert_eq!(
+        proxy.decision(&upstream.to_string())["proxy_type"],
+        "connect"
+    );
+}
