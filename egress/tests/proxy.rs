@@ -367,6 +367,28 @@ fn python_urllib_goes_through_the_proxy() {
 }
 
 #[test]
+fn a_client_chosen_upstream_proxy_is_refused_not_ignored() {
+    let upstream = Upstream::start("127.0.0.1");
+    let allow = format!("127.0.0.1:{}", upstream.port());
+    let proxy = Egress::start(&["--allow-address", &allow]);
+    let (answer, _) = raw_request(
+        proxy.addr,
+        &format!(
+            "CONNECT {allow} HTTP/1.1\r\nHost: {allow}\r\n\
+             X-Upstream-Https-Proxy: https://next-hop.test:3128\r\n\r\n"
+        ),
+    );
+    assert_eq!(answer.status, 407, "{answer:?}");
+    assert!(answer.body.contains("X-Upstream-Https-Proxy"), "{answer:?}");
+    assert_eq!(
+        upstream
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+#[test]
 fn non_proxy_requests_are_refused() {
     let proxy = Egress::start(&[]);
     let (answer, _) = raw_request(proxy.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");

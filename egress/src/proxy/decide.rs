@@ -11,6 +11,19 @@ impl Proxy {
         request: &Request<B>,
         destination: &Destination,
     ) -> Outcome {
+        // smokescreen would chain through the proxy the client names here; this proxy cannot,
+        // and going direct instead would ignore the request's intent, so it is refused.
+        if request.headers().contains_key(UPSTREAM_PROXY_HEADER) {
+            let why = "X-Upstream-Https-Proxy is not supported by stopover-egress".to_owned();
+            let decision = Decision {
+                allow: false,
+                enforce_would_deny: false,
+                reason: why.clone(),
+                role: ctx.identity.common_name.clone().unwrap_or_default(),
+                project: String::new(),
+            };
+            return Outcome::Denied(decision, why);
+        }
         let mut decision = match &self.settings.acl {
             None => Decision {
                 allow: true,
@@ -19,7 +32,7 @@ impl Proxy {
                 role: String::new(),
                 project: String::new(),
             },
-            Some(acl) => self.acl_decision(acl, ctx, request, destination),
+            Some(acl) => self.acl_decision(acl, ctx, destination),
         };
         ctx.fields
             .insert("role".into(), decision.role.clone().into());
@@ -81,11 +94,10 @@ impl Proxy {
         Outcome::Allowed(allowed)
     }
 
-    pub(super) fn acl_decision<B>(
+    pub(super) fn acl_decision(
         &self,
         acl: &acl::Acl,
         ctx: &Context,
-        request: &Request<B>,
         destination: &Destination,
     ) -> Decision {
         let mut decision = Decision {
@@ -105,11 +117,6 @@ impl Proxy {
             }
         };
         decision.role = role;
-        if request.headers().contains_key(UPSTREAM_PROXY_HEADER) {
-            decision.reason =
-                "X-Upstream-Https-Proxy is not supported by stopover-egress".to_owned();
-            return decision;
-        }
         let acl_decision = acl.decide(&decision.role, &destination.host);
         decision.project = acl_decision.project;
         decision.reason = acl_decision.reason.to_owned();
