@@ -148,10 +148,23 @@ async fn run(settings: Settings) -> Result<(), String> {
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
-                    if let Ok(Ok(tls)) = handshake.await {
-                        let identity = tls::identity(tls.get_ref().1);
-                        proxy.serve_connection(tls, peer, identity, stopped).await;
-                    }
+                    let failed = match handshake.await {
+                        Ok(Ok(tls)) => {
+                            let identity = tls::identity(tls.get_ref().1);
+                            proxy.serve_connection(tls, peer, identity, stopped).await;
+                            return;
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_owned(),
+                    };
+                    // Go's server logs these the same way (a revoked certificate shows here).
+                    let mut fields = Fields::new();
+                    fields.insert("stdlog".into(), "1".into());
+                    log::emit(
+                        Level::Error,
+                        &format!("http: TLS handshake error from {peer}: {failed}"),
+                        fields,
+                    );
                 }
             }
         });

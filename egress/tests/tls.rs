@@ -264,6 +264,19 @@ fn revoked_and_foreign_certificates_fail_the_handshake() {
             .all(|l| l["msg"] != "CANONICAL-PROXY-DECISION"),
         "a refused handshake reached the ACL"
     );
+    let handshake_errors = proxy
+        .log_lines()
+        .into_iter()
+        .filter(|l| {
+            l["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("http: TLS handshake error from 127.0.0.1:"))
+        })
+        .count();
+    assert_eq!(
+        handshake_errors, 2,
+        "one logged error per refused certificate"
+    );
 }
 
 #[test]
