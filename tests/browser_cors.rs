@@ -12,6 +12,7 @@
 //! share one partition of the HTTP cache. A few tests answer by hand instead of with the
 //! layer, to show that the browser really fails where the layer's choices say it would.
 
+mod support;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
@@ -31,6 +32,7 @@ use stopover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
 use stopover::server::matcher::{PathMatcher, PathRules};
 use stopover::server::{ErrorLayer, TimeoutLayer};
 
+use support::serve;
 use webdriver::browser;
 
 /// A page origin: serves an empty HTML page at `/` for scripts to run in.
@@ -178,13 +180,6 @@ fn routes() -> Router {
                 }
             }),
         )
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn allowing(page: &Page) -> CorsLayerBuilder {

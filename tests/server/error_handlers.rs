@@ -15,16 +15,10 @@ use http::{StatusCode, header};
 use serde_json::{Value, json};
 use stopover::server::error::{ErrorContext, ErrorFormat, ErrorLayer, HttpError};
 use stopover::server::matcher::PathMatcher;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tower::{BoxError, ServiceBuilder};
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
+use crate::support::serve;
 
 async fn get_url(addr: SocketAddr, path: &str) -> reqwest::Response {
     reqwest::Client::builder()

@@ -15,6 +15,8 @@ use stopover::client::{Client, ErrorKind, Next, Request, from_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::support;
+
 /// A hyper server on 127.0.0.1 speaking HTTP/1.1 and HTTP/2 over cleartext (h2c with prior
 /// knowledge), answering with the request's HTTP version; it records every connection's peer.
 #[derive(Clone)]
@@ -435,8 +437,6 @@ async fn tcp_keepalive_none_leaves_it_off() {
 
     assert!(!client_socket(client).await.keepalive);
 }
-
-mod support;
 
 /// Resolves every name to 127.0.0.1.
 struct ToLoopback;

@@ -15,6 +15,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::support::serve;
+
 /// Upper bound for anything a test waits for; reaching it is a failure, not a measurement.
 const BOUND: Duration = Duration::from_secs(20);
 
@@ -93,13 +95,6 @@ fn app(counters: Arc<Counters>) -> Router {
             }),
         )
         .layer(Extension(counters))
-}
-
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
 }
 
 /// Sends a complete request on a raw connection and returns the open stream.

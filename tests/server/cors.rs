@@ -3,7 +3,6 @@
 //! Tests are named after the items of the conformance checklist in the CORS research notes
 //! (section 2, items 1 to 50), plus `urls` scoping and the error-response orderings.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use stopover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
 use stopover::server::matcher::{PathMatcher, PathRule, PathRules};
+
+use crate::counting;
 
 const APP: &str = "https://app.example";
 const EVIL: &str = "https://evil.example";
@@ -123,16 +124,9 @@ async fn status(Path(code): Path<u16>) -> Response {
     response
 }
 
-async fn serve_router(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
-
 async fn serve(cors: CorsLayer) -> Server {
     let calls = Arc::new(AtomicUsize::new(0));
-    let addr = serve_router(app(calls.clone()).layer(cors)).await;
+    let addr = crate::support::serve(app(calls.clone()).layer(cors)).await;
     Server {
         base: format!("http://{addr}"),
         calls,
@@ -499,7 +493,7 @@ async fn item_16_preflight_is_answered_before_inner_authentication() {
         ))
         .layer(list().build().unwrap());
     let server = Server {
-        base: format!("http://{}", serve_router(router).await),
+        base: format!("http://{}", crate::support::serve(router).await),
         calls,
     };
     let reply = server.preflight("/r", APP, "GET").await;
@@ -999,7 +993,7 @@ async fn item_33_expose_any_with_credentials_omits_headers_added_outside_the_lay
                 response
             },
         ));
-    let addr = serve_router(router).await;
+    let addr = crate::support::serve(router).await;
     let server = Server {
         base: format!("http://{addr}"),
         calls: Arc::default(),
@@ -1060,7 +1054,7 @@ async fn item_36_stacked_layers_do_not_duplicate_vary() {
     let router = app(calls)
         .layer(list().build().unwrap())
         .layer(list().build().unwrap());
-    let base = format!("http://{}", serve_router(router).await);
+    let base = format!("http://{}", crate::support::serve(router).await);
     let server = Server {
         base,
         calls: Arc::default(),
@@ -1125,7 +1119,7 @@ async fn item_38_cors_headers_on_a_caught_panic() {
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(list().build().unwrap());
     let server = Server {
-        base: format!("http://{}", serve_router(router).await),
+        base: format!("http://{}", crate::support::serve(router).await),
         calls: Arc::default(),
     };
     let reply = server.send("GET", "/panic", &[("origin", APP)]).await;
@@ -1439,7 +1433,7 @@ mod with_error_and_timeout_layers {
 
     async fn check(router: Router, path: &str, code: u16) {
         let server = Server {
-            base: format!("http://{}", serve_router(router).await),
+            base: format!("http://{}", crate::support::serve(router).await),
             calls: Arc::default(),
         };
         let reply = server.send("GET", path, &[("origin", APP)]).await;
@@ -1508,40 +1502,6 @@ mod with_error_and_timeout_layers {
         check(router, "/fail", 500).await;
     }
 }
-
-/// Counts allocations made on the current thread, so tests running in parallel do not
-/// interfere.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    pub struct Counting;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every call is forwarded to the system allocator unchanged.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.with(|count| count.set(count.get() + 1));
-            // SAFETY: same contract as the caller's.
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: same contract as the caller's.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
-    pub fn allocations() -> usize {
-        ALLOCATIONS.with(Cell::get)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// Allocations for 100 actual requests through `service`, after a warm-up.
 async fn allocations_for_100<S>(mut service: S, origin: Option<&'static str>) -> usize
@@ -1628,8 +1588,6 @@ async fn serve_recommended_stack() -> Server {
         }),
     );
     let stack = ServiceBuilder::new()
-        // `axum::serve` wants axum's body type; a hyper server would take the stack as it is.
-        .map_response(|response: http::Response<_>| response.map(axum::body::Body::new))
         .layer(list().build().unwrap())
         .layer(ErrorLayer::new())
         .layer(
@@ -1639,13 +1597,7 @@ async fn serve_recommended_stack() -> Server {
                 .unwrap(),
         )
         .service(router);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, tower::make::Shared::new(stack))
-            .await
-            .unwrap()
-    });
+    let addr = crate::support::serve_service(stack).await;
     Server {
         base: format!("http://{addr}"),
         calls,
@@ -1986,7 +1938,7 @@ mod async_predicate {
         let calls = Arc::new(AtomicUsize::new(0));
         let router = app(calls.clone()).layer(cors).layer(timeout);
         let server = Server {
-            base: format!("http://{}", serve_router(router).await),
+            base: format!("http://{}", crate::support::serve(router).await),
             calls,
         };
         assert_eq!(server.preflight("/r", APP, "GET").await.status, 504);

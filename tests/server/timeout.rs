@@ -15,18 +15,13 @@ use serde_json::{Value, json};
 use stopover::server::error::{ErrorFormat, ErrorLayer};
 use stopover::server::matcher::{PathMatcher, PathRule};
 use stopover::server::timeout::{TimeoutConfigError, TimeoutLayer};
-use tokio::net::TcpListener;
 use tokio::time::sleep;
+
+use crate::counting;
+use crate::support::serve;
 
 const SHORT: Duration = Duration::from_millis(50);
 const SLOW: Duration = Duration::from_secs(5);
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 async fn send(addr: SocketAddr, method: Method, path: &str) -> reqwest::Response {
     reqwest::Client::builder()
@@ -292,39 +287,6 @@ fn non_error_status_is_a_config_error() {
         TimeoutConfigError::NotAnErrorStatus { status } if status == StatusCode::OK
     ));
 }
-
-/// Counts allocations made on the current thread, so tests running in parallel do not interfere.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    pub struct Counting;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every call is forwarded to the system allocator unchanged.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.with(|count| count.set(count.get() + 1));
-            // SAFETY: same contract as the caller's.
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: same contract as the caller's.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
-    pub fn allocations() -> usize {
-        ALLOCATIONS.with(Cell::get)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: counting::Counting = counting::Counting;
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn happy_path_through_error_and_timeout_layers_allocates_nothing() {
