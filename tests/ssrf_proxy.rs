@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stopover::client::Client;
 use stopover::client::ssrf::Policy;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use support::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A "proxy" on loopback that counts connections and answers each with a 502.

@@ -44,9 +44,11 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+mod body;
 pub mod cors;
 pub mod error;
 pub mod forwarded;
+mod http_error;
 pub mod matcher;
 pub mod shield;
 pub mod timeout;

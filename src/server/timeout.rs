@@ -73,7 +73,8 @@ use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::error::{ErrorBody, ErrorFormat, HttpError, into_error_response, render};
+use super::body::ErrorBody;
+use super::http_error::{ErrorFormat, HttpError, into_error_response, render};
 use super::matcher::{PathMap, PathRule, PathRules};
 
 const DETAIL: &str = "Request timed out";
