@@ -139,8 +139,7 @@ fn stopover_forwarded() -> stopover::server::ForwardedLayer {
 }
 
 fn stopover_timeout() -> stopover::server::TimeoutLayer {
-    stopover::server::TimeoutLayer::builder()
-        .duration(TIMEOUT)
+    stopover::server::TimeoutLayer::builder(TIMEOUT)
         .build()
         .expect("a non-zero timeout")
 }

@@ -69,8 +69,7 @@ fn stopover_app() -> Router {
         .max_age(Duration::from_secs(600))
         .build()
         .expect("a valid CORS policy");
-    let timeout = stopover::server::TimeoutLayer::builder()
-        .duration(TIMEOUT)
+    let timeout = stopover::server::TimeoutLayer::builder(TIMEOUT)
         .build()
         .expect("a non-zero timeout");
     // One `Router::layer` call, as for tower-http (each call boxes the route again), in the

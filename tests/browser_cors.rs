@@ -82,8 +82,7 @@ impl Api {
     /// The routes behind the recommended stack: CORS outside the error layer, the error layer
     /// outside the timeout layer.
     async fn start(cors: CorsLayer) -> Api {
-        let timeout = TimeoutLayer::builder()
-            .duration(Duration::from_secs(30))
+        let timeout = TimeoutLayer::builder(Duration::from_secs(30))
             .path_timeout(
                 PathMatcher::exact("/hang").unwrap(),
                 Duration::from_millis(100),

@@ -76,11 +76,7 @@ pub async fn start_with(extra: Router) -> Result<RunningServer, Box<dyn std::err
                     .build()?,
             )
             .layer(ErrorLayer::new())
-            .layer(
-                TimeoutLayer::builder()
-                    .duration(Duration::from_millis(500))
-                    .build()?,
-            )
+            .layer(TimeoutLayer::builder(Duration::from_millis(500)).build()?)
             .layer(shield),
     );
 

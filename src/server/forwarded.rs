@@ -1,32 +1,6 @@
 //! Believe the scheme, host and client address a reverse proxy reports, but only when the
 //! TCP peer is a proxy you trust.
 //!
-//! `ForwardedLayer` reads one header family, chosen when the layer is built: the
-//! `X-Forwarded-Proto` / `X-Forwarded-Host` / `X-Forwarded-For` trio, RFC 7239 `Forwarded`,
-//! or aiohttp's `match_headers` form (a header name and the value that means HTTPS). It
-//! never reads both families, so a client cannot smuggle a value through the family the
-//! proxy does not overwrite. Unlike reading the headers in a handler (or aiohttp's
-//! `https_middleware`, which believes anyone), the values count only when the peer address
-//! is inside a CIDR allow-list (loopback by default); comma lists are read from the right,
-//! through every hop whose address is itself trusted.
-//!
-//! The result is written into the request: the URI gets the forwarded scheme (and, when
-//! enabled, the forwarded authority), and a [`ForwardedInfo`] extension holds the
-//! effective scheme, host and client address for handlers. From an untrusted peer the
-//! headers of the configured family are removed by default (see
-//! [`ForwardedLayerBuilder::strip_untrusted`]), so nothing further in will read a spoofed
-//! value by accident.
-//!
-//! # Where the peer address comes from
-//!
-//! tower services do not see the socket. The layer asks a peer-address function for it;
-//! the default reads a [`PeerAddr`] extension, which you insert when you accept the
-//! connection, and with the `axum` feature also axum's `ConnectInfo<SocketAddr>`, which
-//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` stores.
-//! Any other source can be named with [`ForwardedLayerBuilder::peer_addr_with`]. A request
-//! whose peer address cannot be found is treated as coming from an untrusted peer, and the
-//! layer logs one warning (per layer) saying how to serve the app so that it finds one.
-//!
 //! # Example
 //!
 //! With the `axum` feature the layer finds axum's `ConnectInfo` by itself (without it, add
@@ -55,6 +29,34 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
+//!
+//! `ForwardedLayer` reads one header family, chosen when the layer is built: the
+//! `X-Forwarded-Proto` / `X-Forwarded-Host` / `X-Forwarded-For` trio, RFC 7239 `Forwarded`,
+//! or aiohttp's `match_headers` form (a header name and the value that means HTTPS). It
+//! never reads both families, so a client cannot smuggle a value through the family the
+//! proxy does not overwrite. Unlike reading the headers in a handler (or aiohttp's
+//! `https_middleware`, which believes anyone), the values count only when the peer address
+//! is inside a CIDR allow-list (loopback by default); comma lists are read from the right,
+//! through every hop whose address is itself trusted.
+//!
+//! The result is written into the request: the URI gets the forwarded scheme (and, when
+//! enabled, the forwarded authority), and a [`ForwardedInfo`] extension holds the
+//! effective scheme, host and client address for handlers. From an untrusted peer the
+//! headers of the configured family are removed by default (see
+//! [`ForwardedLayerBuilder::strip_untrusted`]), so nothing further in will read a spoofed
+//! value by accident.
+//!
+//! # Where the peer address comes from
+//!
+//! tower services do not see the socket. The layer asks a peer-address function for it;
+//! the default reads a [`PeerAddr`] extension, which you insert when you accept the
+//! connection, and with the `axum` feature also axum's `ConnectInfo<SocketAddr>`, which
+//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` stores.
+//! Any other source can be named with [`ForwardedLayerBuilder::peer_addr_with`]. A request
+//! whose peer address cannot be found is treated as coming from an untrusted peer, and the
+//! layer logs one warning (per layer) saying how to serve the app so that it finds one.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -31,9 +31,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(TimeoutLayer::builder()
-//!         .duration(Duration::from_secs(30))
-//!             .build()?) // inner
+//!     .layer(TimeoutLayer::builder(Duration::from_secs(30)).build()?) // inner
 //!     .layer(ErrorLayer::new()); // outer
 //! # Ok(())
 //! # }

@@ -1,9 +1,40 @@
 //! Lets a handler run to completion when the client disconnects, instead of being dropped
 //! half-way.
 //!
-//! A shielded request records `shielded = true` on the current span, when that span declared
-//! the field (`shielded = tracing::field::Empty`): `tracing` keeps only the fields a span
-//! declared.
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Extension, Router, routing::post};
+//! use stopover::server::shield::{ClientGone, ShieldLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), stopover::server::shield::ShieldConfigError> {
+//! let shield = ShieldLayer::builder()
+//!     .max_in_flight(256)
+//!     .max_outlive(Duration::from_secs(10))
+//!     .build()?;
+//! let handle = shield.handle();
+//!
+//! let app: Router = Router::new()
+//!     .route("/orders", post(|Extension(gone): Extension<ClientGone>| async move {
+//!         // ... work that must not stop half-way ...
+//!         if gone.is_gone() {
+//!             tracing::info!("order stored; the client left before the answer");
+//!         }
+//!         "stored"
+//!     }))
+//!     .layer(shield);
+//!
+//! // axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+//! // Then let detached shielded work finish:
+//! handle.shutdown().await;
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
 //!
 //! hyper (and so axum) drops the response future of a request whose client has gone, which
 //! cancels the handler at whatever `.await` it was on: a payment half-recorded, a pooled
@@ -21,6 +52,10 @@
 //!   detached ones;
 //! - a panic in shielded work becomes a `500` response (with an empty body, which an outer
 //!   error layer can render) and is logged, instead of a lost task.
+//!
+//! A shielded request records `shielded = true` on the current span, when that span declared
+//! the field (`shielded = tracing::field::Empty`): `tracing` keeps only the fields a span
+//! declared.
 //!
 //! # Bounds
 //!
@@ -54,39 +89,6 @@
 //! A shield placed inside a timeout layer keeps the work going after the timeout answered
 //! (the timeout drops the future just as a leaving client does); placed outside, the timeout
 //! cancels the handler. Pick the order that says what you mean.
-//!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use axum::{Extension, Router, routing::post};
-//! use stopover::server::shield::{ClientGone, ShieldLayer};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), stopover::server::shield::ShieldConfigError> {
-//! let shield = ShieldLayer::builder()
-//!     .max_in_flight(256)
-//!     .max_outlive(Duration::from_secs(10))
-//!     .build()?;
-//! let handle = shield.handle();
-//!
-//! let app: Router = Router::new()
-//!     .route("/orders", post(|Extension(gone): Extension<ClientGone>| async move {
-//!         // ... work that must not stop half-way ...
-//!         if gone.is_gone() {
-//!             tracing::info!("order stored; the client left before the answer");
-//!         }
-//!         "stored"
-//!     }))
-//!     .layer(shield);
-//!
-//! // axum::serve(listener, app).with_graceful_shutdown(signal).await?;
-//! // Then let detached shielded work finish:
-//! handle.shutdown().await;
-//! # let _ = app;
-//! # Ok(())
-//! # }
-//! ```
 
 use std::fmt;
 use std::future::Future;

@@ -1425,8 +1425,7 @@ mod with_error_and_timeout_layers {
     }
 
     fn timeout() -> TimeoutLayer {
-        TimeoutLayer::builder()
-            .duration(Duration::from_millis(20))
+        TimeoutLayer::builder(Duration::from_millis(20))
             .build()
             .unwrap()
     }
@@ -1591,8 +1590,7 @@ async fn serve_recommended_stack() -> Server {
         .layer(list().build().unwrap())
         .layer(ErrorLayer::new())
         .layer(
-            TimeoutLayer::builder()
-                .duration(Duration::from_millis(50))
+            TimeoutLayer::builder(Duration::from_millis(50))
                 .build()
                 .unwrap(),
         )
@@ -1931,8 +1929,7 @@ mod async_predicate {
             .allow_origin_async_predicate(|_, _| std::future::pending::<bool>())
             .build()
             .unwrap();
-        let timeout = TimeoutLayer::builder()
-            .duration(Duration::from_millis(50))
+        let timeout = TimeoutLayer::builder(Duration::from_millis(50))
             .build()
             .unwrap();
         let calls = Arc::new(AtomicUsize::new(0));

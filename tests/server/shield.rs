@@ -467,8 +467,7 @@ async fn trickling_clients_behind_a_timeout_do_not_hold_shielded_work_past_the_b
         .unwrap();
     let handle = shield.handle();
     let router = read_body.layer(shield).layer(
-        stopover::server::TimeoutLayer::builder()
-            .duration(Duration::from_millis(50))
+        stopover::server::TimeoutLayer::builder(Duration::from_millis(50))
             .build()
             .unwrap(),
     );
@@ -596,8 +595,7 @@ async fn shield_inside_a_timeout_keeps_the_work_going_after_the_504() {
     let router = app(counters.clone())
         .layer(ShieldLayer::builder().build().unwrap())
         .layer(
-            stopover::server::TimeoutLayer::builder()
-                .duration(Duration::from_millis(20))
+            stopover::server::TimeoutLayer::builder(Duration::from_millis(20))
                 .build()
                 .unwrap(),
         );

@@ -123,8 +123,7 @@ async fn shield_and_timeout_mark_the_request_span() {
         )
         .layer(ShieldLayer::builder().build().unwrap())
         .layer(
-            TimeoutLayer::builder()
-                .duration(Duration::from_millis(50))
+            TimeoutLayer::builder(Duration::from_millis(50))
                 .build()
                 .unwrap(),
         )

@@ -38,8 +38,7 @@ fn readme_stack(router: Router) -> Router {
             )
             .layer(ErrorLayer::new())
             .layer(
-                TimeoutLayer::builder()
-                    .duration(Duration::from_secs(10))
+                TimeoutLayer::builder(Duration::from_secs(10))
                     .build()
                     .unwrap(),
             )

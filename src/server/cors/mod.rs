@@ -1,6 +1,36 @@
 //! Cross-origin resource sharing: answers preflights and adds `Access-Control-*` headers to
 //! every response on the paths it covers, whatever their status.
 //!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use stopover::server::cors::CorsLayer;
+//! use stopover::server::matcher::{PathMatcher, PathRules};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cors = CorsLayer::builder()
+//!     .allow_origin("https://app.example")
+//!     .allow_origin_regex(r"https://[a-z0-9-]+\.preview\.example")
+//!     .allow_methods(["GET", "POST", "PUT", "DELETE"])
+//!     .allow_headers(["content-type", "authorization"])
+//!     .expose_headers(["x-request-id"])
+//!     .allow_credentials(true)
+//!     .max_age(Duration::from_secs(600))
+//!     .urls(PathRules::new().with(PathMatcher::prefix("/api/")?))
+//!     .build()?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/api/items", get(|| async { "[]" }))
+//!     .layer(cors);
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
+//!
 //! Compared with tower-http's `CorsLayer` and aiohttp-middlewares' `cors_middleware`, this
 //! layer treats only a real preflight (`OPTIONS` with both `Origin` and
 //! `Access-Control-Request-Method`) as a preflight, so other `OPTIONS` requests reach your
@@ -50,34 +80,6 @@
 //! The default policy allows no origin, the safelisted methods (`GET`, `HEAD`, `POST`), no
 //! extra request header, exposes nothing, sends no max age and no credentials, covers every
 //! path, answers allowed preflights with `204` and refused ones with `403`.
-//!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use axum::{Router, routing::get};
-//! use stopover::server::cors::CorsLayer;
-//! use stopover::server::matcher::{PathMatcher, PathRules};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let cors = CorsLayer::builder()
-//!     .allow_origin("https://app.example")
-//!     .allow_origin_regex(r"https://[a-z0-9-]+\.preview\.example")
-//!     .allow_methods(["GET", "POST", "PUT", "DELETE"])
-//!     .allow_headers(["content-type", "authorization"])
-//!     .expose_headers(["x-request-id"])
-//!     .allow_credentials(true)
-//!     .max_age(Duration::from_secs(600))
-//!     .urls(PathRules::new().with(PathMatcher::prefix("/api/")?))
-//!     .build()?;
-//!
-//! let app: Router = Router::new()
-//!     .route("/api/items", get(|| async { "[]" }))
-//!     .layer(cors);
-//! # let _ = app;
-//! # Ok(())
-//! # }
-//! ```
 
 mod allow_origin;
 mod builder;

@@ -232,9 +232,8 @@ impl<E> ErrorLayerBuilder<E> {
     /// use axum::extract::MatchedPath;
     /// use stopover::server::error::ErrorLayer;
     ///
-    /// let layer = ErrorLayer::builder().route_from(|extensions| {
-    ///     extensions.get::<MatchedPath>().map(MatchedPath::as_str)
-    /// })
+    /// let layer = ErrorLayer::builder()
+    ///     .route_from(|extensions| extensions.get::<MatchedPath>().map(MatchedPath::as_str))
     ///     .build()?;
     /// # let _ = layer;
     /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
@@ -264,8 +263,7 @@ impl<E> ErrorLayerBuilder<E> {
     /// // instead of axum's plain-text rejection.
     /// let app: Router = Router::new()
     ///     .route("/items", post(|Json(item): Json<serde_json::Value>| async move { Json(item) }))
-    ///     .layer(ErrorLayer::builder().rewrite_bodies(true)
-    ///         .build()?);
+    ///     .layer(ErrorLayer::builder().rewrite_bodies(true).build()?);
     /// # let _ = app;
     /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
     /// ```
@@ -291,14 +289,15 @@ impl<E> ErrorLayerBuilder<E> {
     /// use stopover::server::error::ErrorLayer;
     /// use stopover::server::matcher::PathMatcher;
     ///
-    /// let layer = ErrorLayer::builder().handler(PathMatcher::prefix("/pages/")?, |request, ctx| async move {
-    ///     // An async view: it could render a template or report to an error tracker.
-    ///     let page = format!("<h1>{}</h1><p>{}</p>", ctx.detail(), request.uri.path());
-    ///     let mut page = Response::new(Bytes::from(page));
-    ///     *page.status_mut() = ctx.status();
-    ///     page.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
-    ///     page
-    /// })
+    /// let layer = ErrorLayer::builder()
+    ///     .handler(PathMatcher::prefix("/pages/")?, |request, ctx| async move {
+    ///         // An async view: it could render a template or report to an error tracker.
+    ///         let page = format!("<h1>{}</h1><p>{}</p>", ctx.detail(), request.uri.path());
+    ///         let mut page = Response::new(Bytes::from(page));
+    ///         *page.status_mut() = ctx.status();
+    ///         page.headers_mut().insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
+    ///         page
+    ///     })
     ///     .build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -352,7 +351,8 @@ impl<E> ErrorLayerBuilder<E> {
     /// use stopover::server::error::ErrorLayer;
     ///
     /// // tower's own timeout error goes on to an outer `HandleErrorLayer`.
-    /// let layer = ErrorLayer::builder().skip_error::<tower::timeout::error::Elapsed>()
+    /// let layer = ErrorLayer::builder()
+    ///     .skip_error::<tower::timeout::error::Elapsed>()
     ///     .build()?;
     /// # let _ = layer;
     /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
@@ -378,8 +378,7 @@ impl<E> ErrorLayer<E> {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let layer = ErrorLayer::builder().format(ErrorFormat::ProblemJson)
-    ///     .build()?;
+    /// let layer = ErrorLayer::builder().format(ErrorFormat::ProblemJson).build()?;
     /// let (request, ()) = Request::get("/items/7").body(()).unwrap().into_parts();
     /// let response = layer
     ///     .error_response(&request, HttpError::new(StatusCode::GONE, "item 7 was deleted"))

@@ -1,6 +1,29 @@
 //! Turns error responses without a body, handler errors, inner service errors and panics into
 //! JSON error documents, and leaves every other response alone.
 //!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use http::StatusCode;
+//! use stopover::server::error::{ErrorLayer, HttpError};
+//!
+//! async fn item() -> Result<String, axum::response::Response> {
+//!     // `?` turns the `HttpError` into a response the layer renders.
+//!     Err(HttpError::new(StatusCode::CONFLICT, "item is locked").with_field("retry_in", 30))?
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/item", get(item))
+//!     .layer(ErrorLayer::builder().expose_panic_messages(false).build()?);
+//! // GET /item   -> 409 {"detail":"item is locked","retry_in":30}
+//! // GET /nope   -> 404 {"detail":"Not Found"}
+//! // POST /item  -> 405 {"detail":"Method Not Allowed"}, `Allow: GET,HEAD` kept
+//! # Ok::<(), stopover::server::error::ErrorConfigError>(())
+//! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
+//!
 //! aiohttp-middlewares' `error_middleware` catches *exceptions*, so it also rewrites raised
 //! redirects and 2xx statuses, drops every header (`Location`, `Allow`, `WWW-Authenticate`) and
 //! sends `str(exception)` of any 500 to the client. This layer acts on *responses* instead:
@@ -30,28 +53,6 @@
 //!
 //! The service's error type is [`Infallible`](std::convert::Infallible): put the layer where axum wants infallible
 //! services, instead of `HandleErrorLayer`.
-//!
-//! # Example
-//!
-//! ```
-//! use axum::{Router, routing::get};
-//! use http::StatusCode;
-//! use stopover::server::error::{ErrorLayer, HttpError};
-//!
-//! async fn item() -> Result<String, axum::response::Response> {
-//!     // `?` turns the `HttpError` into a response the layer renders.
-//!     Err(HttpError::new(StatusCode::CONFLICT, "item is locked").with_field("retry_in", 30))?
-//! }
-//!
-//! let app: Router = Router::new()
-//!     .route("/item", get(item))
-//!     .layer(ErrorLayer::builder().expose_panic_messages(false)
-//!         .build()?);
-//! // GET /item   -> 409 {"detail":"item is locked","retry_in":30}
-//! // GET /nope   -> 404 {"detail":"Not Found"}
-//! // POST /item  -> 405 {"detail":"Method Not Allowed"}, `Allow: GET,HEAD` kept
-//! # Ok::<(), stopover::server::error::ErrorConfigError>(())
-//! ```
 //!
 //! # Using `HttpError` from axum
 //!
