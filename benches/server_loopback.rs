@@ -64,7 +64,7 @@ fn stopover_app() -> Router {
         .expect("a valid forwarded policy");
     let cors = stopover::server::CorsLayer::builder()
         .allow_origin(ORIGIN)
-        .allow_methods(["GET", "POST", "PUT", "DELETE"])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers(["content-type"])
         .max_age(Duration::from_secs(600))
         .build()

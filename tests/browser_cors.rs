@@ -365,7 +365,7 @@ async fn preflighted_put_with_a_listed_method_and_header_is_readable() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -390,7 +390,7 @@ async fn preflighted_put_with_an_unlisted_header_is_refused_before_the_handler()
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -410,7 +410,13 @@ async fn preflighted_put_with_an_unlisted_header_is_refused_before_the_handler()
 #[tokio::test]
 async fn preflighted_delete_with_an_unlisted_method_is_refused_before_the_handler() {
     let page = Page::start().await;
-    let api = Api::start(allowing(&page).allow_methods(["PUT"]).build().unwrap()).await;
+    let api = Api::start(
+        allowing(&page)
+            .allow_methods([Method::PUT])
+            .build()
+            .unwrap(),
+    )
+    .await;
     let tab = browser().await;
     tab.open(&page.url()).await;
 
@@ -427,7 +433,7 @@ async fn credentialed_preflighted_put_from_a_listed_origin_is_readable() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .allow_credentials(true)
             .build()
@@ -479,7 +485,7 @@ async fn preflighted_put_from_an_unlisted_origin_is_refused_before_the_handler()
     let api = Api::start(
         CorsLayer::builder()
             .allow_origin("http://127.0.0.1:1")
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -736,7 +742,7 @@ async fn preflight_is_cached_for_max_age() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .max_age(Duration::from_secs(600))
             .build()
@@ -763,7 +769,7 @@ async fn preflight_with_max_age_zero_is_sent_before_every_request() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .max_age(Duration::ZERO)
             .build()
@@ -824,7 +830,7 @@ async fn parts_predicate_deciding_by_path_grants_the_preflight_of_one_path_only(
             .allow_origin_predicate_with_parts(move |origin, parts| {
                 origin == page_origin && parts.uri.path() == "/item"
             })
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -857,7 +863,7 @@ fn asking_store(allowed: Vec<String>) -> CorsLayerBuilder {
                 store.read().await.contains(&origin)
             }
         })
-        .allow_methods(["PUT"])
+        .allow_methods([Method::PUT])
         .allow_headers(["x-stopover"])
 }
 
@@ -908,7 +914,7 @@ async fn two_policies_by_path_each_grant_only_their_own_origin() {
             .policy(
                 allowing(&page)
                     .urls(rules("/item"))
-                    .allow_methods(["PUT"])
+                    .allow_methods([Method::PUT])
                     .allow_headers(["x-stopover"]),
             )
             .policy(

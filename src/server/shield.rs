@@ -173,9 +173,6 @@ pub enum ShieldConfigError {
     /// The method list is empty, so nothing would ever be shielded.
     #[error("shield methods list is empty, so no request would be shielded")]
     NoMethods,
-    /// A method is not a valid HTTP method.
-    #[error("shield method `{0}` is not a valid HTTP method")]
-    InvalidMethod(String),
     /// The path rules are empty, so nothing would ever be shielded.
     #[error("shield path rules are empty, so no request would be shielded")]
     NoPaths,
@@ -220,7 +217,7 @@ impl Config {
 #[derive(Debug)]
 pub struct ShieldLayerBuilder {
     /// `None`: every method.
-    methods: Option<Vec<String>>,
+    methods: Option<Vec<Method>>,
     paths: Option<PathRules>,
     ignore: PathRules,
     max_in_flight: usize,
@@ -228,14 +225,23 @@ pub struct ShieldLayerBuilder {
 }
 
 impl ShieldLayerBuilder {
-    /// The methods to shield (case-sensitive). Replaces the default `POST`, `PUT`, `PATCH`,
-    /// `DELETE`, and an earlier [`all_methods`](Self::all_methods).
-    pub fn methods<I, T>(mut self, methods: I) -> Self
+    /// The methods to shield. Replaces the default `POST`, `PUT`, `PATCH`, `DELETE`, and an
+    /// earlier [`all_methods`](Self::all_methods). An empty list makes
+    /// [`build`](Self::build) fail with [`ShieldConfigError::NoMethods`].
+    ///
+    /// ```
+    /// use http::Method;
+    /// use stopover::server::shield::ShieldLayer;
+    ///
+    /// let shield = ShieldLayer::builder().methods([Method::POST]).build()?;
+    /// # let _ = shield;
+    /// # Ok::<(), stopover::server::shield::ShieldConfigError>(())
+    /// ```
+    pub fn methods<I>(mut self, methods: I) -> Self
     where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
+        I: IntoIterator<Item = Method>,
     {
-        self.methods = Some(methods.into_iter().map(Into::into).collect());
+        self.methods = Some(methods.into_iter().collect());
         self
     }
 
@@ -309,16 +315,8 @@ impl ShieldLayerBuilder {
     pub fn build(self) -> Result<ShieldLayer, ShieldConfigError> {
         let methods = match self.methods {
             None => None,
-            Some(names) if names.is_empty() => return Err(ShieldConfigError::NoMethods),
-            Some(names) => {
-                let mut methods = Vec::with_capacity(names.len());
-                for name in names {
-                    let method = Method::from_bytes(name.as_bytes())
-                        .map_err(|_| ShieldConfigError::InvalidMethod(name.clone()))?;
-                    methods.push(method);
-                }
-                Some(methods)
-            }
+            Some(methods) if methods.is_empty() => return Err(ShieldConfigError::NoMethods),
+            Some(methods) => Some(methods),
         };
         if self.paths.as_ref().is_some_and(PathRules::is_empty) {
             return Err(ShieldConfigError::NoPaths);
@@ -363,11 +361,12 @@ impl ShieldLayer {
     /// outliving its client by at most [`DEFAULT_MAX_OUTLIVE`].
     pub fn builder() -> ShieldLayerBuilder {
         ShieldLayerBuilder {
-            methods: Some(
-                ["POST", "PUT", "PATCH", "DELETE"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            methods: Some(vec![
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ]),
             paths: None,
             ignore: PathRules::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,

@@ -64,9 +64,6 @@ pub enum CorsConfigError {
         /// Which setting.
         setting: &'static str,
     },
-    /// A method is not an HTTP token.
-    #[error("method `{0}` is not a valid HTTP method")]
-    InvalidMethod(String),
     /// A header name is not valid.
     #[error("{setting}: `{name}` is not a valid header name")]
     InvalidHeaderName {
@@ -118,12 +115,20 @@ enum ListOrAny {
     Mirror,
 }
 
+/// The allowed methods as configured: listed, any, or mirrored.
+#[derive(Debug, Clone)]
+enum MethodList {
+    List(Vec<Method>),
+    Any,
+    Mirror,
+}
+
 /// Builds a [`CorsLayer`]; every input is checked by [`build`](Self::build).
 pub struct CorsLayerBuilder {
     origins: OriginSpec,
     dangerous_any_with_credentials: bool,
     urls: Option<PathRules>,
-    methods: ListOrAny,
+    methods: MethodList,
     headers: ListOrAny,
     expose: Vec<String>,
     expose_any: bool,
@@ -383,28 +388,40 @@ impl CorsLayerBuilder {
     }
 
     /// The methods a preflight may ask for, sent as `Access-Control-Allow-Methods`. Names
-    /// are case-sensitive, as in browsers (`patch` is not `PATCH`). `GET`, `HEAD` and
-    /// `POST` need no listing. Replaces earlier calls. Default: `GET, HEAD, POST`.
-    pub fn allow_methods<I, T>(mut self, methods: I) -> Self
+    /// are case-sensitive, as in browsers (`Method::from_bytes(b"patch")` is not
+    /// `Method::PATCH`). `GET`, `HEAD` and `POST` need no listing. Replaces earlier calls.
+    /// Default: `GET, HEAD, POST`.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use stopover::server::cors::CorsLayer;
+    ///
+    /// let cors = CorsLayer::builder()
+    ///     .allow_origin("https://app.example")
+    ///     .allow_methods([Method::GET, Method::PUT, Method::DELETE])
+    ///     .build()?;
+    /// # let _ = cors;
+    /// # Ok::<(), stopover::server::cors::CorsConfigError>(())
+    /// ```
+    pub fn allow_methods<I>(mut self, methods: I) -> Self
     where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
+        I: IntoIterator<Item = Method>,
     {
-        self.methods = ListOrAny::List(methods.into_iter().map(Into::into).collect());
+        self.methods = MethodList::List(methods.into_iter().collect());
         self
     }
 
     /// Allows any method with `Access-Control-Allow-Methods: *` (an error with credentials,
     /// where `*` is not a wildcard).
     pub fn allow_any_method(mut self) -> Self {
-        self.methods = ListOrAny::Any;
+        self.methods = MethodList::Any;
         self
     }
 
     /// Allows any method by echoing `Access-Control-Request-Method` (works with
     /// credentials).
     pub fn mirror_request_method(mut self) -> Self {
-        self.methods = ListOrAny::Mirror;
+        self.methods = MethodList::Mirror;
         self
     }
 
@@ -529,21 +546,19 @@ impl CorsLayerBuilder {
         let origin = self.origins.build(self.credentials)?;
 
         let methods = match self.methods {
-            ListOrAny::Any if self.credentials => {
+            MethodList::Any if self.credentials => {
                 return Err(CorsConfigError::CredentialsWithAnyMethod);
             }
-            ListOrAny::Any => MethodPolicy::Any,
-            ListOrAny::Mirror => MethodPolicy::Mirror,
-            ListOrAny::List(names) => {
-                let mut methods = Vec::with_capacity(names.len());
-                for name in names {
-                    if name == "*" {
+            MethodList::Any => MethodPolicy::Any,
+            MethodList::Mirror => MethodPolicy::Mirror,
+            MethodList::List(listed) => {
+                let mut methods = Vec::with_capacity(listed.len());
+                for method in listed {
+                    if method.as_str() == "*" {
                         return Err(CorsConfigError::WildcardInList {
                             setting: "allow_methods",
                         });
                     }
-                    let method = Method::from_bytes(name.as_bytes())
-                        .map_err(|_| CorsConfigError::InvalidMethod(name.clone()))?;
                     if !methods.contains(&method) {
                         methods.push(method);
                     }
@@ -725,7 +740,7 @@ impl CorsLayer {
             origins: OriginSpec::default(),
             dangerous_any_with_credentials: false,
             urls: None,
-            methods: ListOrAny::List(vec!["GET".into(), "HEAD".into(), "POST".into()]),
+            methods: MethodList::List(vec![Method::GET, Method::HEAD, Method::POST]),
             headers: ListOrAny::List(Vec::new()),
             expose: Vec::new(),
             expose_any: false,
@@ -752,6 +767,7 @@ impl CorsLayer {
     /// method), not by other request headers.
     ///
     /// ```
+    /// use http::Method;
     /// use stopover::server::cors::CorsLayer;
     /// use stopover::server::matcher::{PathMatcher, PathRules};
     ///
@@ -770,7 +786,7 @@ impl CorsLayer {
     ///         CorsLayer::builder()
     ///             .urls(tenant("/globex/")?)
     ///             .allow_origin("https://globex.example")
-    ///             .allow_methods(["GET", "PUT"]),
+    ///             .allow_methods([Method::GET, Method::PUT]),
     ///     )
     ///     // Everything else: public, read-only.
     ///     .policy(CorsLayer::builder().allow_any_origin())

@@ -6,6 +6,7 @@
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
+//! use http::Method;
 //! use stopover::server::cors::CorsLayer;
 //! use stopover::server::matcher::{PathMatcher, PathRules};
 //!
@@ -13,7 +14,7 @@
 //! let cors = CorsLayer::builder()
 //!     .allow_origin("https://app.example")
 //!     .allow_origin_regex(r"https://[a-z0-9-]+\.preview\.example")
-//!     .allow_methods(["GET", "POST", "PUT", "DELETE"])
+//!     .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
 //!     .allow_headers(["content-type", "authorization"])
 //!     .expose_headers(["x-request-id"])
 //!     .allow_credentials(true)
