@@ -282,16 +282,22 @@ impl ShieldLayerBuilder {
 
     /// Shields only requests matching these rules (and one of the methods, unless
     /// [`all_methods`](Self::all_methods) was called). Default: every path.
-    pub fn paths(mut self, rules: PathRules) -> Self {
-        self.paths = Some(rules);
+    ///
+    /// `rules` is a [`PathMatcher`](crate::server::matcher::PathMatcher), a
+    /// [`PathRule`](crate::server::matcher::PathRule) or a [`PathRules`]; each call adds its
+    /// rules to the earlier ones, as every layer's `urls`, `paths` and `ignore` do. A first call
+    /// with an empty [`PathRules`] makes [`build`](Self::build) fail with
+    /// [`ShieldConfigError::NoPaths`].
+    pub fn paths(mut self, rules: impl Into<PathRules>) -> Self {
+        self.paths.get_or_insert_with(PathRules::new).append(rules);
         self
     }
 
     /// Never shields requests matching these rules (a rule may name methods, so
     /// `PathRule::with_methods(prefix("/stream/"), [POST])` is a path-and-method pair). Default:
-    /// none.
-    pub fn ignore(mut self, rules: PathRules) -> Self {
-        self.ignore = rules;
+    /// none. Each call adds its rules to the earlier ones, as with [`paths`](Self::paths).
+    pub fn ignore(mut self, rules: impl Into<PathRules>) -> Self {
+        self.ignore.append(rules);
         self
     }
 

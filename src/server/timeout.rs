@@ -132,10 +132,14 @@ impl TimeoutLayerBuilder {
         self
     }
 
-    /// Exempts requests that `rule` matches from the timeout (a [`PathRule`] with methods
+    /// Exempts requests that `rules` match from the timeout (a [`PathRule`] with methods
     /// exempts only those methods). Any matching rule exempts. Default: none.
-    pub fn ignore(mut self, rule: impl Into<PathRule>) -> Self {
-        self.ignore.push(rule);
+    ///
+    /// `rules` is a [`PathMatcher`](super::matcher::PathMatcher), a [`PathRule`] or a
+    /// [`PathRules`]; each call adds its rules to the earlier ones, as every layer's `urls`,
+    /// `paths` and `ignore` do.
+    pub fn ignore(mut self, rules: impl Into<PathRules>) -> Self {
+        self.ignore.append(rules);
         self
     }
 

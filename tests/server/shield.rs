@@ -255,6 +255,22 @@ async fn ignore_rules_exclude_paths_and_method_pairs() {
 }
 
 #[tokio::test]
+async fn each_ignore_call_adds_its_rules_to_the_earlier_ones() {
+    let shield = ShieldLayer::builder()
+        .ignore(PathMatcher::prefix("/stream/").unwrap())
+        .ignore(
+            PathRule::with_methods(PathMatcher::exact("/shielded").unwrap(), [Method::PUT])
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let addr = serve(app(Arc::default()).layer(shield)).await;
+    assert_eq!(status(addr, "POST", "/stream/live").await.1, "direct");
+    assert_eq!(status(addr, "PUT", "/shielded").await.1, "direct");
+    assert_eq!(status(addr, "POST", "/shielded").await.1, "shielded");
+}
+
+#[tokio::test]
 async fn client_gone_does_not_fire_for_an_answered_request() {
     let seen: Arc<Mutex<Option<ClientGone>>> = Arc::default();
     let kept = seen.clone();

@@ -382,8 +382,13 @@ impl CorsLayerBuilder {
     /// no CORS headers, no `Vary`, and their `OPTIONS` preflights reach the inner service.
     /// In a policy given to [`CorsLayer::by_path`] the rules say which requests that policy
     /// covers; the first policy that covers a request applies. Default: every path.
-    pub fn urls(mut self, rules: PathRules) -> Self {
-        self.urls = Some(rules);
+    ///
+    /// `rules` is a [`PathMatcher`](crate::server::matcher::PathMatcher), a
+    /// [`PathRule`](crate::server::matcher::PathRule) or a [`PathRules`]; each call adds its
+    /// rules to the earlier ones, as every layer's `urls`, `paths` and `ignore` do. A first call
+    /// with an empty [`PathRules`] covers nothing (aiohttp-middlewares' `urls=[]`).
+    pub fn urls(mut self, rules: impl Into<PathRules>) -> Self {
+        self.urls.get_or_insert_with(PathRules::new).append(rules);
         self
     }
 

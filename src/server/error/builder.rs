@@ -331,11 +331,13 @@ impl<E> ErrorLayerBuilder<E> {
         self
     }
 
-    /// Leaves responses to requests that `rule` matches as they are. Default: none.
+    /// Leaves responses to requests that `rules` match as they are. Default: none.
     ///
-    /// Errors and panics of the inner service are still rendered.
-    pub fn skip_path(mut self, rule: impl Into<PathRule>) -> Self {
-        self.config().skip_paths.push(rule);
+    /// `rules` is a [`PathMatcher`](crate::server::matcher::PathMatcher), a [`PathRule`] or a
+    /// [`PathRules`]; each call adds its rules to the earlier ones, as every layer's `urls`,
+    /// `paths` and `ignore` do. Errors and panics of the inner service are still rendered.
+    pub fn skip_path(mut self, rules: impl Into<PathRules>) -> Self {
+        self.config().skip_paths.append(rules);
         self
     }
 
