@@ -332,3 +332,11 @@ where
         )))
     }
 }
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("timer_running", &self.sleep.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -11,6 +11,7 @@ mod support;
 
 mod cors;
 mod counting;
+mod debug;
 mod error;
 mod error_handlers;
 mod forwarded;

@@ -349,3 +349,11 @@ where
         }
     }
 }
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
