@@ -449,6 +449,7 @@ async fn default_handler_replaces_the_built_in_rendering() {
 #[tokio::test]
 async fn custom_handler_sees_status_detail_data_and_request() {
     let layer = ErrorLayer::builder()
+        .handler_headers([http::HeaderName::from_static("x-trace")])
         .default_handler(|request, ctx| async move {
             let body = json!({
                 "kind": format!("{:?}", ctx.origin()),

@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::request;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -67,6 +68,22 @@ pub(super) struct Config {
     pub(super) server_error_level: Option<tracing::Level>,
     pub(super) client_error_level: Option<tracing::Level>,
     pub(super) route: Option<RouteFn>,
+    /// Request headers kept for handlers ([`ErrorLayerBuilder::handler_headers`]).
+    pub(super) handler_headers: Vec<HeaderName>,
+    /// Request extensions kept for handlers ([`ErrorLayerBuilder::handler_extension`]).
+    pub(super) handler_extensions: Vec<CopyExtension>,
+}
+
+/// Copies one extension type from a request's extensions into the ones kept for a handler.
+pub(super) type CopyExtension = fn(&http::Extensions, &mut http::Extensions);
+
+fn copy_extension<T: Clone + Send + Sync + 'static>(
+    from: &http::Extensions,
+    into: &mut http::Extensions,
+) {
+    if let Some(value) = from.get::<T>() {
+        into.insert(value.clone());
+    }
 }
 
 impl Config {
@@ -279,9 +296,15 @@ impl<E> ErrorLayerBuilder<E> {
     /// The handler's status, headers and body are used; the headers of the original response
     /// are kept unless the handler sets the same header. Its body is dropped for `HEAD`, 204
     /// and 304. A handler that panics, when called or while it runs, falls back to the
-    /// built-in rendering. The request parts (headers and extensions included) are cloned for
-    /// each request the handler may see, before the inner service runs; a handler that needs
-    /// no `await` returns `std::future::ready(response)`.
+    /// built-in rendering. A handler that needs no `await` returns
+    /// `std::future::ready(response)`.
+    ///
+    /// The request parts the handler gets are made when it is called, from what the layer
+    /// keeps of every request: the method, URI and version, and only the request headers and
+    /// extensions named with [`handler_headers`](Self::handler_headers) and
+    /// [`handler_extension`](Self::handler_extension) (none by default). The inner service
+    /// takes the request, so whatever a handler may need is set aside before it runs; naming
+    /// it keeps the cost of requests that never fail to what the handlers read.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -318,6 +341,44 @@ impl<E> ErrorLayerBuilder<E> {
         Fut: Future<Output = Response<Bytes>> + Send + 'static,
     {
         self.config().default_handler = Some(boxed_handler(handler));
+        self
+    }
+
+    /// Request headers a handler sees in its `request::Parts`, on top of the method, URI and
+    /// version. Default: none. Each call adds to the earlier ones; every value of a repeated
+    /// header is kept.
+    ///
+    /// ```
+    /// use http::header::{ACCEPT, HeaderName};
+    /// use stopover::server::error::ErrorLayer;
+    ///
+    /// let layer = ErrorLayer::builder()
+    ///     .handler_headers([ACCEPT, HeaderName::from_static("x-request-id")])
+    ///     .default_handler(|request, ctx| async move {
+    ///         let wants_html = request.headers.get(ACCEPT).is_some_and(|v| v == "text/html");
+    ///         let mut response = ctx.render(ctx.format());
+    ///         if wants_html {
+    ///             *response.body_mut() = format!("<h1>{}</h1>", ctx.detail()).into();
+    ///         }
+    ///         response
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
+    /// ```
+    pub fn handler_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        for name in names {
+            if !self.config().handler_headers.contains(&name) {
+                self.config().handler_headers.push(name);
+            }
+        }
+        self
+    }
+
+    /// A request extension of type `T` a handler sees in its `request::Parts` (cloned when
+    /// the request has one). Default: none. Each call adds a type.
+    pub fn handler_extension<T: Clone + Send + Sync + 'static>(mut self) -> Self {
+        self.config().handler_extensions.push(copy_extension::<T>);
         self
     }
 
@@ -436,6 +497,8 @@ impl<E> fmt::Debug for ErrorLayer<E> {
             .field("skip_statuses", &config.skip_statuses)
             .field("skip_paths", &config.skip_paths)
             .field("skip_errors", &config.skip_errors.len())
+            .field("handler_headers", &config.handler_headers)
+            .field("handler_extensions", &config.handler_extensions.len())
             .finish()
     }
 }

@@ -180,8 +180,15 @@ impl RequestInfo {
             found.data,
             found.body,
         );
-        let handler = self.handler.as_ref().zip(self.request.take());
-        if let Some((handler, request)) = handler {
+        let handler = self.handler.as_ref().zip(self.kept.take());
+        if let Some((handler, (headers, extensions))) = handler {
+            // The request parts are made here, only for an error a handler renders.
+            let (mut request, ()) = http::Request::new(()).into_parts();
+            request.method = self.method.clone();
+            request.uri = self.uri.clone();
+            request.version = self.version;
+            request.headers = headers;
+            request.extensions = extensions;
             let context = ErrorContext {
                 kind: found.kind,
                 status,

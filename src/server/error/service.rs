@@ -12,7 +12,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
-use http::request;
+
 use http::response::Parts;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::Body;
@@ -124,8 +124,10 @@ pub(super) struct RequestInfo {
     pub(super) uri: Uri,
     pub(super) route: Option<String>,
     pub(super) handler: Option<Handler>,
-    // The request as the handler gets it; cloned only when a handler may run, taken when it does.
-    pub(super) request: Option<request::Parts>,
+    pub(super) version: http::Version,
+    // What a handler may see of the request besides method, URI and version (only what it
+    // was configured to need); `None` when no handler can run.
+    pub(super) kept: Option<(HeaderMap, http::Extensions)>,
     pub(super) skip_path: bool,
 }
 
@@ -144,14 +146,18 @@ impl RequestInfo {
             .get(method, path)
             .or(config.default_handler.as_ref())
             .cloned();
-        let request = handler.as_ref().map(|_| {
-            let (mut parts, ()) = Request::new(()).into_parts();
-            parts.method = method.clone();
-            parts.uri = uri.clone();
-            parts.version = version;
-            parts.headers = headers.clone();
-            parts.extensions = extensions.clone();
-            parts
+        let kept = handler.as_ref().map(|_| {
+            let mut kept_headers = HeaderMap::new();
+            for name in &config.handler_headers {
+                for value in headers.get_all(name) {
+                    kept_headers.append(name.clone(), value.clone());
+                }
+            }
+            let mut kept_extensions = http::Extensions::new();
+            for copy in &config.handler_extensions {
+                copy(extensions, &mut kept_extensions);
+            }
+            (kept_headers, kept_extensions)
         });
         Self {
             config: config.clone(),
@@ -163,7 +169,8 @@ impl RequestInfo {
                 .and_then(|route| route(extensions))
                 .map(str::to_owned),
             handler,
-            request,
+            version,
+            kept,
         }
     }
 }
