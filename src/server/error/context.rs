@@ -25,7 +25,9 @@ pub enum ErrorOrigin {
 }
 
 /// What a custom error handler learns about the error it renders. The request comes beside
-/// it, as `http::request::Parts` (method, URI, headers, extensions).
+/// it, as `http::request::Parts`: the method, URI and version, and the headers and extensions
+/// named with [`ErrorLayerBuilder::handler_headers`](super::ErrorLayerBuilder::handler_headers)
+/// and [`ErrorLayerBuilder::handler_extension`](super::ErrorLayerBuilder::handler_extension).
 #[derive(Clone, Debug)]
 pub struct ErrorContext {
     pub(super) kind: ErrorOrigin,
