@@ -1,14 +1,13 @@
 //! The logging middlewares against loopback servers, reading what tracing printed.
 
-mod fault_server;
-
 use std::time::Duration;
 
-use fault_server::{Answer, FaultServer, Reply, capture_logs, status};
 use http::{HeaderName, StatusCode};
 use stopover::client::logging::{LogToService, Logging, QueryRedaction, Redaction};
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::{Client, ErrorKind};
+
+use crate::fault_server::{Answer, FaultServer, Reply, capture_logs, status};
 
 fn logging_client(logging: Logging) -> Client {
     Client::builder().middleware(logging).build().unwrap()

@@ -14,34 +14,14 @@ use stopover::server::error::{
     ErrorConfigError, ErrorContext, ErrorFormat, ErrorLayer, ErrorOrigin, HttpError,
 };
 use stopover::server::matcher::{PathMatcher, PathRule};
-use tokio::net::TcpListener;
 use tower::Layer;
 
-/// Serves `app` (layers added with `Router::layer`) on a loopback port.
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
+use crate::support::{serve, serve_service};
 
 /// Serves `app` wrapped as a whole in `layer`, the way `ServiceBuilder` or a bare hyper server
 /// would: the layer then sees the response exactly as the router made it (with `Allow`).
 async fn serve_wrapped(app: Router, layer: ErrorLayer) -> SocketAddr {
-    let service = tower::ServiceExt::<axum::extract::Request>::map_response(
-        layer.layer(app),
-        |response: http::Response<_>| response.map(Body::new),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-        )
-        .await
-    });
-    addr
+    serve_service(layer.layer(app)).await
 }
 
 fn client() -> reqwest::Client {
@@ -223,20 +203,7 @@ fn failing_service()
 }
 
 async fn serve_failing(layer: ErrorLayer) -> SocketAddr {
-    let service = tower::ServiceExt::<axum::extract::Request>::map_response(
-        layer.layer(failing_service()),
-        |response: http::Response<_>| response.map(Body::new),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service(service),
-        )
-        .await
-    });
-    addr
+    serve_service(layer.layer(failing_service())).await
 }
 
 #[tokio::test]
@@ -482,6 +449,7 @@ async fn default_handler_replaces_the_built_in_rendering() {
 #[tokio::test]
 async fn custom_handler_sees_status_detail_data_and_request() {
     let layer = ErrorLayer::builder()
+        .handler_headers([http::HeaderName::from_static("x-trace")])
         .default_handler(|request, ctx| async move {
             let body = json!({
                 "kind": format!("{:?}", ctx.origin()),

@@ -1,14 +1,13 @@
 //! Credentials never reach `Debug` output or log lines, however they were set, and a redirect
 //! target's `user:password` is not carried into the next hop.
 
-mod fault_server;
-
 use std::sync::{Arc, Mutex};
 
-use fault_server::{Answer, FaultServer, capture_logs, status};
 use http::{HeaderValue, StatusCode};
 use stopover::client::logging::Logging;
 use stopover::client::{Client, Next, Request, from_fn};
+
+use crate::fault_server::{Answer, FaultServer, capture_logs, status};
 
 #[tokio::test]
 async fn request_debug_hides_credentials_however_they_were_set() {

@@ -4,17 +4,17 @@
 //! request with the virtual instant it arrived. The scripted server closes its connections
 //! after each answer, so no pooled connection leaves a timer that the paused clock would jump to.
 
-mod fault_server;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use fault_server::{Answer, FaultServer, Reply, capture_logs, status};
 use http::StatusCode;
 use stopover::client::retry::{Attempts, Budget, GaveUp, Retry, RetryPolicy, RetryPolicyBuilder};
 use stopover::client::{Body, Client, ErrorKind, Next, Request, from_fn};
+
+use crate::fault_server;
+use crate::fault_server::{Answer, FaultServer, Reply, capture_logs, status};
 
 /// A policy that never waits, so tests without a clock run at once.
 fn no_wait() -> RetryPolicyBuilder {

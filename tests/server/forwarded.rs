@@ -10,6 +10,8 @@ use stopover::server::forwarded::{
     ForwardedConfigError, ForwardedInfo, ForwardedLayer, ForwardedLayerBuilder, PeerAddr,
 };
 
+use crate::support::serve_with_connect_info;
+
 async fn report(Extension(info): Extension<ForwardedInfo>, request: Request) -> Json<Value> {
     let header = |name: &str| {
         request
@@ -38,21 +40,7 @@ fn connect_info(builder: ForwardedLayerBuilder) -> ForwardedLayerBuilder {
 /// Serves `report` behind the layer, with axum's `ConnectInfo` as the peer address.
 async fn serve(layer: ForwardedLayer) -> SocketAddr {
     let app = Router::new().route("/", get(report)).layer(layer);
-    serve_router(app).await
-}
-
-async fn serve_router(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
+    serve_with_connect_info(app).await
 }
 
 async fn get_report(addr: SocketAddr, headers: &[(&str, &str)]) -> Value {
@@ -135,9 +123,7 @@ async fn peer_address_not_found_counts_as_untrusted() {
     let app = Router::new()
         .route("/", get(report))
         .layer(ForwardedLayer::builder().build().unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::support::serve(app).await;
     let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
     assert_eq!(report["scheme"], "http");
     assert_eq!(report["trusted"], false);
@@ -155,7 +141,7 @@ async fn default_peer_address_comes_from_peer_addr_extension() {
                 request
             },
         ));
-    let addr = serve_router(app).await;
+    let addr = serve_with_connect_info(app).await;
     let report = get_report(addr, &[("x-forwarded-proto", "https")]).await;
     assert_eq!(report["scheme"], "https");
     assert_eq!(report["peer"], "127.0.0.1");

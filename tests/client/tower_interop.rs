@@ -1,16 +1,15 @@
 //! `Client` as a `tower::Service<http::Request<B>>`, and the conversions between the `http`
 //! crate's types and the client's, against a real loopback server.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http_body_util::BodyExt;
 use stopover::client::ssrf::{Policy, Rule};
 use stopover::client::{Client, ErrorKind, Request, Response, from_fn};
-use support::TestServer;
 use tower::ServiceExt;
+
+use crate::support::TestServer;
 
 #[tokio::test]
 async fn oneshot_runs_through_the_middleware_chain() {

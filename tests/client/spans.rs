@@ -1,8 +1,6 @@
 //! Client spans by OpenTelemetry's HTTP client conventions, captured with an in-process
 //! `tracing` layer from a real request against a loopback server.
 
-mod span_capture;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,9 +9,10 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
-use span_capture::capture;
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::{Client, ErrorKind};
+
+use crate::span_capture::capture;
 
 /// `/start` redirects (303) to `/flaky`, which answers 503 once and then 200.
 async fn redirect_then_flaky() -> String {

@@ -15,16 +15,10 @@ use http::{StatusCode, header};
 use serde_json::{Value, json};
 use stopover::server::error::{ErrorContext, ErrorFormat, ErrorLayer, HttpError};
 use stopover::server::matcher::PathMatcher;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tower::{BoxError, ServiceBuilder};
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
+use crate::support::serve;
 
 async fn get_url(addr: SocketAddr, path: &str) -> reqwest::Response {
     reqwest::Client::builder()
@@ -106,6 +100,7 @@ struct Tenant(&'static str);
 #[tokio::test]
 async fn async_path_handler_sees_the_request_extensions() {
     let layer = ErrorLayer::builder()
+        .handler_extension::<Tenant>()
         .handler(
             PathMatcher::prefix("/pages/").unwrap(),
             |request: http::request::Parts, ctx: ErrorContext| async move {
@@ -320,4 +315,56 @@ async fn error_of_another_type_is_still_rendered_with_skip_error() {
         json_body(response).await,
         json!({"detail": "Internal Server Error"})
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn handlers_cost_successful_requests_no_copy_of_their_headers_or_extensions() {
+    use tower::{Layer, Service, ServiceExt};
+
+    let leaf = tower::service_fn(|_req: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(
+            http::Response::new(http_body_util::Empty::<Bytes>::new()),
+        )
+    });
+    let errors = ErrorLayer::builder()
+        .handler(
+            PathMatcher::prefix("/pages/").unwrap(),
+            |_request, ctx| async move { text(ctx.status(), "page".to_owned()) },
+        )
+        .default_handler(|_request, ctx| async move { text(ctx.status(), "default".to_owned()) })
+        .build()
+        .unwrap();
+    let mut service = errors.layer(leaf);
+    let uri: http::Uri = "/pages/items?page=2".parse().unwrap();
+    let request = || {
+        let mut request = http::Request::new(());
+        *request.uri_mut() = uri.clone();
+        request
+            .headers_mut()
+            .insert("x-trace", "abc".parse().unwrap());
+        request
+            .headers_mut()
+            .insert(header::ACCEPT, "text/html".parse().unwrap());
+        request.extensions_mut().insert(Tenant("acme"));
+        request
+    };
+    for _ in 0..3 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    let mut requests: Vec<_> = (0..100).map(|_| request()).collect();
+    let before = crate::counting::allocations();
+    for request in requests.drain(..) {
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        drop(response);
+    }
+    let allocations = crate::counting::allocations() - before;
+    assert_eq!(allocations, 0, "{allocations} allocations for 100 requests");
 }

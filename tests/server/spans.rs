@@ -1,9 +1,6 @@
 //! What the server layers tell `tracing`: the error layer's event in the server conventions'
 //! names at configurable levels, and the shield and timeout layers' marks on the request span.
 
-mod span_capture;
-
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -11,11 +8,14 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{Next, from_fn};
 use axum::routing::{get, post};
 use http::StatusCode;
-use span_capture::capture;
 use stopover::server::error::ErrorLayer;
 use stopover::server::shield::ShieldLayer;
 use stopover::server::timeout::TimeoutLayer;
 use tracing::Instrument;
+
+use crate::span_capture;
+use crate::span_capture::capture;
+use crate::support::serve;
 
 /// A request span declaring the fields the layers record, as a `TraceLayer` user would.
 async fn request_span(request: Request, next: Next) -> axum::response::Response {
@@ -25,13 +25,6 @@ async fn request_span(request: Request, next: Next) -> axum::response::Response 
         timed_out = tracing::field::Empty,
     );
     next.run(request).instrument(span).await
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 async fn status_of(method: &str, url: String) -> u16 {
@@ -130,8 +123,7 @@ async fn shield_and_timeout_mark_the_request_span() {
         )
         .layer(ShieldLayer::builder().build().unwrap())
         .layer(
-            TimeoutLayer::builder()
-                .duration(Duration::from_millis(50))
+            TimeoutLayer::builder(Duration::from_millis(50))
                 .build()
                 .unwrap(),
         )

@@ -2,14 +2,10 @@
 //! stack served the way axum serves an app, over real loopback connections.
 #![cfg(feature = "axum")]
 
-mod fault_server;
-
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fault_server::capture_logs;
 use http::StatusCode;
 use serde_json::{Value, json};
 use stopover::server::error::HttpError;
@@ -18,26 +14,8 @@ use stopover::server::shield::ClientGone;
 use stopover::server::{CorsLayer, ErrorLayer, ForwardedLayer, ShieldLayer, TimeoutLayer};
 use tower::ServiceBuilder;
 
-async fn serve_with_connect_info(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
-}
-
-async fn serve_plain(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
+use crate::fault_server::capture_logs;
+use crate::support::{serve, serve_with_connect_info};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
@@ -60,8 +38,7 @@ fn readme_stack(router: Router) -> Router {
             )
             .layer(ErrorLayer::new())
             .layer(
-                TimeoutLayer::builder()
-                    .duration(Duration::from_secs(10))
+                TimeoutLayer::builder(Duration::from_secs(10))
                     .build()
                     .unwrap(),
             )
@@ -88,7 +65,7 @@ async fn http_error_is_a_handler_error_type() {
     async fn item() -> Result<Json<Value>, HttpError> {
         Err(HttpError::new(StatusCode::CONFLICT, "item is locked").with_field("retry_in", 30))
     }
-    let addr = serve_plain(Router::new().route("/item", get(item))).await;
+    let addr = serve(Router::new().route("/item", get(item))).await;
     let response = http()
         .get(format!("http://{addr}/item"))
         .send()
@@ -101,7 +78,7 @@ async fn http_error_is_a_handler_error_type() {
 
 #[tokio::test]
 async fn forwarded_info_without_the_layer_is_a_500_naming_it() {
-    let addr = serve_plain(Router::new().route("/scheme", get(scheme))).await;
+    let addr = serve(Router::new().route("/scheme", get(scheme))).await;
     let response = http()
         .get(format!("http://{addr}/scheme"))
         .send()
@@ -119,7 +96,7 @@ async fn client_gone_is_an_extractor_on_shielded_routes() {
     let app = Router::new()
         .route("/orders", post(order))
         .layer(ShieldLayer::builder().build().unwrap());
-    let addr = serve_plain(app).await;
+    let addr = serve(app).await;
     let response = http()
         .post(format!("http://{addr}/orders"))
         .send()
@@ -137,7 +114,7 @@ async fn optional_client_gone_is_none_on_routes_that_are_not_shielded() {
     let app = Router::new()
         .route("/orders", get(read))
         .layer(ShieldLayer::builder().build().unwrap());
-    let addr = serve_plain(app).await;
+    let addr = serve(app).await;
     let response = http()
         .get(format!("http://{addr}/orders"))
         .send()
@@ -152,7 +129,7 @@ async fn serving_without_connect_info_warns_once_how_to_serve_the_app() {
     let app = Router::new()
         .route("/scheme", get(scheme))
         .layer(ForwardedLayer::builder().build().unwrap());
-    let addr = serve_plain(app).await;
+    let addr = serve(app).await;
     for _ in 0..3 {
         let response = http()
             .get(format!("http://{addr}/scheme"))

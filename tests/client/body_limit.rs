@@ -1,8 +1,6 @@
 //! The response body limit: whole-body readers stop at it, from `Content-Length` up front or
 //! while the bytes arrive; a request can set its own.
 
-mod fault_server;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,8 +8,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body as AxumBody;
 use bytes::Bytes;
-use fault_server::{Answer, FaultServer};
 use stopover::client::{Client, Error, ErrorKind};
+
+use crate::fault_server::{Answer, FaultServer};
 
 /// Fails the test instead of hanging when a reader waits for a body that never ends.
 async fn bounded<F: Future>(future: F) -> F::Output {

@@ -15,18 +15,13 @@ use serde_json::{Value, json};
 use stopover::server::error::{ErrorFormat, ErrorLayer};
 use stopover::server::matcher::{PathMatcher, PathRule};
 use stopover::server::timeout::{TimeoutConfigError, TimeoutLayer};
-use tokio::net::TcpListener;
 use tokio::time::sleep;
+
+use crate::counting;
+use crate::support::serve;
 
 const SHORT: Duration = Duration::from_millis(50);
 const SLOW: Duration = Duration::from_secs(5);
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 async fn send(addr: SocketAddr, method: Method, path: &str) -> reqwest::Response {
     reqwest::Client::builder()
@@ -58,7 +53,7 @@ fn app() -> Router {
 
 #[tokio::test(start_paused = true)]
 async fn slow_handler_gets_504_json() {
-    let addr = serve(app().layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
+    let addr = serve(app().layer(TimeoutLayer::builder(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/slow").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
@@ -70,7 +65,7 @@ async fn slow_handler_gets_504_json() {
 
 #[tokio::test(start_paused = true)]
 async fn fast_handler_is_not_touched() {
-    let addr = serve(app().layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
+    let addr = serve(app().layer(TimeoutLayer::builder(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/fast").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "fast");
@@ -78,8 +73,7 @@ async fn fast_handler_is_not_touched() {
 
 #[tokio::test(start_paused = true)]
 async fn timeout_status_is_configurable() {
-    let layer = TimeoutLayer::builder()
-        .duration(SHORT)
+    let layer = TimeoutLayer::builder(SHORT)
         .status(StatusCode::SERVICE_UNAVAILABLE)
         .build()
         .unwrap();
@@ -94,8 +88,7 @@ async fn timeout_status_is_configurable() {
 
 #[tokio::test(start_paused = true)]
 async fn ignored_path_is_not_limited() {
-    let layer = TimeoutLayer::builder()
-        .duration(SHORT)
+    let layer = TimeoutLayer::builder(SHORT)
         .ignore(PathMatcher::exact("/slow").unwrap())
         .build()
         .unwrap();
@@ -109,11 +102,7 @@ async fn ignored_path_is_not_limited() {
 async fn ignored_path_and_method_pair_exempts_only_that_method() {
     let rule =
         PathRule::with_methods(PathMatcher::exact("/slow").unwrap(), [Method::POST]).unwrap();
-    let layer = TimeoutLayer::builder()
-        .duration(SHORT)
-        .ignore(rule)
-        .build()
-        .unwrap();
+    let layer = TimeoutLayer::builder(SHORT).ignore(rule).build().unwrap();
     let addr = serve(app().layer(layer)).await;
     let response = send(addr, Method::POST, "/slow").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -123,8 +112,7 @@ async fn ignored_path_and_method_pair_exempts_only_that_method() {
 
 #[tokio::test(start_paused = true)]
 async fn per_path_duration_replaces_the_default() {
-    let layer = TimeoutLayer::builder()
-        .duration(SHORT)
+    let layer = TimeoutLayer::builder(SHORT)
         .path_timeout(PathMatcher::prefix("/reports/").unwrap(), SLOW * 2)
         .build()
         .unwrap();
@@ -137,8 +125,7 @@ async fn per_path_duration_replaces_the_default() {
 
 #[tokio::test(start_paused = true)]
 async fn per_path_duration_first_match_wins() {
-    let layer = TimeoutLayer::builder()
-        .duration(SLOW * 2)
+    let layer = TimeoutLayer::builder(SLOW * 2)
         .path_timeout(PathMatcher::exact("/reports/yearly").unwrap(), SHORT)
         .path_timeout(PathMatcher::prefix("/reports/").unwrap(), SLOW * 2)
         .build()
@@ -152,8 +139,7 @@ async fn per_path_duration_first_match_wins() {
 
 #[tokio::test(start_paused = true)]
 async fn ignore_rules_win_over_per_path_durations() {
-    let layer = TimeoutLayer::builder()
-        .duration(SHORT)
+    let layer = TimeoutLayer::builder(SHORT)
         .path_timeout(PathMatcher::exact("/slow").unwrap(), SHORT)
         .ignore(PathMatcher::exact("/slow").unwrap())
         .build()
@@ -185,7 +171,7 @@ async fn timed_out_handler_is_dropped_at_its_await() {
             }
         }),
     );
-    let addr = serve(app.layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
+    let addr = serve(app.layer(TimeoutLayer::builder(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/work").await;
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(dropped.load(Ordering::SeqCst));
@@ -209,7 +195,7 @@ async fn streaming_body_is_not_cut_once_the_head_is_ready() {
             Body::from_stream(chunks)
         }),
     );
-    let addr = serve(app.layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())).await;
+    let addr = serve(app.layer(TimeoutLayer::builder(SHORT).build().unwrap())).await;
     let response = send(addr, Method::GET, "/stream").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "chunk chunk ");
@@ -218,7 +204,7 @@ async fn streaming_body_is_not_cut_once_the_head_is_ready() {
 #[tokio::test(start_paused = true)]
 async fn timeout_is_rendered_by_an_outer_error_layer() {
     let app = app()
-        .layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())
+        .layer(TimeoutLayer::builder(SHORT).build().unwrap())
         .layer(
             ErrorLayer::builder()
                 .format(ErrorFormat::ProblemJson)
@@ -247,7 +233,7 @@ async fn timeout_is_rendered_by_an_outer_error_layer() {
 async fn timeout_with_default_error_layer_stays_a_504() {
     // aiohttp-middlewares turns this pairing into `500 {"detail": ""}`.
     let app = app()
-        .layer(TimeoutLayer::builder().duration(SHORT).build().unwrap())
+        .layer(TimeoutLayer::builder(SHORT).build().unwrap())
         .layer(ErrorLayer::new());
     let addr = serve(app).await;
     let response = send(addr, Method::GET, "/slow").await;
@@ -261,11 +247,10 @@ async fn timeout_with_default_error_layer_stays_a_504() {
 #[test]
 fn zero_duration_is_a_config_error() {
     assert!(matches!(
-        TimeoutLayer::builder().duration(Duration::ZERO).build(),
+        TimeoutLayer::builder(Duration::ZERO).build(),
         Err(TimeoutConfigError::ZeroDuration { .. })
     ));
-    let err = TimeoutLayer::builder()
-        .duration(SHORT)
+    let err = TimeoutLayer::builder(SHORT)
         .path_timeout(PathMatcher::prefix("/reports/").unwrap(), Duration::ZERO)
         .build()
         .unwrap_err();
@@ -273,17 +258,8 @@ fn zero_duration_is_a_config_error() {
 }
 
 #[test]
-fn missing_duration_is_a_config_error() {
-    assert!(matches!(
-        TimeoutLayer::builder().build(),
-        Err(TimeoutConfigError::MissingDuration)
-    ));
-}
-
-#[test]
 fn non_error_status_is_a_config_error() {
-    let err = TimeoutLayer::builder()
-        .duration(SHORT)
+    let err = TimeoutLayer::builder(SHORT)
         .status(StatusCode::OK)
         .build()
         .unwrap_err();
@@ -292,39 +268,6 @@ fn non_error_status_is_a_config_error() {
         TimeoutConfigError::NotAnErrorStatus { status } if status == StatusCode::OK
     ));
 }
-
-/// Counts allocations made on the current thread, so tests running in parallel do not interfere.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    pub struct Counting;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every call is forwarded to the system allocator unchanged.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            ALLOCATIONS.with(|count| count.set(count.get() + 1));
-            // SAFETY: same contract as the caller's.
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: same contract as the caller's.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
-    pub fn allocations() -> usize {
-        ALLOCATIONS.with(Cell::get)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: counting::Counting = counting::Counting;
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn happy_path_through_error_and_timeout_layers_allocates_nothing() {
@@ -335,8 +278,7 @@ async fn happy_path_through_error_and_timeout_layers_allocates_nothing() {
         tokio::task::yield_now().await;
         Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<Bytes>::new()))
     });
-    let timeout = TimeoutLayer::builder()
-        .duration(SLOW)
+    let timeout = TimeoutLayer::builder(SLOW)
         .ignore(PathMatcher::regex(r"/stream/\d+").unwrap())
         .ignore(
             PathRule::with_methods(PathMatcher::exact("/upload").unwrap(), [Method::POST]).unwrap(),
@@ -385,8 +327,7 @@ async fn rules_see_the_raw_path_the_router_routes_on() {
     let app = Router::new()
         .route("/a/slow", get(slow))
         .route("/{segment}", get(slow));
-    let layer = TimeoutLayer::builder()
-        .duration(SHORT)
+    let layer = TimeoutLayer::builder(SHORT)
         .ignore(PathMatcher::prefix("/a/").unwrap())
         .build()
         .unwrap();

@@ -4,8 +4,6 @@
 //! (checked with a canary listener that counts connections) or is an address no packet may be
 //! sent to (the refusal happens in the policy, before the connector runs).
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,9 +13,10 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use stopover::client::ssrf::{MixedAnswers, Policy, Rule, Stage};
 use stopover::client::{Chain, Client, Error, ErrorKind, Next, Request, from_fn};
-use support::TestServer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+
+use crate::support::TestServer;
 
 /// A resolver that answers from a table and counts its calls. A name can have several answer
 /// sets: call n gets set n, and the last set repeats.
@@ -619,39 +618,10 @@ async fn a_resolver_that_never_answers_fails_the_request_at_the_dns_timeout() {
     );
 }
 
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test]
 async fn report_only_mode_logs_what_it_lets_through() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
-    // Global: a thread-local default loses events to callsite interest cached by the other
-    // tests' threads. Only this test sets it; what the other tests log is filtered out below.
-    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    // The test binary's one global subscriber, writing what this thread logs to `captured`.
+    let (captured, _guard) = crate::fault_server::capture_logs();
     let server = TestServer::start().await;
     let dns = FakeDns::new().answer("report-only-log.test", &[&["127.0.0.1"]]);
     let policy = Policy::builder().report_only(true).build().unwrap();

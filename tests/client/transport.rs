@@ -15,6 +15,8 @@ use stopover::client::{Client, ErrorKind, Next, Request, from_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::support;
+
 /// A hyper server on 127.0.0.1 speaking HTTP/1.1 and HTTP/2 over cleartext (h2c with prior
 /// knowledge), answering with the request's HTTP version; it records every connection's peer.
 #[derive(Clone)]
@@ -22,6 +24,8 @@ struct Plain {
     addr: SocketAddr,
     peers: Arc<Mutex<Vec<SocketAddr>>>,
     versions: Arc<Mutex<Vec<Version>>>,
+    /// Connections that ended (the client closed them, or the server gave up).
+    closed: Arc<AtomicUsize>,
 }
 
 impl Plain {
@@ -35,12 +39,14 @@ impl Plain {
             addr: listener.local_addr().unwrap(),
             peers: Arc::default(),
             versions: Arc::default(),
+            closed: Arc::default(),
         };
         let state = server.clone();
         tokio::spawn(async move {
             while let Ok((tcp, peer)) = listener.accept().await {
                 state.peers.lock().unwrap().push(peer);
                 let versions = Arc::clone(&state.versions);
+                let closed = Arc::clone(&state.closed);
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request: http::Request<_>| {
                         versions.lock().unwrap().push(request.version());
@@ -57,6 +63,7 @@ impl Plain {
                         builder = builder.http1_only();
                     }
                     let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                    closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
         });
@@ -73,6 +80,18 @@ impl Plain {
 
     fn peers(&self) -> Vec<SocketAddr> {
         self.peers.lock().unwrap().clone()
+    }
+
+    /// Waits until `count` connections have ended, polling (bounded: a hang fails the test).
+    async fn closed(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.closed.load(Ordering::SeqCst) < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} connection(s) never closed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -120,7 +139,8 @@ async fn pool_idle_timeout_closes_a_connection_left_idle_longer() {
         .bytes()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The pool closes the connection once it has been idle longer than the timeout.
+    server.closed(1).await;
     client
         .get(server.url())
         .send()
@@ -295,7 +315,9 @@ async fn ping_counter(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, pings)
 }
 
-async fn pings_sent(client: Client) -> usize {
+/// The HTTP/2 pings the client sends on an idle connection within `window`; polls, so it
+/// returns as soon as the first one is seen.
+async fn pings_sent(client: Client, window: Duration) -> usize {
     let server = Plain::start().await;
     let (relay, pings) = ping_counter(server.addr).await;
     client
@@ -306,7 +328,10 @@ async fn pings_sent(client: Client) -> usize {
         .bytes()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let deadline = tokio::time::Instant::now() + window;
+    while pings.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     pings.load(Ordering::SeqCst)
 }
 
@@ -320,14 +345,15 @@ async fn http2_keep_alive_interval_sends_pings_on_an_idle_connection() {
         .build()
         .unwrap();
 
-    assert!(pings_sent(client).await >= 1);
+    assert!(pings_sent(client, Duration::from_secs(10)).await >= 1);
 }
 
 #[tokio::test]
 async fn no_http2_pings_are_sent_by_default() {
     let client = Client::builder().http2_prior_knowledge().build().unwrap();
 
-    assert_eq!(pings_sent(client).await, 0);
+    // Eight intervals of the test above: pings would have been seen by then.
+    assert_eq!(pings_sent(client, Duration::from_millis(400)).await, 0);
 }
 
 /// Reads the options of the client's socket connected from `local`: the test's own process
@@ -435,8 +461,6 @@ async fn tcp_keepalive_none_leaves_it_off() {
 
     assert!(!client_socket(client).await.keepalive);
 }
-
-mod support;
 
 /// Resolves every name to 127.0.0.1.
 struct ToLoopback;

@@ -4,20 +4,19 @@
 //! Every case that could deadlock runs under a test timeout, so a deadlock is a failure, not a
 //! hang.
 
-mod fault_server;
-
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use fault_server::{Answer, FaultServer, Reply, Seen, status};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use stopover::client::token::{
     BackgroundRefresh, RefreshTokenSource, Token, TokenAuth, TokenCache, TokenConfigError,
     TokenError, source_fn,
 };
 use stopover::client::{Chain, Client, Origin, Proxy};
+
+use crate::fault_server::{Answer, FaultServer, Reply, Seen, status};
 
 /// Fails the test instead of hanging when `future` deadlocks.
 async fn bounded<F: Future>(future: F) -> F::Output {
