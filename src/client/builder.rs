@@ -12,11 +12,11 @@ use url::Url;
 use super::client::Chain;
 use super::client::{Client, ClientRef};
 use super::error::{Error, ErrorKind, Result};
-use super::into_url::check_scheme;
+use super::into_url::IntoUrl;
 use super::middleware::Middleware;
 use super::proxy::Proxy;
-use super::redirect::mark_credentials;
 use super::redaction::Redaction;
+use super::redirect::mark_credentials;
 use super::transport::guard_transport;
 use super::{ssrf, telemetry};
 
@@ -50,15 +50,17 @@ const DEFAULT_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 /// ```
 #[must_use]
 pub struct ClientBuilder {
-    base_url: Option<std::result::Result<Url, String>>,
+    base_url: Option<Result<Url>>,
     default_headers: HeaderMap,
     user_agent: HeaderValue,
     timeout: Option<Duration>,
+    head_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     max_redirects: usize,
     max_nesting: usize,
     body_limit: u64,
+    https_only: bool,
     chain: Chain,
     proxies: Vec<Proxy>,
     ssrf: Option<ssrf::Policy>,
@@ -80,11 +82,13 @@ impl ClientBuilder {
             default_headers: HeaderMap::new(),
             user_agent: HeaderValue::from_static(DEFAULT_USER_AGENT),
             timeout: None,
+            head_timeout: None,
             attempt_timeout: None,
             connect_timeout: None,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             max_nesting: DEFAULT_MAX_NESTING,
             body_limit: DEFAULT_BODY_LIMIT,
+            https_only: false,
             chain: Chain::new(),
             proxies: Vec::new(),
             ssrf: None,
@@ -98,8 +102,8 @@ impl ClientBuilder {
         }
     }
 
-    /// What is hidden from `url.full` on the client's spans (see the `telemetry` table in the
-    /// [`client`](crate::client) docs). Default: [`Redaction::default`](Redaction)
+    /// What is hidden from `url.full` on the client's spans (the fields are listed in
+    /// [`client::telemetry`](crate::client::telemetry)). Default: [`Redaction::default`](Redaction)
     /// plus the query keys OpenTelemetry's conventions name (`AWSAccessKeyId`, `Signature`,
     /// `sig`, `X-Goog-Signature`). Set the same redaction as [`Logging`](crate::client::logging::Logging)'s
     /// so a secret hidden from the logs is hidden from the spans too.
@@ -146,9 +150,20 @@ impl ClientBuilder {
     }
 
     /// The URL relative request URLs are joined to (with [`Url::join`]: end it with `/` to
-    /// keep its last path segment). Default: none, and relative URLs are an error.
-    pub fn base_url(mut self, base_url: &str) -> Self {
-        self.base_url = Some(Url::parse(base_url).map_err(|_| base_url.to_owned()));
+    /// keep its last path segment), given as text or as a parsed [`Url`]. It applies to
+    /// `client.get(..)` and the like and to `http::Request`s sent through the client as a
+    /// [`tower::Service`](crate::client::interop). Default: none, and relative URLs are an
+    /// error. A URL that is not absolute, or not http or https, is an
+    /// [`ErrorKind::Builder`] error from [`build`](Self::build).
+    ///
+    /// ```
+    /// let base = url::Url::parse("https://api.example.test/v1/")?;
+    /// let client = stopover::client::Client::builder().base_url(base).build()?;
+    /// assert_eq!(client.base_url().map(url::Url::as_str), Some("https://api.example.test/v1/"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn base_url<U: IntoUrl>(mut self, base_url: U) -> Self {
+        self.base_url = Some(base_url.into_base_url());
         self
     }
 
@@ -170,18 +185,54 @@ impl ClientBuilder {
         self
     }
 
-    /// How long one `send` may take in all: every hop, every attempt a middleware makes, and
-    /// the time middlewares spend themselves. Default: no limit.
+    /// How long one call may take in all, from `send` until its response body has been read
+    /// (as reqwest's `timeout`): every hop, every attempt a middleware makes, the time
+    /// middlewares spend themselves, and reading the body with
+    /// [`Response::bytes`](crate::client::Response::bytes), [`text`](crate::client::Response::text),
+    /// [`json`](crate::client::Response::json) or [`chunk`](crate::client::Response::chunk).
+    /// Past it, `send` or the body read fails with [`ErrorKind::Timeout`] (and
+    /// [`Error::is_body`] tells the second from the first). Default: no limit.
     ///
-    /// It ends when `send` returns the response head; reading the body of that response is
-    /// bounded by the [`attempt_timeout`](Self::attempt_timeout) instead.
+    /// It used to stop at the response head (see the CHANGELOG); for that, use
+    /// [`head_timeout`](Self::head_timeout), which leaves the body unbounded (a response that
+    /// is streamed for hours, a long download).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let client = stopover::client::Client::builder()
+    ///     .timeout(Duration::from_secs(30))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
+    /// How long one call may take up to the response head: every hop, every attempt and the
+    /// time middlewares spend, but not reading the body (bounded by
+    /// [`timeout`](Self::timeout), when one is set, and by a
+    /// [`read_timeout`](Self::read_timeout) per read). Default: no limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A feed that streams for as long as it likes, once it has answered within 5 seconds.
+    /// let client = stopover::client::Client::builder()
+    ///     .head_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = Some(timeout);
+        self
+    }
+
     /// How long one attempt on the wire may take, from sending the request until its response
-    /// body has been read (like reqwest's own `timeout`). A retry middleware sees an attempt
+    /// body has been read (reqwest's `timeout`, per attempt). A retry middleware sees an attempt
     /// that passes it before the response head as a timeout error it can retry; past the head,
     /// reading the body fails with [`ErrorKind::Timeout`]. Default: no limit.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
@@ -209,6 +260,23 @@ impl ClientBuilder {
     /// ```
     pub fn body_limit(mut self, bytes: u64) -> Self {
         self.body_limit = bytes;
+        self
+    }
+
+    /// Sends requests to `https` URLs only (reqwest's `https_only`): a request to an `http` URL
+    /// fails with [`ErrorKind::Builder`] before anything is sent, and so does a redirect to
+    /// one, on whichever hop, as does any request a middleware sends through the client.
+    /// Default: no, `http` is allowed too.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// let client = stopover::client::Client::builder().https_only(true).build().unwrap();
+    /// let err = client.get("http://example.test/").send().await.unwrap_err();
+    /// assert!(err.is_builder());
+    /// # }
+    /// ```
+    pub fn https_only(mut self, enabled: bool) -> Self {
+        self.https_only = enabled;
         self
     }
 
@@ -311,15 +379,7 @@ impl ClientBuilder {
                 "max_nesting is 0, which would refuse every request: it counts the request itself",
             ));
         }
-        let base_url = match self.base_url {
-            None => None,
-            Some(Ok(url)) => Some(check_scheme(url)?),
-            Some(Err(text)) => {
-                return Err(Error::builder(format!(
-                    "the base URL {text:?} is not an absolute URL"
-                )));
-            }
-        };
+        let base_url = self.base_url.transpose()?;
         let mut default_headers = self.default_headers;
         if !default_headers.contains_key(USER_AGENT) {
             default_headers.insert(USER_AGENT, self.user_agent);
@@ -373,12 +433,14 @@ impl ClientBuilder {
                 base_url,
                 default_headers,
                 timeout: self.timeout,
+                head_timeout: self.head_timeout,
                 attempt_timeout: self.attempt_timeout,
                 max_redirects: self.max_redirects,
                 max_nesting: self.max_nesting,
                 chain: self.chain,
                 ssrf: self.ssrf,
                 body_limit: self.body_limit,
+                https_only: self.https_only,
                 span_redaction: self.span_redaction,
                 #[cfg(feature = "opentelemetry")]
                 trace_exclude: self.trace_exclude,

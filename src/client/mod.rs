@@ -85,7 +85,7 @@ mod response;
 
 mod middleware;
 mod redirect;
-mod telemetry;
+pub mod telemetry;
 mod transport;
 
 mod builder;
@@ -95,7 +95,7 @@ mod builder;
     reason = "the file is named for the type it holds"
 )]
 mod client;
-mod interop;
+pub mod interop;
 mod into_url;
 mod proxy;
 mod request_builder;

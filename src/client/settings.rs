@@ -6,8 +6,8 @@
 //! reqwest's redirect policy stays off whatever is set here (stopover follows redirects, one
 //! pass of the chain per hop), the guarded resolver and the peer check of an
 //! [`ssrf_policy`](ClientBuilder::ssrf_policy) stay in place, and settings that contradict each
-//! other are refused by [`build`](ClientBuilder::build) with an [`ErrorKind::Builder`] error
-//! whose [`Error::conflicting_settings`] names both.
+//! other are refused by [`build`](ClientBuilder::build) with an [`ErrorKind::Builder`](super::ErrorKind::Builder) error
+//! whose [`Error::conflicting_settings`](super::Error::conflicting_settings) names both.
 //!
 //! ```
 //! use std::time::Duration;
@@ -27,6 +27,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::builder::ClientBuilder;
+#[cfg(feature = "webpki-roots")]
 use super::error::{Error, ErrorKind};
 
 /// TLS types for the TLS settings of [`ClientBuilder`], from the reqwest this crate is built
@@ -61,6 +62,25 @@ impl ClientBuilder {
     ) -> Self {
         self.transport.push(Box::new(setting));
         self
+    }
+
+    // --- reading
+
+    /// How long one read from the connection may wait for data, reset after every read that
+    /// gets some (reqwest's `read_timeout`): for a response head, or a body, that stalls,
+    /// whatever its length. A stalled read fails with [`ErrorKind::Timeout`](super::ErrorKind::Timeout); while
+    /// reading a body, [`Error::is_body`](super::Error::is_body) is true too. Default: no limit.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let client = stopover::client::Client::builder()
+    ///     .read_timeout(Duration::from_secs(15))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn read_timeout(self, timeout: Duration) -> Self {
+        self.reqwest(move |http| http.read_timeout(timeout))
     }
 
     // --- the connection pool
