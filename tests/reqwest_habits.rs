@@ -6,11 +6,13 @@
 mod fault_server;
 mod support;
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use fault_server::{FaultServer, Reply};
 use http::StatusCode;
 use http_body_util::BodyExt;
+use stopover::client::ssrf::{Policy, Rule};
 use stopover::client::{Client, ErrorKind, Next, Request, from_fn};
 use support::TestServer;
 use tower::ServiceExt;
@@ -282,4 +284,116 @@ async fn a_relative_uri_through_the_service_without_a_base_url_is_a_builder_erro
     let request = http::Request::get("/data").body(String::new()).unwrap();
     let err = Client::new().oneshot(request).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Builder, "{err:?}");
+}
+
+#[tokio::test]
+async fn resolve_sends_a_name_to_the_given_address() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .resolve("hooks.example.com", server.addr)
+        .build()
+        .unwrap();
+    let url = format!("http://hooks.example.com:{}/hook", server.addr.port());
+    client.get(url).send().await.unwrap();
+    let seen = &server.seen()[0];
+    assert_eq!(seen.uri.path(), "/hook");
+    let host = format!("hooks.example.com:{}", server.addr.port());
+    assert_eq!(seen.headers["host"], host.as_str());
+}
+
+#[tokio::test]
+async fn resolve_uses_the_addrs_port_when_the_url_names_none() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .resolve("hooks.example.com", server.addr)
+        .build()
+        .unwrap();
+    client
+        .get("http://hooks.example.com/hook")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(server.paths(), ["/hook"]);
+}
+
+#[tokio::test]
+async fn resolve_is_judged_by_the_ssrf_policy() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .resolve("hooks.example.com", server.addr)
+        .ssrf_policy(Policy::default())
+        .build()
+        .unwrap();
+    let url = format!("http://hooks.example.com:{}/hook", server.addr.port());
+    let err = client.get(url).send().await.unwrap_err();
+    assert!(err.is_refused(), "{err:?}");
+    assert_eq!(err.refusal().unwrap().rule(), Rule::Ipv4Loopback);
+    assert!(server.seen().is_empty());
+}
+
+#[tokio::test]
+async fn resolve_to_an_address_the_policy_allows_connects() {
+    let server = TestServer::start().await;
+    let policy = Policy::builder().allow_addr(server.addr).build().unwrap();
+    let client = Client::builder()
+        .resolve("hooks.example.com", server.addr)
+        .ssrf_policy(policy)
+        .build()
+        .unwrap();
+    let url = format!("http://hooks.example.com:{}/hook", server.addr.port());
+    client.get(url).send().await.unwrap();
+    assert_eq!(server.paths(), ["/hook"]);
+}
+
+#[test]
+fn resolve_refuses_an_ip_address_as_the_domain() {
+    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let err = Client::builder()
+        .resolve("10.0.0.1", addr)
+        .build()
+        .unwrap_err();
+    assert!(err.is_builder(), "{err:?}");
+    assert!(err.to_string().contains("10.0.0.1"), "{err}");
+}
+
+#[test]
+fn resolve_to_no_addresses_is_a_builder_error() {
+    let err = Client::builder()
+        .resolve_to_addrs("hooks.example.com", &[])
+        .build()
+        .unwrap_err();
+    assert!(err.is_builder(), "{err:?}");
+    assert!(err.to_string().contains("hooks.example.com"), "{err}");
+}
+
+#[test]
+fn allow_addr_takes_an_ip_addr_for_every_port() {
+    let policy = Policy::builder()
+        .allow_addr(IpAddr::from([127, 0, 0, 1]))
+        .build()
+        .unwrap();
+    for url in ["http://127.0.0.1:8080/", "http://127.0.0.1:22/"] {
+        assert!(policy.check_url(&url.parse().unwrap()).is_ok(), "{url}");
+    }
+    assert!(
+        policy
+            .check_url(&"http://127.0.0.2/".parse().unwrap())
+            .is_err()
+    );
+}
+
+#[test]
+fn allow_addr_takes_a_socket_addr_for_its_port_only() {
+    let addr: SocketAddr = "[::1]:8443".parse().unwrap();
+    let policy = Policy::builder().allow_addr(addr).build().unwrap();
+    assert!(
+        policy
+            .check_url(&"https://[::1]:8443/".parse().unwrap())
+            .is_ok()
+    );
+    assert!(
+        policy
+            .check_url(&"https://[::1]:22/".parse().unwrap())
+            .is_err()
+    );
 }

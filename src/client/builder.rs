@@ -2,6 +2,7 @@
 //! transport settings (TLS, pool, TCP, HTTP versions) are in `settings.rs`.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::client::{Client, ClientRef};
 use super::error::{Error, ErrorKind, Result};
 use super::into_url::IntoUrl;
 use super::middleware::Middleware;
+use super::overrides::Overrides;
 use super::proxy::Proxy;
 use super::redaction::Redaction;
 use super::redirect::mark_credentials;
@@ -65,6 +67,8 @@ pub struct ClientBuilder {
     proxies: Vec<Proxy>,
     ssrf: Option<ssrf::Policy>,
     dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    /// `resolve` overrides, by lower-cased name.
+    dns_overrides: Vec<(String, Vec<SocketAddr>)>,
     span_redaction: Redaction,
     #[cfg(feature = "opentelemetry")]
     trace_exclude: Vec<url::Origin>,
@@ -93,6 +97,7 @@ impl ClientBuilder {
             proxies: Vec::new(),
             ssrf: None,
             dns_resolver: None,
+            dns_overrides: Vec::new(),
             span_redaction: telemetry::default_redaction(),
             #[cfg(feature = "opentelemetry")]
             trace_exclude: Vec::new(),
@@ -365,6 +370,74 @@ impl ClientBuilder {
         self
     }
 
+    /// Answers lookups of `domain` with `addr` instead of asking DNS (reqwest's `resolve`): to
+    /// reach a service under its real name at an address you know (a staging host, a
+    /// container, a test server), with TLS still checking the certificate for `domain`.
+    /// The URL's port is used, as in reqwest; without a port in the URL, `addr`'s port is,
+    /// unless it is 0 (then the scheme's default port). Calling it again for the same domain
+    /// replaces the earlier answer. Default: none.
+    ///
+    /// With an [`ssrf_policy`](Self::ssrf_policy) the override does not get around the guard:
+    /// it is answered *inside* the guarded resolver, so the policy judges `addr` as it judges
+    /// any DNS answer (allow it with [`allow_addr`](ssrf::PolicyBuilder::allow_addr), which
+    /// takes the same `SocketAddr`), and the connection goes to the URL's port (or the
+    /// scheme's), the port the policy judged, not `addr`'s. An IP address as `domain` is an
+    /// [`ErrorKind::Builder`] error from [`build`](Self::build): an IP literal in a URL is
+    /// never resolved.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use stopover::client::{Client, ssrf::Policy};
+    ///
+    /// let staging: SocketAddr = "10.1.2.3:443".parse().unwrap();
+    /// let client = Client::builder()
+    ///     .resolve("api.example.com", staging)
+    ///     .ssrf_policy(Policy::builder().allow_addr(staging).build()?)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resolve(self, domain: &str, addr: SocketAddr) -> Self {
+        self.resolve_to_addrs(domain, &[addr])
+    }
+
+    /// Answers lookups of `domain` with `addrs`, tried in order (reqwest's
+    /// `resolve_to_addrs`); as [`resolve`](Self::resolve) otherwise. An empty list is an
+    /// [`ErrorKind::Builder`] error from [`build`](Self::build).
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    ///
+    /// let replicas: [SocketAddr; 2] = ["10.0.0.7:0".parse().unwrap(), "10.0.0.8:0".parse().unwrap()];
+    /// let client = stopover::client::Client::builder()
+    ///     .resolve_to_addrs("db-api.internal.example", &replicas)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn resolve_to_addrs(mut self, domain: &str, addrs: &[SocketAddr]) -> Self {
+        let name = domain
+            .strip_suffix('.')
+            .unwrap_or(domain)
+            .to_ascii_lowercase();
+        let literal = name.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<std::net::IpAddr>().is_ok() {
+            self.fail(Error::builder(format!(
+                "resolve({domain:?}) names an IP address, which is never resolved"
+            )));
+        } else if name.is_empty() {
+            self.fail(Error::builder("resolve(\"\") names no domain"));
+        } else if addrs.is_empty() {
+            self.fail(Error::builder(format!(
+                "resolve_to_addrs({domain:?}) has no addresses"
+            )));
+        } else {
+            self.dns_overrides.retain(|(known, _)| *known != name);
+            self.dns_overrides.push((name, addrs.to_vec()));
+        }
+        self
+    }
+
     pub(super) fn fail(&mut self, err: Error) {
         self.error.get_or_insert(err);
     }
@@ -416,9 +489,22 @@ impl ClientBuilder {
             http = http.proxy(proxy.inner);
         }
         match (&self.ssrf, self.dns_resolver) {
-            (Some(policy), inner) => http = guard_transport(http, policy, inner),
-            (None, Some(resolver)) => http = http.dns_resolver(resolver),
-            (None, None) => {}
+            (Some(policy), inner) => {
+                // The overrides answer inside the guard, which judges their addresses.
+                let inner = match inner {
+                    _ if self.dns_overrides.is_empty() => inner,
+                    inner => Some(Arc::new(Overrides::new(self.dns_overrides, inner)) as _),
+                };
+                http = guard_transport(http, policy, inner);
+            }
+            (None, resolver) => {
+                if let Some(resolver) = resolver {
+                    http = http.dns_resolver(resolver);
+                }
+                for (domain, addrs) in &self.dns_overrides {
+                    http = http.resolve_to_addrs(domain, addrs);
+                }
+            }
         }
         // Once more, last: whatever came before, reqwest follows no redirect of its own.
         let http = http.redirect(reqwest::redirect::Policy::none());

@@ -97,6 +97,7 @@ mod builder;
 mod client;
 pub mod interop;
 mod into_url;
+mod overrides;
 mod proxy;
 mod request_builder;
 mod settings;
