@@ -60,7 +60,7 @@
 //! global text-map propagator (`opentelemetry::global::set_text_map_propagator`) from the span's
 //! OpenTelemetry context (`tracing-opentelemetry`), so the server's spans join the client's
 //! trace. It is injected everywhere by default, as reqwest-tracing does; origins named with
-//! [`ClientBuilder::trace_context_exclude`](super::ClientBuilder::trace_context_exclude) never
+//! [`ClientBuilder::trace_context_exclude`](../struct.ClientBuilder.html#method.trace_context_exclude) never
 //! receive it, on any hop.
 //!
 //! # Metrics
@@ -74,7 +74,7 @@
 //! `report_only`). The facade, not OpenTelemetry metrics, because it leaves the exporter to the
 //! application (Prometheus, StatsD, or OpenTelemetry through a bridge) and adds one small crate
 //! and no global SDK to the library; a histogram's buckets belong to the exporter, so the
-//! conventions' boundaries are [`DURATION_BUCKETS`](super::DURATION_BUCKETS), ready to hand to it.
+//! conventions' boundaries are [`DURATION_BUCKETS`], ready to hand to it.
 //!
 //! # Cost
 //!
