@@ -13,7 +13,7 @@ use fault_server::{FaultServer, Reply};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use stopover::client::ssrf::{Policy, Rule};
-use stopover::client::{Client, ErrorKind, Next, Request, from_fn};
+use stopover::client::{Client, ErrorKind, Next, RedirectPolicy, Request, from_fn};
 use support::TestServer;
 use tower::ServiceExt;
 
@@ -396,4 +396,45 @@ fn allow_addr_takes_a_socket_addr_for_its_port_only() {
             .check_url(&"https://[::1]:22/".parse().unwrap())
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn redirect_policy_none_returns_the_redirect_itself() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .redirect(RedirectPolicy::none())
+        .build()
+        .unwrap();
+    let response = client.get(server.url("/hops/2")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(server.paths(), ["/hops/2"]);
+}
+
+#[tokio::test]
+async fn redirect_policy_none_yields_to_a_request_that_asks_to_follow() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .redirect(RedirectPolicy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(server.url("/hops/2"))
+        .follow_redirects(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "done");
+}
+
+#[tokio::test]
+async fn redirect_policy_limited_fails_one_redirect_past_its_limit() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .redirect(RedirectPolicy::limited(2))
+        .build()
+        .unwrap();
+    assert!(client.get(server.url("/hops/2")).send().await.is_ok());
+    let err = client.get(server.url("/hops/3")).send().await.unwrap_err();
+    assert!(err.is_redirect(), "{err:?}");
+    assert_eq!(err.redirect_history().unwrap().len(), 2);
 }

@@ -18,6 +18,7 @@ use super::middleware::Middleware;
 use super::overrides::Overrides;
 use super::proxy::Proxy;
 use super::redaction::Redaction;
+use super::redirect::RedirectPolicy;
 use super::redirect::mark_credentials;
 use super::transport::guard_transport;
 use super::{ssrf, telemetry};
@@ -60,6 +61,7 @@ pub struct ClientBuilder {
     attempt_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     max_redirects: usize,
+    follow_redirects: bool,
     max_nesting: usize,
     body_limit: u64,
     https_only: bool,
@@ -90,6 +92,7 @@ impl ClientBuilder {
             attempt_timeout: None,
             connect_timeout: None,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            follow_redirects: true,
             max_nesting: DEFAULT_MAX_NESTING,
             body_limit: DEFAULT_BODY_LIMIT,
             https_only: false,
@@ -298,6 +301,30 @@ impl ClientBuilder {
     /// [`RequestBuilder::follow_redirects`](crate::client::RequestBuilder::follow_redirects)`(false)`.
     pub fn max_redirects(mut self, max_redirects: usize) -> Self {
         self.max_redirects = max_redirects;
+        self
+    }
+
+    /// Whether and how far redirects are followed, as a policy (reqwest's `redirect`):
+    /// [`RedirectPolicy::limited`]`(n)` is [`max_redirects`](Self::max_redirects)`(n)`, and
+    /// [`RedirectPolicy::none`] returns every 3xx as it is unless a request asks with
+    /// [`follow_redirects`](crate::client::RequestBuilder::follow_redirects)`(true)`.
+    /// Default: [`RedirectPolicy::limited`]`(10)`.
+    ///
+    /// ```
+    /// use stopover::client::{Client, RedirectPolicy};
+    ///
+    /// let client = Client::builder().redirect(RedirectPolicy::none()).build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn redirect(mut self, policy: RedirectPolicy) -> Self {
+        match policy.max_redirects() {
+            Some(max) => {
+                self.max_redirects = max;
+                self.follow_redirects = true;
+            }
+            None => self.follow_redirects = false,
+        }
         self
     }
 
@@ -522,6 +549,7 @@ impl ClientBuilder {
                 head_timeout: self.head_timeout,
                 attempt_timeout: self.attempt_timeout,
                 max_redirects: self.max_redirects,
+                follow_redirects: self.follow_redirects,
                 max_nesting: self.max_nesting,
                 chain: self.chain,
                 ssrf: self.ssrf,

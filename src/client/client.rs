@@ -52,6 +52,7 @@ pub(crate) struct ClientRef {
     pub(crate) head_timeout: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) max_redirects: usize,
+    pub(crate) follow_redirects: bool,
     pub(crate) max_nesting: usize,
     pub(crate) chain: Chain,
     pub(crate) ssrf: Option<ssrf::Policy>,

@@ -115,6 +115,7 @@ pub use builder::ClientBuilder;
 pub use client::{Chain, Client, Next};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use history::Redirect;
+pub use redirect::RedirectPolicy;
 pub use interop::HttpBody;
 pub use into_url::IntoUrl;
 pub use middleware::{FromFn, Middleware, Pending, from_fn};

@@ -263,7 +263,9 @@ impl RequestBuilder {
         })
     }
 
-    /// Whether redirects are followed. Default: yes; when not, a 3xx is returned as it is.
+    /// Whether redirects are followed. Default: the client's
+    /// [`redirect`](crate::client::ClientBuilder::redirect) policy (yes, up to 10); when not,
+    /// a 3xx is returned as it is.
     pub fn follow_redirects(mut self, follow: bool) -> Self {
         self.follow_redirects = follow;
         self
@@ -615,7 +617,7 @@ impl Client {
             client: self.clone(),
             request,
             chain: ChainChoice::Inherit,
-            follow_redirects: true,
+            follow_redirects: self.inner.follow_redirects,
             timeout: self.inner.timeout,
             head_timeout: self.inner.head_timeout,
         }

@@ -189,6 +189,7 @@ mod tests {
                 head_timeout: None,
                 attempt_timeout: None,
                 max_redirects: 0,
+                follow_redirects: true,
                 max_nesting: 1,
                 chain: crate::client::Chain::new(),
                 ssrf,
