@@ -95,9 +95,7 @@
 //!             .layer(ForwardedLayer::builder().build()?)
 //!             .layer(CorsLayer::builder().allow_origin("https://app.example").build()?)
 //!             .layer(ErrorLayer::new())
-//!             .layer(TimeoutLayer::builder()
-//!                 .duration(Duration::from_secs(10))
-//!                     .build()?)
+//!             .layer(TimeoutLayer::builder(Duration::from_secs(10)).build()?)
 //!             .layer(ShieldLayer::builder().build()?),
 //!     );
 //! # let _ = app;

@@ -78,6 +78,8 @@ mod body;
 mod error;
 mod history;
 mod origin;
+#[cfg(test)]
+mod proptest_config;
 mod redaction;
 
 mod request;
@@ -115,13 +117,13 @@ pub use builder::ClientBuilder;
 pub use client::{Chain, Client, Next};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use history::Redirect;
-pub use redirect::RedirectPolicy;
 pub use interop::HttpBody;
 pub use into_url::IntoUrl;
 pub use middleware::{FromFn, Middleware, Pending, from_fn};
 pub use origin::{InvalidOrigin, Origin};
 pub use proxy::Proxy;
 pub use redaction::{QueryRedaction, REDACTED_HEADER, REDACTED_QUERY, RedactedHeaders, Redaction};
+pub use redirect::RedirectPolicy;
 pub use request::Request;
 pub use request_builder::RequestBuilder;
 pub use response::Response;

@@ -27,8 +27,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::builder::ClientBuilder;
-#[cfg(feature = "webpki-roots")]
-use super::error::{Error, ErrorKind};
 
 /// TLS types for the TLS settings of [`ClientBuilder`], from the reqwest this crate is built
 /// on: a [`Certificate`](tls::Certificate) to trust, an [`Identity`](tls::Identity) to present,
@@ -392,8 +390,11 @@ impl ClientBuilder {
             Ok(certs) => self.reqwest(move |http| http.tls_certs_only(certs)),
             Err(err) => {
                 self.fail(
-                    Error::with_kind_and_source(ErrorKind::Builder, err)
-                        .with_message("a bundled webpki root certificate could not be read"),
+                    super::error::Error::with_kind_and_source(
+                        super::error::ErrorKind::Builder,
+                        err,
+                    )
+                    .with_message("a bundled webpki root certificate could not be read"),
                 );
                 self
             }

@@ -1,7 +1,10 @@
 //! What the client records by itself: a tracing span per call and per request on the wire,
 //! named and shaped by OpenTelemetry's HTTP client semantic conventions (semantic conventions
-//! v1.37.0; the HTTP conventions have been stable since v1.23.0), metrics with the `metrics`
-//! feature, and W3C trace context with the `opentelemetry` feature.
+//! v1.44.0; the HTTP conventions have been stable since v1.23.0), metrics with the `metrics`
+//! feature, and W3C trace context with the `opentelemetry` feature. Since v1.37: `QUERY` is a
+//! known method (v1.38); a request the caller cancels (its future dropped) ends its spans
+//! without an error, as v1.41 asks; the client records no `error.message` (deprecated in
+//! v1.40) and no exception events.
 //!
 //! Nothing needs to be added for it: it is built in, not a middleware, so that no middleware
 //! list can leave a request on the wire without its span, and every wire span sees the request
@@ -119,6 +122,8 @@ fn method_name(method: &Method) -> (&'static str, bool) {
         Method::OPTIONS => "OPTIONS",
         Method::TRACE => "TRACE",
         Method::PATCH => "PATCH",
+        // The QUERY method (draft-ietf-httpbis-safe-method-w-body), known since v1.38.
+        _ if method.as_str() == "QUERY" => "QUERY",
         _ => return ("_OTHER", false),
     };
     (known, true)
@@ -137,6 +142,7 @@ macro_rules! method_span {
             "OPTIONS" => tracing::info_span!("OPTIONS", $($fields)*),
             "TRACE" => tracing::info_span!("TRACE", $($fields)*),
             "PATCH" => tracing::info_span!("PATCH", $($fields)*),
+            "QUERY" => tracing::info_span!("QUERY", $($fields)*),
             _ => tracing::info_span!("HTTP", $($fields)*),
         }
     };
@@ -330,4 +336,22 @@ pub(crate) fn inject(span: &Span, url: &Url, headers: &mut HeaderMap, excluded: 
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut Headers(headers));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_a_known_method_and_others_are_other() {
+        assert_eq!(
+            method_name(&Method::from_bytes(b"QUERY").unwrap()),
+            ("QUERY", true)
+        );
+        assert_eq!(method_name(&Method::PATCH), ("PATCH", true));
+        assert_eq!(
+            method_name(&Method::from_bytes(b"PURGE").unwrap()),
+            ("_OTHER", false)
+        );
+    }
 }

@@ -366,6 +366,27 @@ impl PathRules {
     }
 }
 
+impl PathRules {
+    /// Adds every rule of `rules` (a [`PathMatcher`], a [`PathRule`] or a [`PathRules`]) in
+    /// place, after the rules already there. Every layer's `urls`, `paths`, `ignore` and
+    /// `skip_path` setter adds its rules this way.
+    pub fn append(&mut self, rules: impl Into<PathRules>) {
+        self.rules.extend(rules.into().rules);
+    }
+}
+
+impl From<PathRule> for PathRules {
+    fn from(rule: PathRule) -> Self {
+        Self { rules: vec![rule] }
+    }
+}
+
+impl From<PathMatcher> for PathRules {
+    fn from(path: PathMatcher) -> Self {
+        Self::from(PathRule::new(path))
+    }
+}
+
 impl<R: Into<PathRule>> FromIterator<R> for PathRules {
     fn from_iter<I: IntoIterator<Item = R>>(iter: I) -> Self {
         Self {
@@ -435,6 +456,20 @@ impl<T> PathMap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_adds_a_matcher_a_rule_or_a_list_after_the_rules_already_there() {
+        let mut rules = PathRules::new().with(PathMatcher::exact("/a").unwrap());
+        rules.append(PathMatcher::exact("/b").unwrap());
+        rules.append(
+            PathRule::with_methods(PathMatcher::exact("/c").unwrap(), [Method::PUT]).unwrap(),
+        );
+        rules.append(PathRules::new().with(PathMatcher::prefix("/d/").unwrap()));
+        let paths: Vec<&str> = rules.iter().map(|rule| rule.path().as_str()).collect();
+        assert_eq!(paths, ["/a", "/b", "/c", "/d/"]);
+        assert!(rules.matches(&Method::PUT, "/c"));
+        assert!(!rules.matches(&Method::GET, "/c"));
+    }
 
     fn regex(pattern: &str) -> PathMatcher {
         PathMatcher::regex(pattern).unwrap()
