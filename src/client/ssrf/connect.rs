@@ -170,7 +170,7 @@ mod tests {
         let (listener, uri) = listener().await;
         let port = listener.local_addr().expect("local addr").port();
         let policy = Policy::builder()
-            .allow_addr(&format!("127.0.0.1:{port}"))
+            .allow_addr(format!("127.0.0.1:{port}"))
             .build()
             .expect("policy");
         let service = PeerCheckLayer::new(policy).layer(connector());
