@@ -39,7 +39,7 @@
 //! proxy does not overwrite. Unlike reading the headers in a handler (or aiohttp's
 //! `https_middleware`, which believes anyone), the values count only when the peer address
 //! is inside a CIDR allow-list (loopback by default); comma lists are read from the right,
-//! through every hop whose address is itself trusted.
+//! through every hop whose address is itself trusted. tower-http has no such layer.
 //!
 //! The result is written into the request: the URI gets the forwarded scheme (and, when
 //! enabled, the forwarded authority), and a [`ForwardedInfo`] extension holds the

@@ -1,34 +1,5 @@
 //! The one path matcher behind every `urls`, `ignore` and per-path rule of the server layers.
 //!
-//! A [`PathMatcher`] is an exact path, a prefix, or a regular expression that must match the
-//! **whole** path. aiohttp-middlewares uses `re.match`, which is anchored at the start only, so
-//! `^/api` there also matches `/api-internal/x`; here a regex is always anchored at both ends,
-//! and a prefix is a separate, explicit constructor. A [`PathRule`] adds an optional set of methods
-//! (path-and-method pairs), [`PathRules`] is a list where any rule may match, and [`PathMap`] maps
-//! rules to values (per-path handlers, per-path durations) where the first matching rule wins.
-//!
-//! # Which form of the path is matched
-//!
-//! Every matcher sees the **raw** path of the request URI, `req.uri().path()`: still
-//! percent-encoded, without the query string, without dot-segment removal. That is the exact
-//! string axum's router routes on, so a rule and a route always agree on what a request is:
-//!
-//! - `/a%2Fb` is one segment. It matches `exact("/a%2Fb")`, not `exact("/a/b")` nor
-//!   `prefix("/a/")`. Decoding first (what aiohttp does) would let an encoded slash reach a rule
-//!   written for a different route than the one the router picks.
-//! - `/%61pi` is not `/api`: axum does not route it to `/api` either, so no rule meant for
-//!   `/api` may apply to it.
-//! - `/a/../b` is matched as written (neither hyper nor axum removes dot segments).
-//! - Hex digits are compared as written: `%2f` and `%2F` are different strings.
-//! - `?query` is never part of the path.
-//!
-//! Exact and prefix patterns are therefore validated to be raw paths: they start with `/`, are
-//! ASCII, and contain no space, control character, `?` or `#` (a pattern with any of these
-//! could never match, so it is refused with a [`MatcherError`] instead of being silently
-//! inert). Write non-ASCII segments percent-encoded, as they arrive on the wire.
-//!
-//! Matching never allocates.
-//!
 //! # Example
 //!
 //! ```
@@ -59,6 +30,40 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
+//!
+//! A [`PathMatcher`] is an exact path, a prefix, or a regular expression that must match the
+//! **whole** path. aiohttp-middlewares uses `re.match`, which is anchored at the start only, so
+//! `^/api` there also matches `/api-internal/x`; here a regex is always anchored at both ends,
+//! and a prefix is a separate, explicit constructor. A [`PathRule`] adds an optional set of methods
+//! (path-and-method pairs), [`PathRules`] is a list where any rule may match, and [`PathMap`] maps
+//! rules to values (per-path handlers, per-path durations) where the first matching rule wins.
+//! tower-http has no path rules: its layers apply to whatever they wrap. Every layer's `urls`,
+//! `paths`, `ignore` and `skip_path` setter takes a matcher, a rule or a list, and each call adds
+//! its rules to the earlier ones ([`PathRules::append`]).
+//!
+//! # Which form of the path is matched
+//!
+//! Every matcher sees the **raw** path of the request URI, `req.uri().path()`: still
+//! percent-encoded, without the query string, without dot-segment removal. That is the exact
+//! string axum's router routes on, so a rule and a route always agree on what a request is:
+//!
+//! - `/a%2Fb` is one segment. It matches `exact("/a%2Fb")`, not `exact("/a/b")` nor
+//!   `prefix("/a/")`. Decoding first (what aiohttp does) would let an encoded slash reach a rule
+//!   written for a different route than the one the router picks.
+//! - `/%61pi` is not `/api`: axum does not route it to `/api` either, so no rule meant for
+//!   `/api` may apply to it.
+//! - `/a/../b` is matched as written (neither hyper nor axum removes dot segments).
+//! - Hex digits are compared as written: `%2f` and `%2F` are different strings.
+//! - `?query` is never part of the path.
+//!
+//! Exact and prefix patterns are therefore validated to be raw paths: they start with `/`, are
+//! ASCII, and contain no space, control character, `?` or `#` (a pattern with any of these
+//! could never match, so it is refused with a [`MatcherError`] instead of being silently
+//! inert). Write non-ASCII segments percent-encoded, as they arrive on the wire.
+//!
+//! Matching never allocates.
 
 use std::fmt;
 

@@ -27,10 +27,7 @@ async fn endless_body() -> SocketAddr {
         });
         AxumBody::from_stream(chunks)
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    crate::support::serve(app).await
 }
 
 /// A server announcing `length` bytes, sending 5 of them, and then nothing more.

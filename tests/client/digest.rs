@@ -136,9 +136,7 @@ impl DigestServer {
         state.issue_nonce();
         let state = Arc::new(Mutex::new(state));
         let app = Router::new().fallback(serve).with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = crate::support::serve(app).await;
         DigestServer { addr, state }
     }
 
@@ -1382,10 +1380,7 @@ async fn a_proxy_407_after_an_answer_is_returned_not_verified() {
             (StatusCode::UNAUTHORIZED, challenge).into_response()
         }
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = Router::new().fallback(origin_behind_proxy);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::support::serve(Router::new().fallback(origin_behind_proxy)).await;
     let response = client(credentials().verify_server(true))
         .get(format!("http://{addr}/"))
         .send()
@@ -1527,9 +1522,7 @@ async fn strict_server() -> (SocketAddr, Arc<Mutex<StrictState>>) {
     let app = Router::new()
         .fallback(strict_serve)
         .with_state(Arc::clone(&state));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::support::serve(app).await;
     (addr, state)
 }
 

@@ -32,9 +32,7 @@ async fn redirect_then_flaky() -> String {
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::support::serve(app).await;
     format!("http://{addr}")
 }
 
@@ -148,9 +146,7 @@ async fn a_request_timeout_is_recorded_on_the_logical_span() {
             "late"
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = crate::support::serve(app).await;
     let (spans, _guard) = capture();
 
     let err = Client::new()

@@ -8,7 +8,7 @@
 //! use axum::{Router, routing::get};
 //! use http::Method;
 //! use stopover::server::cors::CorsLayer;
-//! use stopover::server::matcher::{PathMatcher, PathRules};
+//! use stopover::server::matcher::PathMatcher;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cors = CorsLayer::builder()
@@ -19,7 +19,7 @@
 //!     .expose_headers(["x-request-id"])
 //!     .allow_credentials(true)
 //!     .max_age(Duration::from_secs(600))
-//!     .urls(PathRules::new().with(PathMatcher::prefix("/api/")?))
+//!     .urls(PathMatcher::prefix("/api/")?)
 //!     .build()?;
 //!
 //! let app: Router = Router::new()

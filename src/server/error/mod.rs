@@ -26,7 +26,9 @@
 //!
 //! aiohttp-middlewares' `error_middleware` catches *exceptions*, so it also rewrites raised
 //! redirects and 2xx statuses, drops every header (`Location`, `Allow`, `WWW-Authenticate`) and
-//! sends `str(exception)` of any 500 to the client. This layer acts on *responses* instead:
+//! sends `str(exception)` of any 500 to the client. tower-http has no layer that renders errors:
+//! its `CatchPanicLayer` turns a panic into a 500 and leaves every error response as it is. This
+//! layer acts on *responses*:
 //!
 //! - A 4xx or 5xx response whose body is known to be empty (axum's 404 and 405, a bare
 //!   `StatusCode::UNAUTHORIZED`) gets a body `{"detail": "<reason phrase>"}`. Its status and
@@ -51,8 +53,8 @@
 //! [`ErrorLayerBuilder::skip_path`] leave some responses alone. Rendered 5xx are logged at `ERROR`
 //! level, 4xx at `DEBUG`, with the method and path of the request.
 //!
-//! The service's error type is [`Infallible`](std::convert::Infallible): put the layer where axum wants infallible
-//! services, instead of `HandleErrorLayer`.
+//! The service's error type is [`Infallible`](std::convert::Infallible): put the layer where axum
+//! wants infallible services, instead of `HandleErrorLayer`.
 //!
 //! # Using `HttpError` from axum
 //!
@@ -85,5 +87,5 @@ pub use crate::server::body::ErrorBody;
 pub use crate::server::http_error::{ErrorFormat, HttpError};
 
 /// The error layer's service, by its old name.
-#[deprecated(since = "0.2.0", note = "renamed `ErrorService`")]
+#[deprecated(note = "renamed `ErrorService`")]
 pub type Errors<S, E = std::convert::Infallible> = ErrorService<S, E>;
