@@ -734,10 +734,19 @@ mod tests {
         let _: i64 = stale.call("test: lease expiry", del).await.unwrap();
         let second = newer.acquire().await.unwrap().expect("the lease expired");
         assert!(second.fence > first.fence);
-        assert!(newer.commit(&second, &fetched("newer-token")).await.unwrap());
+        assert!(
+            newer
+                .commit(&second, &fetched("newer-token"))
+                .await
+                .unwrap()
+        );
         // The stale holder's write arrives last and is fenced out.
         assert!(!stale.commit(&first, &fetched("stale-token")).await.unwrap());
-        let stored = newer.read_access().await.unwrap().expect("a token is stored");
+        let stored = newer
+            .read_access()
+            .await
+            .unwrap()
+            .expect("a token is stored");
         assert_eq!(stored.value(), "newer-token");
     }
 
@@ -751,8 +760,17 @@ mod tests {
             .build()
             .unwrap();
         let elected = store.acquire().await.unwrap().expect("the lease was free");
-        assert!(store.commit(&elected, &fetched("only-token")).await.unwrap());
-        let stored = store.read_access().await.unwrap().expect("a token is stored");
+        assert!(
+            store
+                .commit(&elected, &fetched("only-token"))
+                .await
+                .unwrap()
+        );
+        let stored = store
+            .read_access()
+            .await
+            .unwrap()
+            .expect("a token is stored");
         assert_eq!(stored.value(), "only-token");
     }
 }
