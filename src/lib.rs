@@ -34,6 +34,7 @@
 //! | `webpki-roots` | no | [`ClientBuilder::tls_webpki_roots`](client/struct.ClientBuilder.html#method.tls_webpki_roots): the Mozilla roots bundled into the build instead of the platform's, with any TLS backend | webpki-root-certs (data under CDLA-Permissive-2.0) |
 //! | `gzip` | yes | gzip responses decoded (`Accept-Encoding: gzip`), see [`ClientBuilder::gzip`](client::ClientBuilder::gzip) | reqwest's `gzip` (async-compression, flate2) |
 //! | `brotli`, `zstd`, `deflate` | no | brotli (`br`), zstd and deflate responses decoded the same way | reqwest's features of those names |
+//! | `multipart` | no | `multipart/form-data` bodies, [`RequestBuilder::multipart`](client/struct.RequestBuilder.html#method.multipart) with reqwest's `Form` and `Part` (`client::multipart`) | reqwest's `multipart` (mime_guess) |
 //! | `cookies` | no | a cookie store, [`ClientBuilder::cookie_store`](client/struct.ClientBuilder.html#method.cookie_store) | reqwest's `cookies` (cookie_store) |
 //! | `redis` | no | [`client::token::redis`](client/token/redis/index.html): one bearer token and one refresh per expiry for a fleet, through Redis | redis 1.2 (tokio, connection manager) |
 //! | `server` | yes | the [`server`] module | tower, regex, ipnet, pin-project-lite |
@@ -130,7 +131,7 @@
 //! | `reqwest::Error::is_timeout`, `is_connect`, `is_request`, `is_body`, `is_decode`, `is_status`, `is_redirect`, `is_builder`, `url`, `status` | the same on [`client::Error`], and [`kind`](client::Error::kind) to match on | more kinds: [`is_refused`](client::Error::is_refused) (SSRF), [`is_tls`](client::Error::is_tls), [`is_body_not_replayable`](client::Error::is_body_not_replayable), [`is_recursion`](client::Error::is_recursion); `is_redirect` means the redirect limit was reached |
 //! | `Client: Service<reqwest::Request>` | `Client: Service<http::Request<B>>` ([`client::interop`]) | any body that converts into a [`Body`](client::Body); the chain, redirects and SSRF guard run as for `client.get` |
 //! | reqwest-tracing | built in ([`client::telemetry`]) | one span per call and per request on the wire, OpenTelemetry names, URL redacted |
-//! | `multipart` | not yet | a multipart form is a streaming body: it needs the replay rules of [`Body`](client::Body) worked out first; meanwhile, encode the form yourself and send it with [`RequestBuilder::body`](client::RequestBuilder::body) and its `Content-Type` |
+//! | `multipart(form)` (feature `multipart`) | `multipart(form)` with `client::multipart::{Form, Part}`, behind the `multipart` feature | the form is a streaming body: retries and 307/308 redirects send it again within 64 KiB, past that they fail with [`is_body_not_replayable`](client::Error::is_body_not_replayable) instead of sending it empty; it goes out chunked, without `Content-Length` |
 //! | `hickory-dns`, `http3`, `socks`, `blocking`, `tls_info` | not provided | not needed by the jobs stopover is for yet; `dns_resolver` takes any resolver |
 //!
 //! # Coming from aiohttp

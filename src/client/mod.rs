@@ -99,6 +99,9 @@ mod builder;
 mod client;
 pub mod interop;
 mod into_url;
+#[cfg(feature = "multipart")]
+#[cfg_attr(docsrs, doc(cfg(feature = "multipart")))]
+pub mod multipart;
 mod overrides;
 mod proxy;
 mod request_builder;

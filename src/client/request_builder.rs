@@ -48,7 +48,7 @@ pub struct RequestBuilder {
 }
 
 impl RequestBuilder {
-    fn update(mut self, change: impl FnOnce(&mut Draft) -> Result<()>) -> Self {
+    pub(crate) fn update(mut self, change: impl FnOnce(&mut Draft) -> Result<()>) -> Self {
         if let Ok(request) = &mut self.request {
             if let Err(err) = change(request) {
                 self.request = Err(err);
