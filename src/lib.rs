@@ -181,6 +181,9 @@ pub use reqwest;
 #[cfg(feature = "server")]
 pub mod server;
 
+#[cfg(test)]
+mod proptest_config;
+
 // The README's examples compile: they are doctests here, so they cannot drift from the API.
 #[cfg(all(doctest, feature = "client", feature = "server"))]
 #[doc = include_str!("../README.md")]

@@ -78,8 +78,6 @@ mod body;
 mod error;
 mod history;
 mod origin;
-#[cfg(test)]
-mod proptest_config;
 mod redaction;
 
 mod request;

@@ -1196,3 +1196,107 @@ mod tests {
         assert!(parse_net("localhost").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! The `Forwarded` parser (RFC 7239) on any bytes, and on lists a proxy chain writes.
+
+    use http::{HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::proptest_config::config;
+
+    /// A parameter value as a proxy writes it: a token, or quoted text with the separators a
+    /// naive split would cut at (a few commas at most: the walk gives up after 16 in one value).
+    fn value() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            "[A-Za-z0-9._-]{1,12}".prop_map(|token| (token.clone(), token)),
+            "[ -!#-\\[-~]{0,6}(,[ a-z;=]{0,4}){0,3}"
+                .prop_map(|text| { (format!("\"{text}\""), text) }),
+        ]
+    }
+
+    /// (the element's text, its `for`, `proto`, `host`)
+    fn element() -> impl Strategy<Value = (String, [Option<String>; 3])> {
+        (
+            prop::option::of(value()),
+            prop::option::of(prop_oneof![Just("http"), Just("https")]),
+            prop::option::of(value()),
+        )
+            .prop_filter("an element names something", |(f, p, h)| {
+                f.is_some() || p.is_some() || h.is_some()
+            })
+            .prop_map(|(for_, proto, host)| {
+                let mut pairs = Vec::new();
+                if let Some((written, _)) = &for_ {
+                    pairs.push(format!("for={written}"));
+                }
+                if let Some(proto) = proto {
+                    pairs.push(format!("proto={proto}"));
+                }
+                if let Some((written, _)) = &host {
+                    pairs.push(format!("host={written}"));
+                }
+                // An empty value (`for=""`) says nothing, and reads as no value.
+                let said = |value: String| Some(value).filter(|value| !value.is_empty());
+                (
+                    pairs.join(";"),
+                    [
+                        for_.and_then(|(_, value)| said(value)),
+                        proto.map(str::to_owned),
+                        host.and_then(|(_, value)| said(value)),
+                    ],
+                )
+            })
+    }
+
+    fn read(headers: &HeaderMap) -> Vec<[Option<String>; 3]> {
+        rfc7239_hops(headers)
+            .into_iter()
+            .map(|hop| {
+                [
+                    hop.for_.map(|value| value.into_owned()),
+                    hop.proto.map(|value| value.into_owned()),
+                    hop.host.map(|value| value.into_owned()),
+                ]
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_forwarded_bytes_are_read_or_refused_never_a_panic(
+            lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 1..3),
+        ) {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                if let Ok(value) = HeaderValue::from_bytes(&line) {
+                    headers.append(FORWARDED, value);
+                }
+            }
+            let _ = read(&headers);
+        }
+
+        #[test]
+        fn a_list_a_proxy_chain_wrote_reads_back_right_to_left(
+            elements in prop::collection::vec(element(), 1..5),
+            split in any::<bool>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if split {
+                // One line per proxy, as some chains send them.
+                for (text, _) in &elements {
+                    headers.append(FORWARDED, HeaderValue::from_str(text).unwrap());
+                }
+            } else {
+                let line = elements.iter().map(|(text, _)| text.as_str()).collect::<Vec<_>>();
+                headers.insert(FORWARDED, HeaderValue::from_str(&line.join(", ")).unwrap());
+            }
+            let expected: Vec<_> = elements.into_iter().rev().map(|(_, hop)| hop).collect();
+            prop_assert_eq!(read(&headers), expected);
+        }
+    }
+}

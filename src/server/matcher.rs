@@ -680,3 +680,54 @@ mod tests {
         assert_eq!(map.get(&Method::GET, "/b"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! The three kinds of matcher against what they promise, on any path.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::proptest_config::config;
+
+    /// A raw request path: `/` then segments of path characters, some percent-encoded.
+    fn path() -> impl Strategy<Value = String> {
+        prop::collection::vec("[a-zA-Z0-9._~!$&'()*+,;=:@-]{0,6}|%[0-9A-F]{2}", 0..5)
+            .prop_map(|segments| format!("/{}", segments.join("/")))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn exact_matches_only_its_own_path(pattern in path(), candidate in path()) {
+            let matcher = PathMatcher::exact(pattern.clone()).unwrap();
+            prop_assert!(matcher.is_match(&pattern));
+            prop_assert_eq!(matcher.is_match(&candidate), candidate == pattern);
+        }
+
+        #[test]
+        fn prefix_is_a_plain_string_prefix(pattern in path(), rest in "[a-z/]{0,8}", candidate in path()) {
+            let matcher = PathMatcher::prefix(pattern.clone()).unwrap();
+            let longer = format!("{pattern}{rest}");
+            prop_assert!(matcher.is_match(&longer));
+            prop_assert_eq!(matcher.is_match(&candidate), candidate.starts_with(&pattern));
+        }
+
+        #[test]
+        fn a_regex_matches_the_whole_path_only(pattern in path(), candidate in path()) {
+            let matcher = PathMatcher::regex(&regex::escape(&pattern)).unwrap();
+            prop_assert_eq!(matcher.is_match(&candidate), candidate == pattern);
+            let (below, above) = (format!("{pattern}/x"), format!("/x{pattern}"));
+            prop_assert!(!matcher.is_match(&below));
+            prop_assert!(!matcher.is_match(&above));
+        }
+
+        #[test]
+        fn any_text_is_matched_or_not_never_a_panic(text in any::<String>()) {
+            let _ = PathMatcher::any().is_match(&text);
+            let _ = PathMatcher::prefix("/api/").unwrap().is_match(&text);
+            let _ = PathMatcher::regex(r"/users/\d+").unwrap().is_match(&text);
+        }
+    }
+}
