@@ -176,7 +176,7 @@ fn main() {
     let client = Client::builder()
         .ssrf_policy(
             Policy::builder()
-                .allow_addr(&addr.to_string())
+                .allow_addr(addr)
                 .build()
                 .expect("a policy"),
         )

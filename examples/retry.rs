@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .total_deadline(Duration::from_secs(10))
         .build()?;
     let client = Client::builder()
-        .base_url(&format!("http://{addr}/"))
+        .base_url(format!("http://{addr}/"))
         .middleware(Retry::new(policy))
         .build()?;
 

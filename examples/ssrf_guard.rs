@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]);
     let policy = Policy::builder()
         // The one internal destination allowed: the receiver's address and port.
-        .allow_addr(&receiver.to_string())
+        .allow_addr(receiver)
         .build()?;
     let client = Client::builder()
         .ssrf_policy(policy)

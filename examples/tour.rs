@@ -60,9 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("server: forwarded -> CORS -> error -> timeout -> shield, on {base}\n");
 
     // The SSRF guard allows exactly the tour's own server, by address and port.
-    let ssrf = Policy::builder()
-        .allow_addr(&server.addr.to_string())
-        .build()?;
+    let ssrf = Policy::builder().allow_addr(server.addr).build()?;
     let client = Client::builder()
         .base_url(&base)
         .timeout(Duration::from_secs(5))
@@ -175,11 +173,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Outermost first: one log line per call, retries around token refresh, every attempt printed.
     let api_client = Client::builder()
         .base_url(&base)
-        .ssrf_policy(
-            Policy::builder()
-                .allow_addr(&server.addr.to_string())
-                .build()?,
-        )
+        .ssrf_policy(Policy::builder().allow_addr(server.addr).build()?)
         .middleware(Logging::new())
         .middleware(Retry::new(policy))
         .middleware(auth)

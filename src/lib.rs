@@ -31,11 +31,12 @@
 //! | `rustls` | yes | HTTPS through rustls with aws-lc-rs, the platform's verifier and roots (reqwest's default); [`client::tls`] and the `tls_*` settings; a failed handshake is [`ErrorKind::Tls`](client::ErrorKind::Tls) | reqwest's `rustls` (rustls, aws-lc-rs, rustls-platform-verifier) |
 //! | `rustls-ring` | no | HTTPS through rustls with ring, the platform's verifier and roots: no C compiler needed; ring is installed as rustls' process-wide default provider when `build` finds none (and wins over aws-lc-rs when `rustls` is on too) | reqwest's `rustls-no-provider`, rustls with `ring` |
 //! | `native-tls` | no | HTTPS through the platform's TLS library (OpenSSL, Security.framework, SChannel) with its roots, ALPN included; preferred over rustls when both are on (`ClientBuilder::tls_backend_rustls` picks rustls) | reqwest's `native-tls` |
-//! | `webpki-roots` | no | [`ClientBuilder::tls_webpki_roots`](client::ClientBuilder::tls_webpki_roots): the Mozilla roots bundled into the build instead of the platform's, with any TLS backend | webpki-root-certs (data under CDLA-Permissive-2.0) |
+//! | `webpki-roots` | no | [`ClientBuilder::tls_webpki_roots`](client/struct.ClientBuilder.html#method.tls_webpki_roots): the Mozilla roots bundled into the build instead of the platform's, with any TLS backend | webpki-root-certs (data under CDLA-Permissive-2.0) |
 //! | `gzip` | yes | gzip responses decoded (`Accept-Encoding: gzip`), see [`ClientBuilder::gzip`](client::ClientBuilder::gzip) | reqwest's `gzip` (async-compression, flate2) |
 //! | `brotli`, `zstd`, `deflate` | no | brotli (`br`), zstd and deflate responses decoded the same way | reqwest's features of those names |
-//! | `cookies` | no | a cookie store, [`ClientBuilder::cookie_store`](client::ClientBuilder::cookie_store) | reqwest's `cookies` (cookie_store) |
-//! | `redis` | no | [`client::token::redis`]: one bearer token and one refresh per expiry for a fleet, through Redis | redis 1.2 (tokio, connection manager) |
+//! | `multipart` | no | `multipart/form-data` bodies, [`RequestBuilder::multipart`](client/struct.RequestBuilder.html#method.multipart) with reqwest's `Form` and `Part` (`client::multipart`) | reqwest's `multipart` (mime_guess) |
+//! | `cookies` | no | a cookie store, [`ClientBuilder::cookie_store`](client/struct.ClientBuilder.html#method.cookie_store) | reqwest's `cookies` (cookie_store) |
+//! | `redis` | no | [`client::token::redis`](client/token/redis/index.html): one bearer token and one refresh per expiry for a fleet, through Redis | redis 1.2 (tokio, connection manager) |
 //! | `server` | yes | the [`server`] module | tower, regex, ipnet, pin-project-lite |
 //! | `axum` | no | `HttpError: IntoResponse`, `ForwardedInfo` and `ClientGone` as extractors, `ForwardedLayer` reading axum's `ConnectInfo` (see `server::axum`) | axum 0.8 without default features |
 //! | `opentelemetry` | no | W3C trace context (`traceparent`, `tracestate`) on every request on the wire, from its client span; `ClientBuilder::trace_context_exclude` | opentelemetry 0.31 (`trace`), tracing-opentelemetry 0.32 |
@@ -102,6 +103,36 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Coming from reqwest
+//!
+//! The client is reqwest underneath, and its API keeps reqwest's names where the meaning is the
+//! same. What differs, and why:
+//!
+//! | reqwest | stopover | where they differ, and why |
+//! |---|---|---|
+//! | `reqwest::Client`, `Client::builder()`, `client.get(url).send().await?` | [`client::Client`], the same calls; `client.get(url).await?` too | a `Client` carries a middleware chain, so there is no separate `ClientWithMiddleware` type (reqwest-middleware) |
+//! | reqwest-middleware's `Middleware` trait, `with(..)` | [`ClientBuilder::middleware`](client::ClientBuilder::middleware), [`from_fn`](client::from_fn) | the chain runs once per redirect hop, and a middleware can send requests through the same client |
+//! | `ClientBuilder::timeout` (to the end of the body) | [`ClientBuilder::timeout`](client::ClientBuilder::timeout), [`RequestBuilder::timeout`](client::RequestBuilder::timeout) | the same: every hop, every retry, middleware time and the body read; [`head_timeout`](client::ClientBuilder::head_timeout) stops at the response head, [`attempt_timeout`](client::ClientBuilder::attempt_timeout) bounds each request on the wire |
+//! | `read_timeout`, `connect_timeout` | [`read_timeout`](client::ClientBuilder::read_timeout), [`connect_timeout`](client::ClientBuilder::connect_timeout) | the same (reqwest's own) |
+//! | `redirect(Policy::limited(n))` | [`redirect`](client::ClientBuilder::redirect)`(`[`RedirectPolicy::limited(n)`](client::RedirectPolicy::limited)`)`, or [`max_redirects(n)`](client::ClientBuilder::max_redirects) | stopover follows redirects itself, so the chain and the SSRF guard see every hop; reqwest's redirect policy stays off |
+//! | `redirect(Policy::none())` | [`redirect`](client::ClientBuilder::redirect)`(`[`RedirectPolicy::none()`](client::RedirectPolicy::none)`)`, or [`RequestBuilder::follow_redirects(false)`](client::RequestBuilder::follow_redirects) per request | the 3xx is returned as it is; a request can still ask to follow |
+//! | `redirect(Policy::custom(..))` | a [middleware](client::Middleware) with `follow_redirects(false)`, or one that reads [`Request::hop`](client::Request::hop) and [`original_url`](client::Request::original_url) | a middleware sees each hop's request and response, not only the next URL |
+//! | `RequestBuilder::build`, `Client::execute(request)` | [`RequestBuilder::build`](client::RequestBuilder::build), [`Client::execute`](client::Client::execute) | the built [`Request`](client::Request) is the one middlewares see; the call's timeout, middleware list and redirect choice travel with it |
+//! | `RequestBuilder::try_clone` | [`RequestBuilder::try_clone`](client::RequestBuilder::try_clone) | a streaming body can be replayed within a cap ([`Body::wrap_stream_replayable`](client::Body::wrap_stream_replayable)) |
+//! | `ClientBuilder::resolve`, `resolve_to_addrs` | [`resolve`](client::ClientBuilder::resolve), [`resolve_to_addrs`](client::ClientBuilder::resolve_to_addrs) | with an SSRF policy, the overridden address is judged by the policy like any DNS answer, and the URL's port is used |
+//! | `dns_resolver` | [`dns_resolver`](client::ClientBuilder::dns_resolver) | with an SSRF policy, its answers are judged before any connection |
+//! | `https_only(true)` | [`https_only(true)`](client::ClientBuilder::https_only) | checked on every request on the wire: each redirect hop, each retry, each request a middleware sends |
+//! | `proxy`, `no_proxy` | [`proxy`](client::ClientBuilder::proxy) ([`client::Proxy`]) | a proxy cannot be combined with an SSRF policy (the proxy would resolve the target out of the guard's sight): `build` refuses it. There is no `no_proxy`: with an SSRF policy the environment's proxies are ignored; without one they apply until a proxy is added |
+//! | `default_headers`, `user_agent`, `base_url` (reqwest has none) | [`default_headers`](client::ClientBuilder::default_headers), [`user_agent`](client::ClientBuilder::user_agent), [`base_url`](client::ClientBuilder::base_url) | `base_url` takes a string or a `Url`; relative request URLs are joined to it, on the tower path too |
+//! | `add_root_certificate`, `tls_built_in_root_certs(false)`, `identity`, `danger_accept_invalid_certs` | [`tls_certs_merge`](client::ClientBuilder::tls_certs_merge), [`tls_certs_only`](client::ClientBuilder::tls_certs_only), [`identity`](client::ClientBuilder::identity), [`tls_danger_accept_invalid_certs`](client::ClientBuilder::tls_danger_accept_invalid_certs) | reqwest 0.13's names |
+//! | `gzip`, `brotli`, `zstd`, `deflate`, `cookie_store` | the same, behind features of the same names | the same |
+//! | `Response::bytes`, `text`, `json`, `chunk`, `bytes_stream`, `error_for_status` | the same on [`client::Response`] | bodies read whole are bounded by [`body_limit`](client::ClientBuilder::body_limit) (64 MiB by default); a body that is not UTF-8 is a decode error from `text` |
+//! | `reqwest::Error::is_timeout`, `is_connect`, `is_request`, `is_body`, `is_decode`, `is_status`, `is_redirect`, `is_builder`, `url`, `status` | the same on [`client::Error`], and [`kind`](client::Error::kind) to match on | more kinds: [`is_refused`](client::Error::is_refused) (SSRF), [`is_tls`](client::Error::is_tls), [`is_body_not_replayable`](client::Error::is_body_not_replayable), [`is_recursion`](client::Error::is_recursion); `is_redirect` means the redirect limit was reached |
+//! | `Client: Service<reqwest::Request>` | `Client: Service<http::Request<B>>` ([`client::interop`]) | any body that converts into a [`Body`](client::Body); the chain, redirects and SSRF guard run as for `client.get` |
+//! | reqwest-tracing | built in ([`client::telemetry`]) | one span per call and per request on the wire, OpenTelemetry names, URL redacted |
+//! | `multipart(form)` (feature `multipart`) | `multipart(form)` with `client::multipart::{Form, Part}`, behind the `multipart` feature | the form is a streaming body: retries and 307/308 redirects send it again within 64 KiB, past that they fail with [`is_body_not_replayable`](client::Error::is_body_not_replayable) instead of sending it empty; it goes out chunked, without `Content-Length` |
+//! | `hickory-dns`, `http3`, `socks`, `blocking`, `tls_info` | not provided | not needed by the jobs stopover is for yet; `dns_resolver` takes any resolver |
 //!
 //! # Coming from aiohttp
 //!

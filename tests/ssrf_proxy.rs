@@ -74,10 +74,7 @@ async fn proxies_from_the_environment_are_ignored_by_the_guard() {
     assert_eq!(proxied.load(Ordering::SeqCst), 1);
 
     // With the guard it is ignored: the request goes straight to the allowed server.
-    let policy = Policy::builder()
-        .allow_addr(&server.addr.to_string())
-        .build()
-        .unwrap();
+    let policy = Policy::builder().allow_addr(server.addr).build().unwrap();
     let guarded = Client::builder().ssrf_policy(policy).build().unwrap();
     let response = guarded.get(server.url("/direct")).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -239,7 +239,7 @@ fn stopover_retry_policy(backoff: Option<Duration>) -> RetryPolicy {
 /// internal service.
 pub fn guard(server: SocketAddr) -> Policy {
     Policy::builder()
-        .allow_addr(&server.to_string())
+        .allow_addr(server)
         .build()
         .expect("a valid SSRF policy")
 }

@@ -514,7 +514,7 @@ impl AddressRules {
         }
         if self.unsafe_allow_private {
             for range in PRIVATE_RANGES {
-                builder = builder.allow_addr(range);
+                builder = builder.allow_addr(*range);
             }
         }
         builder.build().map_err(|e| e.to_string())

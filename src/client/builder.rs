@@ -2,6 +2,7 @@
 //! transport settings (TLS, pool, TCP, HTTP versions) are in `settings.rs`.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +13,12 @@ use url::Url;
 use super::client::Chain;
 use super::client::{Client, ClientRef};
 use super::error::{Error, ErrorKind, Result};
-use super::into_url::check_scheme;
+use super::into_url::IntoUrl;
 use super::middleware::Middleware;
+use super::overrides::Overrides;
 use super::proxy::Proxy;
 use super::redaction::Redaction;
+use super::redirect::RedirectPolicy;
 use super::redirect::mark_credentials;
 use super::transport::guard_transport;
 use super::{ssrf, telemetry};
@@ -50,19 +53,24 @@ const DEFAULT_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 /// ```
 #[must_use]
 pub struct ClientBuilder {
-    base_url: Option<std::result::Result<Url, String>>,
+    base_url: Option<Result<Url>>,
     default_headers: HeaderMap,
     user_agent: HeaderValue,
     timeout: Option<Duration>,
+    head_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     max_redirects: usize,
+    follow_redirects: bool,
     max_nesting: usize,
     body_limit: u64,
+    https_only: bool,
     chain: Chain,
     proxies: Vec<Proxy>,
     ssrf: Option<ssrf::Policy>,
     dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    /// `resolve` overrides, by lower-cased name.
+    dns_overrides: Vec<(String, Vec<SocketAddr>)>,
     span_redaction: Redaction,
     #[cfg(feature = "opentelemetry")]
     trace_exclude: Vec<url::Origin>,
@@ -80,15 +88,19 @@ impl ClientBuilder {
             default_headers: HeaderMap::new(),
             user_agent: HeaderValue::from_static(DEFAULT_USER_AGENT),
             timeout: None,
+            head_timeout: None,
             attempt_timeout: None,
             connect_timeout: None,
             max_redirects: DEFAULT_MAX_REDIRECTS,
+            follow_redirects: true,
             max_nesting: DEFAULT_MAX_NESTING,
             body_limit: DEFAULT_BODY_LIMIT,
+            https_only: false,
             chain: Chain::new(),
             proxies: Vec::new(),
             ssrf: None,
             dns_resolver: None,
+            dns_overrides: Vec::new(),
             span_redaction: telemetry::default_redaction(),
             #[cfg(feature = "opentelemetry")]
             trace_exclude: Vec::new(),
@@ -98,8 +110,8 @@ impl ClientBuilder {
         }
     }
 
-    /// What is hidden from `url.full` on the client's spans (see the `telemetry` table in the
-    /// [`client`](crate::client) docs). Default: [`Redaction::default`](Redaction)
+    /// What is hidden from `url.full` on the client's spans (the fields are listed in
+    /// [`client::telemetry`](crate::client::telemetry)). Default: [`Redaction::default`](Redaction)
     /// plus the query keys OpenTelemetry's conventions name (`AWSAccessKeyId`, `Signature`,
     /// `sig`, `X-Goog-Signature`). Set the same redaction as [`Logging`](crate::client::logging::Logging)'s
     /// so a secret hidden from the logs is hidden from the spans too.
@@ -146,9 +158,20 @@ impl ClientBuilder {
     }
 
     /// The URL relative request URLs are joined to (with [`Url::join`]: end it with `/` to
-    /// keep its last path segment). Default: none, and relative URLs are an error.
-    pub fn base_url(mut self, base_url: &str) -> Self {
-        self.base_url = Some(Url::parse(base_url).map_err(|_| base_url.to_owned()));
+    /// keep its last path segment), given as text or as a parsed [`Url`]. It applies to
+    /// `client.get(..)` and the like and to `http::Request`s sent through the client as a
+    /// [`tower::Service`](crate::client::interop). Default: none, and relative URLs are an
+    /// error. A URL that is not absolute, or not http or https, is an
+    /// [`ErrorKind::Builder`] error from [`build`](Self::build).
+    ///
+    /// ```
+    /// let base = url::Url::parse("https://api.example.test/v1/")?;
+    /// let client = stopover::client::Client::builder().base_url(base).build()?;
+    /// assert_eq!(client.base_url().map(url::Url::as_str), Some("https://api.example.test/v1/"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn base_url<U: IntoUrl>(mut self, base_url: U) -> Self {
+        self.base_url = Some(base_url.into_base_url());
         self
     }
 
@@ -170,18 +193,54 @@ impl ClientBuilder {
         self
     }
 
-    /// How long one `send` may take in all: every hop, every attempt a middleware makes, and
-    /// the time middlewares spend themselves. Default: no limit.
+    /// How long one call may take in all, from `send` until its response body has been read
+    /// (as reqwest's `timeout`): every hop, every attempt a middleware makes, the time
+    /// middlewares spend themselves, and reading the body with
+    /// [`Response::bytes`](crate::client::Response::bytes), [`text`](crate::client::Response::text),
+    /// [`json`](crate::client::Response::json) or [`chunk`](crate::client::Response::chunk).
+    /// Past it, `send` or the body read fails with [`ErrorKind::Timeout`] (and
+    /// [`Error::is_body`] tells the second from the first). Default: no limit.
     ///
-    /// It ends when `send` returns the response head; reading the body of that response is
-    /// bounded by the [`attempt_timeout`](Self::attempt_timeout) instead.
+    /// It used to stop at the response head (see the CHANGELOG); for that, use
+    /// [`head_timeout`](Self::head_timeout), which leaves the body unbounded (a response that
+    /// is streamed for hours, a long download).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let client = stopover::client::Client::builder()
+    ///     .timeout(Duration::from_secs(30))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
+    /// How long one call may take up to the response head: every hop, every attempt and the
+    /// time middlewares spend, but not reading the body (bounded by
+    /// [`timeout`](Self::timeout), when one is set, and by a
+    /// [`read_timeout`](Self::read_timeout) per read). Default: no limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// // A feed that streams for as long as it likes, once it has answered within 5 seconds.
+    /// let client = stopover::client::Client::builder()
+    ///     .head_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = Some(timeout);
+        self
+    }
+
     /// How long one attempt on the wire may take, from sending the request until its response
-    /// body has been read (like reqwest's own `timeout`). A retry middleware sees an attempt
+    /// body has been read (reqwest's `timeout`, per attempt). A retry middleware sees an attempt
     /// that passes it before the response head as a timeout error it can retry; past the head,
     /// reading the body fails with [`ErrorKind::Timeout`]. Default: no limit.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
@@ -212,6 +271,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Sends requests to `https` URLs only (reqwest's `https_only`): a request to an `http` URL
+    /// fails with [`ErrorKind::Builder`] before anything is sent, and so does a redirect to
+    /// one, on whichever hop, as does any request a middleware sends through the client.
+    /// Default: no, `http` is allowed too.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// let client = stopover::client::Client::builder().https_only(true).build().unwrap();
+    /// let err = client.get("http://example.test/").send().await.unwrap_err();
+    /// assert!(err.is_builder());
+    /// # }
+    /// ```
+    pub fn https_only(mut self, enabled: bool) -> Self {
+        self.https_only = enabled;
+        self
+    }
+
     /// How long opening a connection may take. Default: no limit of its own.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
@@ -225,6 +301,30 @@ impl ClientBuilder {
     /// [`RequestBuilder::follow_redirects`](crate::client::RequestBuilder::follow_redirects)`(false)`.
     pub fn max_redirects(mut self, max_redirects: usize) -> Self {
         self.max_redirects = max_redirects;
+        self
+    }
+
+    /// Whether and how far redirects are followed, as a policy (reqwest's `redirect`):
+    /// [`RedirectPolicy::limited`]`(n)` is [`max_redirects`](Self::max_redirects)`(n)`, and
+    /// [`RedirectPolicy::none`] returns every 3xx as it is unless a request asks with
+    /// [`follow_redirects`](crate::client::RequestBuilder::follow_redirects)`(true)`.
+    /// Default: [`RedirectPolicy::limited`]`(10)`.
+    ///
+    /// ```
+    /// use stopover::client::{Client, RedirectPolicy};
+    ///
+    /// let client = Client::builder().redirect(RedirectPolicy::none()).build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn redirect(mut self, policy: RedirectPolicy) -> Self {
+        match policy.max_redirects() {
+            Some(max) => {
+                self.max_redirects = max;
+                self.follow_redirects = true;
+            }
+            None => self.follow_redirects = false,
+        }
         self
     }
 
@@ -297,6 +397,74 @@ impl ClientBuilder {
         self
     }
 
+    /// Answers lookups of `domain` with `addr` instead of asking DNS (reqwest's `resolve`): to
+    /// reach a service under its real name at an address you know (a staging host, a
+    /// container, a test server), with TLS still checking the certificate for `domain`.
+    /// The URL's port is used, as in reqwest; without a port in the URL, `addr`'s port is,
+    /// unless it is 0 (then the scheme's default port). Calling it again for the same domain
+    /// replaces the earlier answer. Default: none.
+    ///
+    /// With an [`ssrf_policy`](Self::ssrf_policy) the override does not get around the guard:
+    /// it is answered *inside* the guarded resolver, so the policy judges `addr` as it judges
+    /// any DNS answer (allow it with [`allow_addr`](ssrf::PolicyBuilder::allow_addr), which
+    /// takes the same `SocketAddr`), and the connection goes to the URL's port (or the
+    /// scheme's), the port the policy judged, not `addr`'s. An IP address as `domain` is an
+    /// [`ErrorKind::Builder`] error from [`build`](Self::build): an IP literal in a URL is
+    /// never resolved.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use stopover::client::{Client, ssrf::Policy};
+    ///
+    /// let staging: SocketAddr = "10.1.2.3:443".parse().unwrap();
+    /// let client = Client::builder()
+    ///     .resolve("api.example.com", staging)
+    ///     .ssrf_policy(Policy::builder().allow_addr(staging).build()?)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn resolve(self, domain: &str, addr: SocketAddr) -> Self {
+        self.resolve_to_addrs(domain, &[addr])
+    }
+
+    /// Answers lookups of `domain` with `addrs`, tried in order (reqwest's
+    /// `resolve_to_addrs`); as [`resolve`](Self::resolve) otherwise. An empty list is an
+    /// [`ErrorKind::Builder`] error from [`build`](Self::build).
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    ///
+    /// let replicas: [SocketAddr; 2] = ["10.0.0.7:0".parse().unwrap(), "10.0.0.8:0".parse().unwrap()];
+    /// let client = stopover::client::Client::builder()
+    ///     .resolve_to_addrs("db-api.internal.example", &replicas)
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn resolve_to_addrs(mut self, domain: &str, addrs: &[SocketAddr]) -> Self {
+        let name = domain
+            .strip_suffix('.')
+            .unwrap_or(domain)
+            .to_ascii_lowercase();
+        let literal = name.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<std::net::IpAddr>().is_ok() {
+            self.fail(Error::builder(format!(
+                "resolve({domain:?}) names an IP address, which is never resolved"
+            )));
+        } else if name.is_empty() {
+            self.fail(Error::builder("resolve(\"\") names no domain"));
+        } else if addrs.is_empty() {
+            self.fail(Error::builder(format!(
+                "resolve_to_addrs({domain:?}) has no addresses"
+            )));
+        } else {
+            self.dns_overrides.retain(|(known, _)| *known != name);
+            self.dns_overrides.push((name, addrs.to_vec()));
+        }
+        self
+    }
+
     pub(super) fn fail(&mut self, err: Error) {
         self.error.get_or_insert(err);
     }
@@ -311,15 +479,7 @@ impl ClientBuilder {
                 "max_nesting is 0, which would refuse every request: it counts the request itself",
             ));
         }
-        let base_url = match self.base_url {
-            None => None,
-            Some(Ok(url)) => Some(check_scheme(url)?),
-            Some(Err(text)) => {
-                return Err(Error::builder(format!(
-                    "the base URL {text:?} is not an absolute URL"
-                )));
-            }
-        };
+        let base_url = self.base_url.transpose()?;
         let mut default_headers = self.default_headers;
         if !default_headers.contains_key(USER_AGENT) {
             default_headers.insert(USER_AGENT, self.user_agent);
@@ -356,9 +516,22 @@ impl ClientBuilder {
             http = http.proxy(proxy.inner);
         }
         match (&self.ssrf, self.dns_resolver) {
-            (Some(policy), inner) => http = guard_transport(http, policy, inner),
-            (None, Some(resolver)) => http = http.dns_resolver(resolver),
-            (None, None) => {}
+            (Some(policy), inner) => {
+                // The overrides answer inside the guard, which judges their addresses.
+                let inner = match inner {
+                    _ if self.dns_overrides.is_empty() => inner,
+                    inner => Some(Arc::new(Overrides::new(self.dns_overrides, inner)) as _),
+                };
+                http = guard_transport(http, policy, inner);
+            }
+            (None, resolver) => {
+                if let Some(resolver) = resolver {
+                    http = http.dns_resolver(resolver);
+                }
+                for (domain, addrs) in &self.dns_overrides {
+                    http = http.resolve_to_addrs(domain, addrs);
+                }
+            }
         }
         // Once more, last: whatever came before, reqwest follows no redirect of its own.
         let http = http.redirect(reqwest::redirect::Policy::none());
@@ -373,12 +546,15 @@ impl ClientBuilder {
                 base_url,
                 default_headers,
                 timeout: self.timeout,
+                head_timeout: self.head_timeout,
                 attempt_timeout: self.attempt_timeout,
                 max_redirects: self.max_redirects,
+                follow_redirects: self.follow_redirects,
                 max_nesting: self.max_nesting,
                 chain: self.chain,
                 ssrf: self.ssrf,
                 body_limit: self.body_limit,
+                https_only: self.https_only,
                 span_redaction: self.span_redaction,
                 #[cfg(feature = "opentelemetry")]
                 trace_exclude: self.trace_exclude,

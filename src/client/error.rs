@@ -162,6 +162,8 @@ enum Detail {
     Redirects(Vec<Redirect>),
     Depth(usize),
     Conflict([&'static str; 2]),
+    /// Reading a response body failed (a timeout of the whole call, past the head).
+    Body,
 }
 
 impl Error {
@@ -206,6 +208,22 @@ impl Error {
 
     pub(crate) fn timeout() -> Self {
         Error::new(ErrorKind::Timeout)
+    }
+
+    /// Marks the error as one met while reading a response body ([`Error::is_body`]).
+    pub(crate) fn in_body(mut self) -> Self {
+        if let Detail::None = self.inner.detail {
+            self.inner.detail = Detail::Body;
+        }
+        self
+    }
+
+    /// reqwest's own error, when it is the cause.
+    fn reqwest_source(&self) -> Option<&reqwest::Error> {
+        self.inner
+            .source
+            .as_deref()
+            .and_then(|source| source.downcast_ref::<reqwest::Error>())
     }
 
     pub(crate) fn from_status(status: StatusCode, url: Url) -> Self {
@@ -451,13 +469,72 @@ impl Error {
         match self.kind() {
             ErrorKind::Timeout => true,
             ErrorKind::Connect => self
-                .inner
-                .source
-                .as_deref()
-                .and_then(|source| source.downcast_ref::<reqwest::Error>())
+                .reqwest_source()
                 .is_some_and(reqwest::Error::is_timeout),
             _ => false,
         }
+    }
+
+    /// True when sending the request failed, before a response head came back: no connection
+    /// ([`ErrorKind::Connect`], [`ErrorKind::Tls`]), the connection failed while the request
+    /// was sent or its answer awaited, or a deadline passed before the head. reqwest's
+    /// `Error::is_request`, with connect failures included as reqwest includes them.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// let client = stopover::client::Client::new();
+    /// let err = client.get("http://127.0.0.1:9/").send().await.unwrap_err();
+    /// assert!(err.is_request() && err.is_connect() && !err.is_body());
+    /// # }
+    /// ```
+    pub fn is_request(&self) -> bool {
+        match self.kind() {
+            ErrorKind::Connect | ErrorKind::Tls => true,
+            ErrorKind::Timeout => !self.is_body(),
+            ErrorKind::Transport => self
+                .reqwest_source()
+                .is_some_and(reqwest::Error::is_request),
+            _ => false,
+        }
+    }
+
+    /// True when reading a response body failed: the connection broke or stalled past a
+    /// deadline (the whole call's [`timeout`](super::ClientBuilder::timeout), an
+    /// [`attempt_timeout`](super::ClientBuilder::attempt_timeout), a
+    /// [`read_timeout`](super::ClientBuilder::read_timeout)) while the body was read.
+    /// reqwest's `Error::is_body`. A body that arrived but could not be decoded is
+    /// [`is_decode`](Self::is_decode) instead, and one over the limit
+    /// [`ErrorKind::BodyTooLarge`].
+    ///
+    /// ```
+    /// # async fn run(response: stopover::client::Response) {
+    /// match response.text().await {
+    ///     Ok(text) => println!("{text}"),
+    ///     Err(err) if err.is_body() && err.is_timeout() => println!("the body stalled: {err}"),
+    ///     Err(err) => println!("{err}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn is_body(&self) -> bool {
+        if matches!(self.inner.detail, Detail::Body) {
+            return true;
+        }
+        // With decompression on, reqwest wraps a body read failure in a decode error.
+        let mut cause = self
+            .inner
+            .source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static));
+        while let Some(err) = cause {
+            if err
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_body)
+            {
+                return true;
+            }
+            cause = err.source();
+        }
+        false
     }
 
     /// True when the connection failed after it was open.

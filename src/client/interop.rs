@@ -2,7 +2,32 @@
 //! the `http` crate's types and the client's.
 //!
 //! A request sent through the service runs exactly as `client.request(...).send()` does: the
-//! client's middleware chain, its redirect loop, its timeout and its SSRF policy all apply.
+//! client's middleware chain, its redirect loop, its timeout and its SSRF policy all apply, and
+//! a relative URI is joined to the client's [`base_url`](super::ClientBuilder::base_url). The
+//! response is an `http::Response<`[`HttpBody`]`>` whose body streams, so tower's layers
+//! (`ConcurrencyLimit`, `Timeout`, `Buffer`, tower-http's) wrap the client as any other
+//! service.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stopover::client::Client;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # async fn run() -> Result<(), tower::BoxError> {
+//! let client = Client::builder().base_url("http://127.0.0.1:8080/").build()?;
+//! let stack = ServiceBuilder::new()
+//!     .concurrency_limit(8)
+//!     .timeout(Duration::from_secs(5))
+//!     .service(client);
+//! let response = stack.oneshot(http::Request::get("/health").body(String::new())?).await?;
+//! println!("{}", response.status());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The other direction: [`Request`] converts from an `http::Request` (with an absolute URI)
+//! and into one; [`Response::into_http`] turns a client response into an `http::Response`.
+//! `examples/tower_stack.rs` runs a stack against a loopback server.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +41,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use super::body::Body;
 use super::client::Client;
 use super::error::{Error, Result};
+use super::into_url::resolve_url;
 use super::request::Request;
 use super::response::Response;
 
@@ -122,21 +148,41 @@ impl TryFrom<Request> for http::Request<Body> {
 impl Client {
     /// Sends an [`http::Request`] through the middleware chain, following redirects, as
     /// `client.request(...).send()` does; what the `tower::Service` implementation runs.
+    ///
+    /// A URI without a scheme and host (`/data?page=2`) is joined to the client's
+    /// [`base_url`](crate::client::ClientBuilder::base_url), as `client.get("/data?page=2")` is;
+    /// without a base URL it is an [`ErrorKind::Builder`](crate::client::ErrorKind::Builder)
+    /// error.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), stopover::client::Error> {
+    /// let client = stopover::client::Client::builder()
+    ///     .base_url("http://127.0.0.1:8080/")
+    ///     .build()?;
+    /// let request = http::Request::get("/health").body(String::new()).unwrap();
+    /// let response = client.execute_http(request).await?;
+    /// # let _ = response;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn execute_http<B: Into<Body>>(&self, request: http::Request<B>) -> Result<Response> {
         let (parts, body) = request.into_parts();
-        let url = absolute_url(&parts.uri)?;
-        let mut builder = self.request(parts.method, url);
-        if let Ok(draft) = &mut builder.request {
-            // The client's credentials-in-URL handling already ran; the request's own headers
-            // are added to what it set.
-            for (name, value) in parts.headers.iter() {
-                draft.headers.append(name, value.clone());
+        let url = match self.base_url() {
+            Some(base) if parts.uri.scheme().is_none() && parts.uri.authority().is_none() => {
+                resolve_url(parts.uri.to_string(), Some(base))?
             }
-            draft.version = parts.version;
-            draft.extensions = parts.extensions;
-            draft.body = body.into();
-        }
-        builder.send().await
+            _ => absolute_url(&parts.uri)?,
+        };
+        self.with_parts(
+            parts.method,
+            url,
+            parts.headers,
+            parts.version,
+            parts.extensions,
+            body.into(),
+        )
+        .send()
+        .await
     }
 }
 
@@ -150,6 +196,31 @@ impl Client {
 ///
 /// The service is always ready: it does no admission control of its own, that is what tower's
 /// `ConcurrencyLimit`, `RateLimit` or `LoadShed` around it are for.
+///
+/// A relative URI (`/data`) is joined to the client's
+/// [`base_url`](crate::client::ClientBuilder::base_url), as [`Client::execute_http`] does.
+///
+/// Because the client serves every body type `B`, `svc.ready()` alone cannot tell which
+/// `Service<http::Request<B>>` it is asked about, and fails to infer. `oneshot(request)` and
+/// `call(request)` name it through the request; for `ready`, name the request type once:
+///
+/// ```no_run
+/// use stopover::client::Client;
+/// use tower::{Service, ServiceExt};
+///
+/// # async fn run() -> Result<(), stopover::client::Error> {
+/// let mut svc = Client::builder().base_url("http://127.0.0.1:8080/").build()?;
+///
+/// // One call: `oneshot` infers the body type from the request.
+/// let response = svc.clone().oneshot(http::Request::get("/one").body(String::new()).unwrap()).await?;
+///
+/// // `ready` then `call`: name the request type on `ready`.
+/// let ready = ServiceExt::<http::Request<String>>::ready(&mut svc).await?;
+/// let response = ready.call(http::Request::get("/two").body(String::new()).unwrap()).await?;
+/// # let _ = response;
+/// # Ok(())
+/// # }
+/// ```
 impl<B> tower::Service<http::Request<B>> for Client
 where
     B: Into<Body> + Send + 'static,

@@ -16,8 +16,8 @@ pub(crate) fn check_scheme(url: Url) -> Result<Url> {
     }
 }
 
-/// What a request URL can be given as: a string (absolute, or relative to the base URL) or a
-/// parsed [`Url`].
+/// What a request URL (or the client's base URL) can be given as: a string (absolute, or
+/// relative to the base URL) or a parsed [`Url`], as with reqwest's `IntoUrl`.
 pub trait IntoUrl: sealed::Sealed {}
 
 mod sealed {
@@ -25,16 +25,27 @@ mod sealed {
 
     pub trait Sealed {
         fn into_url(self, base: Option<&Url>) -> Result<Url>;
+
+        /// The URL as a base URL: it must be absolute, and http or https.
+        fn into_base_url(self) -> Result<Url>;
     }
 
     impl Sealed for Url {
         fn into_url(self, _base: Option<&Url>) -> Result<Url> {
             check_scheme(self)
         }
+
+        fn into_base_url(self) -> Result<Url> {
+            check_scheme(self)
+        }
     }
 
     impl Sealed for &Url {
         fn into_url(self, _base: Option<&Url>) -> Result<Url> {
+            check_scheme(self.clone())
+        }
+
+        fn into_base_url(self) -> Result<Url> {
             check_scheme(self.clone())
         }
     }
@@ -61,11 +72,22 @@ mod sealed {
             };
             check_scheme(parsed)
         }
+
+        fn into_base_url(self) -> Result<Url> {
+            let url = Url::parse(self).map_err(|_| {
+                Error::builder(format!("the base URL {self:?} is not an absolute URL"))
+            })?;
+            check_scheme(url)
+        }
     }
 
     impl Sealed for String {
         fn into_url(self, base: Option<&Url>) -> Result<Url> {
             self.as_str().into_url(base)
+        }
+
+        fn into_base_url(self) -> Result<Url> {
+            self.as_str().into_base_url()
         }
     }
 
@@ -73,7 +95,16 @@ mod sealed {
         fn into_url(self, base: Option<&Url>) -> Result<Url> {
             self.as_str().into_url(base)
         }
+
+        fn into_base_url(self) -> Result<Url> {
+            self.as_str().into_base_url()
+        }
     }
+}
+
+/// `url` made absolute: joined to `base` when it is relative.
+pub(crate) fn resolve_url<U: IntoUrl>(url: U, base: Option<&Url>) -> Result<Url> {
+    url.into_url(base)
 }
 
 impl IntoUrl for Url {}

@@ -59,6 +59,15 @@ use super::{Attempts, Middleware, Next, Request, Response, Result};
 ///
 /// Where it sits decides what it sees: outermost, one span per call; inside `Retry`, one per
 /// attempt.
+///
+/// Its span nests inside the client's own: every call already opens a logical span named
+/// after the method, with the redacted `url.full`, and a wire span per request on the wire
+/// (see [`client::telemetry`](crate::client::telemetry)). The middleware chain runs inside the
+/// logical span, so `http_request` is its child, and the wire spans of the hops and attempts
+/// it sees are the children of `http_request`; the method and URL thus show up on both. Add
+/// `Logging` for its events (one per response, WARN on failure) and for the headers; for the
+/// spans alone the built-in ones are enough. Give both the same [`Redaction`]
+/// ([`ClientBuilder::span_redaction`](crate::client::ClientBuilder::span_redaction)).
 #[derive(Debug, Clone, Default)]
 pub struct Logging {
     redaction: Arc<Redaction>,

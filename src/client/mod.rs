@@ -85,7 +85,7 @@ mod response;
 
 mod middleware;
 mod redirect;
-mod telemetry;
+pub mod telemetry;
 mod transport;
 
 mod builder;
@@ -95,8 +95,12 @@ mod builder;
     reason = "the file is named for the type it holds"
 )]
 mod client;
-mod interop;
+pub mod interop;
 mod into_url;
+#[cfg(feature = "multipart")]
+#[cfg_attr(docsrs, doc(cfg(feature = "multipart")))]
+pub mod multipart;
+mod overrides;
 mod proxy;
 mod request_builder;
 mod settings;
@@ -120,6 +124,7 @@ pub use middleware::{FromFn, Middleware, Pending, from_fn};
 pub use origin::{InvalidOrigin, Origin};
 pub use proxy::Proxy;
 pub use redaction::{QueryRedaction, REDACTED_HEADER, REDACTED_QUERY, RedactedHeaders, Redaction};
+pub use redirect::RedirectPolicy;
 pub use request::Request;
 pub use request_builder::RequestBuilder;
 pub use response::Response;

@@ -47,6 +47,54 @@ const BODY_HEADERS: [HeaderName; 6] = [
     TRANSFER_ENCODING,
 ];
 
+/// Whether and how far the client follows redirects (reqwest's `redirect::Policy`), for
+/// [`ClientBuilder::redirect`](super::ClientBuilder::redirect). Redirects are followed by
+/// stopover's own loop whatever the policy (reqwest's stays off), so the middleware chain and
+/// the SSRF guard see every hop. For reqwest's `Policy::custom`, write a middleware: it sees
+/// each hop's request ([`Request::hop`], [`Request::original_url`]) and response.
+///
+/// ```
+/// use stopover::client::{Client, RedirectPolicy};
+///
+/// let no_redirects = Client::builder().redirect(RedirectPolicy::none()).build()?;
+/// let few = Client::builder().redirect(RedirectPolicy::limited(3)).build()?;
+/// # let _ = (no_redirects, few);
+/// # Ok::<(), stopover::client::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectPolicy {
+    /// The most redirects followed; `None` follows none.
+    max: Option<usize>,
+}
+
+impl RedirectPolicy {
+    /// Follows up to `max` redirects; one more fails the call with
+    /// [`ErrorKind::TooManyRedirects`](super::ErrorKind::TooManyRedirects) (as
+    /// [`max_redirects`](super::ClientBuilder::max_redirects) does).
+    pub fn limited(max: usize) -> Self {
+        RedirectPolicy { max: Some(max) }
+    }
+
+    /// Follows no redirect: a 3xx response is returned as it is, as with
+    /// [`RequestBuilder::follow_redirects`](super::RequestBuilder::follow_redirects)`(false)`
+    /// on every request. A request can still ask for them with `follow_redirects(true)`.
+    pub fn none() -> Self {
+        RedirectPolicy { max: None }
+    }
+
+    /// The most redirects followed, `None` when none are.
+    pub fn max_redirects(&self) -> Option<usize> {
+        self.max
+    }
+}
+
+impl Default for RedirectPolicy {
+    /// Up to 10 redirects, the client's default (and reqwest's).
+    fn default() -> Self {
+        RedirectPolicy::limited(10)
+    }
+}
+
 /// The request as the caller built it, before the client's defaults are merged in: every hop
 /// is made from it afresh.
 #[derive(Debug)]

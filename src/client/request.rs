@@ -140,8 +140,7 @@ impl Request {
     }
 
     /// The time one attempt may take on the wire, from sending until the response body has
-    /// been read. `None` means no limit of its own (the whole call's timeout still applies
-    /// until the response head).
+    /// been read. `None` means no limit of its own (the whole call's timeout still applies).
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout
     }

@@ -18,7 +18,8 @@ use super::error::{Error, Result};
 use super::into_url::IntoUrl;
 use super::middleware::Middleware;
 use super::redirect::{self, Draft};
-use super::response::Response;
+use super::request::Request;
+use super::response::{Deadline, Response};
 use super::ssrf;
 use super::telemetry;
 
@@ -43,10 +44,11 @@ pub struct RequestBuilder {
     pub(crate) chain: ChainChoice,
     pub(crate) follow_redirects: bool,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) head_timeout: Option<Duration>,
 }
 
 impl RequestBuilder {
-    fn update(mut self, change: impl FnOnce(&mut Draft) -> Result<()>) -> Self {
+    pub(crate) fn update(mut self, change: impl FnOnce(&mut Draft) -> Result<()>) -> Self {
         if let Ok(request) = &mut self.request {
             if let Err(err) = change(request) {
                 self.request = Err(err);
@@ -215,10 +217,33 @@ impl RequestBuilder {
         })
     }
 
-    /// How long this call may take in all, up to the response head, replacing the client's
-    /// [`timeout`](crate::client::ClientBuilder::timeout).
+    /// How long this call may take in all, from `send` until the response body has been read,
+    /// replacing the client's [`timeout`](crate::client::ClientBuilder::timeout) (reqwest's
+    /// `RequestBuilder::timeout`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let client = stopover::client::Client::new();
+    /// let request = client.get("http://example.test/report").timeout(Duration::from_secs(10));
+    /// # let _ = request;
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long this call may take up to the response head, replacing the client's
+    /// [`head_timeout`](crate::client::ClientBuilder::head_timeout); the body is then read
+    /// under the [`timeout`](Self::timeout) only.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let client = stopover::client::Client::new();
+    /// let request = client.get("http://example.test/feed").head_timeout(Duration::from_secs(5));
+    /// # let _ = request;
+    /// ```
+    pub fn head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = Some(timeout);
         self
     }
 
@@ -238,7 +263,9 @@ impl RequestBuilder {
         })
     }
 
-    /// Whether redirects are followed. Default: yes; when not, a 3xx is returned as it is.
+    /// Whether redirects are followed. Default: the client's
+    /// [`redirect`](crate::client::ClientBuilder::redirect) policy (yes, up to 10); when not,
+    /// a 3xx is returned as it is.
     pub fn follow_redirects(mut self, follow: bool) -> Self {
         self.follow_redirects = follow;
         self
@@ -302,7 +329,45 @@ impl RequestBuilder {
             chain: self.chain.clone(),
             follow_redirects: self.follow_redirects,
             timeout: self.timeout,
+            head_timeout: self.head_timeout,
         })
+    }
+
+    /// The request, built but not sent, to look at or change before
+    /// [`Client::execute`] sends it (reqwest's `RequestBuilder::build`). An input error kept
+    /// by the builder (a bad header, a relative URL without a base URL) is returned here.
+    ///
+    /// The [`Request`] holds what the request itself sets: the method, the URL (joined to the
+    /// base URL, credentials taken out of it), its own headers (the client's default headers
+    /// are merged in when it is sent, as in reqwest), the body, the version and the
+    /// extensions. What was chosen for the call ([`timeout`](Self::timeout),
+    /// [`head_timeout`](Self::head_timeout), [`follow_redirects`](Self::follow_redirects),
+    /// the middleware list) travels with it to `execute`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), stopover::client::Error> {
+    /// let client = stopover::client::Client::new();
+    /// let mut request = client.post("http://127.0.0.1:8080/jobs").body("{}").build()?;
+    /// request.headers_mut().insert("x-signature", "computed-over-the-body".parse().unwrap());
+    /// let response = client.execute(request).await?;
+    /// # let _ = response;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn build(self) -> Result<Request> {
+        let draft = self.request?;
+        let mut request = Request::new(draft.method, draft.url);
+        request.headers = draft.headers;
+        request.body = draft.body;
+        request.version = draft.version;
+        request.extensions = draft.extensions;
+        request.extensions.insert(BuiltWith {
+            chain: self.chain,
+            follow_redirects: self.follow_redirects,
+            timeout: self.timeout,
+            head_timeout: self.head_timeout,
+        });
+        Ok(request)
     }
 
     /// Sends the request through the middleware chain, following redirects.
@@ -316,6 +381,7 @@ impl RequestBuilder {
             chain,
             follow_redirects,
             timeout,
+            head_timeout,
         } = self;
         let draft = request?;
         let chain = match chain {
@@ -334,8 +400,27 @@ impl RequestBuilder {
         // The wire spans share the logical span's callsites: when no subscriber records this
         // one, none records theirs, and the count is not worth its allocation.
         let wire_count = (!span.is_disabled()).then(telemetry::WireCount::default);
-        // The URL outlives the draft only for the timeout's error.
-        let deadline = timeout.map(|timeout| (timeout, draft.url.clone()));
+        // The URL outlives the draft only for the timeouts' errors.
+        let start = tokio::time::Instant::now();
+        let deadline = timeout.map(|timeout| Deadline {
+            at: start + timeout,
+            timeout,
+        });
+        // Up to the head, the earlier of the two deadlines; the body, under the whole call's.
+        let head_deadline = match (deadline, head_timeout) {
+            (None, None) => None,
+            (Some(deadline), None) => Some(deadline),
+            (None, Some(head)) => Some(Deadline {
+                at: start + head,
+                timeout: head,
+            }),
+            (Some(deadline), Some(head)) if deadline.timeout <= head => Some(deadline),
+            (Some(_), Some(head)) => Some(Deadline {
+                at: start + head,
+                timeout: head,
+            }),
+        };
+        let url = head_deadline.map(|_| draft.url.clone());
         let hops = redirect::follow_hops(client, draft, wire_count, chain, follow_redirects);
         // A span nobody records is not entered on every poll.
         let hops = if span.is_disabled() {
@@ -345,14 +430,22 @@ impl RequestBuilder {
         };
         let run = NESTING.scope(nesting, hops);
         // The logical span records the outcome, a timeout of the whole request included.
-        let outcome = match deadline {
-            None => run.await,
-            Some((timeout, url)) => match tokio::time::timeout(timeout, run).await {
+        let outcome = match (head_deadline, url) {
+            (Some(head), Some(url)) => match tokio::time::timeout_at(head.at, run).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(Error::timeout()
                     .with_url(url)
-                    .with_message(format!("the request took longer than {timeout:?}"))),
+                    .with_message(format!("the request took longer than {:?}", head.timeout))),
             },
+            _ => run.await,
+        };
+        // The body is read under the whole call's deadline, as in reqwest.
+        let outcome = match (outcome, deadline) {
+            (Ok(mut response), Some(deadline)) => {
+                response.set_deadline(deadline);
+                Ok(response)
+            }
+            (outcome, _) => outcome,
         };
         telemetry::record(&span, &outcome, false);
         outcome
@@ -382,7 +475,88 @@ impl fmt::Debug for RequestBuilder {
     }
 }
 
+/// What a built request's call was configured with, carried in its extensions from
+/// [`RequestBuilder::build`] to [`Client::execute`].
+#[derive(Clone)]
+struct BuiltWith {
+    chain: ChainChoice,
+    follow_redirects: bool,
+    timeout: Option<Duration>,
+    head_timeout: Option<Duration>,
+}
+
 impl Client {
+    /// Sends a [`Request`] through the middleware chain, following redirects, as
+    /// [`RequestBuilder::send`] does (reqwest's `Client::execute`): the client's default
+    /// headers are merged in, and the SSRF policy, the timeouts and the redirect rules apply.
+    ///
+    /// A request made by [`RequestBuilder::build`] keeps what was chosen for its call (its
+    /// timeout, its middleware list, whether redirects are followed); one made with
+    /// [`Request::new`] gets the client's. A user name and password in its URL are sent as
+    /// `Authorization: Basic`, as with [`request`](Self::request). What the client sets per
+    /// hop (the hop, the attempt, the [`attempt_timeout`](Request::attempt_timeout)) is the
+    /// client's, whatever the request says.
+    ///
+    /// ```no_run
+    /// use stopover::client::{Client, Request};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = Client::new();
+    /// let request = Request::new(http::Method::GET, "http://127.0.0.1:8080/".parse()?);
+    /// let response = client.execute(request).await?;
+    /// # let _ = response;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn execute(&self, request: Request) -> Result<Response> {
+        let Request {
+            method,
+            url,
+            headers,
+            body,
+            mut extensions,
+            version,
+            ..
+        } = request;
+        let built = extensions.remove::<BuiltWith>();
+        let mut builder = self.with_parts(method, url, headers, version, extensions, body);
+        if let Some(built) = built {
+            builder.chain = built.chain;
+            builder.follow_redirects = built.follow_redirects;
+            builder.timeout = built.timeout;
+            builder.head_timeout = built.head_timeout;
+        }
+        builder.send().await
+    }
+
+    /// A request builder for a request given in parts (by [`execute`](Self::execute) and the
+    /// tower path): the URL's credentials are handled as `request` does, and the request's own
+    /// headers are added to what that set.
+    pub(crate) fn with_parts(
+        &self,
+        method: Method,
+        url: impl IntoUrl,
+        headers: HeaderMap,
+        version: Version,
+        extensions: http::Extensions,
+        body: Body,
+    ) -> RequestBuilder {
+        let mut builder = self.request(method, url);
+        if let Ok(draft) = &mut builder.request {
+            if draft.headers.is_empty() {
+                draft.headers = headers;
+            } else {
+                for (name, value) in headers.iter() {
+                    draft.headers.append(name, value.clone());
+                }
+            }
+            draft.version = version;
+            draft.extensions = extensions;
+            draft.body = body;
+        }
+        builder
+    }
+
     /// A `GET` request.
     pub fn get<U: IntoUrl>(&self, url: U) -> RequestBuilder {
         self.request(Method::GET, url)
@@ -443,8 +617,9 @@ impl Client {
             client: self.clone(),
             request,
             chain: ChainChoice::Inherit,
-            follow_redirects: true,
+            follow_redirects: self.inner.follow_redirects,
             timeout: self.inner.timeout,
+            head_timeout: self.inner.head_timeout,
         }
     }
 

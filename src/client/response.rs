@@ -30,6 +30,16 @@ pub struct Response {
     body: ResponseBody,
     /// The most bytes the whole-body readers accept; a body in memory already has none.
     body_limit: u64,
+    /// When the whole call's [`timeout`](super::ClientBuilder::timeout) runs out: reading the
+    /// body past it fails with [`ErrorKind::Timeout`](super::ErrorKind::Timeout).
+    deadline: Option<Deadline>,
+}
+
+/// The end of the whole call's timeout, and the timeout itself for the error's message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) at: tokio::time::Instant,
+    pub(crate) timeout: std::time::Duration,
 }
 
 enum ResponseBody {
@@ -61,6 +71,7 @@ impl Response {
             history: Vec::new(),
             body: ResponseBody::Full(body.into()),
             body_limit: u64::MAX,
+            deadline: None,
         }
     }
 
@@ -75,12 +86,22 @@ impl Response {
             history: Vec::new(),
             body: ResponseBody::Incoming(response),
             body_limit: u64::MAX,
+            deadline: None,
         }
     }
 
     pub(crate) fn with_body_limit(mut self, limit: u64) -> Self {
         self.body_limit = limit;
         self
+    }
+
+    /// Bounds reading the body by the whole call's deadline (the earlier one wins, should a
+    /// response pass through two calls).
+    pub(crate) fn set_deadline(&mut self, deadline: Deadline) {
+        match self.deadline {
+            Some(current) if current.at <= deadline.at => {}
+            _ => self.deadline = Some(deadline),
+        }
     }
 
     /// The most bytes [`bytes`](Self::bytes), [`text`](Self::text), [`json`](Self::json) and
@@ -203,14 +224,36 @@ impl Response {
     }
 
     /// The next chunk of the body, `None` at its end.
+    ///
+    /// Reading is bounded by the whole call's [`timeout`](super::ClientBuilder::timeout), as
+    /// in reqwest: past it, this fails with [`ErrorKind::Timeout`](super::ErrorKind::Timeout)
+    /// and [`Error::is_body`] is true. So are [`bytes`](Self::bytes), [`text`](Self::text),
+    /// [`json`](Self::json), [`buffer`](Self::buffer) and [`bytes_stream`](Self::bytes_stream),
+    /// which read through it.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>> {
         match &mut self.body {
             ResponseBody::Full(bytes) if bytes.is_empty() => Ok(None),
             ResponseBody::Full(bytes) => Ok(Some(std::mem::take(bytes))),
-            ResponseBody::Incoming(response) => response
-                .chunk()
-                .await
-                .map_err(|err| Error::from_reqwest(err).with_url_if_missing(&self.url)),
+            ResponseBody::Incoming(response) => {
+                let read = response.chunk();
+                let read = match self.deadline {
+                    None => read.await,
+                    Some(deadline) => match tokio::time::timeout_at(deadline.at, read).await {
+                        Ok(read) => read,
+                        Err(_) => {
+                            return Err(Error::timeout()
+                                .in_body()
+                                .with_url(self.url.clone())
+                                .with_message(format!(
+                                    "the request took longer than {:?}, reading the response \
+                                     body included",
+                                    deadline.timeout
+                                )));
+                        }
+                    },
+                };
+                read.map_err(|err| Error::from_reqwest(err).with_url_if_missing(&self.url))
+            }
         }
     }
 

@@ -62,6 +62,25 @@ impl ClientBuilder {
         self
     }
 
+    // --- reading
+
+    /// How long one read from the connection may wait for data, reset after every read that
+    /// gets some (reqwest's `read_timeout`): for a response head, or a body, that stalls,
+    /// whatever its length. A stalled read fails with [`ErrorKind::Timeout`](super::ErrorKind::Timeout); while
+    /// reading a body, [`Error::is_body`](super::Error::is_body) is true too. Default: no limit.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let client = stopover::client::Client::builder()
+    ///     .read_timeout(Duration::from_secs(15))
+    ///     .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn read_timeout(self, timeout: Duration) -> Self {
+        self.reqwest(move |http| http.read_timeout(timeout))
+    }
+
     // --- the connection pool
 
     /// How long an idle connection stays in the pool before it is closed; `None` keeps idle

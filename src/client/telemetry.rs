@@ -1,14 +1,34 @@
-//! Client spans named and shaped by OpenTelemetry's HTTP client semantic conventions
-//! (semantic conventions v1.44.0; the HTTP conventions have been stable since v1.23.0). Since
-//! v1.37: `QUERY` is a known method (v1.38); a request the caller cancels (its future dropped)
-//! ends its spans without an error, as v1.41 asks; the client records no `error.message`
-//! (deprecated in v1.40) and no exception events.
+//! What the client records by itself: a tracing span per call and per request on the wire,
+//! named and shaped by OpenTelemetry's HTTP client semantic conventions (semantic conventions
+//! v1.44.0; the HTTP conventions have been stable since v1.23.0), metrics with the `metrics`
+//! feature, and W3C trace context with the `opentelemetry` feature. Since v1.37: `QUERY` is a
+//! known method (v1.38); a request the caller cancels (its future dropped) ends its spans
+//! without an error, as v1.41 asks; the client records no `error.message` (deprecated in
+//! v1.40) and no exception events.
+//!
+//! Nothing needs to be added for it: it is built in, not a middleware, so that no middleware
+//! list can leave a request on the wire without its span, and every wire span sees the request
+//! exactly as it is sent. A subscriber that records INFO spans sees it:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any subscriber; `tracing-opentelemetry` turns the spans into OpenTelemetry spans.
+//! tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).init();
+//! let client = stopover::client::Client::new();
+//! // One logical span `GET`, one wire span `GET` inside it per hop or attempt.
+//! client.get("http://127.0.0.1:8080/").send().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Spans
 //!
 //! Every `send` opens one span for the logical request, and the transport opens one child span
 //! for each request that goes on the wire: each redirect hop and each attempt a middleware
-//! (a [`Retry`](super::retry::Retry), a challenge answer) makes. This is built in, not a
-//! middleware, so that no middleware list can leave a request on the wire without its span, and
-//! every wire span sees the request exactly as it is sent.
+//! (a [`Retry`](super::retry::Retry), a challenge answer) makes. The middleware chain runs
+//! inside the logical span, so a middleware's own span (the
+//! [`Logging`](super::logging::Logging) middleware's `http_request`) sits between the logical
+//! span and the wire spans of the requests it passes on, and shows the method and URL again.
 //!
 //! Both spans are INFO spans named after the method (`GET`, `POST`, ...; `HTTP` for a method the
 //! conventions do not list, as they prescribe), with these fields:
@@ -26,13 +46,27 @@
 //! | `error.type` (the status code for 4xx and 5xx, else the error kind) | on failure | on failure |
 //! | `otel.status_code` = `ERROR` | on failure | on failure |
 //!
+//! `url.full` goes through the client's
+//! [`span_redaction`](super::ClientBuilder::span_redaction) (by default: no user name or
+//! password, no fragment, and the values of the query keys `AWSAccessKeyId`, `Signature`,
+//! `sig` and `X-Goog-Signature` replaced), so a signed URL does not reach the trace backend.
+//! Headers are never recorded on the spans, only the `User-Agent`.
+//!
+//! A timeout of the whole call before the head is recorded on the logical span; a body read
+//! that runs out of the [`timeout`](super::ClientBuilder::timeout) afterwards is returned by
+//! the read, after the span has ended.
+//!
+//! # Trace context
+//!
 //! With the `opentelemetry` feature, every request on the wire carries the trace context of
 //! its wire span (`traceparent` and `tracestate` with the W3C propagator), written by the
 //! global text-map propagator (`opentelemetry::global::set_text_map_propagator`) from the span's
 //! OpenTelemetry context (`tracing-opentelemetry`), so the server's spans join the client's
 //! trace. It is injected everywhere by default, as reqwest-tracing does; origins named with
-//! [`ClientBuilder::trace_context_exclude`](super::ClientBuilder::trace_context_exclude) never
+//! [`ClientBuilder::trace_context_exclude`](../struct.ClientBuilder.html#method.trace_context_exclude) never
 //! receive it, on any hop.
+//!
+//! # Metrics
 //!
 //! With the `metrics` feature, the client reports through the [`metrics`](https://docs.rs/metrics)
 //! facade: the `http.client.request.duration` histogram (seconds, one value per request on the
@@ -43,7 +77,9 @@
 //! `report_only`). The facade, not OpenTelemetry metrics, because it leaves the exporter to the
 //! application (Prometheus, StatsD, or OpenTelemetry through a bridge) and adds one small crate
 //! and no global SDK to the library; a histogram's buckets belong to the exporter, so the
-//! conventions' boundaries are [`DURATION_BUCKETS`](super::DURATION_BUCKETS), ready to hand to it.
+//! conventions' boundaries are [`DURATION_BUCKETS`], ready to hand to it.
+//!
+//! # Cost
 //!
 //! Like any `tracing` span, they cost next to nothing when no subscriber listens. The
 //! `tracing-opentelemetry` layer turns them into OpenTelemetry spans (it reads `otel.kind` and

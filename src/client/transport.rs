@@ -66,6 +66,10 @@ impl Client {
             let _entered = span.enter();
             let policy = self.inner.ssrf.as_ref();
             let checked = match policy {
+                _ if self.inner.https_only && url.scheme() != "https" => Err(Error::builder(
+                    "the URL is not https and the client is https_only",
+                )
+                .with_url(url.clone())),
                 Some(policy) => policy
                     .enforce(policy.check_url(&url))
                     .map_err(|refusal| refused(refusal, &url, hop)),

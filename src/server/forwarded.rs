@@ -75,8 +75,9 @@ use tower_service::Service;
 /// The peer address of a connection, as a request extension.
 ///
 /// Insert it when you accept a connection (for example in a hyper `service_fn` wrapper) and
-/// the default [`ForwardedLayer`] finds it. axum users can instead point the layer at axum's
-/// `ConnectInfo` with [`ForwardedLayerBuilder::peer_addr_with`].
+/// the default [`ForwardedLayer`] finds it. axum users with stopover's `axum` feature need
+/// nothing: the default also reads axum's `ConnectInfo<SocketAddr>`. Without the feature, point
+/// the layer at `ConnectInfo` with [`ForwardedLayerBuilder::peer_addr_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -353,8 +354,9 @@ impl ForwardedLayerBuilder {
         self
     }
 
-    /// How to find the TCP peer address of a request. The default reads the [`PeerAddr`]
-    /// extension. For axum's `ConnectInfo`:
+    /// How to find the TCP peer address of a request, replacing the default, which reads the
+    /// [`PeerAddr`] extension and, with the `axum` feature, axum's `ConnectInfo<SocketAddr>`.
+    /// For `ConnectInfo` without the `axum` feature (with it, this is what the default does):
     ///
     /// ```
     /// # use std::net::SocketAddr;

@@ -159,6 +159,24 @@ pub(crate) fn into_error_response<B>(
 /// detail is sent as given, for 5xx too: it is the handler's deliberate message. Headers added
 /// with [`HttpError::with_header`] go on the response.
 ///
+/// There is no `From<E>` for other error types, on purpose: a blanket conversion would let `?`
+/// turn any internal error (a database driver's message, a file path) into an answer a client
+/// reads. Say what the client is told where the error is met, with `map_err`:
+///
+/// ```
+/// use http::StatusCode;
+/// use stopover::server::error::HttpError;
+///
+/// fn parse_quantity(text: &str) -> Result<u32, HttpError> {
+///     let quantity: u32 = text.parse().map_err(|_| {
+///         HttpError::new(StatusCode::BAD_REQUEST, "quantity must be a whole number")
+///             .with_field("field", "quantity")
+///     })?;
+///     Ok(quantity)
+/// }
+/// assert_eq!(parse_quantity("x").unwrap_err().status(), StatusCode::BAD_REQUEST);
+/// ```
+///
 /// ```
 /// use http::{StatusCode, header};
 /// use stopover::server::error::HttpError;

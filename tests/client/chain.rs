@@ -222,7 +222,7 @@ async fn middleware_reads_typed_request_extensions() {
 async fn middleware_logs_through_the_same_client_without_middleware() {
     let server = TestServer::start().await;
     let client = Client::builder()
-        .base_url(&server.url("/"))
+        .base_url(server.url("/"))
         .middleware(from_fn(|req: Request, next: Next| async move {
             let record = req.url().path().to_owned();
             next.client()
@@ -251,7 +251,7 @@ async fn middleware_logs_through_the_same_client_without_middleware() {
 async fn middleware_skipping_its_own_path_logs_through_the_client_list() {
     let server = TestServer::start().await;
     let client = Client::builder()
-        .base_url(&server.url("/"))
+        .base_url(server.url("/"))
         .middleware(from_fn(|req: Request, next: Next| async move {
             if req.url().path() != "/log" {
                 next.client().post("/log").send().await?;
@@ -270,7 +270,7 @@ async fn middleware_sends_its_own_request_through_a_chosen_list() {
     let log = Log::default();
     let side = Chain::new().with(recorder("side", &log));
     let client = Client::builder()
-        .base_url(&server.url("/"))
+        .base_url(server.url("/"))
         .middleware(from_fn(move |req: Request, next: Next| {
             let side = side.clone();
             async move {
@@ -291,7 +291,7 @@ async fn middleware_sends_its_own_request_through_a_chosen_list() {
 async fn chain_that_reenters_itself_fails_with_a_recursion_error() {
     let server = TestServer::start().await;
     let client = Client::builder()
-        .base_url(&server.url("/"))
+        .base_url(server.url("/"))
         .max_nesting(4)
         .middleware(from_fn(|req: Request, next: Next| async move {
             next.client().get("/again").send().await?;
@@ -351,7 +351,7 @@ async fn max_nesting_zero_is_refused_at_build() {
 async fn max_nesting_one_allows_the_request_but_no_nested_one() {
     let server = TestServer::start().await;
     let client = Client::builder()
-        .base_url(&server.url("/"))
+        .base_url(server.url("/"))
         .max_nesting(1)
         .middleware(from_fn(|req: Request, next: Next| async move {
             if req.url().path() == "/outer" {
@@ -398,7 +398,7 @@ async fn original_url_stays_the_callers_after_a_middleware_changes_the_url() {
 async fn chain_that_reenters_itself_from_spawned_tasks_fails_with_a_recursion_error() {
     let server = TestServer::start().await;
     let client = Client::builder()
-        .base_url(&server.url("/"))
+        .base_url(server.url("/"))
         .max_nesting(4)
         .middleware(from_fn(|req: Request, next: Next| async move {
             let client = next.client().clone();

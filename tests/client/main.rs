@@ -18,6 +18,7 @@ mod digest;
 mod logging;
 mod redirects;
 mod request_builder;
+mod reqwest_habits;
 mod responses;
 mod retry;
 mod secrets;

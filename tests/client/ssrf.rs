@@ -126,10 +126,7 @@ impl Canary {
 
 /// A guarded client whose policy allows exactly the test server's address and port.
 fn guarded_client(server: &TestServer, dns: Option<Arc<FakeDns>>) -> Client {
-    let policy = Policy::builder()
-        .allow_addr(&server.addr.to_string())
-        .build()
-        .unwrap();
+    let policy = Policy::builder().allow_addr(server.addr).build().unwrap();
     let mut builder = Client::builder().ssrf_policy(policy);
     if let Some(dns) = dns {
         builder = builder.dns_resolver(dns);
@@ -393,7 +390,7 @@ async fn keep_allowed_connects_only_to_the_allowed_answer() {
     let canary = Canary::bind(&format!("127.0.0.2:{}", server.addr.port())).await;
     let dns = FakeDns::new().answer("mixed.test", &[&["127.0.0.2", "127.0.0.1"]]);
     let policy = Policy::builder()
-        .allow_addr(&server.addr.to_string())
+        .allow_addr(server.addr)
         .mixed_answers(MixedAnswers::KeepAllowed)
         .build()
         .unwrap();
@@ -414,10 +411,7 @@ async fn keep_allowed_connects_only_to_the_allowed_answer() {
 async fn empty_middleware_list_does_not_switch_the_guard_off() {
     let server = TestServer::start().await;
     let canary = Canary::bind("127.0.0.1:0").await;
-    let policy = Policy::builder()
-        .allow_addr(&server.addr.to_string())
-        .build()
-        .unwrap();
+    let policy = Policy::builder().allow_addr(server.addr).build().unwrap();
     let passthrough = from_fn(|req: Request, next: Next| async move { next.run(req).await });
     let client = Client::builder()
         .ssrf_policy(policy)
@@ -443,10 +437,7 @@ async fn a_retry_steered_to_a_denied_address_is_refused() {
     let server = TestServer::start().await;
     let canary = Canary::bind("127.0.0.1:0").await;
     let canary_url = url::Url::parse(&format!("http://127.0.0.1:{}/", canary.port())).unwrap();
-    let policy = Policy::builder()
-        .allow_addr(&server.addr.to_string())
-        .build()
-        .unwrap();
+    let policy = Policy::builder().allow_addr(server.addr).build().unwrap();
     // A middleware that sends a first attempt, then "retries" somewhere else.
     let steer = from_fn(move |req: Request, next: Next| {
         let canary_url = canary_url.clone();
@@ -475,10 +466,7 @@ async fn requests_a_middleware_sends_itself_are_guarded() {
     let server = TestServer::start().await;
     let canary = Canary::bind("127.0.0.1:0").await;
     let canary_url = format!("http://127.0.0.1:{}/", canary.port());
-    let policy = Policy::builder()
-        .allow_addr(&server.addr.to_string())
-        .build()
-        .unwrap();
+    let policy = Policy::builder().allow_addr(server.addr).build().unwrap();
     let side_request = from_fn(move |req: Request, next: Next| {
         let canary_url = canary_url.clone();
         async move {

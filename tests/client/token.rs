@@ -63,7 +63,7 @@ fn client_with<S: stopover::client::token::TokenSource>(
     auth: TokenAuth<S>,
 ) -> Client {
     Client::builder()
-        .base_url(&api.url("/"))
+        .base_url(api.url("/"))
         .middleware(auth)
         .build()
         .unwrap()
@@ -548,7 +548,7 @@ async fn a_request_level_token_auth_sends_to_the_base_url_origin_only() {
     let api_server = FaultServer::start(|_, _| status(200, "api")).await;
     let other = FaultServer::start(|_, _| status(200, "other")).await;
     let client = Client::builder()
-        .base_url(&api_server.url("/"))
+        .base_url(api_server.url("/"))
         .build()
         .unwrap();
     let with_token = Chain::new().with(secret_token());

@@ -8,7 +8,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{Next, from_fn};
 use axum::routing::{get, post};
 use http::StatusCode;
-use stopover::server::error::ErrorLayer;
+use stopover::server::error::{ErrorLayer, HttpError};
 use stopover::server::shield::ShieldLayer;
 use stopover::server::timeout::TimeoutLayer;
 use tracing::Instrument;
@@ -107,6 +107,58 @@ async fn error_event_levels_for_5xx_and_4xx_are_configurable() {
             ("/missing".to_owned(), tracing::Level::INFO)
         ]
     );
+}
+
+#[tokio::test]
+async fn a_5xx_a_handler_returns_as_an_http_error_is_logged_at_warn() {
+    let (spans, _guard) = capture();
+    let app = Router::new()
+        .route(
+            "/draining",
+            get(|| async {
+                HttpError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "draining, try another replica",
+                )
+                .into_response::<axum::body::Body>()
+            }),
+        )
+        .layer(ErrorLayer::new());
+    let addr = serve(app).await;
+    assert_eq!(
+        status_of("GET", format!("http://{addr}/draining")).await,
+        503
+    );
+    let events = failed_events(&spans);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].level, tracing::Level::WARN);
+}
+
+#[tokio::test]
+async fn the_level_of_a_5xx_made_from_an_http_error_is_configurable() {
+    let (spans, _guard) = capture();
+    let app = Router::new()
+        .route(
+            "/upstream",
+            get(|| async {
+                HttpError::new(StatusCode::BAD_GATEWAY, "the ledger did not answer")
+                    .into_response::<axum::body::Body>()
+            }),
+        )
+        .layer(
+            ErrorLayer::builder()
+                .http_error_level(tracing::Level::INFO)
+                .build()
+                .unwrap(),
+        );
+    let addr = serve(app).await;
+    assert_eq!(
+        status_of("GET", format!("http://{addr}/upstream")).await,
+        502
+    );
+    let events = failed_events(&spans);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].level, tracing::Level::INFO);
 }
 
 #[tokio::test]

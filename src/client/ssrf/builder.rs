@@ -10,6 +10,58 @@ use super::policy::{
     AddrRule, HostPattern, IPV4_MAPPED, Inner, MixedAnswers, PeerCheck, Policy, PolicyError,
 };
 
+/// What an address rule of [`PolicyBuilder::allow_addr`] and [`PolicyBuilder::deny_addr`] can
+/// be given as: its text (`"10.0.0.0/8:8000-8999"`, `"[fd00::/8]:443"`), a
+/// [`SocketAddr`](std::net::SocketAddr) (that address, that port) or an
+/// [`IpAddr`](std::net::IpAddr) (that address, every port).
+pub trait IntoAddrRule: sealed::Sealed {}
+
+mod sealed {
+    use std::net::{IpAddr, SocketAddr};
+
+    pub trait Sealed {
+        /// The rule in the text syntax the parser reads.
+        fn into_rule_text(self) -> String;
+    }
+
+    impl Sealed for &str {
+        fn into_rule_text(self) -> String {
+            self.to_owned()
+        }
+    }
+
+    impl Sealed for String {
+        fn into_rule_text(self) -> String {
+            self
+        }
+    }
+
+    impl Sealed for &String {
+        fn into_rule_text(self) -> String {
+            self.clone()
+        }
+    }
+
+    impl Sealed for SocketAddr {
+        /// `127.0.0.1:8080`, `[::1]:8080`: the syntax of a rule with one port.
+        fn into_rule_text(self) -> String {
+            self.to_string()
+        }
+    }
+
+    impl Sealed for IpAddr {
+        fn into_rule_text(self) -> String {
+            self.to_string()
+        }
+    }
+}
+
+impl IntoAddrRule for &str {}
+impl IntoAddrRule for String {}
+impl IntoAddrRule for &String {}
+impl IntoAddrRule for std::net::SocketAddr {}
+impl IntoAddrRule for std::net::IpAddr {}
+
 /// Builds a [`Policy`]; every setter documents its default, and
 /// [`PolicyBuilder::build`] validates everything at once.
 ///
@@ -125,7 +177,24 @@ impl PolicyBuilder {
     /// contain all of `::ffff:0:0/96` (`::/0` would allow every IPv4 address
     /// through its mapped form). A rule covering loopback or link-local
     /// space wholesale, or everything, is logged as a warning.
-    pub fn allow_addr(mut self, rule: &str) -> Self {
+    ///
+    /// The rule can be given as text or as the address a program has at hand: a
+    /// [`SocketAddr`](std::net::SocketAddr) allows that address and port, an
+    /// [`IpAddr`](std::net::IpAddr) that address on every port.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use stopover::client::ssrf::Policy;
+    ///
+    /// let webhook_sink: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    /// let policy = Policy::builder().allow_addr(webhook_sink).build()?;
+    /// assert!(policy.check_url(&"http://127.0.0.1:8080/hook".parse().unwrap()).is_ok());
+    /// assert!(policy.check_url(&"http://127.0.0.1:22/".parse().unwrap()).is_err());
+    /// # Ok::<(), stopover::client::ssrf::PolicyError>(())
+    /// ```
+    pub fn allow_addr(mut self, rule: impl IntoAddrRule) -> Self {
+        let rule = rule.into_rule_text();
+        let rule = rule.as_str();
         match AddrRule::parse(rule) {
             Ok(parsed) if matches!(parsed.net, IpNet::V6(v6) if v6.contains(&IPV4_MAPPED)) => self
                 .fail(PolicyError::InvalidAddrRule {
@@ -149,9 +218,10 @@ impl PolicyBuilder {
     /// Denies addresses, in the same syntax as
     /// [`allow_addr`](Self::allow_addr). Deny rules win over everything and
     /// also match the IPv4 address embedded in an IPv6 address. A deny rule
-    /// with ports also applies where the port is unknown. Default: none.
-    pub fn deny_addr(mut self, rule: &str) -> Self {
-        match AddrRule::parse(rule) {
+    /// with ports also applies where the port is unknown. Like `allow_addr`, it takes text, a
+    /// `SocketAddr` or an `IpAddr`. Default: none.
+    pub fn deny_addr(mut self, rule: impl IntoAddrRule) -> Self {
+        match AddrRule::parse(&rule.into_rule_text()) {
             Ok(parsed) => {
                 self.inner.deny_rules.push(parsed);
                 self

@@ -170,7 +170,7 @@ mod tests {
         let (listener, uri) = listener().await;
         let port = listener.local_addr().expect("local addr").port();
         let policy = Policy::builder()
-            .allow_addr(&format!("127.0.0.1:{port}"))
+            .allow_addr(format!("127.0.0.1:{port}"))
             .build()
             .expect("policy");
         let service = PeerCheckLayer::new(policy).layer(connector());
@@ -186,12 +186,15 @@ mod tests {
                 base_url: None,
                 default_headers: http::HeaderMap::new(),
                 timeout: None,
+                head_timeout: None,
                 attempt_timeout: None,
                 max_redirects: 0,
+                follow_redirects: true,
                 max_nesting: 1,
                 chain: crate::client::Chain::new(),
                 ssrf,
                 body_limit: u64::MAX,
+                https_only: false,
                 span_redaction: crate::client::Redaction::default(),
                 #[cfg(feature = "opentelemetry")]
                 trace_exclude: Vec::new(),

@@ -87,7 +87,7 @@ mod tables;
 #[cfg(test)]
 mod table_test;
 
-pub use builder::PolicyBuilder;
+pub use builder::{IntoAddrRule, PolicyBuilder};
 pub(crate) use connect::{PeerCheckLayer, judge_response_peer};
 pub use policy::{MixedAnswers, PeerCheck, Policy, PolicyError};
 pub use refusal::{Embedding, Refusal, Stage, find_refusal};

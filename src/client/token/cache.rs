@@ -91,7 +91,7 @@ impl<S: TokenSource> TokenCache<S> {
         }
     }
 
-    /// Shares the token through `store` (say, a [`redis::RedisTokenStore`](super::redis::RedisTokenStore)) instead of keeping
+    /// Shares the token through `store` (say, a [`redis::RedisTokenStore`](redis/struct.RedisTokenStore.html)) instead of keeping
     /// it in this process alone. Default: in process.
     ///
     /// The store is asked only when this cache's copy is missing, due for renewal or refused:

@@ -17,7 +17,7 @@
 //!   handed to a callback to persist.
 //! - [`BackgroundRefresh`]: renews ahead of expiry from a task that stops when dropped.
 //! - [`TokenStore`]: where the token lives when several processes share it (default: in
-//!   process); with the `redis` feature, [`redis::RedisTokenStore`] gives a fleet one token and
+//!   process); with the `redis` feature, [`redis::RedisTokenStore`](redis/struct.RedisTokenStore.html) gives a fleet one token and
 //!   one refresh per expiry.
 //!
 //! ```

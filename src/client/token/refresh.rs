@@ -29,6 +29,33 @@ const TOKEN_RESPONSE_LIMIT: u64 = 64 * 1024;
 /// token middleware installed on that client. When the endpoint rotates the refresh token, the
 /// new one is kept and handed to the [`on_rotate`](RefreshTokenSource::on_rotate) callback to
 /// be persisted.
+///
+/// # The answer it accepts
+///
+/// A 2xx answer whose body is the JSON object of RFC 6749, section 5.1:
+///
+/// | field | | what is done with it |
+/// |---|---|---|
+/// | `access_token` | required, a string | the token sent as `Authorization: Bearer <access_token>`; one that cannot be a header value (a line break) is refused |
+/// | `token_type` | optional (RFC 6749 makes it required; servers leave it out) | compared with `Bearer` without regard to case (`bearer`, `BEARER`); any other type (`DPoP`, `mac`) is refused, as a bearer header would misuse it |
+/// | `expires_in` | optional, seconds, as a number (`3600`) or a string (`"3600"`) | the token's expiry, from when the answer arrived; absent, `null`, negative, fractional, unreadable or too large for a deadline: a token without expiry, kept until a 401 |
+/// | `refresh_token` | optional, a string | when present, non-empty and different, the new refresh token (rotation): kept for the next refresh and handed to [`on_rotate`](RefreshTokenSource::on_rotate) |
+/// | anything else (`scope`, `id_token`, ...) | ignored | |
+///
+/// A non-2xx answer is [`TokenError::Endpoint`] with its status; a body that is not such a JSON
+/// object (HTML, a missing `access_token`, a wrong type) or a refused token is
+/// [`TokenError::InvalidResponse`] saying why; either fails the refresh with that error.
+///
+/// ```
+/// use stopover::client::token::{RefreshTokenSource, TokenAuth};
+///
+/// let source = RefreshTokenSource::new("https://auth.example/oauth/token", "r-1")?
+///     .client_id("my-app")
+///     .on_rotate(|rotated| println!("store the new refresh token ({} bytes)", rotated.len()));
+/// let auth = TokenAuth::new(source);
+/// # let _ = auth;
+/// # Ok::<(), stopover::client::token::TokenConfigError>(())
+/// ```
 pub struct RefreshTokenSource {
     endpoint: Url,
     refresh_token: Mutex<String>,

@@ -21,7 +21,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// Set one with [`TokenCache::with_store`](super::TokenCache::with_store). Without one the cache
 /// is in process: it asks its [`TokenSource`](super::TokenSource) directly, as fast as a mutex.
-/// With the `redis` feature, [`RedisTokenStore`](super::redis::RedisTokenStore) shares the
+/// With the `redis` feature, [`RedisTokenStore`](redis/struct.RedisTokenStore.html) shares the
 /// token across a fleet.
 ///
 /// An implementation answers [`obtain`](TokenStore::obtain) with a token that

@@ -261,6 +261,57 @@ fn token_response_that_is_not_a_bearer_token_is_refused() {
 }
 
 #[test]
+fn token_response_token_type_is_compared_without_regard_to_case() {
+    for token_type in ["bearer", "Bearer", "BEARER", "bEaReR"] {
+        let body = format!(r#"{{"access_token":"a1","token_type":"{token_type}"}}"#);
+        let parsed = TokenResponse::parse(body.as_bytes());
+        assert!(parsed.is_ok(), "{token_type}: {parsed:?}");
+    }
+}
+
+#[test]
+fn token_response_without_a_token_type_is_taken_as_bearer() {
+    let parsed = TokenResponse::parse(br#"{"access_token":"a1","expires_in":60}"#).unwrap();
+    assert_eq!(parsed.token.value(), "a1");
+}
+
+#[test]
+fn token_response_of_another_token_type_says_which() {
+    let err = TokenResponse::parse(br#"{"access_token":"a1","token_type":"DPoP"}"#).unwrap_err();
+    assert!(
+        matches!(&err, TokenError::InvalidResponse(why) if why.contains("DPoP")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn token_response_that_is_not_json_is_an_invalid_response() {
+    let err = TokenResponse::parse(b"<html>oops</html>").unwrap_err();
+    assert!(matches!(err, TokenError::InvalidResponse(_)), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_response_with_an_unreadable_lifetime_is_a_token_without_expiry() {
+    for lifetime in [r#""soon""#, "-5", "1.5", "null", "true"] {
+        let body = format!(r#"{{"access_token":"a1","expires_in":{lifetime}}}"#);
+        let parsed = TokenResponse::parse(body.as_bytes()).unwrap();
+        assert_eq!(parsed.token.expiry(), None, "{lifetime}");
+    }
+}
+
+#[test]
+fn token_response_with_an_empty_refresh_token_keeps_the_current_one() {
+    let parsed = TokenResponse::parse(br#"{"access_token":"a1","refresh_token":""}"#).unwrap();
+    assert!(parsed.refresh_token.is_none());
+}
+
+#[test]
+fn token_response_ignores_fields_it_does_not_use() {
+    let body = br#"{"access_token":"a1","scope":"read","id_token":"x.y.z","extra":{"n":1}}"#;
+    assert_eq!(TokenResponse::parse(body).unwrap().token.value(), "a1");
+}
+
+#[test]
 fn token_debug_hides_the_value() {
     let token = Token::new("s3cr3t");
     assert!(!format!("{token:?}").contains("s3cr3t"));

@@ -66,6 +66,7 @@ pub(super) struct Config {
     pub(super) skip_paths: PathRules,
     pub(super) skip_errors: Vec<ErrorTest>,
     pub(super) server_error_level: Option<tracing::Level>,
+    pub(super) http_error_level: Option<tracing::Level>,
     pub(super) client_error_level: Option<tracing::Level>,
     pub(super) route: Option<RouteFn>,
     /// Request headers kept for handlers ([`ErrorLayerBuilder::handler_headers`]).
@@ -229,9 +230,31 @@ impl<E> ErrorLayerBuilder<E> {
         self
     }
 
-    /// The level of the `request failed` event for a 5xx. Default: [`ERROR`](tracing::Level::ERROR).
+    /// The level of the `request failed` event for a 5xx that is a fault: a panic, an error of
+    /// the inner service, a bare 5xx response. Default: [`ERROR`](tracing::Level::ERROR). A 5xx
+    /// made from an [`HttpError`](super::HttpError) is logged at
+    /// [`http_error_level`](Self::http_error_level) instead.
     pub fn server_error_level(mut self, level: tracing::Level) -> Self {
         self.config().server_error_level = Some(level);
+        self
+    }
+
+    /// The level of the `request failed` event for a 5xx made from an
+    /// [`HttpError`](super::HttpError): one a handler returned on purpose (a 503 while the
+    /// service drains, a 502 naming the upstream that failed) or a timeout's 504. Default:
+    /// [`WARN`](tracing::Level::WARN), below the panics and unexpected errors at
+    /// [`server_error_level`](Self::server_error_level), so an alert on ERROR fires for faults
+    /// only.
+    ///
+    /// ```
+    /// use stopover::server::ErrorLayer;
+    ///
+    /// let layer = ErrorLayer::builder().http_error_level(tracing::Level::INFO).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), stopover::server::error::ErrorConfigError>(())
+    /// ```
+    pub fn http_error_level(mut self, level: tracing::Level) -> Self {
+        self.config().http_error_level = Some(level);
         self
     }
 

@@ -59,7 +59,8 @@
 //! # Using `HttpError` from axum
 //!
 //! With the `axum` feature `HttpError` implements axum's `IntoResponse`, so a handler returns
-//! `Result<Json<T>, HttpError>` (see [`server::axum`](crate::server)). Without the feature it
+//! `Result<Json<T>, HttpError>` (see `server::axum`, [on docs.rs](../axum/index.html), which
+//! exists with the `axum` feature). Without the feature it
 //! still converts into any `http::Response<B>` whose body can be made from `Bytes`, which
 //! includes `axum::response::Response`: return `Result<T, axum::response::Response>` and use
 //! `?` as above.

@@ -225,7 +225,10 @@ impl RequestInfo {
     /// The `request failed` event, with the server conventions' field names.
     fn log(&self, kind: ErrorOrigin, status: StatusCode, detail: &str, internal: Option<&str>) {
         use tracing::Level;
-        let level = if status.is_server_error() {
+        let level = if status.is_server_error() && kind == ErrorOrigin::HttpError {
+            // A deliberate answer, not a fault.
+            self.config.http_error_level.unwrap_or(Level::WARN)
+        } else if status.is_server_error() {
             self.config.server_error_level.unwrap_or(Level::ERROR)
         } else {
             self.config.client_error_level.unwrap_or(Level::DEBUG)
