@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::{Method, StatusCode};
 
 use super::allow_origin::OriginSpec;
-use super::policy::{Config, Expose, HeaderPolicy, MethodPolicy, STAR};
+use super::policy::{Config, Expose, HeaderPolicy, MethodPolicy, STAR, join};
 use super::vary::Vary;
 use crate::server::matcher::PathRules;
 
@@ -717,15 +717,6 @@ fn header_names(
         }
     }
     Ok(parsed)
-}
-
-/// Joins validated tokens into one list value; `None` for an empty list.
-pub(super) fn join<'a>(items: impl Iterator<Item = &'a str>) -> Option<HeaderValue> {
-    let joined = items.collect::<Vec<_>>().join(", ");
-    if joined.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&joined).ok()
 }
 
 /// A [`Layer`](tower_layer::Layer) that applies a CORS policy, or one of several chosen by path; see the

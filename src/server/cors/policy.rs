@@ -5,8 +5,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::allow_origin::OriginPolicy;
-use super::builder::join;
-use super::service::Action;
 use super::vary::Vary;
 use crate::server::matcher::PathRules;
 
@@ -300,4 +298,21 @@ pub(super) fn mirror(lines: header::GetAll<'_, HeaderValue>) -> Option<HeaderVal
         joined.extend_from_slice(line.as_bytes());
     }
     HeaderValue::from_bytes(&joined).ok()
+}
+
+/// What to do with the response to an actual (non-preflight) request.
+#[derive(Debug)]
+pub(super) enum Action {
+    Allowed(HeaderValue),
+    Denied,
+    NoOrigin,
+}
+
+/// Joins validated tokens into one list value; `None` for an empty list.
+pub(super) fn join<'a>(items: impl Iterator<Item = &'a str>) -> Option<HeaderValue> {
+    let joined = items.collect::<Vec<_>>().join(", ");
+    if joined.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&joined).ok()
 }

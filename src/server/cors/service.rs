@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::allow_origin::{OriginDecision, PendingOrigin};
 use super::builder::CorsLayer;
-use super::policy::Config;
+use super::policy::{Action, Config};
 
 impl<S> Layer<S> for CorsLayer {
     type Service = Cors<S>;
@@ -123,14 +123,6 @@ where
             },
         }
     }
-}
-
-/// What to do with the response to an actual (non-preflight) request.
-#[derive(Debug)]
-pub(super) enum Action {
-    Allowed(HeaderValue),
-    Denied,
-    NoOrigin,
 }
 
 pin_project! {

@@ -11,12 +11,10 @@ use bytes::Bytes;
 use http::header::HeaderName;
 use http::request;
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use tower::BoxError;
 
 use super::context::ErrorContext;
-use super::service::{RequestInfo, ResponseFuture, State};
-use crate::server::http_error::{ErrorFormat, HttpError};
+use crate::server::http_error::ErrorFormat;
 use crate::server::matcher::{PathMap, PathRule, PathRules};
 
 pub(super) type HandlerFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
@@ -453,59 +451,7 @@ impl<E> ErrorLayerBuilder<E> {
     }
 }
 
-impl<E> ErrorLayer<E> {
-    /// Renders `error` for `request` the way the layer renders an [`HttpError`] response of the
-    /// inner service: the same handlers, format, skipped statuses and paths, and log event
-    /// (aiohttp's `get_error_response`). For custom middlewares that make errors of their own.
-    ///
-    /// ```
-    /// use http::{Request, StatusCode};
-    /// use stopover::server::error::{ErrorFormat, ErrorLayer, HttpError};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let layer = ErrorLayer::builder().format(ErrorFormat::ProblemJson).build()?;
-    /// let (request, ()) = Request::get("/items/7").body(()).unwrap().into_parts();
-    /// let response = layer
-    ///     .error_response(&request, HttpError::new(StatusCode::GONE, "item 7 was deleted"))
-    ///     .await;
-    /// assert_eq!(response.status(), StatusCode::GONE);
-    /// assert_eq!(response.headers()["content-type"], "application/problem+json");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn error_response(
-        &self,
-        request: &request::Parts,
-        error: HttpError,
-    ) -> impl Future<Output = Response<Bytes>> + Send + 'static {
-        let info = RequestInfo::new(
-            &self.config,
-            &request.method,
-            &request.uri,
-            request.version,
-            &request.headers,
-            &request.extensions,
-        );
-        let response: Response<Full<Bytes>> = error.into();
-        let future = ResponseFuture::<_, _, Infallible> {
-            state: State::Running {
-                future: std::future::ready(Ok::<_, Infallible>(response)),
-            },
-            request: info,
-            _error: PhantomData,
-        };
-        async move {
-            let Ok(response) = future.await;
-            let (parts, body) = response.into_parts();
-            let body = match body.collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(never) => match never {},
-            };
-            Response::from_parts(parts, body)
-        }
-    }
-}
+impl<E> ErrorLayer<E> {}
 
 impl<E> fmt::Debug for ErrorLayer<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,17 +1,21 @@
 //! Which responses the error layer renders, and how: the detail it sends, the handler it calls,
 //! the event it logs.
 
+use std::any::Any;
+use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::response::Parts;
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use http_body::Body;
 use serde_json::{Map, Value};
+use tower::BoxError;
 
+use super::builder::{Config, Handler, HandlerFuture};
 use super::context::{ErrorContext, ErrorOrigin};
-use super::service::{Failure, RequestInfo, Step, panic_message};
 use crate::server::body::ErrorBody;
 use crate::server::http_error::{HttpError, document, into_error_response, reason};
 
@@ -280,4 +284,96 @@ pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = err.source();
     }
     message
+}
+
+/// What the layer keeps of a request for the error it may render.
+pub(super) struct RequestInfo {
+    pub(super) config: Arc<Config>,
+    pub(super) method: Method,
+    pub(super) uri: Uri,
+    pub(super) route: Option<String>,
+    pub(super) handler: Option<Handler>,
+    pub(super) version: http::Version,
+    // What a handler may see of the request besides method, URI and version (only what it
+    // was configured to need); `None` when no handler can run.
+    pub(super) kept: Option<(HeaderMap, http::Extensions)>,
+    pub(super) skip_path: bool,
+}
+
+impl RequestInfo {
+    pub(super) fn new(
+        config: &Arc<Config>,
+        method: &Method,
+        uri: &Uri,
+        version: http::Version,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Self {
+        let path = uri.path();
+        let handler = config
+            .handlers
+            .get(method, path)
+            .or(config.default_handler.as_ref())
+            .cloned();
+        let kept = handler.as_ref().map(|_| {
+            let mut kept_headers = HeaderMap::new();
+            for name in &config.handler_headers {
+                for value in headers.get_all(name) {
+                    kept_headers.append(name.clone(), value.clone());
+                }
+            }
+            let mut kept_extensions = http::Extensions::new();
+            for copy in &config.handler_extensions {
+                copy(extensions, &mut kept_extensions);
+            }
+            (kept_headers, kept_extensions)
+        });
+        Self {
+            config: config.clone(),
+            skip_path: config.skip_paths.matches(method, path),
+            method: method.clone(),
+            uri: uri.clone(),
+            route: config
+                .route
+                .and_then(|route| route(extensions))
+                .map(str::to_owned),
+            handler,
+            version,
+            kept,
+        }
+    }
+}
+
+impl fmt::Debug for RequestInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestInfo")
+            .field("method", &self.method)
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) enum Failure {
+    Service(BoxError),
+    Panic(String),
+}
+
+pub(super) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// What rendering an error leads to: a response, or a custom handler to wait for.
+pub(super) enum Step<B> {
+    Done(Response<ErrorBody<B>>),
+    Handle {
+        parts: Parts,
+        fallback: (HeaderValue, Bytes),
+        future: HandlerFuture,
+    },
 }

@@ -1,6 +1,5 @@
 //! [`ErrorService`], the service the error layer makes, and its [`ResponseFuture`].
 
-use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -14,17 +13,18 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 
 use http::response::Parts;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::{Request, Response, request};
 use http_body::Body;
+use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::builder::{Config, ErrorLayer, Handler, HandlerFuture, ServiceError};
-use super::policy::{REWRITE_LIMIT, finish_custom};
+use super::builder::{Config, ErrorLayer, HandlerFuture, ServiceError};
+use super::policy::{Failure, REWRITE_LIMIT, RequestInfo, Step, finish_custom, panic_message};
 use crate::server::body::ErrorBody;
-use crate::server::http_error::into_error_response;
+use crate::server::http_error::{HttpError, into_error_response};
 
 impl<S, E> Layer<S> for ErrorLayer<E> {
     type Service = ErrorService<S, E>;
@@ -118,87 +118,6 @@ where
     }
 }
 
-pub(super) struct RequestInfo {
-    pub(super) config: Arc<Config>,
-    pub(super) method: Method,
-    pub(super) uri: Uri,
-    pub(super) route: Option<String>,
-    pub(super) handler: Option<Handler>,
-    pub(super) version: http::Version,
-    // What a handler may see of the request besides method, URI and version (only what it
-    // was configured to need); `None` when no handler can run.
-    pub(super) kept: Option<(HeaderMap, http::Extensions)>,
-    pub(super) skip_path: bool,
-}
-
-impl RequestInfo {
-    pub(super) fn new(
-        config: &Arc<Config>,
-        method: &Method,
-        uri: &Uri,
-        version: http::Version,
-        headers: &HeaderMap,
-        extensions: &http::Extensions,
-    ) -> Self {
-        let path = uri.path();
-        let handler = config
-            .handlers
-            .get(method, path)
-            .or(config.default_handler.as_ref())
-            .cloned();
-        let kept = handler.as_ref().map(|_| {
-            let mut kept_headers = HeaderMap::new();
-            for name in &config.handler_headers {
-                for value in headers.get_all(name) {
-                    kept_headers.append(name.clone(), value.clone());
-                }
-            }
-            let mut kept_extensions = http::Extensions::new();
-            for copy in &config.handler_extensions {
-                copy(extensions, &mut kept_extensions);
-            }
-            (kept_headers, kept_extensions)
-        });
-        Self {
-            config: config.clone(),
-            skip_path: config.skip_paths.matches(method, path),
-            method: method.clone(),
-            uri: uri.clone(),
-            route: config
-                .route
-                .and_then(|route| route(extensions))
-                .map(str::to_owned),
-            handler,
-            version,
-            kept,
-        }
-    }
-}
-
-impl fmt::Debug for RequestInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RequestInfo")
-            .field("method", &self.method)
-            .field("uri", &self.uri)
-            .finish_non_exhaustive()
-    }
-}
-
-pub(super) enum Failure {
-    Service(BoxError),
-    Panic(String),
-}
-
-pub(super) fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
 pin_project! {
     /// Response future of [`ErrorService`].
     pub struct ResponseFuture<F, B, E = Infallible> {
@@ -219,16 +138,6 @@ pin_project! {
         Handling { parts: Option<Parts>, fallback: Option<(HeaderValue, Bytes)>, future: HandlerFuture },
         Failed { failure: Option<Failure> },
     }
-}
-
-/// What rendering an error leads to: a response, or a custom handler to wait for.
-pub(super) enum Step<B> {
-    Done(Response<ErrorBody<B>>),
-    Handle {
-        parts: Parts,
-        fallback: (HeaderValue, Bytes),
-        future: HandlerFuture,
-    },
 }
 
 impl<F, B, E, Err> Future for ResponseFuture<F, B, E>
@@ -362,5 +271,59 @@ impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
         f.debug_struct("ResponseFuture")
             .field("request", &self.request)
             .finish_non_exhaustive()
+    }
+}
+
+impl<E> ErrorLayer<E> {
+    /// Renders `error` for `request` the way the layer renders an [`HttpError`] response of the
+    /// inner service: the same handlers, format, skipped statuses and paths, and log event
+    /// (aiohttp's `get_error_response`). For custom middlewares that make errors of their own.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use stopover::server::error::{ErrorFormat, ErrorLayer, HttpError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let layer = ErrorLayer::builder().format(ErrorFormat::ProblemJson).build()?;
+    /// let (request, ()) = Request::get("/items/7").body(()).unwrap().into_parts();
+    /// let response = layer
+    ///     .error_response(&request, HttpError::new(StatusCode::GONE, "item 7 was deleted"))
+    ///     .await;
+    /// assert_eq!(response.status(), StatusCode::GONE);
+    /// assert_eq!(response.headers()["content-type"], "application/problem+json");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn error_response(
+        &self,
+        request: &request::Parts,
+        error: HttpError,
+    ) -> impl Future<Output = Response<Bytes>> + Send + 'static {
+        let info = RequestInfo::new(
+            &self.config,
+            &request.method,
+            &request.uri,
+            request.version,
+            &request.headers,
+            &request.extensions,
+        );
+        let response: Response<Full<Bytes>> = error.into();
+        let future = ResponseFuture::<_, _, Infallible> {
+            state: State::Running {
+                future: std::future::ready(Ok::<_, Infallible>(response)),
+            },
+            request: info,
+            _error: PhantomData,
+        };
+        async move {
+            let Ok(response) = future.await;
+            let (parts, body) = response.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            Response::from_parts(parts, body)
+        }
     }
 }
