@@ -75,6 +75,7 @@
 // middleware (`.ci/layering.py` checks it).
 mod attempt;
 mod body;
+mod classify;
 mod error;
 mod history;
 mod origin;
@@ -103,6 +104,7 @@ mod settings;
 pub mod ssrf;
 
 // The middlewares: each uses the core only, and only this facade names them.
+pub mod breaker;
 pub mod digest;
 pub mod logging;
 pub mod retry;
@@ -110,6 +112,7 @@ pub mod token;
 
 pub use attempt::{Attempt, Attempts, GaveUp};
 pub use body::Body;
+pub use classify::{Classifier, DEFAULT_FAILURE_STATUSES, Failure, parse_retry_after};
 pub use builder::ClientBuilder;
 pub use client::{Chain, Client, Next};
 pub use error::{BoxError, Error, ErrorKind, Result};

@@ -51,4 +51,5 @@ pub use crate::client::attempt::{Attempt, Attempts, GaveUp};
 pub use budget::Budget;
 pub use error::RetryPolicyError;
 pub use middleware::Retry;
-pub use policy::{Delay, IDEMPOTENCY_KEY, RetryPolicy, RetryPolicyBuilder, parse_retry_after};
+pub use crate::client::classify::parse_retry_after;
+pub use policy::{Delay, IDEMPOTENCY_KEY, RetryPolicy, RetryPolicyBuilder};
