@@ -15,8 +15,8 @@ use super::error::{Error, ErrorKind, Result};
 use super::into_url::check_scheme;
 use super::middleware::Middleware;
 use super::proxy::Proxy;
-use super::redirect::mark_credentials;
 use super::redaction::Redaction;
+use super::redirect::mark_credentials;
 use super::transport::guard_transport;
 use super::{ssrf, telemetry};
 

@@ -79,6 +79,8 @@ mod classify;
 mod error;
 mod history;
 mod origin;
+#[cfg(test)]
+mod proptest_config;
 mod redaction;
 
 mod request;

@@ -220,4 +220,71 @@ mod tests {
             assert!(err.to_string().contains(text), "{err}");
         }
     }
+
+    mod properties {
+        //! Origins against the URLs they are made of, and the redirect rule against them.
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::client::proptest_config::config;
+
+        /// An http(s) URL on one of a few hosts and ports, so that equal origins come up often.
+        fn url() -> impl Strategy<Value = Url> {
+            (
+                prop_oneof![Just("http"), Just("https")],
+                prop_oneof![
+                    Just("api.example".to_owned()),
+                    Just("API.example".to_owned()),
+                    Just("evil.example".to_owned()),
+                    Just("127.0.0.1".to_owned()),
+                    Just("127.0.0.2".to_owned()),
+                    Just("[::1]".to_owned()),
+                ],
+                prop_oneof![
+                    Just(None),
+                    Just(Some(80u16)),
+                    Just(Some(443)),
+                    Just(Some(8080))
+                ],
+                "[a-z/]{0,12}",
+            )
+                .prop_map(|(scheme, host, port, path)| {
+                    let port = port.map(|port| format!(":{port}")).unwrap_or_default();
+                    Url::parse(&format!("{scheme}://{host}{port}/{path}")).unwrap()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn an_origin_contains_the_url_it_was_made_of(url in url()) {
+                let origin = Origin::of(&url).unwrap();
+                prop_assert!(origin.contains(&url));
+            }
+
+            #[test]
+            fn a_hop_crosses_origin_exactly_when_the_origins_differ(a in url(), b in url()) {
+                prop_assert_eq!(
+                    crosses_origin(&a, &b),
+                    Origin::of(&a) != Origin::of(&b)
+                );
+                prop_assert_eq!(Origin::of(&a).unwrap().contains(&b), !crosses_origin(&a, &b));
+            }
+
+            #[test]
+            fn an_origin_reads_back_from_its_text(url in url()) {
+                let origin = Origin::of(&url).unwrap();
+                prop_assert_eq!(Origin::parse(&origin.to_string()), Ok(origin));
+            }
+
+            #[test]
+            fn any_text_is_an_origin_or_a_refusal_naming_it(text in any::<String>()) {
+                if let Err(err) = Origin::parse(&text) {
+                    prop_assert_eq!(err.text(), text.as_str());
+                }
+            }
+        }
+    }
 }

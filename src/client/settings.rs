@@ -6,8 +6,8 @@
 //! reqwest's redirect policy stays off whatever is set here (stopover follows redirects, one
 //! pass of the chain per hop), the guarded resolver and the peer check of an
 //! [`ssrf_policy`](ClientBuilder::ssrf_policy) stay in place, and settings that contradict each
-//! other are refused by [`build`](ClientBuilder::build) with an [`ErrorKind::Builder`] error
-//! whose [`Error::conflicting_settings`] names both.
+//! other are refused by [`build`](ClientBuilder::build) with an [`ErrorKind::Builder`](super::ErrorKind::Builder) error
+//! whose [`Error::conflicting_settings`](super::Error::conflicting_settings) names both.
 //!
 //! ```
 //! use std::time::Duration;
@@ -27,7 +27,6 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::builder::ClientBuilder;
-use super::error::{Error, ErrorKind};
 
 /// TLS types for the TLS settings of [`ClientBuilder`], from the reqwest this crate is built
 /// on: a [`Certificate`](tls::Certificate) to trust, an [`Identity`](tls::Identity) to present,
@@ -372,8 +371,11 @@ impl ClientBuilder {
             Ok(certs) => self.reqwest(move |http| http.tls_certs_only(certs)),
             Err(err) => {
                 self.fail(
-                    Error::with_kind_and_source(ErrorKind::Builder, err)
-                        .with_message("a bundled webpki root certificate could not be read"),
+                    super::error::Error::with_kind_and_source(
+                        super::error::ErrorKind::Builder,
+                        err,
+                    )
+                    .with_message("a bundled webpki root certificate could not be read"),
                 );
                 self
             }

@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use url::Url;
 
 use crate::client::origin::crosses_origin;
-use crate::client::{Error, Middleware, Next, Origin, Request, Response, Result};
+use crate::client::{BoxError, Error, Middleware, Next, Origin, Request, Response, Result};
 
 use super::answer::Credentials;
 use super::challenge::DigestChallenge;
@@ -458,7 +458,17 @@ struct Sent {
 }
 
 impl Middleware for DigestAuth {
+    fn check(&self, _client: &crate::client::Client) -> std::result::Result<(), BoxError> {
+        if self.credentials.username.contains(':') {
+            return Err(DigestError::ColonInUsername.into());
+        }
+        Ok(())
+    }
+
     async fn handle(&self, mut req: Request, next: Next) -> Result<Response> {
+        if self.credentials.username.contains(':') {
+            return Err(Error::middleware(DigestError::ColonInUsername));
+        }
         let answer_header = self.answer_header();
         if req.headers().contains_key(&answer_header) {
             // The caller authenticates this request by itself.

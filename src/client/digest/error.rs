@@ -99,6 +99,17 @@ pub enum DigestError {
         "the response's rspauth does not match: the server did not prove it knows the password"
     )]
     RspauthMismatch,
+    /// The user name contains `:`, which makes `H(A1) = H(username ":" realm ":" password)`
+    /// ambiguous: user `a:b` in realm `c` hashes as user `a` in realm `b:c` (RFC 7616, section
+    /// 3.4.4). Refused when the client is built ([`Middleware::check`]) or, in a request's own
+    /// middleware list, before the request is sent.
+    ///
+    /// [`Middleware::check`]: crate::client::Middleware::check
+    #[error(
+        "the Digest user name contains ':', which makes the hash of the credentials ambiguous \
+         (RFC 7616, section 3.4.4)"
+    )]
+    ColonInUsername,
 }
 
 /// The operating system's random source failed; the cause of

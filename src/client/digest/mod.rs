@@ -118,6 +118,8 @@ mod answer;
 mod auth;
 mod challenge;
 mod error;
+#[cfg(test)]
+mod properties;
 mod space;
 
 pub use auth::DigestAuth;

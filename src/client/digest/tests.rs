@@ -274,3 +274,33 @@ fn debug_output_hides_the_password() {
     assert!(debug.contains("user"));
     assert!(!debug.contains("hunter2"));
 }
+
+#[test]
+fn a_user_name_with_a_colon_fails_the_client_build() {
+    let err = crate::client::Client::builder()
+        .middleware(DigestAuth::new("user:name", "secret"))
+        .build()
+        .unwrap_err();
+    assert!(err.is_builder(), "{err:?}");
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<DigestError>());
+    assert_eq!(source, Some(&DigestError::ColonInUsername));
+}
+
+#[tokio::test]
+async fn a_user_name_with_a_colon_in_a_request_list_fails_before_sending() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let err = crate::client::Client::new()
+        .get(url)
+        .middlewares(crate::client::Chain::new().with(DigestAuth::new("a:b", "c")))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_middleware(), "{err:?}");
+    let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<DigestError>());
+    assert_eq!(source, Some(&DigestError::ColonInUsername));
+    // Nothing reached the server: no connection is waiting to be accepted.
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept()).await;
+    assert!(accepted.is_err(), "a connection was opened");
+}

@@ -286,3 +286,50 @@ async fn old_requests_stop_paying_for_retries() {
     tokio::time::advance(Duration::from_secs(11)).await;
     assert!(!budget.withdraw());
 }
+
+mod properties {
+    //! `Retry-After` as a number of seconds and as an HTTP-date, against the wait it means.
+
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use super::super::parse_retry_after;
+    use crate::client::proptest_config::config;
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn delta_seconds_are_that_many_seconds(seconds in any::<u32>(), at in 0u64..4_000_000_000) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+            prop_assert_eq!(
+                parse_retry_after(&seconds.to_string(), now),
+                Some(Duration::from_secs(u64::from(seconds)))
+            );
+        }
+
+        #[test]
+        fn a_date_ahead_is_the_wait_until_it(ahead in 0u64..10_000_000, at in 0u64..4_000_000_000) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+            let date = httpdate::fmt_http_date(now + Duration::from_secs(ahead));
+            prop_assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(ahead)));
+        }
+
+        #[test]
+        fn a_date_behind_is_no_wait(behind in 1u64..10_000_000, at in 10_000_000u64..4_000_000_000) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+            let date = httpdate::fmt_http_date(now - Duration::from_secs(behind));
+            prop_assert_eq!(parse_retry_after(&date, now), Some(Duration::ZERO));
+        }
+
+        #[test]
+        fn any_other_text_is_none_or_a_wait_never_a_panic(value in any::<String>()) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            let parsed = parse_retry_after(&value, now);
+            if value.parse::<u64>().is_err() && httpdate::parse_http_date(&value).is_err() {
+                prop_assert_eq!(parsed, None);
+            }
+        }
+    }
+}

@@ -337,3 +337,87 @@ fn valid_rule_spellings_parse() {
         assert!(AddrRule::parse(rule).is_ok(), "{rule}");
     }
 }
+
+mod properties {
+    //! The default policy's address table against the ways an address can be spelled.
+
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+    use url::Url;
+
+    use super::super::Policy;
+    use crate::client::proptest_config::config;
+
+    /// Any IPv4 address, half of them drawn inside the special-purpose blocks, where the
+    /// verdicts differ.
+    fn v4_bits() -> impl Strategy<Value = u32> {
+        let special = [
+            (0x0000_0000, 8),
+            (0x0a00_0000, 8),
+            (0x6440_0000, 10),
+            (0x7f00_0000, 8),
+            (0xa9fe_0000, 16),
+            (0xac10_0000, 12),
+            (0xc000_0000, 24),
+            (0xc000_0200, 24),
+            (0xc0a8_0000, 16),
+            (0xc612_0000, 15),
+            (0xe000_0000, 4),
+            (0xf000_0000, 4),
+        ];
+        prop_oneof![
+            any::<u32>(),
+            (0..special.len(), any::<u32>()).prop_map(move |(index, low)| {
+                let (base, prefix) = special[index];
+                base | (low >> prefix)
+            }),
+        ]
+    }
+
+    fn rule(verdict: Result<(), crate::client::ssrf::Refusal>) -> Option<&'static str> {
+        verdict.err().map(|refusal| refusal.rule().as_str())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn an_ipv4_mapped_address_is_judged_as_the_ipv4_address(bits in v4_bits()) {
+            let policy = Policy::default();
+            let v4 = Ipv4Addr::from(bits);
+            let mapped = IpAddr::V6(v4.to_ipv6_mapped());
+            prop_assert_eq!(
+                policy.check_ip(mapped).is_ok(),
+                policy.check_ip(IpAddr::V4(v4)).is_ok()
+            );
+        }
+
+        #[test]
+        fn an_ip_literal_url_is_judged_as_its_address(bits in v4_bits(), port in prop_oneof![Just(80u16), Just(443)]) {
+            let policy = Policy::default();
+            let v4 = Ipv4Addr::from(bits);
+            let scheme = if port == 443 { "https" } else { "http" };
+            let url = Url::parse(&format!("{scheme}://{v4}/")).unwrap();
+            prop_assert_eq!(rule(policy.check_url(&url)), rule(policy.check_ip(IpAddr::V4(v4))));
+        }
+
+        #[test]
+        fn a_decimal_or_hex_spelling_is_judged_as_the_dotted_address(bits in v4_bits()) {
+            let policy = Policy::default();
+            let dotted = Url::parse(&format!("http://{}/", Ipv4Addr::from(bits))).unwrap();
+            for spelling in [format!("http://{bits}/"), format!("http://{bits:#x}/")] {
+                let url = Url::parse(&spelling).unwrap();
+                prop_assert_eq!(rule(policy.check_url(&url)), rule(policy.check_url(&dotted)));
+            }
+        }
+
+        #[test]
+        fn every_ipv6_address_has_a_verdict_and_the_same_one_in_a_url(bits in any::<u128>()) {
+            let policy = Policy::default();
+            let v6 = Ipv6Addr::from(bits);
+            let url = Url::parse(&format!("http://[{v6}]/")).unwrap();
+            prop_assert_eq!(rule(policy.check_url(&url)), rule(policy.check_ip(IpAddr::V6(v6))));
+        }
+    }
+}

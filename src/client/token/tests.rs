@@ -362,3 +362,45 @@ async fn background_refresh_retries_a_failed_fetch() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(cache.current().unwrap().value(), "finally");
 }
+
+mod properties {
+    //! The token endpoint's answer: whatever JSON it sends, a token or a typed error, and the
+    //! lifetime the same whether it comes as a number or as a string.
+
+    use proptest::prelude::*;
+
+    use super::super::refresh::TokenResponse;
+    use crate::client::proptest_config::config;
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_body_is_a_token_or_an_error(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = TokenResponse::parse(&body);
+        }
+
+        #[test]
+        fn a_lifetime_as_a_number_or_a_string_is_the_same(
+            token in "[A-Za-z0-9._~+/-]{1,64}",
+            seconds in 0u64..10_000_000,
+        ) {
+            let number = format!(r#"{{"access_token":"{token}","expires_in":{seconds}}}"#);
+            let text = format!(r#"{{"access_token":"{token}","expires_in":"{seconds}"}}"#);
+            let number = TokenResponse::parse(number.as_bytes()).unwrap();
+            let text = TokenResponse::parse(text.as_bytes()).unwrap();
+            prop_assert_eq!(number.token.value(), token.as_str());
+            let (a, b) = (number.token.expiry(), text.token.expiry());
+            prop_assert!(a.is_some() && b.is_some());
+            let gap = a.unwrap().max(b.unwrap()) - a.unwrap().min(b.unwrap());
+            prop_assert!(gap < std::time::Duration::from_secs(1));
+        }
+
+        #[test]
+        fn a_token_type_other_than_bearer_is_refused(kind in "[A-Za-z]{1,12}") {
+            prop_assume!(!kind.eq_ignore_ascii_case("bearer"));
+            let body = format!(r#"{{"access_token":"t","token_type":"{kind}"}}"#);
+            prop_assert!(TokenResponse::parse(body.as_bytes()).is_err());
+        }
+    }
+}
