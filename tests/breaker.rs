@@ -169,8 +169,11 @@ async fn a_probe_the_caller_drops_gives_its_slot_back() {
         client.get(server.url("/")).send().await.unwrap();
     }
     tokio::time::advance(OPEN).await;
-    let dropped =
-        tokio::time::timeout(Duration::from_secs(1), client.get(server.url("/hang")).send()).await;
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.get(server.url("/hang")).send(),
+    )
+    .await;
     assert!(dropped.is_err(), "the caller gave up on the probe");
     assert_eq!(breaker.state(&key(&server)), Some(CircuitState::HalfOpen));
     let probe = client.get(server.url("/")).send().await.unwrap();

@@ -108,14 +108,15 @@ pub mod ssrf;
 // The middlewares: each uses the core only, and only this facade names them.
 pub mod breaker;
 pub mod digest;
+pub mod limit;
 pub mod logging;
 pub mod retry;
 pub mod token;
 
 pub use attempt::{Attempt, Attempts, GaveUp};
 pub use body::Body;
-pub use classify::{Classifier, DEFAULT_FAILURE_STATUSES, Failure, parse_retry_after};
 pub use builder::ClientBuilder;
+pub use classify::{Classifier, DEFAULT_FAILURE_STATUSES, Failure, parse_retry_after};
 pub use client::{Chain, Client, Next};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use history::Redirect;

@@ -328,7 +328,9 @@ impl Calls {
                 let current = bucket_index(*epoch, *bucket_len, now);
                 buckets
                     .iter()
-                    .filter(|bucket| bucket.index != 0 && current.saturating_sub(bucket.index) < BUCKETS as u64)
+                    .filter(|bucket| {
+                        bucket.index != 0 && current.saturating_sub(bucket.index) < BUCKETS as u64
+                    })
                     .fold((0, 0, 0), |(calls, failures, slows), bucket| {
                         (
                             calls + bucket.calls,

@@ -54,7 +54,9 @@ impl Harness {
 
     /// Sends one call at `offset` that ends with `verdict`; the transition it caused.
     fn call(&mut self, offset: Duration, verdict: Verdict) -> Option<Transition> {
-        let ticket = self.admit(offset).expect("the circuit lets the call through");
+        let ticket = self
+            .admit(offset)
+            .expect("the circuit lets the call through");
         let now = self.at(offset);
         self.circuit.record(&self.policy, ticket, verdict, now)
     }
@@ -221,8 +223,16 @@ fn concurrent_probes_beyond_the_bound_are_refused_until_one_ends() {
     assert_eq!(h.admit(secs(10)), Err(None), "a third probe is refused");
     let now = h.at(secs(11));
     assert_eq!(h.circuit.record(&h.policy, first, OK, now), None);
-    assert_eq!(h.state(), CircuitState::HalfOpen, "one probe of two succeeded");
-    assert_eq!(h.admit(secs(11)), Err(None), "a finished probe keeps its slot");
+    assert_eq!(
+        h.state(),
+        CircuitState::HalfOpen,
+        "one probe of two succeeded"
+    );
+    assert_eq!(
+        h.admit(secs(11)),
+        Err(None),
+        "a finished probe keeps its slot"
+    );
     assert_eq!(
         h.circuit.record(&h.policy, second, OK, now),
         Some(Transition::Closed)
@@ -255,7 +265,11 @@ fn a_call_let_through_before_the_circuit_opened_is_not_counted_after() {
     let now = h.at(secs(10));
     assert_eq!(h.circuit.record(&h.policy, straggler, FAIL, now), None);
     h.calls(secs(10), &[FAIL, OK, OK]);
-    assert_eq!(h.state(), CircuitState::Closed, "1 failure of 3 counted calls");
+    assert_eq!(
+        h.state(),
+        CircuitState::Closed,
+        "1 failure of 3 counted calls"
+    );
 }
 
 #[test]

@@ -269,7 +269,12 @@ impl RetryPolicyBuilder {
         if policy.max_attempts == 0 {
             return Err(RetryPolicyError::ZeroAttempts);
         }
-        if let Some(status) = policy.classifier.statuses().iter().find(|status| status.as_u16() < 400) {
+        if let Some(status) = policy
+            .classifier
+            .statuses()
+            .iter()
+            .find(|status| status.as_u16() < 400)
+        {
             return Err(RetryPolicyError::NotAnErrorStatus(*status));
         }
         if policy.base_delay > policy.max_delay {
