@@ -107,6 +107,7 @@ pub mod ssrf;
 
 // The middlewares: each uses the core only, and only this facade names them.
 pub mod breaker;
+pub mod bulkhead;
 pub mod digest;
 pub mod limit;
 pub mod logging;
