@@ -240,7 +240,8 @@ enum Calls {
     Time {
         epoch: Instant,
         bucket_len: Duration,
-        buckets: [Bucket; BUCKETS],
+        /// Boxed: ten buckets would make every count-window circuit as large.
+        buckets: Box<[Bucket; BUCKETS]>,
     },
 }
 
@@ -268,7 +269,7 @@ impl Calls {
             Window::Time(span) => Calls::Time {
                 epoch: now,
                 bucket_len: span / BUCKETS as u32,
-                buckets: [Bucket::default(); BUCKETS],
+                buckets: Box::new([Bucket::default(); BUCKETS]),
             },
         }
     }
@@ -354,7 +355,7 @@ impl Calls {
                 *failures = 0;
                 *slows = 0;
             }
-            Calls::Time { buckets, .. } => *buckets = [Bucket::default(); BUCKETS],
+            Calls::Time { buckets, .. } => **buckets = [Bucket::default(); BUCKETS],
         }
     }
 }
