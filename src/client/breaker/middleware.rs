@@ -168,13 +168,19 @@ impl Middleware for CircuitBreaker {
         let admission = {
             let policy = &*self.policy;
             let mut circuits = self.lock();
-            if !circuits.contains_key(&key) && circuits.len() >= policy.max_keys {
-                circuits.retain(|_, circuit| !circuit.is_closed());
+            match circuits.get_mut(&key) {
+                Some(circuit) => circuit.admit(policy, now),
+                None => {
+                    if circuits.len() >= policy.max_keys {
+                        circuits.retain(|_, circuit| !circuit.is_closed());
+                    }
+                    let mut circuit = Circuit::new(policy, now);
+                    let admission = circuit.admit(policy, now);
+                    // The key is copied only for a key seen for the first time.
+                    circuits.insert(key.clone(), circuit);
+                    admission
+                }
             }
-            let circuit = circuits
-                .entry(key.clone())
-                .or_insert_with(|| Circuit::new(policy, now));
-            circuit.admit(policy, now)
         };
         let (admission, transition) = admission;
         if let Some(transition) = transition {
