@@ -43,14 +43,18 @@
 //! boundary) and tower-resilience's limiters, it is per key and runs inside the client's chain,
 //! so it sees every redirect hop; unlike resilience4j's limiter and Polly's, it reads the
 //! upstream's `Retry-After` and pauses the whole key, as the issue of a fleet that keeps
-//! hammering a 429 asks. It limits one process; a limit shared by a fleet needs a store every
-//! replica sees.
+//! hammering a 429 asks. It limits one process; [`RedisRateLimit`] (feature `redis`) shares
+//! the same limit and the same pause between every replica of a fleet.
 
 mod gcra;
 mod middleware;
 mod policy;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(test)]
 mod tests;
 
 pub use middleware::RateLimit;
 pub use policy::{RateLimitPolicy, RateLimitPolicyBuilder, RateLimitPolicyError};
+#[cfg(feature = "redis")]
+pub use redis::{RedisRateLimit, Unreachable};
