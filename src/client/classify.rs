@@ -142,6 +142,25 @@ impl Classifier {
     }
 }
 
+/// The header that marks a request as safe to replay even if its method is not idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Whether a request with this method may be sent more than once: GET, HEAD, OPTIONS, TRACE,
+/// PUT and DELETE (RFC 9110, section 9.2.2).
+pub(crate) fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
 /// Parses a `Retry-After` value (RFC 9110, section 10.2.3) into a wait from `now`.
 ///
 /// Accepts delta-seconds (`120`) and an HTTP-date (`Fri, 31 Dec 1999 23:59:59 GMT`, and the

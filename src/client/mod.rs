@@ -68,7 +68,7 @@
 //! [`Redirect`], [`Redaction`]),
 //! the error, the request and response, the chain, the redirect loop, the transport step and
 //! its settings, the telemetry, and the SSRF guard the transport owns. The middlewares
-//! ([`retry`], [`breaker`], [`limit`], [`bulkhead`], [`logging`], [`token`], [`digest`]) each
+//! ([`retry`], [`breaker`], [`limit`], [`bulkhead`], [`hedge`], [`logging`], [`token`], [`digest`]) each
 //! use the core only and never name each other: what two of them must agree on (how many
 //! attempts a request took, how to redact a URL, which outcomes are failures: the
 //! [`Classifier`]) is core vocabulary, so a middleware of your own speaks it as well as the
@@ -113,6 +113,7 @@ pub mod ssrf;
 pub mod breaker;
 pub mod bulkhead;
 pub mod digest;
+pub mod hedge;
 pub mod limit;
 pub mod logging;
 pub mod retry;
@@ -121,7 +122,9 @@ pub mod token;
 pub use attempt::{Attempt, Attempts, GaveUp};
 pub use body::Body;
 pub use builder::ClientBuilder;
-pub use classify::{Classifier, DEFAULT_FAILURE_STATUSES, Failure, parse_retry_after};
+pub use classify::{
+    Classifier, DEFAULT_FAILURE_STATUSES, Failure, IDEMPOTENCY_KEY, parse_retry_after,
+};
 pub use client::{Chain, Client, Next};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use history::Redirect;

@@ -6,14 +6,13 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::client::classify::{RandomSource, default_random_source, retry_after_of, scale};
+use crate::client::classify::{
+    IDEMPOTENCY_KEY, RandomSource, default_random_source, is_idempotent, retry_after_of, scale,
+};
 use crate::client::{Classifier, Result};
 
 use super::budget::{Budget, BudgetState};
 use super::error::RetryPolicyError;
-
-/// The header that marks a request as safe to replay even if its method is not idempotent.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A source of wall-clock time, used to turn a `Retry-After` HTTP-date into a delay.
 type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -160,18 +159,6 @@ impl Delay {
             Delay::RetryAfter(wait) | Delay::Backoff(wait) => wait,
         }
     }
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PUT,
-        Method::DELETE,
-    ]
-    .contains(method)
 }
 
 /// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`].
