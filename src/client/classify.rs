@@ -14,7 +14,8 @@
 //! use http::StatusCode;
 //! use stopover::client::{Classifier, Failure};
 //!
-//! let breaker_failures = Classifier::new([StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE]);
+//! let breaker_failures =
+//!     Classifier::new([StatusCode::BAD_GATEWAY, StatusCode::SERVICE_UNAVAILABLE]);
 //! assert_eq!(
 //!     breaker_failures.classify_status(StatusCode::SERVICE_UNAVAILABLE),
 //!     Some(Failure::Status(StatusCode::SERVICE_UNAVAILABLE)),

@@ -68,12 +68,12 @@
 //! [`Redirect`], [`Redaction`]),
 //! the error, the request and response, the chain, the redirect loop, the transport step and
 //! its settings, the telemetry, and the SSRF guard the transport owns. The middlewares
-//! ([`retry`], [`breaker`], [`limit`], [`bulkhead`], [`hedge`], [`logging`], [`token`], [`digest`]) each
-//! use the core only and never name each other: what two of them must agree on (how many
-//! attempts a request took, how to redact a URL, which outcomes are failures: the
-//! [`Classifier`]) is core vocabulary, so a middleware of your own speaks it as well as the
-//! built-in ones. [`crate::resilience`] composes the resilience middlewares into the standard
-//! pipeline.
+//! ([`retry`], [`breaker`], [`limit`], [`bulkhead`], [`hedge`], [`logging`], [`token`],
+//! [`digest`]) each use the core only and never name each other: what two of them must agree
+//! on (how many attempts a request took, how to redact a URL, which outcomes are failures:
+//! the [`Classifier`]) is core vocabulary, so a middleware of your own speaks it as well as
+//! the built-in ones. [`crate::resilience`] composes the resilience middlewares into the
+//! standard pipeline.
 
 // The core, bottom up: vocabulary, messages, engine, the client. A core file never names a
 // middleware (`.ci/layering.py` checks it).

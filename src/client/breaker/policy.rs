@@ -214,7 +214,8 @@ impl CircuitBreakerPolicyBuilder {
 
     /// The classifier that decides which calls are failures. Default: connect errors,
     /// timeouts, closed connections and [`BREAKER_FAILURE_STATUSES`]. Share the one a
-    /// [`RetryPolicy`](crate::client::retry::RetryPolicyBuilder::classifier) uses to count the same failures.
+    /// [`RetryPolicy`](crate::client::retry::RetryPolicyBuilder::classifier) uses to count
+    /// the same failures.
     pub fn classifier(mut self, classifier: Classifier) -> Self {
         self.policy.classifier = classifier;
         self

@@ -159,7 +159,10 @@ fn opens_on_the_slow_call_rate_even_when_every_call_succeeds() {
     h.calls(secs(0), &[OK, OK, SLOW]);
     let transition = h.call(secs(0), SLOW);
     assert!(
-        matches!(transition, Some(Transition::Opened { slow_call_rate, .. }) if slow_call_rate == 0.5),
+        matches!(
+            transition,
+            Some(Transition::Opened { slow_call_rate, .. }) if slow_call_rate == 0.5
+        ),
         "{transition:?}"
     );
 }

@@ -15,7 +15,8 @@
 //! use stopover::client::limit::{RateLimitPolicy, RedisRateLimit, Unreachable};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // The account's quota, 100 a minute, shared by every replica; 25 a minute each if Redis is down.
+//! // The account's quota, 100 a minute, shared by every replica;
+//! // 25 a minute each if Redis is down.
 //! let quota = RateLimitPolicy::builder(100, Duration::from_secs(60)).burst(10).build()?;
 //! let fallback = RateLimitPolicy::builder(25, Duration::from_secs(60)).burst(3).build()?;
 //! let limit = RedisRateLimit::new(redis::Client::open("redis://127.0.0.1/")?, quota)
@@ -63,7 +64,8 @@ if paused > go then go = paused end
 local wait = go - now
 if wait > max_wait then return {0, wait} end
 local new_tat = math.max(tat, go) + interval
-redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+local ttl_ms = math.ceil((new_tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
 return {1, wait}
 ";
 
