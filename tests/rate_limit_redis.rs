@@ -10,6 +10,7 @@ mod fault_server;
 use std::net::{TcpListener, TcpStream};
 use std::process::Stdio;
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fault_server::{Answer, FaultServer, status};
 use stopover::client::Client;
@@ -251,4 +252,107 @@ async fn redis_killed_mid_run_gives_the_chosen_behaviour_and_no_hang() {
         started.elapsed()
     );
     assert_eq!(server.hits(), 1);
+}
+
+const CHILDREN: usize = 4;
+const REQUESTS_PER_CHILD: usize = 10;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The fleet's limit: 20 a second with a burst of 5, waiting up to 5 s for a turn.
+fn fleet_policy() -> RateLimitPolicy {
+    RateLimitPolicy::builder(20, Duration::from_secs(1))
+        .burst(5)
+        .max_wait(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// One member of the fleet (started by the test below; does nothing when run by itself): at
+/// the agreed instant, sends its requests all at once; fails unless every one succeeds.
+#[test]
+fn fleet_child() {
+    if std::env::var_os("STOPOVER_LIMIT_CHILD").is_none() {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap();
+    let (redis_url, target, prefix) =
+        (var("FLEET_REDIS"), var("FLEET_TARGET"), var("FLEET_PREFIX"));
+    let at: u64 = var("FLEET_AT").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let limit = RedisRateLimit::new(redis::Client::open(redis_url).unwrap(), fleet_policy())
+            .key_prefix(prefix)
+            .key(|_| "account".to_owned());
+        let client = Client::builder().middleware(limit).build().unwrap();
+        tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+        let requests = (0..REQUESTS_PER_CHILD).map(|_| {
+            let (client, target) = (client.clone(), target.clone());
+            tokio::spawn(async move { client.get(target).send().await.map(|r| r.status()) })
+        });
+        for request in futures_util::future::join_all(requests).await {
+            let status = request
+                .unwrap()
+                .expect("every request gets its turn within 5 s");
+            assert_eq!(status, 200);
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_keep_to_one_limit_in_every_window() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let at = now_ms() + 1500;
+    let mut children: Vec<_> = (0..CHILDREN)
+        .map(|_| {
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args(["fleet_child", "--exact", "--nocapture", "--test-threads=1"])
+                .env("STOPOVER_LIMIT_CHILD", "1")
+                .env("FLEET_REDIS", redis.url())
+                .env("FLEET_TARGET", server.url("/"))
+                .env("FLEET_PREFIX", format!("test:{at}:"))
+                .env("FLEET_AT", at.to_string())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("the test binary starts again")
+        })
+        .collect();
+    for child in &mut children {
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("a child process hung")
+            .unwrap();
+        assert!(status.success(), "a child failed");
+    }
+    let mut arrivals: Vec<_> = server.seen().iter().map(|seen| seen.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), CHILDREN * REQUESTS_PER_CHILD);
+    // 20 a second and a burst of 5: at most 25 turns are granted in any second. Arrivals can
+    // bunch up a little more than grants (a request granted earlier may arrive later than
+    // the next one): 2 more are tolerated for that, no more.
+    for (i, start) in arrivals.iter().enumerate() {
+        let in_window = arrivals[i..]
+            .iter()
+            .take_while(|t| **t < *start + Duration::from_secs(1))
+            .count();
+        assert!(in_window <= 20 + 5 + 2, "{in_window} arrivals within 1 s");
+    }
+    // And the fleet used its quota rather than a quarter of it: 40 requests, 5 at once and
+    // then 20 a second, take about 1.75 s, not 4 times as long.
+    let span = *arrivals.last().unwrap() - arrivals[0];
+    assert!(span < Duration::from_secs(3), "{span:?}");
+    assert!(span > Duration::from_millis(1500), "{span:?}");
 }
