@@ -356,3 +356,61 @@ async fn four_processes_keep_to_one_limit_in_every_window() {
     assert!(span < Duration::from_secs(3), "{span:?}");
     assert!(span > Duration::from_millis(1500), "{span:?}");
 }
+
+/// How many scripts Redis has run since it started.
+async fn scripts_run(url: &str) -> u64 {
+    let mut connection = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| line.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next())
+        .map(|calls| calls.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn far_from_the_limit_each_request_costs_one_round_trip() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let policy = RateLimitPolicy::builder(1000, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let client = &replicas(&redis.url(), &policy, 1)[0];
+    let before = scripts_run(&redis.url()).await;
+    for _ in 0..20 {
+        client.get(server.url("/")).send().await.unwrap();
+    }
+    assert_eq!(scripts_run(&redis.url()).await - before, 20);
+}
+
+#[tokio::test]
+async fn past_the_limit_a_refusal_is_remembered_and_costs_no_round_trip() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let policy = RateLimitPolicy::builder(1, Duration::from_secs(60))
+        .burst(1)
+        .build()
+        .unwrap();
+    let client = &replicas(&redis.url(), &policy, 1)[0];
+    let before = scripts_run(&redis.url()).await;
+    client.get(server.url("/")).send().await.unwrap();
+    for _ in 0..20 {
+        assert!(client.get(server.url("/")).send().await.is_err());
+    }
+    // One for the request that went, one for the first refusal; the other 19 were answered
+    // from what that refusal said.
+    assert_eq!(scripts_run(&redis.url()).await - before, 2);
+}
