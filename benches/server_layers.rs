@@ -124,7 +124,7 @@ fn tower_http_cors() -> tower_http::cors::CorsLayer {
 fn stopover_cors() -> stopover::server::CorsLayer {
     stopover::server::CorsLayer::builder()
         .allow_origin(ORIGIN)
-        .allow_methods(["GET", "POST", "PUT", "DELETE"])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers(["content-type"])
         .max_age(Duration::from_secs(600))
         .build()
@@ -139,8 +139,7 @@ fn stopover_forwarded() -> stopover::server::ForwardedLayer {
 }
 
 fn stopover_timeout() -> stopover::server::TimeoutLayer {
-    stopover::server::TimeoutLayer::builder()
-        .duration(TIMEOUT)
+    stopover::server::TimeoutLayer::builder(TIMEOUT)
         .build()
         .expect("a non-zero timeout")
 }

@@ -64,13 +64,12 @@ fn stopover_app() -> Router {
         .expect("a valid forwarded policy");
     let cors = stopover::server::CorsLayer::builder()
         .allow_origin(ORIGIN)
-        .allow_methods(["GET", "POST", "PUT", "DELETE"])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers(["content-type"])
         .max_age(Duration::from_secs(600))
         .build()
         .expect("a valid CORS policy");
-    let timeout = stopover::server::TimeoutLayer::builder()
-        .duration(TIMEOUT)
+    let timeout = stopover::server::TimeoutLayer::builder(TIMEOUT)
         .build()
         .expect("a non-zero timeout");
     // One `Router::layer` call, as for tower-http (each call boxes the route again), in the

@@ -95,9 +95,7 @@
 //!             .layer(ForwardedLayer::builder().build()?)
 //!             .layer(CorsLayer::builder().allow_origin("https://app.example").build()?)
 //!             .layer(ErrorLayer::new())
-//!             .layer(TimeoutLayer::builder()
-//!                 .duration(Duration::from_secs(10))
-//!                     .build()?)
+//!             .layer(TimeoutLayer::builder(Duration::from_secs(10)).build()?)
 //!             .layer(ShieldLayer::builder().build()?),
 //!     );
 //! # let _ = app;
@@ -154,6 +152,9 @@ pub use reqwest;
 
 #[cfg(feature = "server")]
 pub mod server;
+
+#[cfg(test)]
+mod proptest_config;
 
 // The README's examples compile: they are doctests here, so they cannot drift from the API.
 #[cfg(all(doctest, feature = "client", feature = "server"))]

@@ -12,6 +12,7 @@
 //! share one partition of the HTTP cache. A few tests answer by hand instead of with the
 //! layer, to show that the browser really fails where the layer's choices say it would.
 
+mod support;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
@@ -31,6 +32,7 @@ use stopover::server::cors::{CorsConfigError, CorsLayer, CorsLayerBuilder};
 use stopover::server::matcher::{PathMatcher, PathRules};
 use stopover::server::{ErrorLayer, TimeoutLayer};
 
+use support::serve;
 use webdriver::browser;
 
 /// A page origin: serves an empty HTML page at `/` for scripts to run in.
@@ -80,8 +82,7 @@ impl Api {
     /// The routes behind the recommended stack: CORS outside the error layer, the error layer
     /// outside the timeout layer.
     async fn start(cors: CorsLayer) -> Api {
-        let timeout = TimeoutLayer::builder()
-            .duration(Duration::from_secs(30))
+        let timeout = TimeoutLayer::builder(Duration::from_secs(30))
             .path_timeout(
                 PathMatcher::exact("/hang").unwrap(),
                 Duration::from_millis(100),
@@ -178,13 +179,6 @@ fn routes() -> Router {
                 }
             }),
         )
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
 }
 
 fn allowing(page: &Page) -> CorsLayerBuilder {
@@ -371,7 +365,7 @@ async fn preflighted_put_with_a_listed_method_and_header_is_readable() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -396,7 +390,7 @@ async fn preflighted_put_with_an_unlisted_header_is_refused_before_the_handler()
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -416,7 +410,13 @@ async fn preflighted_put_with_an_unlisted_header_is_refused_before_the_handler()
 #[tokio::test]
 async fn preflighted_delete_with_an_unlisted_method_is_refused_before_the_handler() {
     let page = Page::start().await;
-    let api = Api::start(allowing(&page).allow_methods(["PUT"]).build().unwrap()).await;
+    let api = Api::start(
+        allowing(&page)
+            .allow_methods([Method::PUT])
+            .build()
+            .unwrap(),
+    )
+    .await;
     let tab = browser().await;
     tab.open(&page.url()).await;
 
@@ -433,7 +433,7 @@ async fn credentialed_preflighted_put_from_a_listed_origin_is_readable() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .allow_credentials(true)
             .build()
@@ -485,7 +485,7 @@ async fn preflighted_put_from_an_unlisted_origin_is_refused_before_the_handler()
     let api = Api::start(
         CorsLayer::builder()
             .allow_origin("http://127.0.0.1:1")
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -742,7 +742,7 @@ async fn preflight_is_cached_for_max_age() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .max_age(Duration::from_secs(600))
             .build()
@@ -769,7 +769,7 @@ async fn preflight_with_max_age_zero_is_sent_before_every_request() {
     let page = Page::start().await;
     let api = Api::start(
         allowing(&page)
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .max_age(Duration::ZERO)
             .build()
@@ -830,7 +830,7 @@ async fn parts_predicate_deciding_by_path_grants_the_preflight_of_one_path_only(
             .allow_origin_predicate_with_parts(move |origin, parts| {
                 origin == page_origin && parts.uri.path() == "/item"
             })
-            .allow_methods(["PUT"])
+            .allow_methods([Method::PUT])
             .allow_headers(["x-stopover"])
             .build()
             .unwrap(),
@@ -863,7 +863,7 @@ fn asking_store(allowed: Vec<String>) -> CorsLayerBuilder {
                 store.read().await.contains(&origin)
             }
         })
-        .allow_methods(["PUT"])
+        .allow_methods([Method::PUT])
         .allow_headers(["x-stopover"])
 }
 
@@ -914,7 +914,7 @@ async fn two_policies_by_path_each_grant_only_their_own_origin() {
             .policy(
                 allowing(&page)
                     .urls(rules("/item"))
-                    .allow_methods(["PUT"])
+                    .allow_methods([Method::PUT])
                     .allow_headers(["x-stopover"]),
             )
             .policy(

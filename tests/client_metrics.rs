@@ -1,6 +1,8 @@
 //! Client metrics (`metrics` feature) read back from an in-process debugging recorder.
 #![cfg(feature = "metrics")]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,9 +89,7 @@ async fn flaky_server() -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = support::serve(app).await;
     format!("http://{addr}")
 }
 

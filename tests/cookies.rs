@@ -4,6 +4,8 @@
 
 #![cfg(feature = "cookies")]
 
+mod support;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -65,9 +67,7 @@ impl Host {
             .route("/redirect", axum::routing::get(redirect))
             .route("/echo", axum::routing::get(echo))
             .with_state(Arc::clone(&cookies));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let port = support::serve(app).await.port();
         Host {
             base: format!("http://{name}:{port}"),
             cookies,

@@ -142,9 +142,7 @@ impl Server {
             .route("/{coding}", axum::routing::get(answer))
             .route("/always/{coding}", axum::routing::get(always))
             .with_state(seen.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = format!("http://{}", support::serve(app).await);
         Server { base, seen }
     }
 

@@ -6,6 +6,8 @@
 //! `STOPOVER_FLEET_CHILD` set: each child runs [`fleet_child`], a client sharing the store,
 //! and sends its requests at a wall-clock instant the parent picked.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
@@ -152,10 +154,7 @@ impl Issuer {
             .route("/token", post(token))
             .route("/api", get(api))
             .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        addr
+        support::serve(app).await
     }
 }
 

@@ -2,6 +2,8 @@
 //! in-memory OpenTelemetry exporter, is the parent a loopback server is told about.
 #![cfg(feature = "opentelemetry")]
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -44,9 +46,7 @@ async fn server(other: Option<String>, seen: Seen) -> String {
                 Redirect::to(&format!("{}/here", other.unwrap_or_default()))
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = support::serve(app).await;
     format!("http://{addr}")
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use stopover::server::cors::CorsLayer;
@@ -69,18 +69,14 @@ pub async fn start_with(extra: Router) -> Result<RunningServer, Box<dyn std::err
             .layer(
                 CorsLayer::builder()
                     .allow_origin(APP_ORIGIN)
-                    .allow_methods(["GET", "POST"])
+                    .allow_methods([Method::GET, Method::POST])
                     .allow_headers(["content-type"])
                     .expose_headers(["x-request-id"])
                     .max_age(Duration::from_secs(600))
                     .build()?,
             )
             .layer(ErrorLayer::new())
-            .layer(
-                TimeoutLayer::builder()
-                    .duration(Duration::from_millis(500))
-                    .build()?,
-            )
+            .layer(TimeoutLayer::builder(Duration::from_millis(500)).build()?)
             .layer(shield),
     );
 

@@ -83,8 +83,6 @@ mod classify;
 mod error;
 mod history;
 mod origin;
-#[cfg(test)]
-mod proptest_config;
 mod redaction;
 
 mod request;

@@ -227,7 +227,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::client::proptest_config::config;
+        use crate::proptest_config::config;
 
         /// An http(s) URL on one of a few hosts and ports, so that equal origins come up often.
         fn url() -> impl Strategy<Value = Url> {

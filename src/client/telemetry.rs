@@ -1,5 +1,8 @@
 //! Client spans named and shaped by OpenTelemetry's HTTP client semantic conventions
-//! (semantic conventions v1.37.0; the HTTP conventions have been stable since v1.23.0).
+//! (semantic conventions v1.44.0; the HTTP conventions have been stable since v1.23.0). Since
+//! v1.37: `QUERY` is a known method (v1.38); a request the caller cancels (its future dropped)
+//! ends its spans without an error, as v1.41 asks; the client records no `error.message`
+//! (deprecated in v1.40) and no exception events.
 //!
 //! Every `send` opens one span for the logical request, and the transport opens one child span
 //! for each request that goes on the wire: each redirect hop and each attempt a middleware
@@ -83,6 +86,8 @@ fn method_name(method: &Method) -> (&'static str, bool) {
         Method::OPTIONS => "OPTIONS",
         Method::TRACE => "TRACE",
         Method::PATCH => "PATCH",
+        // The QUERY method (draft-ietf-httpbis-safe-method-w-body), known since v1.38.
+        _ if method.as_str() == "QUERY" => "QUERY",
         _ => return ("_OTHER", false),
     };
     (known, true)
@@ -101,6 +106,7 @@ macro_rules! method_span {
             "OPTIONS" => tracing::info_span!("OPTIONS", $($fields)*),
             "TRACE" => tracing::info_span!("TRACE", $($fields)*),
             "PATCH" => tracing::info_span!("PATCH", $($fields)*),
+            "QUERY" => tracing::info_span!("QUERY", $($fields)*),
             _ => tracing::info_span!("HTTP", $($fields)*),
         }
     };
@@ -294,4 +300,22 @@ pub(crate) fn inject(span: &Span, url: &Url, headers: &mut HeaderMap, excluded: 
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut Headers(headers));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_a_known_method_and_others_are_other() {
+        assert_eq!(
+            method_name(&Method::from_bytes(b"QUERY").unwrap()),
+            ("QUERY", true)
+        );
+        assert_eq!(method_name(&Method::PATCH), ("PATCH", true));
+        assert_eq!(
+            method_name(&Method::from_bytes(b"PURGE").unwrap()),
+            ("_OTHER", false)
+        );
+    }
 }

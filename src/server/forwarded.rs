@@ -1,32 +1,6 @@
 //! Believe the scheme, host and client address a reverse proxy reports, but only when the
 //! TCP peer is a proxy you trust.
 //!
-//! `ForwardedLayer` reads one header family, chosen when the layer is built: the
-//! `X-Forwarded-Proto` / `X-Forwarded-Host` / `X-Forwarded-For` trio, RFC 7239 `Forwarded`,
-//! or aiohttp's `match_headers` form (a header name and the value that means HTTPS). It
-//! never reads both families, so a client cannot smuggle a value through the family the
-//! proxy does not overwrite. Unlike reading the headers in a handler (or aiohttp's
-//! `https_middleware`, which believes anyone), the values count only when the peer address
-//! is inside a CIDR allow-list (loopback by default); comma lists are read from the right,
-//! through every hop whose address is itself trusted.
-//!
-//! The result is written into the request: the URI gets the forwarded scheme (and, when
-//! enabled, the forwarded authority), and a [`ForwardedInfo`] extension holds the
-//! effective scheme, host and client address for handlers. From an untrusted peer the
-//! headers of the configured family are removed by default (see
-//! [`ForwardedLayerBuilder::strip_untrusted`]), so nothing further in will read a spoofed
-//! value by accident.
-//!
-//! # Where the peer address comes from
-//!
-//! tower services do not see the socket. The layer asks a peer-address function for it;
-//! the default reads a [`PeerAddr`] extension, which you insert when you accept the
-//! connection, and with the `axum` feature also axum's `ConnectInfo<SocketAddr>`, which
-//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` stores.
-//! Any other source can be named with [`ForwardedLayerBuilder::peer_addr_with`]. A request
-//! whose peer address cannot be found is treated as coming from an untrusted peer, and the
-//! layer logs one warning (per layer) saying how to serve the app so that it finds one.
-//!
 //! # Example
 //!
 //! With the `axum` feature the layer finds axum's `ConnectInfo` by itself (without it, add
@@ -55,12 +29,40 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
+//!
+//! `ForwardedLayer` reads one header family, chosen when the layer is built: the
+//! `X-Forwarded-Proto` / `X-Forwarded-Host` / `X-Forwarded-For` trio, RFC 7239 `Forwarded`,
+//! or aiohttp's `match_headers` form (a header name and the value that means HTTPS). It
+//! never reads both families, so a client cannot smuggle a value through the family the
+//! proxy does not overwrite. Unlike reading the headers in a handler (or aiohttp's
+//! `https_middleware`, which believes anyone), the values count only when the peer address
+//! is inside a CIDR allow-list (loopback by default); comma lists are read from the right,
+//! through every hop whose address is itself trusted. tower-http has no such layer.
+//!
+//! The result is written into the request: the URI gets the forwarded scheme (and, when
+//! enabled, the forwarded authority), and a [`ForwardedInfo`] extension holds the
+//! effective scheme, host and client address for handlers. From an untrusted peer the
+//! headers of the configured family are removed by default (see
+//! [`ForwardedLayerBuilder::strip_untrusted`]), so nothing further in will read a spoofed
+//! value by accident.
+//!
+//! # Where the peer address comes from
+//!
+//! tower services do not see the socket. The layer asks a peer-address function for it;
+//! the default reads a [`PeerAddr`] extension, which you insert when you accept the
+//! connection, and with the `axum` feature also axum's `ConnectInfo<SocketAddr>`, which
+//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())` stores.
+//! Any other source can be named with [`ForwardedLayerBuilder::peer_addr_with`]. A request
+//! whose peer address cannot be found is treated as coming from an untrusted peer, and the
+//! layer logs one warning (per layer) saying how to serve the app so that it finds one.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -105,13 +107,34 @@ fn default_peer(extensions: &Extensions) -> Option<IpAddr> {
 ///
 /// Every field is the *effective* value: what the trusted proxy reported when it was
 /// believed, otherwise what the connection itself says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ForwardedInfo {
     scheme: Scheme,
-    host: Option<Authority>,
+    host: EffectiveHost,
     client: Option<IpAddr>,
     peer: Option<IpAddr>,
     trusted: bool,
+}
+
+impl PartialEq for ForwardedInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.scheme == other.scheme
+            && self.host() == other.host()
+            && self.client == other.client
+            && self.peer == other.peer
+            && self.trusted == other.trusted
+    }
+}
+
+impl Eq for ForwardedInfo {}
+
+/// The effective host. A `Host` header is kept as it came (a reference count on hyper's read
+/// buffer) and parsed only when a handler asks: most requests never do, and parsing copies.
+#[derive(Debug, Clone)]
+enum EffectiveHost {
+    None,
+    Authority(Authority),
+    Header(HeaderValue, OnceLock<Option<Authority>>),
 }
 
 impl ForwardedInfo {
@@ -129,7 +152,13 @@ impl ForwardedInfo {
     /// The host the client asked for: the forwarded host when host forwarding is enabled
     /// and believed, else the request URI's authority, else the `Host` header.
     pub fn host(&self) -> Option<&Authority> {
-        self.host.as_ref()
+        match &self.host {
+            EffectiveHost::None => None,
+            EffectiveHost::Authority(authority) => Some(authority),
+            EffectiveHost::Header(value, parsed) => parsed
+                .get_or_init(|| Authority::try_from(value.as_bytes()).ok())
+                .as_ref(),
+        }
     }
 
     /// The client address: the forwarded one when client forwarding is enabled and
@@ -553,17 +582,25 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
     // The effective host: forwarded, else the URI's own authority, else the Host header
     // (an origin-form HTTP/1.1 request carries its authority only there).
     let forwarded_host = host.is_some();
-    let host = host
-        .or_else(|| request.uri().authority().cloned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-        });
     if scheme.is_some() || forwarded_host {
+        let host = host
+            .clone()
+            .or_else(|| request.uri().authority().cloned())
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            });
         rewrite_uri(request.uri_mut(), scheme.as_ref(), host.as_ref());
     }
+    let host = match host.or_else(|| request.uri().authority().cloned()) {
+        Some(authority) => EffectiveHost::Authority(authority),
+        None => match request.headers().get(header::HOST) {
+            Some(value) => EffectiveHost::Header(value.clone(), OnceLock::new()),
+            None => EffectiveHost::None,
+        },
+    };
     let info = ForwardedInfo {
         scheme: scheme
             .or_else(|| request.uri().scheme().cloned())
@@ -956,6 +993,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_host_header_is_parsed_only_when_asked_and_equality_ignores_when() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let info = || {
+            let mut request = Request::new(());
+            request
+                .headers_mut()
+                .insert(header::HOST, HeaderValue::from_static("app.example:8080"));
+            apply(&layer.config, &mut request);
+            request.extensions_mut().remove::<ForwardedInfo>().unwrap()
+        };
+        let (read, unread) = (info(), info());
+        assert_eq!(read.host().map(Authority::as_str), Some("app.example:8080"));
+        assert_eq!(read, unread);
+        let mut bad = Request::new(());
+        bad.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("not a host"));
+        apply(&layer.config, &mut bad);
+        assert_eq!(
+            bad.extensions().get::<ForwardedInfo>().unwrap().host(),
+            None
+        );
+    }
+
+    #[test]
     fn node_addresses_in_every_form() {
         let v4 = |s: &str| s.parse::<IpAddr>().ok();
         assert_eq!(parse_node_ip("192.0.2.1"), v4("192.0.2.1"));
@@ -1131,5 +1192,109 @@ mod tests {
             "192.0.2.7/32".parse::<IpNet>().ok()
         );
         assert!(parse_net("localhost").is_err());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! The `Forwarded` parser (RFC 7239) on any bytes, and on lists a proxy chain writes.
+
+    use http::{HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::proptest_config::config;
+
+    /// A parameter value as a proxy writes it: a token, or quoted text with the separators a
+    /// naive split would cut at (a few commas at most: the walk gives up after 16 in one value).
+    fn value() -> impl Strategy<Value = (String, String)> {
+        prop_oneof![
+            "[A-Za-z0-9._-]{1,12}".prop_map(|token| (token.clone(), token)),
+            "[ -!#-\\[-~]{0,6}(,[ a-z;=]{0,4}){0,3}"
+                .prop_map(|text| { (format!("\"{text}\""), text) }),
+        ]
+    }
+
+    /// (the element's text, its `for`, `proto`, `host`)
+    fn element() -> impl Strategy<Value = (String, [Option<String>; 3])> {
+        (
+            prop::option::of(value()),
+            prop::option::of(prop_oneof![Just("http"), Just("https")]),
+            prop::option::of(value()),
+        )
+            .prop_filter("an element names something", |(f, p, h)| {
+                f.is_some() || p.is_some() || h.is_some()
+            })
+            .prop_map(|(for_, proto, host)| {
+                let mut pairs = Vec::new();
+                if let Some((written, _)) = &for_ {
+                    pairs.push(format!("for={written}"));
+                }
+                if let Some(proto) = proto {
+                    pairs.push(format!("proto={proto}"));
+                }
+                if let Some((written, _)) = &host {
+                    pairs.push(format!("host={written}"));
+                }
+                // An empty value (`for=""`) says nothing, and reads as no value.
+                let said = |value: String| Some(value).filter(|value| !value.is_empty());
+                (
+                    pairs.join(";"),
+                    [
+                        for_.and_then(|(_, value)| said(value)),
+                        proto.map(str::to_owned),
+                        host.and_then(|(_, value)| said(value)),
+                    ],
+                )
+            })
+    }
+
+    fn read(headers: &HeaderMap) -> Vec<[Option<String>; 3]> {
+        rfc7239_hops(headers)
+            .into_iter()
+            .map(|hop| {
+                [
+                    hop.for_.map(|value| value.into_owned()),
+                    hop.proto.map(|value| value.into_owned()),
+                    hop.host.map(|value| value.into_owned()),
+                ]
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_forwarded_bytes_are_read_or_refused_never_a_panic(
+            lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 1..3),
+        ) {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                if let Ok(value) = HeaderValue::from_bytes(&line) {
+                    headers.append(FORWARDED, value);
+                }
+            }
+            let _ = read(&headers);
+        }
+
+        #[test]
+        fn a_list_a_proxy_chain_wrote_reads_back_right_to_left(
+            elements in prop::collection::vec(element(), 1..5),
+            split in any::<bool>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if split {
+                // One line per proxy, as some chains send them.
+                for (text, _) in &elements {
+                    headers.append(FORWARDED, HeaderValue::from_str(text).unwrap());
+                }
+            } else {
+                let line = elements.iter().map(|(text, _)| text.as_str()).collect::<Vec<_>>();
+                headers.insert(FORWARDED, HeaderValue::from_str(&line.join(", ")).unwrap());
+            }
+            let expected: Vec<_> = elements.into_iter().rev().map(|(_, hop)| hop).collect();
+            prop_assert_eq!(read(&headers), expected);
+        }
     }
 }

@@ -1,34 +1,5 @@
 //! The one path matcher behind every `urls`, `ignore` and per-path rule of the server layers.
 //!
-//! A [`PathMatcher`] is an exact path, a prefix, or a regular expression that must match the
-//! **whole** path. aiohttp-middlewares uses `re.match`, which is anchored at the start only, so
-//! `^/api` there also matches `/api-internal/x`; here a regex is always anchored at both ends,
-//! and a prefix is a separate, explicit constructor. A [`PathRule`] adds an optional set of methods
-//! (path-and-method pairs), [`PathRules`] is a list where any rule may match, and [`PathMap`] maps
-//! rules to values (per-path handlers, per-path durations) where the first matching rule wins.
-//!
-//! # Which form of the path is matched
-//!
-//! Every matcher sees the **raw** path of the request URI, `req.uri().path()`: still
-//! percent-encoded, without the query string, without dot-segment removal. That is the exact
-//! string axum's router routes on, so a rule and a route always agree on what a request is:
-//!
-//! - `/a%2Fb` is one segment. It matches `exact("/a%2Fb")`, not `exact("/a/b")` nor
-//!   `prefix("/a/")`. Decoding first (what aiohttp does) would let an encoded slash reach a rule
-//!   written for a different route than the one the router picks.
-//! - `/%61pi` is not `/api`: axum does not route it to `/api` either, so no rule meant for
-//!   `/api` may apply to it.
-//! - `/a/../b` is matched as written (neither hyper nor axum removes dot segments).
-//! - Hex digits are compared as written: `%2f` and `%2F` are different strings.
-//! - `?query` is never part of the path.
-//!
-//! Exact and prefix patterns are therefore validated to be raw paths: they start with `/`, are
-//! ASCII, and contain no space, control character, `?` or `#` (a pattern with any of these
-//! could never match, so it is refused with a [`MatcherError`] instead of being silently
-//! inert). Write non-ASCII segments percent-encoded, as they arrive on the wire.
-//!
-//! Matching never allocates.
-//!
 //! # Example
 //!
 //! ```
@@ -59,6 +30,40 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
+//!
+//! A [`PathMatcher`] is an exact path, a prefix, or a regular expression that must match the
+//! **whole** path. aiohttp-middlewares uses `re.match`, which is anchored at the start only, so
+//! `^/api` there also matches `/api-internal/x`; here a regex is always anchored at both ends,
+//! and a prefix is a separate, explicit constructor. A [`PathRule`] adds an optional set of methods
+//! (path-and-method pairs), [`PathRules`] is a list where any rule may match, and [`PathMap`] maps
+//! rules to values (per-path handlers, per-path durations) where the first matching rule wins.
+//! tower-http has no path rules: its layers apply to whatever they wrap. Every layer's `urls`,
+//! `paths`, `ignore` and `skip_path` setter takes a matcher, a rule or a list, and each call adds
+//! its rules to the earlier ones ([`PathRules::append`]).
+//!
+//! # Which form of the path is matched
+//!
+//! Every matcher sees the **raw** path of the request URI, `req.uri().path()`: still
+//! percent-encoded, without the query string, without dot-segment removal. That is the exact
+//! string axum's router routes on, so a rule and a route always agree on what a request is:
+//!
+//! - `/a%2Fb` is one segment. It matches `exact("/a%2Fb")`, not `exact("/a/b")` nor
+//!   `prefix("/a/")`. Decoding first (what aiohttp does) would let an encoded slash reach a rule
+//!   written for a different route than the one the router picks.
+//! - `/%61pi` is not `/api`: axum does not route it to `/api` either, so no rule meant for
+//!   `/api` may apply to it.
+//! - `/a/../b` is matched as written (neither hyper nor axum removes dot segments).
+//! - Hex digits are compared as written: `%2f` and `%2F` are different strings.
+//! - `?query` is never part of the path.
+//!
+//! Exact and prefix patterns are therefore validated to be raw paths: they start with `/`, are
+//! ASCII, and contain no space, control character, `?` or `#` (a pattern with any of these
+//! could never match, so it is refused with a [`MatcherError`] instead of being silently
+//! inert). Write non-ASCII segments percent-encoded, as they arrive on the wire.
+//!
+//! Matching never allocates.
 
 use std::fmt;
 
@@ -366,6 +371,27 @@ impl PathRules {
     }
 }
 
+impl PathRules {
+    /// Adds every rule of `rules` (a [`PathMatcher`], a [`PathRule`] or a [`PathRules`]) in
+    /// place, after the rules already there. Every layer's `urls`, `paths`, `ignore` and
+    /// `skip_path` setter adds its rules this way.
+    pub fn append(&mut self, rules: impl Into<PathRules>) {
+        self.rules.extend(rules.into().rules);
+    }
+}
+
+impl From<PathRule> for PathRules {
+    fn from(rule: PathRule) -> Self {
+        Self { rules: vec![rule] }
+    }
+}
+
+impl From<PathMatcher> for PathRules {
+    fn from(path: PathMatcher) -> Self {
+        Self::from(PathRule::new(path))
+    }
+}
+
 impl<R: Into<PathRule>> FromIterator<R> for PathRules {
     fn from_iter<I: IntoIterator<Item = R>>(iter: I) -> Self {
         Self {
@@ -435,6 +461,20 @@ impl<T> PathMap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn append_adds_a_matcher_a_rule_or_a_list_after_the_rules_already_there() {
+        let mut rules = PathRules::new().with(PathMatcher::exact("/a").unwrap());
+        rules.append(PathMatcher::exact("/b").unwrap());
+        rules.append(
+            PathRule::with_methods(PathMatcher::exact("/c").unwrap(), [Method::PUT]).unwrap(),
+        );
+        rules.append(PathRules::new().with(PathMatcher::prefix("/d/").unwrap()));
+        let paths: Vec<&str> = rules.iter().map(|rule| rule.path().as_str()).collect();
+        assert_eq!(paths, ["/a", "/b", "/c", "/d/"]);
+        assert!(rules.matches(&Method::PUT, "/c"));
+        assert!(!rules.matches(&Method::GET, "/c"));
+    }
 
     fn regex(pattern: &str) -> PathMatcher {
         PathMatcher::regex(pattern).unwrap()
@@ -638,5 +678,56 @@ mod tests {
         assert_eq!(map.get(&Method::POST, "/a"), Some(&1));
         assert_eq!(map.get(&Method::GET, "/a"), Some(&2));
         assert_eq!(map.get(&Method::GET, "/b"), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! The three kinds of matcher against what they promise, on any path.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::proptest_config::config;
+
+    /// A raw request path: `/` then segments of path characters, some percent-encoded.
+    fn path() -> impl Strategy<Value = String> {
+        prop::collection::vec("[a-zA-Z0-9._~!$&'()*+,;=:@-]{0,6}|%[0-9A-F]{2}", 0..5)
+            .prop_map(|segments| format!("/{}", segments.join("/")))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn exact_matches_only_its_own_path(pattern in path(), candidate in path()) {
+            let matcher = PathMatcher::exact(pattern.clone()).unwrap();
+            prop_assert!(matcher.is_match(&pattern));
+            prop_assert_eq!(matcher.is_match(&candidate), candidate == pattern);
+        }
+
+        #[test]
+        fn prefix_is_a_plain_string_prefix(pattern in path(), rest in "[a-z/]{0,8}", candidate in path()) {
+            let matcher = PathMatcher::prefix(pattern.clone()).unwrap();
+            let longer = format!("{pattern}{rest}");
+            prop_assert!(matcher.is_match(&longer));
+            prop_assert_eq!(matcher.is_match(&candidate), candidate.starts_with(&pattern));
+        }
+
+        #[test]
+        fn a_regex_matches_the_whole_path_only(pattern in path(), candidate in path()) {
+            let matcher = PathMatcher::regex(&regex::escape(&pattern)).unwrap();
+            prop_assert_eq!(matcher.is_match(&candidate), candidate == pattern);
+            let (below, above) = (format!("{pattern}/x"), format!("/x{pattern}"));
+            prop_assert!(!matcher.is_match(&below));
+            prop_assert!(!matcher.is_match(&above));
+        }
+
+        #[test]
+        fn any_text_is_matched_or_not_never_a_panic(text in any::<String>()) {
+            let _ = PathMatcher::any().is_match(&text);
+            let _ = PathMatcher::prefix("/api/").unwrap().is_match(&text);
+            let _ = PathMatcher::regex(r"/users/\d+").unwrap().is_match(&text);
+        }
     }
 }

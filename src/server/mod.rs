@@ -31,9 +31,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(TimeoutLayer::builder()
-//!         .duration(Duration::from_secs(30))
-//!             .build()?) // inner
+//!     .layer(TimeoutLayer::builder(Duration::from_secs(30)).build()?) // inner
 //!     .layer(ErrorLayer::new()); // outer
 //! # Ok(())
 //! # }
@@ -44,9 +42,11 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+mod body;
 pub mod cors;
 pub mod error;
 pub mod forwarded;
+mod http_error;
 pub mod matcher;
 pub mod shield;
 pub mod timeout;

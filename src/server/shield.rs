@@ -1,9 +1,40 @@
 //! Lets a handler run to completion when the client disconnects, instead of being dropped
 //! half-way.
 //!
-//! A shielded request records `shielded = true` on the current span, when that span declared
-//! the field (`shielded = tracing::field::Empty`): `tracing` keeps only the fields a span
-//! declared.
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Extension, Router, routing::post};
+//! use stopover::server::shield::{ClientGone, ShieldLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), stopover::server::shield::ShieldConfigError> {
+//! let shield = ShieldLayer::builder()
+//!     .max_in_flight(256)
+//!     .max_outlive(Duration::from_secs(10))
+//!     .build()?;
+//! let handle = shield.handle();
+//!
+//! let app: Router = Router::new()
+//!     .route("/orders", post(|Extension(gone): Extension<ClientGone>| async move {
+//!         // ... work that must not stop half-way ...
+//!         if gone.is_gone() {
+//!             tracing::info!("order stored; the client left before the answer");
+//!         }
+//!         "stored"
+//!     }))
+//!     .layer(shield);
+//!
+//! // axum::serve(listener, app).with_graceful_shutdown(signal).await?;
+//! // Then let detached shielded work finish:
+//! handle.shutdown().await;
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
 //!
 //! hyper (and so axum) drops the response future of a request whose client has gone, which
 //! cancels the handler at whatever `.await` it was on: a payment half-recorded, a pooled
@@ -21,6 +52,10 @@
 //!   detached ones;
 //! - a panic in shielded work becomes a `500` response (with an empty body, which an outer
 //!   error layer can render) and is logged, instead of a lost task.
+//!
+//! A shielded request records `shielded = true` on the current span, when that span declared
+//! the field (`shielded = tracing::field::Empty`): `tracing` keeps only the fields a span
+//! declared.
 //!
 //! # Bounds
 //!
@@ -54,39 +89,6 @@
 //! A shield placed inside a timeout layer keeps the work going after the timeout answered
 //! (the timeout drops the future just as a leaving client does); placed outside, the timeout
 //! cancels the handler. Pick the order that says what you mean.
-//!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use axum::{Extension, Router, routing::post};
-//! use stopover::server::shield::{ClientGone, ShieldLayer};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), stopover::server::shield::ShieldConfigError> {
-//! let shield = ShieldLayer::builder()
-//!     .max_in_flight(256)
-//!     .max_outlive(Duration::from_secs(10))
-//!     .build()?;
-//! let handle = shield.handle();
-//!
-//! let app: Router = Router::new()
-//!     .route("/orders", post(|Extension(gone): Extension<ClientGone>| async move {
-//!         // ... work that must not stop half-way ...
-//!         if gone.is_gone() {
-//!             tracing::info!("order stored; the client left before the answer");
-//!         }
-//!         "stored"
-//!     }))
-//!     .layer(shield);
-//!
-//! // axum::serve(listener, app).with_graceful_shutdown(signal).await?;
-//! // Then let detached shielded work finish:
-//! handle.shutdown().await;
-//! # let _ = app;
-//! # Ok(())
-//! # }
-//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -171,9 +173,6 @@ pub enum ShieldConfigError {
     /// The method list is empty, so nothing would ever be shielded.
     #[error("shield methods list is empty, so no request would be shielded")]
     NoMethods,
-    /// A method is not a valid HTTP method.
-    #[error("shield method `{0}` is not a valid HTTP method")]
-    InvalidMethod(String),
     /// The path rules are empty, so nothing would ever be shielded.
     #[error("shield path rules are empty, so no request would be shielded")]
     NoPaths,
@@ -218,7 +217,7 @@ impl Config {
 #[derive(Debug)]
 pub struct ShieldLayerBuilder {
     /// `None`: every method.
-    methods: Option<Vec<String>>,
+    methods: Option<Vec<Method>>,
     paths: Option<PathRules>,
     ignore: PathRules,
     max_in_flight: usize,
@@ -226,14 +225,23 @@ pub struct ShieldLayerBuilder {
 }
 
 impl ShieldLayerBuilder {
-    /// The methods to shield (case-sensitive). Replaces the default `POST`, `PUT`, `PATCH`,
-    /// `DELETE`, and an earlier [`all_methods`](Self::all_methods).
-    pub fn methods<I, T>(mut self, methods: I) -> Self
+    /// The methods to shield. Replaces the default `POST`, `PUT`, `PATCH`, `DELETE`, and an
+    /// earlier [`all_methods`](Self::all_methods). An empty list makes
+    /// [`build`](Self::build) fail with [`ShieldConfigError::NoMethods`].
+    ///
+    /// ```
+    /// use http::Method;
+    /// use stopover::server::shield::ShieldLayer;
+    ///
+    /// let shield = ShieldLayer::builder().methods([Method::POST]).build()?;
+    /// # let _ = shield;
+    /// # Ok::<(), stopover::server::shield::ShieldConfigError>(())
+    /// ```
+    pub fn methods<I>(mut self, methods: I) -> Self
     where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
+        I: IntoIterator<Item = Method>,
     {
-        self.methods = Some(methods.into_iter().map(Into::into).collect());
+        self.methods = Some(methods.into_iter().collect());
         self
     }
 
@@ -274,16 +282,22 @@ impl ShieldLayerBuilder {
 
     /// Shields only requests matching these rules (and one of the methods, unless
     /// [`all_methods`](Self::all_methods) was called). Default: every path.
-    pub fn paths(mut self, rules: PathRules) -> Self {
-        self.paths = Some(rules);
+    ///
+    /// `rules` is a [`PathMatcher`](crate::server::matcher::PathMatcher), a
+    /// [`PathRule`](crate::server::matcher::PathRule) or a [`PathRules`]; each call adds its
+    /// rules to the earlier ones, as every layer's `urls`, `paths` and `ignore` do. A first call
+    /// with an empty [`PathRules`] makes [`build`](Self::build) fail with
+    /// [`ShieldConfigError::NoPaths`].
+    pub fn paths(mut self, rules: impl Into<PathRules>) -> Self {
+        self.paths.get_or_insert_with(PathRules::new).append(rules);
         self
     }
 
     /// Never shields requests matching these rules (a rule may name methods, so
     /// `PathRule::with_methods(prefix("/stream/"), [POST])` is a path-and-method pair). Default:
-    /// none.
-    pub fn ignore(mut self, rules: PathRules) -> Self {
-        self.ignore = rules;
+    /// none. Each call adds its rules to the earlier ones, as with [`paths`](Self::paths).
+    pub fn ignore(mut self, rules: impl Into<PathRules>) -> Self {
+        self.ignore.append(rules);
         self
     }
 
@@ -307,16 +321,8 @@ impl ShieldLayerBuilder {
     pub fn build(self) -> Result<ShieldLayer, ShieldConfigError> {
         let methods = match self.methods {
             None => None,
-            Some(names) if names.is_empty() => return Err(ShieldConfigError::NoMethods),
-            Some(names) => {
-                let mut methods = Vec::with_capacity(names.len());
-                for name in names {
-                    let method = Method::from_bytes(name.as_bytes())
-                        .map_err(|_| ShieldConfigError::InvalidMethod(name.clone()))?;
-                    methods.push(method);
-                }
-                Some(methods)
-            }
+            Some(methods) if methods.is_empty() => return Err(ShieldConfigError::NoMethods),
+            Some(methods) => Some(methods),
         };
         if self.paths.as_ref().is_some_and(PathRules::is_empty) {
             return Err(ShieldConfigError::NoPaths);
@@ -361,11 +367,12 @@ impl ShieldLayer {
     /// outliving its client by at most [`DEFAULT_MAX_OUTLIVE`].
     pub fn builder() -> ShieldLayerBuilder {
         ShieldLayerBuilder {
-            methods: Some(
-                ["POST", "PUT", "PATCH", "DELETE"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            methods: Some(vec![
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ]),
             paths: None,
             ignore: PathRules::new(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,

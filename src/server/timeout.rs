@@ -1,6 +1,36 @@
 //! Answers a request whose response head is not ready in time with a 504 in the error layer's
 //! JSON shape, with per-path durations and rules to exempt paths or path-and-method pairs.
 //!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{Router, routing::{get, post}};
+//! use http::{Method, StatusCode};
+//! use stopover::server::matcher::{PathMatcher, PathRule};
+//! use stopover::server::timeout::TimeoutLayer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let timeout = TimeoutLayer::builder(Duration::from_secs(10))
+//!     // Slow reports get a minute; the first matching rule wins.
+//!     .path_timeout(PathMatcher::prefix("/reports/")?, Duration::from_secs(60))
+//!     // Event streams and uploads are not limited.
+//!     .ignore(PathMatcher::exact("/events")?)
+//!     .ignore(PathRule::with_methods(PathMatcher::exact("/upload")?, [Method::POST])?)
+//!     .status(StatusCode::SERVICE_UNAVAILABLE)
+//!     .build()?;
+//!
+//! let app: Router = Router::new()
+//!     .route("/events", get(|| async { "stream" }))
+//!     .route("/upload", post(|| async { "stored" }))
+//!     .layer(timeout);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Compared with aiohttp-middlewares and tower-http
+//!
 //! aiohttp-middlewares' `timeout_middleware` raises `TimeoutError`, which its own error
 //! middleware turns into `500 {"detail": ""}`; tower-http's `TimeoutLayer` answers with an
 //! empty body and has one duration for every route. This layer answers with a response, not an
@@ -29,35 +59,6 @@
 //!
 //! The happy path allocates nothing: the only per-request cost is the timer, and the 504 body is
 //! rendered when the layer is built.
-//!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//!
-//! use axum::{Router, routing::{get, post}};
-//! use http::{Method, StatusCode};
-//! use stopover::server::matcher::{PathMatcher, PathRule};
-//! use stopover::server::timeout::TimeoutLayer;
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let timeout = TimeoutLayer::builder()
-//!     .duration(Duration::from_secs(10))
-//!     // Slow reports get a minute; the first matching rule wins.
-//!     .path_timeout(PathMatcher::prefix("/reports/")?, Duration::from_secs(60))
-//!     // Event streams and uploads are not limited.
-//!     .ignore(PathMatcher::exact("/events")?)
-//!     .ignore(PathRule::with_methods(PathMatcher::exact("/upload")?, [Method::POST])?)
-//!     .status(StatusCode::SERVICE_UNAVAILABLE)
-//!     .build()?;
-//!
-//! let app: Router = Router::new()
-//!     .route("/events", get(|| async { "stream" }))
-//!     .route("/upload", post(|| async { "stored" }))
-//!     .layer(timeout);
-//! # Ok(())
-//! # }
-//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -73,7 +74,8 @@ use tokio::time::Sleep;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::error::{ErrorBody, ErrorFormat, HttpError, into_error_response, render};
+use super::body::ErrorBody;
+use super::http_error::{ErrorFormat, HttpError, into_error_response, render};
 use super::matcher::{PathMap, PathRule, PathRules};
 
 const DETAIL: &str = "Request timed out";
@@ -82,9 +84,6 @@ const DETAIL: &str = "Request timed out";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TimeoutConfigError {
-    /// No duration was given to [`TimeoutLayerBuilder::duration`].
-    #[error("the timeout layer needs a duration")]
-    MissingDuration,
     /// A duration is zero, which would time out every request that waits for anything.
     #[error("timeout for {what} is zero; use `ignore` to exempt requests from the timeout")]
     ZeroDuration {
@@ -118,19 +117,13 @@ pub struct TimeoutLayer {
 /// [`TimeoutLayer::builder`].
 #[derive(Clone, Debug)]
 pub struct TimeoutLayerBuilder {
-    duration: Option<Duration>,
+    duration: Duration,
     status: StatusCode,
     ignore: PathRules,
     durations: PathMap<Duration>,
 }
 
 impl TimeoutLayerBuilder {
-    /// How long every request may take to its response head. Required: there is no default.
-    pub fn duration(mut self, duration: Duration) -> Self {
-        self.duration = Some(duration);
-        self
-    }
-
     /// The status of a timed-out request. Default: 504 Gateway Timeout (503 suits a server
     /// behind a proxy that retries 503s; 408 makes browsers resend the request). A status that
     /// is not 4xx or 5xx makes [`build`](Self::build) fail.
@@ -139,10 +132,14 @@ impl TimeoutLayerBuilder {
         self
     }
 
-    /// Exempts requests that `rule` matches from the timeout (a [`PathRule`] with methods
+    /// Exempts requests that `rules` match from the timeout (a [`PathRule`] with methods
     /// exempts only those methods). Any matching rule exempts. Default: none.
-    pub fn ignore(mut self, rule: impl Into<PathRule>) -> Self {
-        self.ignore.push(rule);
+    ///
+    /// `rules` is a [`PathMatcher`](super::matcher::PathMatcher), a [`PathRule`] or a
+    /// [`PathRules`]; each call adds its rules to the earlier ones, as every layer's `urls`,
+    /// `paths` and `ignore` do.
+    pub fn ignore(mut self, rules: impl Into<PathRules>) -> Self {
+        self.ignore.append(rules);
         self
     }
 
@@ -158,11 +155,10 @@ impl TimeoutLayerBuilder {
     ///
     /// # Errors
     ///
-    /// [`TimeoutConfigError::MissingDuration`] without a [`duration`](Self::duration),
     /// [`TimeoutConfigError::ZeroDuration`] when a duration is zero,
     /// [`TimeoutConfigError::NotAnErrorStatus`] when the status is not 4xx or 5xx.
     pub fn build(self) -> Result<TimeoutLayer, TimeoutConfigError> {
-        let duration = self.duration.ok_or(TimeoutConfigError::MissingDuration)?;
+        let duration = self.duration;
         if duration.is_zero() {
             return Err(TimeoutConfigError::ZeroDuration {
                 what: "every request".to_owned(),
@@ -190,10 +186,21 @@ impl TimeoutLayerBuilder {
 }
 
 impl TimeoutLayer {
-    /// A builder; [`duration`](TimeoutLayerBuilder::duration) is required.
-    pub fn builder() -> TimeoutLayerBuilder {
+    /// A builder for a layer that gives every request `duration` to its response head, unless
+    /// a per-path duration or an ignore rule says otherwise. The duration is required: there
+    /// is no default, and a zero duration makes [`build`](TimeoutLayerBuilder::build) fail.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stopover::server::timeout::TimeoutLayer;
+    ///
+    /// let layer = TimeoutLayer::builder(Duration::from_secs(10)).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), stopover::server::timeout::TimeoutConfigError>(())
+    /// ```
+    pub fn builder(duration: Duration) -> TimeoutLayerBuilder {
         TimeoutLayerBuilder {
-            duration: None,
+            duration,
             status: StatusCode::GATEWAY_TIMEOUT,
             ignore: PathRules::new(),
             durations: PathMap::new(),
@@ -323,5 +330,13 @@ where
             Some(ErrorFormat::Json.content_type()),
             this.config.body.clone(),
         )))
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("timer_running", &self.sleep.is_some())
+            .finish_non_exhaustive()
     }
 }

@@ -7,9 +7,13 @@
 //! - `/loop`: 302 to itself
 //! - `/stall`: 200 with the body `part`, then nothing more, never ending
 //! - anything else: 200 `ok`
+//!
+//! Also the one way every test binary serves an app of its own on loopback: [`serve`],
+//! [`serve_with_connect_info`] and [`serve_service`].
 
 #![allow(dead_code)]
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -146,4 +150,47 @@ async fn answer(
         return (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response();
     }
     "ok".into_response()
+}
+
+/// Serves `app` on a free 127.0.0.1 port until the test's runtime ends.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// [`serve`], with axum's `ConnectInfo<SocketAddr>` (the peer address) on every request.
+pub async fn serve_with_connect_info(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, make_service).await.unwrap() });
+    addr
+}
+
+/// Serves any tower service (a layer around a router, a `ServiceBuilder` stack) the way a bare
+/// hyper server would: the outermost layer sees the response exactly as the inner ones made it.
+/// Only the body is boxed into axum's, which `axum::serve` wants.
+pub async fn serve_service<S, B>(service: S) -> SocketAddr
+where
+    S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let service = tower::ServiceExt::map_response(service, |response: http::Response<B>| {
+        response.map(axum::body::Body::new)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, tower::make::Shared::new(service))
+            .await
+            .unwrap()
+    });
+    addr
 }

@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 
 use super::challenge::{RawChallenge, parse_challenges, parse_params, quote};
-use crate::client::proptest_config::config;
+use crate::proptest_config::config;
 
 /// A token (RFC 9110, section 5.6.2).
 fn token() -> impl Strategy<Value = String> {

@@ -295,7 +295,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::super::parse_retry_after;
-    use crate::client::proptest_config::config;
+    use crate::proptest_config::config;
 
     proptest! {
         #![proptest_config(config())]

@@ -347,7 +347,7 @@ mod properties {
     use url::Url;
 
     use super::super::Policy;
-    use crate::client::proptest_config::config;
+    use crate::proptest_config::config;
 
     /// Any IPv4 address, half of them drawn inside the special-purpose blocks, where the
     /// verdicts differ.

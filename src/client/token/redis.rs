@@ -658,4 +658,119 @@ mod tests {
         let store = RedisTokenStore::new("redis://user:s3cr3t@127.0.0.1/").unwrap();
         assert!(!format!("{store:?}").contains("s3cr3t"));
     }
+
+    /// A `redis-server` of the test's own on a free loopback port, stopped by its pid on drop.
+    /// `None` (the test skips) when the program is missing, except under `CI=true`.
+    struct Server {
+        child: std::process::Child,
+        url: String,
+    }
+
+    impl Server {
+        fn start() -> Option<Server> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map(|addr| addr.port())
+                .ok()?;
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(err) if std::env::var_os("CI").is_none() => {
+                    eprintln!("skipped: redis-server could not be started ({err})");
+                    return None;
+                }
+                Err(err) => panic!("redis-server is needed under CI=true: {err}"),
+            };
+            let server = Server {
+                child,
+                url: format!("redis://127.0.0.1:{port}/"),
+            };
+            // Bounded: a server that does not listen within 10 s fails the test.
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Some(server);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("redis-server did not listen on port {port}");
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn fetched(value: &str) -> Fetched {
+        Fetched {
+            token: Token::new(value).expires_in(Duration::from_secs(3600)),
+            refresh_token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_lease_holder_cannot_overwrite_a_newer_token() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = |name: &str| {
+            RedisTokenStore::builder(server.url.clone())
+                .key_prefix("fencing:")
+                .lease(Duration::from_secs(30))
+                .build()
+                .unwrap_or_else(|err| panic!("store {name}: {err}"))
+        };
+        let (stale, newer) = (store("stale"), store("newer"));
+        let first = stale.acquire().await.unwrap().expect("the lease was free");
+        // The first holder stalls past its lease (a pause, a partition): the lease is gone.
+        let mut del = redis::cmd("DEL");
+        del.arg(&stale.inner.keys[0]);
+        let _: i64 = stale.call("test: lease expiry", del).await.unwrap();
+        let second = newer.acquire().await.unwrap().expect("the lease expired");
+        assert!(second.fence > first.fence);
+        assert!(
+            newer
+                .commit(&second, &fetched("newer-token"))
+                .await
+                .unwrap()
+        );
+        // The stale holder's write arrives last and is fenced out.
+        assert!(!stale.commit(&first, &fetched("stale-token")).await.unwrap());
+        let stored = newer
+            .read_access()
+            .await
+            .unwrap()
+            .expect("a token is stored");
+        assert_eq!(stored.value(), "newer-token");
+    }
+
+    #[tokio::test]
+    async fn a_holder_whose_lease_was_not_taken_over_stores_its_token() {
+        let Some(server) = Server::start() else {
+            return;
+        };
+        let store = RedisTokenStore::builder(server.url.clone())
+            .key_prefix("fencing-ok:")
+            .build()
+            .unwrap();
+        let elected = store.acquire().await.unwrap().expect("the lease was free");
+        assert!(
+            store
+                .commit(&elected, &fetched("only-token"))
+                .await
+                .unwrap()
+        );
+        let stored = store
+            .read_access()
+            .await
+            .unwrap()
+            .expect("a token is stored");
+        assert_eq!(stored.value(), "only-token");
+    }
 }

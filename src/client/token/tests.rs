@@ -370,7 +370,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::super::refresh::TokenResponse;
-    use crate::client::proptest_config::config;
+    use crate::proptest_config::config;
 
     proptest! {
         #![proptest_config(config())]
