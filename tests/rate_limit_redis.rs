@@ -314,7 +314,8 @@ async fn four_processes_keep_to_one_limit_in_every_window() {
         return;
     };
     let server = FaultServer::start(|_, _| status(200, "ok")).await;
-    let at = now_ms() + 1500;
+    // Late enough that every child has started on a loaded machine.
+    let at = now_ms() + 3000;
     let mut children: Vec<_> = (0..CHILDREN)
         .map(|_| {
             tokio::process::Command::new(std::env::current_exe().unwrap())
@@ -350,11 +351,12 @@ async fn four_processes_keep_to_one_limit_in_every_window() {
             .count();
         assert!(in_window <= 20 + 5 + 2, "{in_window} arrivals within 1 s");
     }
-    // And the fleet used its quota rather than a quarter of it: 40 requests, 5 at once and
-    // then 20 a second, take about 1.75 s, not 4 times as long.
+    // 40 requests, 5 at once and then 20 a second, take about 1.75 s in all: the processes
+    // shared one quota (each alone would have sent its 10 in 0.25 s) and used all of it (the
+    // upper bound is loose: a child may start late on a loaded machine).
     let span = *arrivals.last().unwrap() - arrivals[0];
-    assert!(span < Duration::from_secs(3), "{span:?}");
     assert!(span > Duration::from_millis(1500), "{span:?}");
+    assert!(span < Duration::from_secs(6), "{span:?}");
 }
 
 /// How many scripts Redis has run since it started.
