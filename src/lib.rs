@@ -171,6 +171,9 @@
 #[cfg(feature = "client")]
 pub mod client;
 
+#[cfg(feature = "client")]
+pub mod resilience;
+
 /// The reqwest this crate is built on, so that its types in this crate's API
 /// (a [`dns::Resolve`](reqwest::dns::Resolve) for
 /// [`ClientBuilder::dns_resolver`](client::ClientBuilder::dns_resolver)) need no separate

@@ -13,6 +13,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use stopover::client::breaker::{CircuitBreaker, CircuitBreakerPolicy, Window};
+use stopover::client::bulkhead::{Bulkhead, BulkheadPolicy};
+use stopover::client::limit::{RateLimit, RateLimitPolicy};
 use stopover::client::retry::{Retry, RetryPolicy};
 use stopover::client::ssrf::Policy;
 use stopover::client::token::{Token, TokenAuth, source_fn};
@@ -188,4 +191,89 @@ async fn ssrf_refusals_are_counted_by_rule() {
         matches!(refusals.as_slice(), [(_, DebugValue::Counter(n))] if *n >= 1),
         "{refusals:?}"
     );
+}
+
+/// A loopback address nothing listens on: every request to it is a connect error.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/", listener.local_addr().unwrap())
+}
+
+fn counter(all: &Series, name: &str, labels: &[(&str, &str)]) -> u64 {
+    series(all, name, labels)
+        .iter()
+        .map(|(_, value)| match value {
+            DebugValue::Counter(n) => *n,
+            other => panic!("{name} is not a counter: {other:?}"),
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn circuit_breaker_transitions_and_refusals_are_counted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    let policy = CircuitBreakerPolicy::builder()
+        .window(Window::Count(1))
+        .minimum_calls(1)
+        .build()
+        .unwrap();
+    let client = Client::builder()
+        .middleware(CircuitBreaker::new(policy))
+        .build()
+        .unwrap();
+    let url = closed_port();
+    assert!(client.get(&url).send().await.unwrap_err().is_connect());
+    assert!(client.get(&url).send().await.unwrap_err().is_circuit_open());
+    let all = snapshot();
+    assert_eq!(
+        counter(
+            &all,
+            "stopover.client.circuit_breaker.transitions",
+            &[("state", "open")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(&all, "stopover.client.circuit_breaker.rejections", &[]),
+        1
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_and_bulkhead_refusals_are_counted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    snapshotter();
+    let limit = RateLimit::new(
+        RateLimitPolicy::builder(1, Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let client = Client::builder().middleware(limit).build().unwrap();
+    let url = closed_port();
+    client.get(&url).send().await.unwrap_err();
+    assert!(client.get(&url).send().await.unwrap_err().is_rate_limited());
+
+    let bulkhead = Bulkhead::new(BulkheadPolicy::builder(1).build().unwrap());
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let key = format!("http://{}", hanging.local_addr().unwrap());
+    let client = Client::builder()
+        .middleware(bulkhead.clone())
+        .build()
+        .unwrap();
+    // The listener never accepts: the first request waits in its backlog, holding the slot.
+    let first = tokio::spawn(client.get(format!("{key}/")).send());
+    while bulkhead.in_flight(&key) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let refused = client.get(format!("{key}/")).send().await.unwrap_err();
+    assert!(refused.is_bulkhead_full(), "{refused}");
+    first.abort();
+
+    let all = snapshot();
+    assert_eq!(
+        counter(&all, "stopover.client.rate_limit.rejections", &[]),
+        1
+    );
+    assert_eq!(counter(&all, "stopover.client.bulkhead.rejections", &[]), 1);
 }

@@ -355,6 +355,23 @@ impl ClientBuilder {
         self
     }
 
+    /// Adds every middleware of `chain`, in its order, after those already added: a ready-made
+    /// stack such as [`StandardPipeline::chain`](crate::resilience::StandardPipeline::chain).
+    ///
+    /// ```
+    /// use stopover::client::{Chain, Client};
+    /// use stopover::client::logging::Logging;
+    ///
+    /// let stack = Chain::new().with(Logging::new());
+    /// let client = Client::builder().middlewares(stack).build()?;
+    /// # let _ = client;
+    /// # Ok::<(), stopover::client::Error>(())
+    /// ```
+    pub fn middlewares(mut self, chain: Chain) -> Self {
+        self.chain = self.chain.then(&chain);
+        self
+    }
+
     /// Sends requests through `proxy`, with the credentials configured on it and no others
     /// (see [`Proxy`]). Several proxies are tried in the order added; the first whose scheme
     /// matches the request is used. Default: none, and the environment's proxy settings

@@ -61,6 +61,17 @@ pub enum ErrorKind {
     /// [`RequestBuilder::body_limit`](super::RequestBuilder::body_limit)); the message names
     /// the limit.
     BodyTooLarge,
+    /// A circuit breaker refused the request without sending it: its circuit for the
+    /// request's key is open, or half-open with every probe already in flight.
+    /// [`Error::retry_after`] tells the time until the next probe may go.
+    CircuitOpen,
+    /// A rate limiter refused the request without sending it: the key's rate is spent, or the
+    /// key is paused by a `Retry-After`, for longer than the limiter lets a request wait.
+    /// [`Error::retry_after`] tells when a request would be let through.
+    RateLimited,
+    /// A bulkhead refused the request without sending it: as many requests as it allows are
+    /// in flight for the key and its queue is full.
+    BulkheadFull,
 }
 
 impl ErrorKind {
@@ -79,6 +90,9 @@ impl ErrorKind {
             ErrorKind::Status => "error status",
             ErrorKind::Decode => "response body could not be decoded",
             ErrorKind::BodyTooLarge => "response body too large",
+            ErrorKind::CircuitOpen => "circuit open",
+            ErrorKind::RateLimited => "rate limited",
+            ErrorKind::BulkheadFull => "bulkhead full",
         }
     }
 }
@@ -164,6 +178,7 @@ enum Detail {
     Conflict([&'static str; 2]),
     /// Reading a response body failed (a timeout of the whole call, past the head).
     Body,
+    RetryAfter(std::time::Duration),
 }
 
 impl Error {
@@ -190,6 +205,39 @@ impl Error {
     /// ```
     pub fn middleware(source: impl Into<BoxError>) -> Self {
         Error::new(ErrorKind::Middleware).with_source(source)
+    }
+
+    /// A circuit breaker's refusal ([`ErrorKind::CircuitOpen`]); `retry_after` is the time
+    /// until the next probe may go, when it is known.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stopover::client::Error;
+    ///
+    /// let err = Error::circuit_open(Some(Duration::from_secs(3)));
+    /// assert!(err.is_circuit_open());
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    /// ```
+    pub fn circuit_open(retry_after: Option<std::time::Duration>) -> Self {
+        Error::new(ErrorKind::CircuitOpen).with_retry_after(retry_after)
+    }
+
+    /// A rate limiter's refusal ([`ErrorKind::RateLimited`]); `retry_after` is when a request
+    /// would be let through, when it is known.
+    pub fn rate_limited(retry_after: Option<std::time::Duration>) -> Self {
+        Error::new(ErrorKind::RateLimited).with_retry_after(retry_after)
+    }
+
+    /// A bulkhead's refusal ([`ErrorKind::BulkheadFull`]).
+    pub fn bulkhead_full() -> Self {
+        Error::new(ErrorKind::BulkheadFull)
+    }
+
+    fn with_retry_after(mut self, retry_after: Option<std::time::Duration>) -> Self {
+        if let Some(wait) = retry_after {
+            self.inner.detail = Detail::RetryAfter(wait);
+        }
+        self
     }
 
     pub(crate) fn builder(message: impl Into<Cow<'static, str>>) -> Self {
@@ -394,6 +442,17 @@ impl Error {
         self.inner.retry.and_then(|(_, gave_up)| gave_up)
     }
 
+    /// How long to wait before the refused request could go: the time until a circuit
+    /// breaker's next probe ([`ErrorKind::CircuitOpen`]) or until a rate limiter lets a
+    /// request through ([`ErrorKind::RateLimited`]). `None` for other errors, and when the
+    /// middleware could not know (a half-open circuit whose probes are all in flight).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self.inner.detail {
+            Detail::RetryAfter(wait) => Some(wait),
+            _ => None,
+        }
+    }
+
     /// The redirects followed before the limit was reached ([`ErrorKind::TooManyRedirects`]).
     pub fn redirect_history(&self) -> Option<&[Redirect]> {
         match &self.inner.detail {
@@ -576,6 +635,21 @@ impl Error {
     pub fn is_decode(&self) -> bool {
         self.kind() == ErrorKind::Decode
     }
+
+    /// True when a circuit breaker refused the request ([`ErrorKind::CircuitOpen`]).
+    pub fn is_circuit_open(&self) -> bool {
+        self.kind() == ErrorKind::CircuitOpen
+    }
+
+    /// True when a rate limiter refused the request ([`ErrorKind::RateLimited`]).
+    pub fn is_rate_limited(&self) -> bool {
+        self.kind() == ErrorKind::RateLimited
+    }
+
+    /// True when a bulkhead refused the request ([`ErrorKind::BulkheadFull`]).
+    pub fn is_bulkhead_full(&self) -> bool {
+        self.kind() == ErrorKind::BulkheadFull
+    }
 }
 
 impl fmt::Debug for Error {
@@ -617,6 +691,9 @@ impl Error {
         }
         if let Some(message) = &self.inner.message {
             write!(out, ": {message}")?;
+        }
+        if let Detail::RetryAfter(wait) = self.inner.detail {
+            write!(out, " (retry after {} ms)", wait.as_millis())?;
         }
         if let Some((attempts, Some(gave_up))) = self.inner.retry {
             let plural = if attempts == 1 { "" } else { "s" };

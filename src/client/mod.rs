@@ -64,17 +64,22 @@
 //! # How the module is laid out
 //!
 //! The core is what every request passes through, read bottom up: the vocabulary middlewares
-//! share ([`Attempt`], [`Attempts`] and [`GaveUp`], [`Origin`], [`Redirect`], [`Redaction`]),
+//! share ([`Attempt`], [`Attempts`] and [`GaveUp`], [`Classifier`] and [`Failure`], [`Origin`],
+//! [`Redirect`], [`Redaction`]),
 //! the error, the request and response, the chain, the redirect loop, the transport step and
 //! its settings, the telemetry, and the SSRF guard the transport owns. The middlewares
-//! ([`retry`], [`logging`], [`token`], [`digest`]) each use the core only and never name each
-//! other: what two of them must agree on (how many attempts a request took, how to redact a
-//! URL) is core vocabulary, so a middleware of your own speaks it as well as the built-in ones.
+//! ([`retry`], [`breaker`], [`limit`], [`bulkhead`], [`hedge`], [`logging`], [`token`],
+//! [`digest`]) each use the core only and never name each other: what two of them must agree
+//! on (how many attempts a request took, how to redact a URL, which outcomes are failures:
+//! the [`Classifier`]) is core vocabulary, so a middleware of your own speaks it as well as
+//! the built-in ones. [`crate::resilience`] composes the resilience middlewares into the
+//! standard pipeline.
 
 // The core, bottom up: vocabulary, messages, engine, the client. A core file never names a
 // middleware (`.ci/layering.py` checks it).
 mod attempt;
 mod body;
+mod classify;
 mod error;
 mod history;
 mod origin;
@@ -107,7 +112,11 @@ mod settings;
 pub mod ssrf;
 
 // The middlewares: each uses the core only, and only this facade names them.
+pub mod breaker;
+pub mod bulkhead;
 pub mod digest;
+pub mod hedge;
+pub mod limit;
 pub mod logging;
 pub mod retry;
 pub mod token;
@@ -115,6 +124,9 @@ pub mod token;
 pub use attempt::{Attempt, Attempts, GaveUp};
 pub use body::Body;
 pub use builder::ClientBuilder;
+pub use classify::{
+    Classifier, DEFAULT_FAILURE_STATUSES, Failure, IDEMPOTENCY_KEY, parse_retry_after,
+};
 pub use client::{Chain, Client, Next};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use history::Redirect;

@@ -125,8 +125,38 @@ pub(crate) fn crosses_origin(from: &Url, to: &Url) -> bool {
         || from.port_or_known_default() != to.port_or_known_default()
 }
 
+/// The origin of `url` as a key for per-origin state (a circuit, a rate, a bulkhead):
+/// `scheme://host:port` with the port always written, made with one allocation. A URL with no
+/// host (which the client never sends) keys as its scheme alone.
+pub(crate) fn origin_key(url: &Url) -> String {
+    use std::fmt::Write as _;
+
+    let scheme = url.scheme();
+    let host = url.host_str().unwrap_or("");
+    let mut key = String::with_capacity(scheme.len() + host.len() + 9);
+    key.push_str(scheme);
+    key.push_str("://");
+    key.push_str(host);
+    if let Some(port) = url.port_or_known_default() {
+        let _ = write!(key, ":{port}");
+    }
+    key
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_origin_key_always_names_the_port() {
+        assert_eq!(
+            origin_key(&url("https://api.example/a?b")),
+            "https://api.example:443"
+        );
+        assert_eq!(
+            origin_key(&url("http://user:pw@127.0.0.1:8080/")),
+            "http://127.0.0.1:8080"
+        );
+    }
+
     use super::*;
 
     fn url(text: &str) -> Url {

@@ -12,10 +12,15 @@ mod span_capture;
 mod support;
 
 mod body_limit;
+mod breaker;
+mod bulkhead;
 mod chain;
 mod credentials;
 mod digest;
+mod hedge;
 mod logging;
+mod pipeline;
+mod rate_limit;
 mod redirects;
 mod request_builder;
 mod reqwest_habits;

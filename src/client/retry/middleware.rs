@@ -1,16 +1,15 @@
 //! [`Retry`]: the middleware that applies a [`RetryPolicy`](super::RetryPolicy).
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
 use tokio::time::Instant;
 
 use crate::client::{
-    Attempt, Attempts, Error, ErrorKind, GaveUp, Middleware, Next, Request, Response, Result,
+    Attempt, Attempts, Error, ErrorKind, Failure, GaveUp, Middleware, Next, Request, Response,
+    Result,
 };
 
 use super::budget::BudgetState;
@@ -57,46 +56,6 @@ impl Retry {
     }
 }
 
-/// What went wrong with an attempt, if it is worth another one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Status(StatusCode),
-    /// The connection could not be made: the request never left, any method may be resent.
-    Connect,
-    Timeout,
-    /// The connection failed after the request was (perhaps) sent: closed or reset before a
-    /// response.
-    Transport,
-}
-
-impl Failure {
-    fn of(outcome: &Result<Response>, policy: &RetryPolicy) -> Option<Failure> {
-        match outcome {
-            Ok(response) if policy.is_retryable_status(response.status()) => {
-                Some(Failure::Status(response.status()))
-            }
-            Ok(_) => None,
-            Err(err) => match err.kind() {
-                ErrorKind::Connect => Some(Failure::Connect),
-                ErrorKind::Timeout => Some(Failure::Timeout),
-                ErrorKind::Transport => Some(Failure::Transport),
-                _ => None,
-            },
-        }
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Status(status) => write!(f, "status {}", status.as_u16()),
-            Failure::Connect => f.write_str("connect error"),
-            Failure::Timeout => f.write_str("timeout"),
-            Failure::Transport => f.write_str("connection closed before a response"),
-        }
-    }
-}
-
 impl Middleware for Retry {
     async fn handle(&self, mut request: Request, next: Next) -> Result<Response> {
         let policy = &*self.policy;
@@ -133,12 +92,12 @@ impl Middleware for Retry {
                     }
                 }
             };
-            let Some(failure) = Failure::of(&outcome, policy) else {
+            let Some(failure) = policy.classifier.classify(&outcome) else {
                 return tag(outcome, attempt, None);
             };
             let gave_up = if attempt >= policy.max_attempts {
                 Some(GaveUp::MaxAttempts)
-            } else if !idempotent && failure != Failure::Connect {
+            } else if !idempotent && !failure.never_sent() {
                 Some(GaveUp::NotIdempotent)
             } else {
                 None

@@ -48,7 +48,8 @@ mod policy;
 mod tests;
 
 pub use crate::client::attempt::{Attempt, Attempts, GaveUp};
+pub use crate::client::classify::{IDEMPOTENCY_KEY, parse_retry_after};
 pub use budget::Budget;
 pub use error::RetryPolicyError;
 pub use middleware::Retry;
-pub use policy::{Delay, IDEMPOTENCY_KEY, RetryPolicy, RetryPolicyBuilder, parse_retry_after};
+pub use policy::{Delay, RetryPolicy, RetryPolicyBuilder};

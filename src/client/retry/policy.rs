@@ -2,23 +2,20 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::client::Result;
+use crate::client::classify::{
+    IDEMPOTENCY_KEY, RandomSource, default_random_source, is_idempotent, retry_after_of, scale,
+};
+use crate::client::{Classifier, Result};
 
 use super::budget::{Budget, BudgetState};
 use super::error::RetryPolicyError;
 
-/// The header that marks a request as safe to replay even if its method is not idempotent.
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
 /// A source of wall-clock time, used to turn a `Retry-After` HTTP-date into a delay.
 type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-/// A source of uniformly distributed random `u64`s, used for jitter.
-type RandomSource = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// A retry policy: which requests and outcomes are retried, how often, and how long to wait.
 ///
@@ -27,7 +24,7 @@ type RandomSource = Arc<dyn Fn() -> u64 + Send + Sync>;
 #[derive(Clone)]
 pub struct RetryPolicy {
     pub(super) max_attempts: u32,
-    pub(super) statuses: Vec<StatusCode>,
+    pub(super) classifier: Classifier,
     pub(super) retry_non_idempotent: bool,
     pub(super) base_delay: Duration,
     pub(super) max_delay: Duration,
@@ -42,7 +39,7 @@ impl fmt::Debug for RetryPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("max_attempts", &self.max_attempts)
-            .field("statuses", &self.statuses)
+            .field("statuses", &self.classifier.statuses())
             .field("retry_non_idempotent", &self.retry_non_idempotent)
             .field("base_delay", &self.base_delay)
             .field("max_delay", &self.max_delay)
@@ -57,7 +54,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 3,
-            statuses: DEFAULT_STATUSES.to_vec(),
+            classifier: Classifier::default(),
             retry_non_idempotent: false,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(10),
@@ -69,15 +66,6 @@ impl Default for RetryPolicy {
         }
     }
 }
-
-const DEFAULT_STATUSES: [StatusCode; 6] = [
-    StatusCode::REQUEST_TIMEOUT,
-    StatusCode::TOO_MANY_REQUESTS,
-    StatusCode::INTERNAL_SERVER_ERROR,
-    StatusCode::BAD_GATEWAY,
-    StatusCode::SERVICE_UNAVAILABLE,
-    StatusCode::GATEWAY_TIMEOUT,
-];
 
 impl RetryPolicy {
     /// Starts a policy from the defaults: 3 attempts in all, statuses 408, 429, 500, 502, 503
@@ -101,7 +89,13 @@ impl RetryPolicy {
 
     /// Whether a response with this status is worth another attempt.
     pub fn is_retryable_status(&self, status: StatusCode) -> bool {
-        self.statuses.contains(&status)
+        self.classifier.classify_status(status).is_some()
+    }
+
+    /// The classifier that decides which outcomes are failures worth another attempt; the
+    /// same type the circuit breaker counts failures with.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
     }
 
     /// Whether a request with this method and these headers may be sent more than once.
@@ -121,10 +115,7 @@ impl RetryPolicy {
     /// [`retry_after_cap`](RetryPolicyBuilder::retry_after_cap); otherwise the delay is drawn
     /// uniformly from zero to `min(max, base * 2^(retry - 1))` ("full jitter").
     pub fn delay(&self, retry: u32, headers: Option<&HeaderMap>) -> Delay {
-        let retry_after = headers
-            .and_then(|headers| headers.get(http::header::RETRY_AFTER))
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| parse_retry_after(value, (self.wall_clock)()));
+        let retry_after = headers.and_then(|headers| retry_after_of(headers, (self.wall_clock)()));
         match retry_after {
             Some(wait) => Delay::RetryAfter(wait.min(self.retry_after_cap)),
             None => Delay::Backoff(self.backoff(retry)),
@@ -133,10 +124,7 @@ impl RetryPolicy {
 
     /// The jittered exponential backoff before retry number `retry` (1 for the first retry).
     pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self.backoff_ceiling(retry);
-        let fraction = (self.random)();
-        let nanos = ceiling.as_nanos() * u128::from(fraction) / u128::from(u64::MAX);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        scale(self.backoff_ceiling(retry), (self.random)())
     }
 
     /// The upper bound of the backoff before retry number `retry`: `min(max, base * 2^(retry - 1))`.
@@ -173,47 +161,6 @@ impl Delay {
     }
 }
 
-fn is_idempotent(method: &Method) -> bool {
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PUT,
-        Method::DELETE,
-    ]
-    .contains(method)
-}
-
-/// Parses a `Retry-After` value (RFC 9110, section 10.2.3) into a wait from `now`.
-///
-/// Accepts delta-seconds (`120`) and an HTTP-date (`Fri, 31 Dec 1999 23:59:59 GMT`, and the
-/// two obsolete date forms). A date in the past is a wait of zero. Anything else, including a
-/// negative or fractional number, is `None`, so the caller falls back to its own backoff.
-///
-/// ```
-/// use std::time::{Duration, SystemTime};
-/// use stopover::client::retry::parse_retry_after;
-///
-/// let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
-/// assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-/// assert_eq!(
-///     parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
-///     Some(Duration::from_secs(10)),
-/// );
-/// assert_eq!(parse_retry_after("soon", now), None);
-/// ```
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // An absurdly long number is still a number: saturate, the cap applies later.
-        let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`].
 #[derive(Debug, Clone)]
 pub struct RetryPolicyBuilder {
@@ -231,7 +178,15 @@ impl RetryPolicyBuilder {
     /// The response statuses that are retried. Default 408, 429, 500, 502, 503 and 504.
     /// Statuses below 400 are refused when the policy is built.
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        self.policy.statuses = statuses.into_iter().collect();
+        self.policy.classifier = Classifier::new(statuses);
+        self
+    }
+
+    /// The classifier deciding which outcomes are retried, in place of
+    /// [`statuses`](Self::statuses): share one with a circuit breaker so that both count the
+    /// same failures. Default [`Classifier::default`] (the statuses above).
+    pub fn classifier(mut self, classifier: Classifier) -> Self {
+        self.policy.classifier = classifier;
         self
     }
 
@@ -301,7 +256,12 @@ impl RetryPolicyBuilder {
         if policy.max_attempts == 0 {
             return Err(RetryPolicyError::ZeroAttempts);
         }
-        if let Some(status) = policy.statuses.iter().find(|status| status.as_u16() < 400) {
+        if let Some(status) = policy
+            .classifier
+            .statuses()
+            .iter()
+            .find(|status| status.as_u16() < 400)
+        {
             return Err(RetryPolicyError::NotAnErrorStatus(*status));
         }
         if policy.base_delay > policy.max_delay {
@@ -318,24 +278,4 @@ impl RetryPolicyBuilder {
         }
         Ok(policy)
     }
-}
-
-/// A SplitMix64 sequence seeded from the operating system: cheap, lock-free, and more than
-/// random enough to spread retries apart.
-fn default_random_source() -> RandomSource {
-    let seed = getrandom::u64().unwrap_or_else(|_| {
-        // No OS randomness: the time still differs between processes, which is all jitter needs.
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0x9e37_79b9_7f4a_7c15, |since| since.as_nanos() as u64)
-    });
-    let state = AtomicU64::new(seed);
-    Arc::new(move || {
-        let mut z = state
-            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-            .wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    })
 }

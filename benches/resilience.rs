@@ -1,0 +1,114 @@
+//! What each resilience middleware costs a request on a healthy upstream, in process: each
+//! client ends in a middleware that answers without the network, so the figures are the
+//! middleware's own cost (and building the request) over a client with no resilience.
+//!
+//! `cargo bench -p stopover-benches --bench resilience` prints allocations per request
+//! (exact, counting allocator). `RESILIENCE_PROFILE=<stack>` sends 20,000 requests through
+//! one stack and exits, for `valgrind --tool=callgrind` (instructions per request):
+//!
+//! ```text
+//! for s in none retry breaker limit bulkhead hedge pipeline; do
+//!   RESILIENCE_PROFILE=$s valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     --toggle-collect='tokio::runtime::runtime::Runtime::block_on*' $BIN 2>&1 | grep Collected
+//! done
+//! ```
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use stopover::client::breaker::CircuitBreaker;
+use stopover::client::bulkhead::{Bulkhead, BulkheadPolicy};
+use stopover::client::hedge::{Hedge, HedgePolicy};
+use stopover::client::limit::{RateLimit, RateLimitPolicy};
+use stopover::client::retry::Retry;
+use stopover::client::{Chain, Client, Next, Request, Response, from_fn};
+use stopover::resilience::StandardPipeline;
+
+#[global_allocator]
+static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
+
+const URL: &str = "http://127.0.0.1:9/items?page=1";
+const STACKS: [&str; 7] = [
+    "none", "retry", "breaker", "limit", "bulkhead", "hedge", "pipeline",
+];
+const PROFILE_REQUESTS: usize = 20_000;
+
+fn stack(name: &str) -> Chain {
+    let generous = || {
+        RateLimitPolicy::builder(1_000_000_000, Duration::from_secs(1))
+            .build()
+            .expect("a valid rate")
+    };
+    match name {
+        "none" => Chain::new(),
+        "retry" => Chain::new().with(Retry::default()),
+        "breaker" => Chain::new().with(CircuitBreaker::default()),
+        "limit" => Chain::new().with(RateLimit::new(generous())),
+        "bulkhead" => Chain::new().with(Bulkhead::new(
+            BulkheadPolicy::builder(1000)
+                .build()
+                .expect("a valid bulkhead"),
+        )),
+        "hedge" => Chain::new().with(Hedge::new(
+            HedgePolicy::builder().build().expect("a valid policy"),
+        )),
+        "pipeline" => StandardPipeline::builder()
+            .rate_limit(RateLimit::new(generous()))
+            .build()
+            .expect("a valid pipeline")
+            .chain(),
+        other => panic!("no stack {other}"),
+    }
+}
+
+fn client(name: &str) -> Client {
+    Client::builder()
+        .middlewares(stack(name))
+        .middleware(from_fn(|req: Request, _next: Next| async move {
+            Ok(Response::from_http(
+                http::Response::new(bytes::Bytes::new()),
+                req.url().clone(),
+            ))
+        }))
+        .build()
+        .expect("the client builds")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn main() {
+    let rt = runtime();
+    if let Ok(target) = std::env::var("RESILIENCE_PROFILE") {
+        let client = client(&target);
+        rt.block_on(async {
+            for _ in 0..PROFILE_REQUESTS {
+                black_box(client.get(URL).send().await.expect("answered"));
+            }
+        });
+        return;
+    }
+    println!("allocations per request on a healthy upstream (exact, counting allocator)");
+    println!("| stack | allocations | over none |");
+    println!("|---|---|---|");
+    let mut none = 0.0;
+    for name in STACKS {
+        let client = client(name);
+        let (allocations, _) = counting_alloc::per_call(2_000, || {
+            rt.block_on(async {
+                black_box(client.get(URL).send().await.expect("answered"));
+            })
+        });
+        if name == "none" {
+            none = allocations;
+        }
+        println!("| {name} | {allocations:.1} | {:+.1} |", allocations - none);
+    }
+}

@@ -1,0 +1,380 @@
+//! [`RedisRateLimit`]: the same GCRA limit shared by every replica through Redis, with a shared
+//! `Retry-After` pause (feature `redis`).
+//!
+//! Each decision is one atomic Lua script on Redis, timed by Redis's own clock (`TIME`), so
+//! that replicas with skewed clocks neither mint nor lose quota. A refusal is remembered
+//! locally until the time it names (the turn only moves later), so a replica that is refused
+//! does not ask Redis again before it could be let through. A 429 or 503 with `Retry-After`
+//! seen by one replica pauses the key for all of them. Every Redis call is bounded by
+//! [`call_timeout`](RedisRateLimit::call_timeout); when Redis cannot be reached, the limiter
+//! does what [`when_unreachable`](RedisRateLimit::when_unreachable) says, never hangs.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stopover::client::Client;
+//! use stopover::client::limit::{RateLimitPolicy, RedisRateLimit, Unreachable};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // The account's quota, 100 a minute, shared by every replica;
+//! // 25 a minute each if Redis is down.
+//! let quota = RateLimitPolicy::builder(100, Duration::from_secs(60)).burst(10).build()?;
+//! let fallback = RateLimitPolicy::builder(25, Duration::from_secs(60)).burst(3).build()?;
+//! let limit = RedisRateLimit::new(redis::Client::open("redis://127.0.0.1/")?, quota)
+//!     .key(|_| "openai-account-1".to_owned())
+//!     .when_unreachable(Unreachable::Local(fallback));
+//! let client = Client::builder().middleware(limit).build()?;
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use http::StatusCode;
+use tokio::time::Instant;
+
+use crate::client::classify::retry_after_of;
+use crate::client::origin::origin_key;
+use crate::client::{Error, Middleware, Next, Request, Response, Result};
+
+use super::gcra::Cell;
+use super::policy::RateLimitPolicy;
+
+type KeyFn = Arc<dyn Fn(&Request) -> String + Send + Sync>;
+
+/// GCRA on Redis's clock. KEYS: the TAT and the pause of one key. ARGV: the interval, the
+/// tolerance and the longest wait, in microseconds. Returns `{1, wait}` when the request may go
+/// after `wait` (its turn is taken), `{0, wait}` when it would wait longer than allowed.
+const TAKE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local go = tat - tolerance
+if go < now then go = now end
+local paused = tonumber(redis.call('GET', KEYS[2]) or 0)
+if paused > go then go = paused end
+local wait = go - now
+if wait > max_wait then return {0, wait} end
+local new_tat = math.max(tat, go) + interval
+local ttl_ms = math.ceil((new_tat - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
+return {1, wait}
+";
+
+/// Pauses a key until Redis's now plus ARGV[1] microseconds, unless a longer pause is set.
+const PAUSE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or 0)
+if now + wait > current then
+  redis.call('SET', KEYS[1], string.format('%d', now + wait), 'PX', math.ceil(wait / 1000) + 1)
+end
+return 1
+";
+
+/// What a [`RedisRateLimit`] does when Redis cannot be reached (or does not answer within the
+/// call timeout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unreachable {
+    /// Refuse the request with
+    /// [`ErrorKind::RateLimited`](crate::client::ErrorKind::RateLimited) (no `retry_after`):
+    /// never more than the fleet's quota, at the price of no requests while Redis is down.
+    FailClosed,
+    /// Limit each replica in process with this policy, typically the fleet's quota divided
+    /// by the number of replicas.
+    Local(RateLimitPolicy),
+}
+
+/// The fleet-wide rate limit middleware: the [`RateLimitPolicy`] of every replica counted in
+/// one place, Redis; see the [module](self) for how.
+///
+/// Cheap to clone; clones share their connection and their local state. Refusals and pauses
+/// are the same tracing events and metrics as [`RateLimit`](super::RateLimit)'s, and Redis
+/// unreachable is the event `rate limit store unreachable` and the count
+/// `stopover.client.rate_limit.store_errors`.
+#[derive(Clone)]
+pub struct RedisRateLimit {
+    policy: Arc<RateLimitPolicy>,
+    key: KeyFn,
+    prefix: Arc<str>,
+    call_timeout: Duration,
+    unreachable: Arc<Unreachable>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: ::redis::Client,
+    connection: tokio::sync::OnceCell<ConnectionManager>,
+    /// Per key, the earliest a request could be let through, as Redis last said.
+    blocked: Mutex<HashMap<String, Instant>>,
+    /// The local limit used while Redis cannot be reached.
+    fallback: Mutex<HashMap<String, Cell>>,
+}
+
+impl fmt::Debug for RedisRateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRateLimit")
+            .field("policy", &self.policy)
+            .field("prefix", &self.prefix)
+            .field("call_timeout", &self.call_timeout)
+            .field("unreachable", &self.unreachable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a Redis call gave no answer.
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    #[error("Redis {operation} failed: {source}")]
+    Redis {
+        operation: &'static str,
+        source: ::redis::RedisError,
+    },
+    #[error("Redis {operation} did not answer within {timeout:?}")]
+    Timeout {
+        operation: &'static str,
+        timeout: Duration,
+    },
+}
+
+impl RedisRateLimit {
+    /// A limiter applying `policy` to every replica that uses the same Redis (through
+    /// `client`, made with `redis::Client::open(url)?`) and the same key prefix, with one rate
+    /// per origin. Defaults: key prefix `stopover:rate:`, call timeout 1 s,
+    /// [`Unreachable::FailClosed`].
+    pub fn new(client: ::redis::Client, policy: RateLimitPolicy) -> Self {
+        RedisRateLimit {
+            policy: Arc::new(policy),
+            key: Arc::new(|request: &Request| origin_key(request.url())),
+            prefix: Arc::from("stopover:rate:"),
+            call_timeout: Duration::from_secs(1),
+            unreachable: Arc::new(Unreachable::FailClosed),
+            shared: Arc::new(Shared {
+                client,
+                connection: tokio::sync::OnceCell::new(),
+                blocked: Mutex::new(HashMap::new()),
+                fallback: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// What the rate is kept per, as [`RateLimit::key`](super::RateLimit::key). Default: the
+    /// origin.
+    pub fn key(mut self, key: impl Fn(&Request) -> String + Send + Sync + 'static) -> Self {
+        self.key = Arc::new(key);
+        self
+    }
+
+    /// The prefix of the Redis keys, so that several limits share one Redis. Default
+    /// `stopover:rate:`. A key is stored as `{prefix}{{key}}:tat` and `{prefix}{{key}}:pause`
+    /// (one hash slot per key on a Redis cluster).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Arc::from(prefix.into());
+        self
+    }
+
+    /// The longest one Redis call may take, connecting included, before Redis counts as
+    /// unreachable for that request. Default 1 s; a zero timeout makes every call fail.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// What to do when Redis cannot be reached. Default [`Unreachable::FailClosed`].
+    pub fn when_unreachable(mut self, choice: Unreachable) -> Self {
+        self.unreachable = Arc::new(choice);
+        self
+    }
+
+    async fn connection(&self) -> std::result::Result<ConnectionManager, StoreError> {
+        let timeout = self.call_timeout;
+        let shared = &*self.shared;
+        shared
+            .connection
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(timeout);
+                ConnectionManager::new_lazy_with_config(shared.client.clone(), config).map_err(
+                    |source| StoreError::Redis {
+                        operation: "connect",
+                        source,
+                    },
+                )
+            })
+            .await
+            .cloned()
+    }
+
+    /// One script, bounded by the call timeout.
+    async fn eval<T: ::redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &str,
+        keys: &[String],
+        args: &[u64],
+    ) -> std::result::Result<T, StoreError> {
+        let timeout = self.call_timeout;
+        let call = async {
+            let mut connection = self.connection().await?;
+            let mut cmd = ::redis::cmd("EVAL");
+            cmd.arg(script).arg(keys.len());
+            for key in keys {
+                cmd.arg(key);
+            }
+            for arg in args {
+                cmd.arg(*arg);
+            }
+            cmd.query_async(&mut connection)
+                .await
+                .map_err(|source| StoreError::Redis { operation, source })
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or(Err(StoreError::Timeout { operation, timeout }))
+    }
+
+    fn redis_key(&self, key: &str, part: &str) -> String {
+        format!("{}{{{key}}}:{part}", self.prefix)
+    }
+
+    /// Whether Redis said, not long ago, that no request for `key` could go before an instant
+    /// further away than the longest wait: then the answer is known without asking.
+    fn known_refusal(&self, key: &str, now: Instant) -> Option<Duration> {
+        let blocked = lock(&self.shared.blocked);
+        let until = *blocked.get(key)?;
+        let wait = until.checked_duration_since(now)?;
+        (wait > self.policy.max_wait).then_some(wait)
+    }
+
+    fn remember_refusal(&self, key: &str, until: Instant) {
+        let mut blocked = lock(&self.shared.blocked);
+        let now = Instant::now();
+        if blocked.len() >= self.policy.max_keys {
+            blocked.retain(|_, until| *until > now);
+        }
+        blocked.insert(key.to_owned(), until);
+    }
+
+    /// A turn from Redis: `Ok(wait)` to go after `wait`, `Err(Some(wait))` refused,
+    /// `Err(None)` refused because Redis is unreachable and the limiter fails closed.
+    async fn take(&self, key: &str) -> std::result::Result<Duration, Option<Duration>> {
+        let now = Instant::now();
+        if let Some(wait) = self.known_refusal(key, now) {
+            return Err(Some(wait));
+        }
+        let policy = &*self.policy;
+        let micros = |duration: Duration| u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let keys = [self.redis_key(key, "tat"), self.redis_key(key, "pause")];
+        let args = [
+            micros(policy.interval),
+            micros(policy.interval * (policy.burst - 1)),
+            micros(policy.max_wait),
+        ];
+        match self
+            .eval::<(u8, i64)>("rate limit", TAKE, &keys, &args)
+            .await
+        {
+            Ok((allowed, wait)) => {
+                let wait = Duration::from_micros(wait.max(0).unsigned_abs());
+                if allowed == 1 {
+                    Ok(wait)
+                } else {
+                    self.remember_refusal(key, now + wait);
+                    Err(Some(wait))
+                }
+            }
+            Err(err) => {
+                tracing::warn!(key, error = %err, "rate limit store unreachable");
+                #[cfg(feature = "metrics")]
+                ::metrics::counter!("stopover.client.rate_limit.store_errors").increment(1);
+                match &*self.unreachable {
+                    Unreachable::FailClosed => Err(None),
+                    Unreachable::Local(fallback) => {
+                        let mut cells = lock(&self.shared.fallback);
+                        if !cells.contains_key(key) && cells.len() >= fallback.max_keys {
+                            cells.retain(|_, cell| !cell.is_idle(now));
+                        }
+                        cells
+                            .entry(key.to_owned())
+                            .or_insert_with(|| Cell::new(now))
+                            .take(fallback, now)
+                            .map_err(Some)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, key: &str, wait: Duration) {
+        let wait = wait.min(self.policy.retry_after_cap);
+        tracing::info!(
+            key,
+            pause_ms = wait.as_millis() as u64,
+            "rate limit paused by Retry-After"
+        );
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!("stopover.client.rate_limit.pauses").increment(1);
+        if let Some(until) = Instant::now().checked_add(wait) {
+            self.remember_refusal(key, until);
+        }
+        let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+        let keys = [self.redis_key(key, "pause")];
+        if let Err(err) = self.eval::<i64>("pause", PAUSE, &keys, &[micros]).await {
+            tracing::warn!(key, error = %err, "rate limit store unreachable");
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change under these locks is one insert or assignment: nothing is left half-done.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Middleware for RedisRateLimit {
+    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
+        let key = (self.key)(&request);
+        match self.take(&key).await {
+            Ok(wait) if wait.is_zero() => {}
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(retry_after) => {
+                tracing::debug!(key, "rate limit refused the request");
+                #[cfg(feature = "metrics")]
+                ::metrics::counter!("stopover.client.rate_limit.rejections").increment(1);
+                let err = Error::rate_limited(retry_after).with_url(request.url().clone());
+                return Err(match retry_after {
+                    Some(_) => err,
+                    None => err.with_message("the rate limit store is unreachable"),
+                });
+            }
+        }
+        let outcome = next.run(request).await;
+        if self.policy.pause_on_retry_after {
+            if let Ok(response) = &outcome {
+                let status = response.status();
+                if status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::SERVICE_UNAVAILABLE
+                {
+                    if let Some(wait) = retry_after_of(response.headers(), SystemTime::now()) {
+                        self.pause(&key, wait).await;
+                    }
+                }
+            }
+        }
+        outcome
+    }
+}

@@ -1,0 +1,418 @@
+//! The fleet-wide rate limit against a real `redis-server`: several limiters, each with its own
+//! connection, stand for the replicas of a fleet.
+//!
+//! Each test starts its own `redis-server` on a free 127.0.0.1 port and kills it when done.
+//! Without `redis-server` the tests say so and pass, except under `CI=true`, where they fail.
+//! These run on the real clock: Redis's `TIME` is the clock every replica shares.
+
+mod fault_server;
+
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fault_server::{Answer, FaultServer, status};
+use stopover::client::Client;
+use stopover::client::limit::{RateLimitPolicy, RedisRateLimit, Unreachable};
+
+/// A `redis-server` of our own; killed when dropped.
+struct RedisServer {
+    port: u16,
+    process: std::process::Child,
+}
+
+impl RedisServer {
+    fn start() -> Option<RedisServer> {
+        let port = free_port();
+        let process = match std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(process) => process,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "redis-server is not installed; CI must install it (see .ci/run)"
+                );
+                eprintln!("SKIPPED: redis-server is not installed");
+                return None;
+            }
+            Err(err) => panic!("redis-server did not start: {err}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(RedisServer { port, process })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `n` replicas: each a client with its own limiter and its own Redis connection.
+fn replicas(url: &str, policy: &RateLimitPolicy, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let redis = redis::Client::open(url).unwrap();
+            let limit = RedisRateLimit::new(redis, policy.clone());
+            Client::builder().middleware(limit).build().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn replicas_share_one_limit_and_never_pass_the_burst_together() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    // One a minute with a burst of 3: within the test, exactly 3 requests may go in all.
+    let policy = RateLimitPolicy::builder(1, Duration::from_secs(60))
+        .burst(3)
+        .build()
+        .unwrap();
+    let fleet = replicas(&redis.url(), &policy, 4);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in &fleet {
+        for _ in 0..5 {
+            tasks.spawn(client.get(server.url("/")).send());
+        }
+    }
+    let (mut sent, mut refused) = (0, 0);
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.unwrap() {
+            Ok(_) => sent += 1,
+            Err(err) => {
+                assert!(err.is_rate_limited(), "{err}");
+                let wait = err.retry_after().expect("a refusal tells the wait");
+                assert!(wait > Duration::from_secs(50), "{wait:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((sent, refused), (3, 17));
+    assert_eq!(server.hits(), 3);
+}
+
+#[tokio::test]
+async fn a_request_within_the_bound_waits_for_the_fleet_turn() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let policy = RateLimitPolicy::builder(4, Duration::from_secs(1))
+        .burst(1)
+        .max_wait(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let fleet = replicas(&redis.url(), &policy, 2);
+    for client in &fleet {
+        client.get(server.url("/")).send().await.unwrap();
+    }
+    let seen = server.seen();
+    let gap = seen[1].at - seen[0].at;
+    assert!(
+        gap >= Duration::from_millis(240),
+        "the second replica waited {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_seen_by_one_replica_pauses_every_replica() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, index| {
+        if index == 0 {
+            Answer::new(429).header("retry-after", "2").reply()
+        } else {
+            status(200, "ok")
+        }
+    })
+    .await;
+    let policy = RateLimitPolicy::builder(100, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let fleet = replicas(&redis.url(), &policy, 4);
+    let first = fleet[0].get(server.url("/")).send().await.unwrap();
+    assert_eq!(first.status(), 429);
+    for client in &fleet[1..] {
+        let err = client.get(server.url("/")).send().await.unwrap_err();
+        assert!(err.is_rate_limited(), "{err}");
+        let wait = err.retry_after().unwrap();
+        assert!(
+            wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+    }
+    assert_eq!(server.hits(), 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for client in &fleet {
+        assert_eq!(
+            client.get(server.url("/")).send().await.unwrap().status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn redis_unreachable_fails_closed_within_the_call_timeout() {
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let nobody = format!("redis://127.0.0.1:{}/", free_port());
+    let policy = RateLimitPolicy::builder(100, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let limit = RedisRateLimit::new(redis::Client::open(nobody).unwrap(), policy)
+        .call_timeout(Duration::from_millis(300));
+    let client = Client::builder().middleware(limit).build().unwrap();
+    let started = std::time::Instant::now();
+    let err = client.get(server.url("/")).send().await.unwrap_err();
+    assert!(err.is_rate_limited(), "{err}");
+    assert_eq!(err.retry_after(), None);
+    assert!(err.to_string().contains("unreachable"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn redis_unreachable_falls_back_to_the_local_limit_when_asked() {
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let nobody = format!("redis://127.0.0.1:{}/", free_port());
+    let policy = RateLimitPolicy::builder(100, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let fallback = RateLimitPolicy::builder(1, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let limit = RedisRateLimit::new(redis::Client::open(nobody).unwrap(), policy)
+        .call_timeout(Duration::from_millis(300))
+        .when_unreachable(Unreachable::Local(fallback));
+    let client = Client::builder().middleware(limit).build().unwrap();
+    assert_eq!(
+        client.get(server.url("/")).send().await.unwrap().status(),
+        200
+    );
+    let err = client.get(server.url("/")).send().await.unwrap_err();
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(err.retry_after().is_some());
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test]
+async fn redis_killed_mid_run_gives_the_chosen_behaviour_and_no_hang() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let policy = RateLimitPolicy::builder(100, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let limit = RedisRateLimit::new(redis::Client::open(redis.url()).unwrap(), policy)
+        .call_timeout(Duration::from_millis(300));
+    let client = Client::builder().middleware(limit).build().unwrap();
+    assert_eq!(
+        client.get(server.url("/")).send().await.unwrap().status(),
+        200
+    );
+    drop(redis);
+    let started = std::time::Instant::now();
+    let err = client.get(server.url("/")).send().await.unwrap_err();
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.hits(), 1);
+}
+
+const CHILDREN: usize = 4;
+const REQUESTS_PER_CHILD: usize = 10;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The fleet's limit: 20 a second with a burst of 5, waiting up to 5 s for a turn.
+fn fleet_policy() -> RateLimitPolicy {
+    RateLimitPolicy::builder(20, Duration::from_secs(1))
+        .burst(5)
+        .max_wait(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// One member of the fleet (started by the test below; does nothing when run by itself): at
+/// the agreed instant, sends its requests all at once; fails unless every one succeeds.
+#[test]
+fn fleet_child() {
+    if std::env::var_os("STOPOVER_LIMIT_CHILD").is_none() {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap();
+    let (redis_url, target, prefix) =
+        (var("FLEET_REDIS"), var("FLEET_TARGET"), var("FLEET_PREFIX"));
+    let at: u64 = var("FLEET_AT").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let limit = RedisRateLimit::new(redis::Client::open(redis_url).unwrap(), fleet_policy())
+            .key_prefix(prefix)
+            .key(|_| "account".to_owned());
+        let client = Client::builder().middleware(limit).build().unwrap();
+        tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+        let requests = (0..REQUESTS_PER_CHILD).map(|_| {
+            let (client, target) = (client.clone(), target.clone());
+            tokio::spawn(async move { client.get(target).send().await.map(|r| r.status()) })
+        });
+        for request in futures_util::future::join_all(requests).await {
+            let status = request
+                .unwrap()
+                .expect("every request gets its turn within 5 s");
+            assert_eq!(status, 200);
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_keep_to_one_limit_in_every_window() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    // Late enough that every child has started on a loaded machine.
+    let at = now_ms() + 3000;
+    let mut children: Vec<_> = (0..CHILDREN)
+        .map(|_| {
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args(["fleet_child", "--exact", "--nocapture", "--test-threads=1"])
+                .env("STOPOVER_LIMIT_CHILD", "1")
+                .env("FLEET_REDIS", redis.url())
+                .env("FLEET_TARGET", server.url("/"))
+                .env("FLEET_PREFIX", format!("test:{at}:"))
+                .env("FLEET_AT", at.to_string())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("the test binary starts again")
+        })
+        .collect();
+    for child in &mut children {
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("a child process hung")
+            .unwrap();
+        assert!(status.success(), "a child failed");
+    }
+    let mut arrivals: Vec<_> = server.seen().iter().map(|seen| seen.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), CHILDREN * REQUESTS_PER_CHILD);
+    // 20 a second and a burst of 5: at most 25 turns are granted in any second. Arrivals can
+    // bunch up a little more than grants (a request granted earlier may arrive later than
+    // the next one): 2 more are tolerated for that, no more.
+    for (i, start) in arrivals.iter().enumerate() {
+        let in_window = arrivals[i..]
+            .iter()
+            .take_while(|t| **t < *start + Duration::from_secs(1))
+            .count();
+        assert!(in_window <= 20 + 5 + 2, "{in_window} arrivals within 1 s");
+    }
+    // 40 requests, 5 at once and then 20 a second, take about 1.75 s in all: the processes
+    // shared one quota (each alone would have sent its 10 in 0.25 s) and used all of it (the
+    // upper bound is loose: a child may start late on a loaded machine).
+    let span = *arrivals.last().unwrap() - arrivals[0];
+    assert!(span > Duration::from_millis(1500), "{span:?}");
+    assert!(span < Duration::from_secs(6), "{span:?}");
+}
+
+/// How many scripts Redis has run since it started.
+async fn scripts_run(url: &str) -> u64 {
+    let mut connection = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| line.split("calls=").nth(1))
+        .filter_map(|rest| rest.split(',').next())
+        .map(|calls| calls.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn far_from_the_limit_each_request_costs_one_round_trip() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let policy = RateLimitPolicy::builder(1000, Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let client = &replicas(&redis.url(), &policy, 1)[0];
+    let before = scripts_run(&redis.url()).await;
+    for _ in 0..20 {
+        client.get(server.url("/")).send().await.unwrap();
+    }
+    assert_eq!(scripts_run(&redis.url()).await - before, 20);
+}
+
+#[tokio::test]
+async fn past_the_limit_a_refusal_is_remembered_and_costs_no_round_trip() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let policy = RateLimitPolicy::builder(1, Duration::from_secs(60))
+        .burst(1)
+        .build()
+        .unwrap();
+    let client = &replicas(&redis.url(), &policy, 1)[0];
+    let before = scripts_run(&redis.url()).await;
+    client.get(server.url("/")).send().await.unwrap();
+    for _ in 0..20 {
+        assert!(client.get(server.url("/")).send().await.is_err());
+    }
+    // One for the request that went, one for the first refusal; the other 19 were answered
+    // from what that refusal said.
+    assert_eq!(scripts_run(&redis.url()).await - before, 2);
+}
