@@ -42,9 +42,9 @@
 //! `RateLimit` (a fixed window per service instance, up to twice the rate across a window
 //! boundary) and tower-resilience's limiters, it is per key and runs inside the client's chain,
 //! so it sees every redirect hop; unlike resilience4j's limiter and Polly's, it reads the
-//! upstream's `Retry-After` and pauses the whole key, as the issue of a fleet that keeps
-//! hammering a 429 asks. It limits one process; [`RedisRateLimit`] (feature `redis`) shares
-//! the same limit and the same pause between every replica of a fleet.
+//! upstream's `Retry-After` and pauses the whole key, so that no request keeps hammering an API
+//! that answered 429. It limits one process; `RedisRateLimit` (in `limit::redis`, feature
+//! `redis`) shares the same limit and the same pause between every replica of a fleet.
 
 mod gcra;
 mod middleware;
