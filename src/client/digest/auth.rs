@@ -40,6 +40,8 @@ const MAX_OVERTAKEN_RETRIES: u32 = 4;
 #[derive(Clone)]
 pub struct DigestAuth {
     credentials: Arc<Credentials>,
+    /// The user name holds a `:`: decided once, not scanned on every request.
+    ambiguous_username: bool,
     target: Target,
     preemptive: bool,
     verify_server: bool,
@@ -117,6 +119,7 @@ impl DigestAuth {
 
     fn with_target(username: String, password: String, target: Target) -> Self {
         DigestAuth {
+            ambiguous_username: username.contains(':'),
             credentials: Arc::new(Credentials { username, password }),
             target,
             preemptive: true,
@@ -459,14 +462,14 @@ struct Sent {
 
 impl Middleware for DigestAuth {
     fn check(&self, _client: &crate::client::Client) -> std::result::Result<(), BoxError> {
-        if self.credentials.username.contains(':') {
+        if self.ambiguous_username {
             return Err(DigestError::ColonInUsername.into());
         }
         Ok(())
     }
 
     async fn handle(&self, mut req: Request, next: Next) -> Result<Response> {
-        if self.credentials.username.contains(':') {
+        if self.ambiguous_username {
             return Err(Error::middleware(DigestError::ColonInUsername));
         }
         let answer_header = self.answer_header();
