@@ -4,7 +4,8 @@
 //! feature, and W3C trace context with the `opentelemetry` feature. Since v1.37: `QUERY` is a
 //! known method (v1.38); a request the caller cancels (its future dropped) ends its spans
 //! without an error, as v1.41 asks; the client records no `error.message` (deprecated in
-//! v1.40) and no exception events.
+//! v1.40); a call that fails with an error is one `http.client.request.exception` event
+//! (v1.40; see [Exception events](#exception-events)).
 //!
 //! Nothing needs to be added for it: it is built in, not a middleware, so that no middleware
 //! list can leave a request on the wire without its span, and every wire span sees the request
@@ -55,6 +56,15 @@
 //! A timeout of the whole call before the head is recorded on the logical span; a body read
 //! that runs out of the [`timeout`](super::ClientBuilder::timeout) afterwards is returned by
 //! the read, after the span has ended.
+//!
+//! # Exception events
+//!
+//! A call that ends in an error (not a response: a refused connection, a timeout, an SSRF
+//! refusal, a middleware's error) emits one WARN event named `http.client.request.exception`
+//! inside its logical span, with `exception.type` (the same low-cardinality kind as `error.type`)
+//! and `exception.message` (the error's text, whose URL is already without credentials). A 4xx or
+//! 5xx response is not an exception and emits none, and neither does a call its caller cancels.
+//! The failed attempts a middleware retried show on their wire spans through `error.type` only.
 //!
 //! # Trace context
 //!
@@ -259,6 +269,18 @@ pub(crate) fn record(span: &Span, outcome: &Result<Response>, wire: bool) {
         Err(err) => {
             span.record("error.type", error_type(err));
             span.record("otel.status_code", "ERROR");
+            // The call's failure is an exception in the conventions' sense (v1.40), once per
+            // logical request; a status error is not (the conventions ask not to record those).
+            if !wire && err.kind() != ErrorKind::Status {
+                tracing::event!(
+                    name: "http.client.request.exception",
+                    parent: span,
+                    tracing::Level::WARN,
+                    exception.type = error_type(err),
+                    exception.message = %err,
+                    "call ended in an error"
+                );
+            }
         }
     }
 }

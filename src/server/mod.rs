@@ -48,6 +48,7 @@ pub mod error;
 pub mod forwarded;
 mod http_error;
 pub mod matcher;
+mod panic;
 pub mod shield;
 pub mod timeout;
 

@@ -108,6 +108,7 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use crate::server::matcher::PathRules;
+use crate::server::panic::panic_message;
 
 /// How many shielded tasks may exist at once unless
 /// [`max_in_flight`](ShieldLayerBuilder::max_in_flight) says otherwise.
@@ -517,10 +518,16 @@ fn status_response<B: Default>(status: StatusCode) -> Response<B> {
 }
 
 fn join_failed<B: Default>(error: JoinError) -> Response<B> {
-    if error.is_panic() {
-        tracing::error!("shielded handler panicked; answering 500");
-    } else {
-        tracing::error!("shielded handler was cancelled by the runtime; answering 500");
+    match error.try_into_panic() {
+        // An exception in the server conventions' sense (v1.40).
+        Ok(payload) => tracing::event!(
+            name: "http.server.request.exception",
+            tracing::Level::ERROR,
+            exception.type = "panic",
+            exception.message = %panic_message(&*payload),
+            "shielded handler panicked; answering 500"
+        ),
+        Err(_) => tracing::error!("shielded handler was cancelled by the runtime; answering 500"),
     }
     status_response(StatusCode::INTERNAL_SERVER_ERROR)
 }

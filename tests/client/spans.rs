@@ -162,3 +162,87 @@ async fn a_request_timeout_is_recorded_on_the_logical_span() {
     assert_eq!(logical.field("error.type"), Some("timeout"), "{client:#?}");
     assert_eq!(logical.field("otel.status_code"), Some("ERROR"));
 }
+
+fn exception_events(spans: &crate::span_capture::Spans) -> Vec<crate::span_capture::Event> {
+    spans
+        .events()
+        .into_iter()
+        .filter(|event| event.name == "http.client.request.exception")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_call_that_fails_is_one_exception_event_at_warn_in_its_logical_span() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let (spans, _guard) = capture();
+
+    Client::new()
+        .get(format!("http://user:secret@{addr}/"))
+        .send()
+        .await
+        .unwrap_err();
+
+    let events = exception_events(&spans);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event.level, tracing::Level::WARN);
+    assert_eq!(event.span, Some("GET"));
+    assert_eq!(event.field("exception.type"), Some("connect"));
+    let message = event.field("exception.message").unwrap();
+    assert!(message.contains(&addr.to_string()), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+}
+
+#[tokio::test]
+async fn a_5xx_response_is_not_an_exception_event() {
+    let app = Router::new().route(
+        "/",
+        get(|| async { StatusCode::SERVICE_UNAVAILABLE.into_response() }),
+    );
+    let addr = crate::support::serve(app).await;
+    let (spans, _guard) = capture();
+
+    let response = Client::new()
+        .get(format!("http://{addr}/"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(exception_events(&spans).len(), 0);
+    assert_eq!(spans.client()[0].field("error.type"), Some("503"));
+}
+
+#[tokio::test]
+async fn a_call_its_caller_cancels_ends_its_spans_without_an_error() {
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let app = Router::new().route(
+        "/",
+        get({
+            let arrived = arrived.clone();
+            move || async move {
+                arrived.notify_one();
+                std::future::pending::<()>().await;
+            }
+        }),
+    );
+    let addr = crate::support::serve(app).await;
+    let (spans, _guard) = capture();
+
+    let client = Client::new();
+    let call = client.get(format!("http://{addr}/")).send();
+    tokio::select! {
+        _ = call => panic!("the server never answers"),
+        () = arrived.notified() => {} // the caller gives up: the call's future is dropped
+    }
+
+    let client_spans = spans.client();
+    assert_eq!(client_spans.len(), 2, "{client_spans:#?}");
+    for span in &client_spans {
+        assert_eq!(span.field("error.type"), None, "{span:#?}");
+        assert_eq!(span.field("otel.status_code"), None, "{span:#?}");
+    }
+    assert_eq!(exception_events(&spans).len(), 0);
+}

@@ -219,3 +219,85 @@ async fn a_shielded_handler_logs_inside_the_request_span() {
         .expect("the handler's event");
     assert_eq!(handler.span, Some("request"), "{events:#?}");
 }
+
+fn exception_events(spans: &span_capture::Spans) -> Vec<span_capture::Event> {
+    spans
+        .events()
+        .into_iter()
+        .filter(|event| event.name == "http.server.request.exception")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_handler_panic_is_a_server_request_exception_event() {
+    let (spans, _guard) = capture();
+    let app = Router::new()
+        .route(
+            "/boom",
+            get(|| async {
+                panic!("ledger out of balance");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .layer(ErrorLayer::new());
+    let addr = serve(app).await;
+    assert_eq!(status_of("GET", format!("http://{addr}/boom")).await, 500);
+    let events = exception_events(&spans);
+    assert_eq!(events.len(), 1, "{:#?}", spans.events());
+    let event = &events[0];
+    assert_eq!(event.level, tracing::Level::ERROR);
+    assert_eq!(event.field("exception.type"), Some("panic"));
+    assert_eq!(
+        event.field("exception.message"),
+        Some("ledger out of balance")
+    );
+    assert_eq!(event.field("http.response.status_code"), Some("500"));
+    assert_eq!(event.field("error.message"), None);
+}
+
+#[tokio::test]
+async fn an_error_the_handler_answers_on_purpose_is_not_an_exception_event() {
+    let (spans, _guard) = capture();
+    let app = Router::new()
+        .route(
+            "/draining",
+            get(|| async {
+                HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "draining")
+                    .into_response::<axum::body::Body>()
+            }),
+        )
+        .layer(ErrorLayer::new());
+    let addr = serve(app).await;
+    assert_eq!(
+        status_of("GET", format!("http://{addr}/draining")).await,
+        503
+    );
+    assert_eq!(failed_events(&spans).len(), 1);
+    assert_eq!(exception_events(&spans).len(), 0);
+}
+
+#[tokio::test]
+async fn a_shielded_handler_panic_is_a_server_request_exception_event() {
+    let (spans, _guard) = capture();
+    let app = Router::new()
+        .route(
+            "/pay",
+            post(|| async {
+                panic!("card network unreachable");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
+        .layer(ShieldLayer::builder().build().unwrap());
+    let addr = serve(app).await;
+    assert_eq!(status_of("POST", format!("http://{addr}/pay")).await, 500);
+    let events = exception_events(&spans);
+    assert_eq!(events.len(), 1, "{:#?}", spans.events());
+    assert_eq!(events[0].level, tracing::Level::ERROR);
+    assert_eq!(events[0].field("exception.type"), Some("panic"));
+    assert_eq!(
+        events[0].field("exception.message"),
+        Some("card network unreachable")
+    );
+}

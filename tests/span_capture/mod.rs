@@ -15,6 +15,8 @@ use tracing_subscriber::registry::LookupSpan;
 /// One captured event: its level and fields (the message is the field `message`).
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// The event's name (`event file:line` unless the event names itself).
+    pub name: &'static str,
     pub level: tracing::Level,
     /// The name of the span the event happened in, if any.
     pub span: Option<&'static str>,
@@ -96,6 +98,7 @@ where
         let mut fields = BTreeMap::new();
         event.record(&mut Fields(&mut fields));
         self.1.lock().unwrap().push(Event {
+            name: event.metadata().name(),
             level: *event.metadata().level(),
             span: ctx.event_span(event).map(|span| span.name()),
             fields,

@@ -53,6 +53,19 @@
 //! [`ErrorLayerBuilder::skip_path`] leave some responses alone. Rendered 5xx are logged at `ERROR`
 //! level, 4xx at `DEBUG`, with the method and path of the request.
 //!
+//! # Events
+//!
+//! Each rendered error is one `request failed` event with the field names of OpenTelemetry's
+//! HTTP server conventions (v1.44.0): `http.request.method`, `url.path`, `http.route`,
+//! `http.response.status_code`, `error.type` (the status code), plus `detail` and
+//! `stopover.error_kind`. A panic or an error of the inner service is an exception in the
+//! conventions' sense: its event is named `http.server.request.exception` (the event name of
+//! v1.40) and carries `exception.type` (`panic` or `service_error`) and `exception.message`
+//! (the panic message or the error chain, never sent to the client unless exposed). An error
+//! the application answers on purpose (an [`HttpError`], a bare 4xx/5xx) is not an exception:
+//! its event has the default name and the internal message, if any, in `error`. No
+//! `error.message` field is written (deprecated in v1.40).
+//!
 //! The service's error type is [`Infallible`](std::convert::Infallible): put the layer where axum
 //! wants infallible services, instead of `HandleErrorLayer`.
 //!

@@ -1,7 +1,6 @@
 //! Which responses the error layer renders, and how: the detail it sends, the handler it calls,
 //! the event it logs.
 
-use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use super::builder::{Config, Handler, HandlerFuture};
 use super::context::{ErrorContext, ErrorOrigin};
 use crate::server::body::ErrorBody;
 use crate::server::http_error::{HttpError, document, into_error_response, reason};
+use crate::server::panic::panic_message;
 
 const GENERIC_DETAIL: &str = "Internal Server Error";
 
@@ -213,7 +213,7 @@ impl RequestInfo {
                     };
                 }
                 Err(payload) => tracing::error!(
-                    panic = %panic_message(payload),
+                    panic = %panic_message(&*payload),
                     "error handler panicked; using the built-in rendering"
                 ),
             }
@@ -226,7 +226,10 @@ impl RequestInfo {
         ))
     }
 
-    /// The `request failed` event, with the server conventions' field names.
+    /// The `request failed` event, with the server conventions' field names. A panic or an
+    /// error of the inner service is an exception in the conventions' sense (v1.40): that
+    /// event is named `http.server.request.exception` and carries `exception.type` and
+    /// `exception.message`; an error response the application chose to send is not.
     fn log(&self, kind: ErrorOrigin, status: StatusCode, detail: &str, internal: Option<&str>) {
         use tracing::Level;
         let level = if status.is_server_error() && kind == ErrorOrigin::HttpError {
@@ -239,20 +242,41 @@ impl RequestInfo {
         };
         // A 4xx's internal text was written for the client and is already the detail.
         let internal = internal.filter(|_| status.is_server_error());
+        let exception = match kind {
+            ErrorOrigin::Panic => Some("panic"),
+            ErrorOrigin::ServiceError => Some("service_error"),
+            _ => None,
+        };
         macro_rules! failed {
             ($level:expr) => {
-                tracing::event!(
-                    $level,
-                    http.response.status_code = status.as_u16(),
-                    http.request.method = %self.method,
-                    url.path = self.uri.path(),
-                    http.route = self.route.as_deref(),
-                    error.type = status.as_str(),
-                    stopover.error_kind = ?kind,
-                    detail,
-                    error = internal,
-                    "request failed"
-                )
+                match exception {
+                    Some(exception_type) => tracing::event!(
+                        name: "http.server.request.exception",
+                        $level,
+                        http.response.status_code = status.as_u16(),
+                        http.request.method = %self.method,
+                        url.path = self.uri.path(),
+                        http.route = self.route.as_deref(),
+                        error.type = status.as_str(),
+                        exception.type = exception_type,
+                        exception.message = internal,
+                        stopover.error_kind = ?kind,
+                        detail,
+                        "request failed"
+                    ),
+                    None => tracing::event!(
+                        $level,
+                        http.response.status_code = status.as_u16(),
+                        http.request.method = %self.method,
+                        url.path = self.uri.path(),
+                        http.route = self.route.as_deref(),
+                        error.type = status.as_str(),
+                        stopover.error_kind = ?kind,
+                        detail,
+                        error = internal,
+                        "request failed"
+                    ),
+                }
             };
         }
         match level {
@@ -356,16 +380,6 @@ impl fmt::Debug for RequestInfo {
 pub(super) enum Failure {
     Service(BoxError),
     Panic(String),
-}
-
-pub(super) fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
 }
 
 /// What rendering an error leads to: a response, or a custom handler to wait for.

@@ -22,9 +22,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::builder::{Config, ErrorLayer, HandlerFuture, ServiceError};
-use super::policy::{Failure, REWRITE_LIMIT, RequestInfo, Step, finish_custom, panic_message};
+use super::policy::{Failure, REWRITE_LIMIT, RequestInfo, Step, finish_custom};
 use crate::server::body::ErrorBody;
 use crate::server::http_error::{HttpError, into_error_response};
+use crate::server::panic::panic_message;
 
 impl<S, E> Layer<S> for ErrorLayer<E> {
     type Service = ErrorService<S, E>;
@@ -106,7 +107,7 @@ where
             None => match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
                 Ok(future) => State::Running { future },
                 Err(payload) => State::Failed {
-                    failure: Some(Failure::Panic(panic_message(payload))),
+                    failure: Some(Failure::Panic(panic_message(&*payload))),
                 },
             },
         };
@@ -177,7 +178,7 @@ where
                         }
                         Err(payload) => this
                             .request
-                            .on_failure(Failure::Panic(panic_message(payload))),
+                            .on_failure(Failure::Panic(panic_message(&*payload))),
                     }
                 }
                 StateProj::Collecting {
@@ -230,7 +231,7 @@ where
                                 Ok(custom) => finish_custom(parts, method, custom),
                                 Err(payload) => {
                                     tracing::error!(
-                                        panic = %panic_message(payload),
+                                        panic = %panic_message(&*payload),
                                         "error handler panicked; using the built-in rendering"
                                     );
                                     into_error_response(parts, method, Some(content_type), body)
