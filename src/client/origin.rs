@@ -143,8 +143,72 @@ pub(crate) fn origin_key(url: &Url) -> String {
     key
 }
 
+/// Calls `with` on the origin key of `url` (the text [`origin_key`] makes), written on the stack
+/// when it fits in 128 bytes: looking per-origin state up for a known origin then costs no
+/// allocation. A longer key is made with [`origin_key`].
+pub(crate) fn with_origin_key<T>(url: &Url, with: impl FnOnce(&str) -> T) -> T {
+    const CAPACITY: usize = 128;
+    let scheme = url.scheme().as_bytes();
+    let host = url.host_str().unwrap_or("").as_bytes();
+    let mut port_digits = [0u8; 5];
+    let port = url.port_or_known_default().map(|port| {
+        let mut at = port_digits.len();
+        let mut rest = port;
+        loop {
+            at -= 1;
+            port_digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        &port_digits[at..]
+    });
+    let port_len = port.map_or(0, |digits| digits.len() + 1);
+    let len = scheme.len() + 3 + host.len() + port_len;
+    if len > CAPACITY {
+        return with(&origin_key(url));
+    }
+    let mut buffer = [0u8; CAPACITY];
+    let mut at = 0;
+    for part in [scheme, b"://", host] {
+        buffer[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    if let Some(digits) = port {
+        buffer[at] = b':';
+        buffer[at + 1..at + 1 + digits.len()].copy_from_slice(digits);
+        at += 1 + digits.len();
+    }
+    // Every part is text from a parsed URL, and ASCII separators join them.
+    match std::str::from_utf8(&buffer[..at]) {
+        Ok(key) => with(key),
+        Err(_) => with(&origin_key(url)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stack_built_origin_key_is_the_origin_key() {
+        let long = format!("https://{}.example:8443/", "a".repeat(200));
+        for text in [
+            "https://api.example/a?b",
+            "http://user:pw@127.0.0.1:8080/",
+            "http://[::1]:9/",
+            "http://h:0/",
+            "http://h:65535/",
+            &long,
+        ] {
+            let url = url(text);
+            assert_eq!(
+                with_origin_key(&url, str::to_owned),
+                origin_key(&url),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn the_origin_key_always_names_the_port() {
         assert_eq!(
