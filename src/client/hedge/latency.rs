@@ -10,8 +10,14 @@
 //! delay of a window is read from the window before it, so a burst of slow answers moves the
 //! delay only once its window has ended; unlike it, the finished window is reduced to its
 //! quantile at once instead of being kept whole.
+//!
+//! The keys are found with a small multiply-rotate hash seeded per record, not SipHash: a
+//! lookup is on every request, an origin is a few words long, and the keys are the origins the
+//! application itself calls, bounded by `max_keys`, so crafted collisions could at worst make
+//! a lookup walk those keys.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -79,11 +85,12 @@ impl Window {
         if elapsed < reading.window {
             return;
         }
-        self.delay = if elapsed < reading.window * 2 && self.samples >= reading.min_samples {
-            Some(quantile(&self.counts, self.samples, reading.quantile))
-        } else {
-            None
-        };
+        self.delay =
+            if elapsed - reading.window < reading.window && self.samples >= reading.min_samples {
+                Some(quantile(&self.counts, self.samples, reading.quantile))
+            } else {
+                None
+            };
         self.counts = [0; BUCKETS];
         self.samples = 0;
         self.started = now;
@@ -138,7 +145,66 @@ impl KeyLatency {
 
     /// True when the key recorded or read something within the last two windows.
     fn is_recent(&self, now: Instant, reading: &Reading) -> bool {
-        now.saturating_duration_since(self.lock().started) < reading.window * 2
+        now.saturating_duration_since(self.lock().started) < reading.window.saturating_mul(2)
+    }
+}
+
+/// Builds the hasher of the key map, with a seed drawn once per record.
+#[derive(Debug, Clone)]
+struct KeyHash {
+    seed: u64,
+}
+
+impl KeyHash {
+    fn new() -> Self {
+        KeyHash {
+            seed: RandomState::new().hash_one(0x0068_6564_6765_u64),
+        }
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { hash: self.seed }
+    }
+}
+
+/// A word at a time: rotate, mix the word in, multiply by an odd constant (whose high bits the
+/// map's control bytes read).
+struct KeyHasher {
+    hash: u64,
+}
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut buffer = [0u8; 8];
+            buffer.copy_from_slice(word);
+            self.add(u64::from_le_bytes(buffer));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut buffer = [0u8; 8];
+            buffer[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(buffer) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
     }
 }
 
@@ -147,7 +213,7 @@ impl KeyLatency {
 pub(super) struct Latencies {
     pub(super) reading: Reading,
     max_keys: usize,
-    keys: RwLock<HashMap<String, Arc<KeyLatency>>>,
+    keys: RwLock<HashMap<String, Arc<KeyLatency>, KeyHash>>,
 }
 
 impl Latencies {
@@ -155,7 +221,7 @@ impl Latencies {
         Latencies {
             reading,
             max_keys,
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(HashMap::with_hasher(KeyHash::new())),
         }
     }
 

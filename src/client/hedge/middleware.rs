@@ -119,7 +119,7 @@ impl Hedge {
 }
 
 impl Middleware for Hedge {
-    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
+    async fn handle(&self, mut request: Request, next: Next) -> Result<Response> {
         if !Hedge::may_send_twice(&request) {
             return next.run(request).await;
         }
@@ -146,9 +146,8 @@ impl Middleware for Hedge {
         };
         let delay = quantile_delay.unwrap_or(self.policy.delay);
 
-        let mut first = request;
-        first.set_attempt(Attempt(1));
-        let mut first = pin!(next.run(first));
+        request.set_attempt(Attempt(1));
+        let mut first = pin!(next.run(request));
         let mut timer = pin!(None::<Sleep>);
         let first_outcome = poll_fn(|cx| {
             if let Poll::Ready(outcome) = first.as_mut().poll(cx) {
