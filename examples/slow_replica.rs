@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .budget(Budget::default().ratio(0.2))
         .build()?;
     let client = Client::builder()
-        .base_url(&format!("http://{addr}/"))
+        .base_url(format!("http://{addr}/"))
         .middleware(Hedge::new(policy))
         .build()?;
 
