@@ -143,69 +143,65 @@ pub(crate) fn origin_key(url: &Url) -> String {
     key
 }
 
-/// Calls `with` on the origin key of `url` (the text [`origin_key`] makes), written on the stack
-/// when it fits in 128 bytes: looking per-origin state up for a known origin then costs no
-/// allocation. A longer key is made with [`origin_key`].
+/// Calls `with` on a key of the origin of `url` without making a `String`: the URL's own text
+/// up to its port (`scheme://host` or `scheme://host:port`; the URL parser leaves the default
+/// port out, so one origin has one spelling). A URL with a user name or password has that text
+/// rebuilt without them on the stack (up to 128 bytes; longer, in a `String`). Not the text of
+/// [`origin_key`], which always writes the port: keep to one of the two for one map.
 pub(crate) fn with_origin_key<T>(url: &Url, with: impl FnOnce(&str) -> T) -> T {
+    if url.username().is_empty() && url.password().is_none() {
+        return with(&url[..url::Position::AfterPort]);
+    }
     const CAPACITY: usize = 128;
-    let scheme = url.scheme().as_bytes();
-    let host = url.host_str().unwrap_or("").as_bytes();
-    let mut port_digits = [0u8; 5];
-    let port = url.port_or_known_default().map(|port| {
-        let mut at = port_digits.len();
-        let mut rest = port;
-        loop {
-            at -= 1;
-            port_digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        &port_digits[at..]
-    });
-    let port_len = port.map_or(0, |digits| digits.len() + 1);
-    let len = scheme.len() + 3 + host.len() + port_len;
+    let scheme = url.scheme();
+    let host_and_port = &url[url::Position::BeforeHost..url::Position::AfterPort];
+    let len = scheme.len() + 3 + host_and_port.len();
     if len > CAPACITY {
-        return with(&origin_key(url));
+        return with(&format!("{scheme}://{host_and_port}"));
     }
     let mut buffer = [0u8; CAPACITY];
     let mut at = 0;
-    for part in [scheme, b"://", host] {
-        buffer[at..at + part.len()].copy_from_slice(part);
+    for part in [scheme, "://", host_and_port] {
+        buffer[at..at + part.len()].copy_from_slice(part.as_bytes());
         at += part.len();
     }
-    if let Some(digits) = port {
-        buffer[at] = b':';
-        buffer[at + 1..at + 1 + digits.len()].copy_from_slice(digits);
-        at += 1 + digits.len();
-    }
-    // Every part is text from a parsed URL, and ASCII separators join them.
+    // The parts are whole `str`s of the URL, joined by ASCII: still UTF-8.
     match std::str::from_utf8(&buffer[..at]) {
         Ok(key) => with(key),
-        Err(_) => with(&origin_key(url)),
+        Err(_) => with(&format!("{scheme}://{host_and_port}")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_stack_built_origin_key_is_the_origin_key() {
-        let long = format!("https://{}.example:8443/", "a".repeat(200));
-        for text in [
-            "https://api.example/a?b",
-            "http://user:pw@127.0.0.1:8080/",
-            "http://[::1]:9/",
-            "http://h:0/",
-            "http://h:65535/",
-            &long,
+    fn urls_of_one_origin_share_one_borrowed_key_and_others_do_not() {
+        let key = |text: &str| with_origin_key(&url(text), str::to_owned);
+        let long = format!("{}.example", "a".repeat(200));
+        let same = [
+            ("https://api.example/a?b", "https://api.example:443/c#d"),
+            ("https://api.example/a", "https://user:pw@api.example/"),
+            ("http://[::1]:9/x", "http://u@[::1]:9/y"),
+            ("http://h:65535/", "http://:pw@h:65535/"),
+            (
+                &*format!("https://{long}:8443/"),
+                &*format!("https://user@{long}:8443/z"),
+            ),
+        ];
+        for (one, other) in same {
+            assert_eq!(key(one), key(other), "{one} and {other}");
+            assert!(!key(one).contains('@'), "{}", key(one));
+        }
+        assert_eq!(
+            key("https://user:pw@api.example:8443/a"),
+            "https://api.example:8443"
+        );
+        for (one, other) in [
+            ("https://api.example/", "http://api.example/"),
+            ("https://api.example/", "https://api.example:8443/"),
+            ("https://api.example/", "https://api2.example/"),
         ] {
-            let url = url(text);
-            assert_eq!(
-                with_origin_key(&url, str::to_owned),
-                origin_key(&url),
-                "{text}"
-            );
+            assert_ne!(key(one), key(other), "{one} and {other}");
         }
     }
 

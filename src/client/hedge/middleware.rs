@@ -80,8 +80,8 @@ impl Hedge {
     }
 
     /// What the latency record of a quantile delay is kept per: a function of the request
-    /// returning its key. Default: the origin, `scheme://host:port`, looked up without an
-    /// allocation; a key function makes its `String` on every request.
+    /// returning its key. Default: the origin (scheme, host and port), looked up by the URL's
+    /// own text without an allocation; a key function makes its `String` on every request.
     ///
     /// ```
     /// use stopover::client::hedge::{Hedge, HedgePolicy};
