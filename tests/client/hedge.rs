@@ -367,3 +367,45 @@ async fn the_losing_request_is_cancelled_and_its_connection_closed() {
         .expect("the first request's connection is closed")
         .unwrap();
 }
+
+/// Five 20 ms answers from `learn`, a window's wait, then a slow request to `slow`: the time
+/// from the slow request to its copy.
+async fn gap_after_learning_elsewhere(hedge: Hedge, learn: &str, slow: &str) -> Duration {
+    let server = FaultServer::start(fast_then_slow(5)).await;
+    let client = Client::builder().middleware(hedge).build().unwrap();
+    for _ in 0..5 {
+        client.get(server.url(learn)).send().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let response = client.get(server.url(slow)).send().await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "copy");
+    let seen = server.seen();
+    seen[6].at - seen[5].at
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_latencies_of_one_origin_do_not_set_the_delay_of_another() {
+    let learned =
+        FaultServer::start(|_, _| Answer::new(200).delay(Duration::from_millis(20)).reply()).await;
+    let server = FaultServer::start(fast_then_slow(0)).await;
+    let client = client(quantile_policy());
+    for _ in 0..5 {
+        client.get(learned.url("/")).send().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client.get(server.url("/")).send().await.unwrap();
+    let seen = server.seen();
+    assert_eq!(seen[1].at - seen[0].at, Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_function_keeps_one_record_per_key() {
+    let per_path = || {
+        Hedge::new(quantile_policy().build().unwrap())
+            .key(|request| request.url().path().to_owned())
+    };
+    let other_path = gap_after_learning_elsewhere(per_path(), "/a", "/b").await;
+    assert_eq!(other_path, Duration::from_millis(300));
+    let same_path = gap_after_learning_elsewhere(per_path(), "/a", "/a").await;
+    assert!(same_path < Duration::from_millis(300), "{same_path:?}");
+}
