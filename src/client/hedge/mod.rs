@@ -5,22 +5,12 @@
 //! [`delay`](HedgePolicyBuilder::delay), it sends a copy (up to
 //! [`max_hedges`](HedgePolicyBuilder::max_hedges) copies, one per delay), and a copy goes at
 //! once when an attempt ends in a failure. The first answer that is not a failure (by the
-//! [`Classifier`](crate::client::Classifier), the type retry and the circuit breaker use) wins; the attempts still in
-//! flight are cancelled, their connections closed. When every attempt fails, the first
-//! failure is returned. Each attempt is its own request on the wire, marked with its
-//! [`Attempt`](crate::client::Attempt) number, so its span carries `http.request.resend_count`, and the winner tells how
-//! many were sent ([`Attempts`](crate::client::Attempts), when copies were sent).
-//!
-//! The delay is fixed, or read from a quantile of the latencies seen per origin
-//! ([`delay_quantile`](HedgePolicyBuilder::delay_quantile); the fixed delay until enough answers
-//! were seen). Copies are taken from a [`Budget`], the kind [`Retry`](super::retry::Retry)
-//! spends, so an upstream that slows down as a whole is not sent twice its load.
-//!
-//! Only requests that may be sent twice are hedged: idempotent methods, or a request carrying
-//! an `Idempotency-Key`. A streaming body is copied only within its replay cap
-//! ([`Body::wrap_stream_replayable`](crate::client::Body::wrap_stream_replayable)): a copy goes
-//! once the first request has sent the whole stream within the cap; a stream past its cap, or
-//! one with no cap, is sent once and never copied, never sent empty.
+//! [`Classifier`](crate::client::Classifier), the type retry and the circuit breaker use)
+//! wins; the attempts still in flight are cancelled, their connections closed. When every
+//! attempt fails, the first failure is returned. Each attempt is its own request on the wire,
+//! marked with its [`Attempt`](crate::client::Attempt) number, so its span carries
+//! `http.request.resend_count`, and the winner tells how many were sent
+//! ([`Attempts`](crate::client::Attempts), when copies were sent).
 //!
 //! ```
 //! use std::time::Duration;
@@ -40,6 +30,17 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The delay is fixed, or read from a quantile of the latencies seen per origin
+//! ([`delay_quantile`](HedgePolicyBuilder::delay_quantile); the fixed delay until enough answers
+//! were seen). Copies are taken from a [`Budget`], the kind [`Retry`](super::retry::Retry)
+//! spends, so an upstream that slows down as a whole is not sent twice its load.
+//!
+//! Only requests that may be sent twice are hedged: idempotent methods, or a request carrying
+//! an `Idempotency-Key`. A streaming body is copied only within its replay cap
+//! ([`Body::wrap_stream_replayable`](crate::client::Body::wrap_stream_replayable)): a copy goes
+//! once the first request has sent the whole stream within the cap; a stream past its cap, or
+//! one with no cap, is sent once and never copied, never sent empty.
 //!
 //! # Compared with the others
 //!
