@@ -4,10 +4,12 @@
 //!
 //! `cargo bench -p stopover-benches --bench resilience` prints allocations per request
 //! (exact, counting allocator). `RESILIENCE_PROFILE=<stack>` sends 20,000 requests through
-//! one stack and exits, for `valgrind --tool=callgrind` (instructions per request):
+//! one stack and exits, for `valgrind --tool=callgrind` (instructions per request).
+//! `RESILIENCE_PENDING=1` makes the answer come on the second poll, as from the network (a
+//! hedge then arms its timer):
 //!
 //! ```text
-//! for s in none retry breaker limit bulkhead hedge pipeline; do
+//! for s in none retry breaker limit bulkhead hedge hedge-quantile pipeline; do
 //!   RESILIENCE_PROFILE=$s valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!     --toggle-collect='tokio::runtime::runtime::Runtime::block_on*' $BIN 2>&1 | grep Collected
 //! done
@@ -31,8 +33,15 @@ use stopover::resilience::StandardPipeline;
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const URL: &str = "http://127.0.0.1:9/items?page=1";
-const STACKS: [&str; 7] = [
-    "none", "retry", "breaker", "limit", "bulkhead", "hedge", "pipeline",
+const STACKS: [&str; 8] = [
+    "none",
+    "retry",
+    "breaker",
+    "limit",
+    "bulkhead",
+    "hedge",
+    "hedge-quantile",
+    "pipeline",
 ];
 const PROFILE_REQUESTS: usize = 20_000;
 
@@ -55,6 +64,12 @@ fn stack(name: &str) -> Chain {
         "hedge" => Chain::new().with(Hedge::new(
             HedgePolicy::builder().build().expect("a valid policy"),
         )),
+        "hedge-quantile" => Chain::new().with(Hedge::new(
+            HedgePolicy::builder()
+                .delay_quantile(0.95)
+                .build()
+                .expect("a valid policy"),
+        )),
         "pipeline" => StandardPipeline::builder()
             .rate_limit(RateLimit::new(generous()))
             .build()
@@ -65,9 +80,15 @@ fn stack(name: &str) -> Chain {
 }
 
 fn client(name: &str) -> Client {
+    // With `RESILIENCE_PENDING` set, the answer comes on the second poll, as it does from the
+    // network: a middleware that arms a timer only when the request is still out pays for it.
+    let pending = std::env::var_os("RESILIENCE_PENDING").is_some();
     Client::builder()
         .middlewares(stack(name))
-        .middleware(from_fn(|req: Request, _next: Next| async move {
+        .middleware(from_fn(move |req: Request, _next: Next| async move {
+            if pending {
+                tokio::task::yield_now().await;
+            }
             Ok(Response::from_http(
                 http::Response::new(bytes::Bytes::new()),
                 req.url().clone(),

@@ -149,6 +149,19 @@ impl Body {
         matches!(&self.kind, Kind::Stream(shared) if shared.replay_cap > 0)
     }
 
+    /// True for a stream that can never be sent again: it was sent and produced more than its
+    /// cap, or it has no cap. False for a buffered body, and for a stream still being sent
+    /// (which may yet end within its cap).
+    pub(crate) fn is_past_replay(&self) -> bool {
+        match &self.kind {
+            Kind::Bytes(_) => false,
+            Kind::Stream(shared) => {
+                let state = shared.lock();
+                state.stream.is_none() && matches!(state.recording, Recording::Discarded)
+            }
+        }
+    }
+
     /// The length in bytes when it is known before sending.
     pub fn len(&self) -> Option<usize> {
         match &self.kind {

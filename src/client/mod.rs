@@ -64,7 +64,7 @@
 //! # How the module is laid out
 //!
 //! The core is what every request passes through, read bottom up: the vocabulary middlewares
-//! share ([`Attempt`], [`Attempts`] and [`GaveUp`], [`Classifier`] and [`Failure`], [`Origin`],
+//! share ([`Attempt`], [`Attempts`] and [`GaveUp`], [`Budget`], [`Classifier`] and [`Failure`], [`Origin`],
 //! [`Redirect`], [`Redaction`]),
 //! the error, the request and response, the chain, the redirect loop, the transport step and
 //! its settings, the telemetry, and the SSRF guard the transport owns. The middlewares
@@ -79,6 +79,7 @@
 // middleware (`.ci/layering.py` checks it).
 mod attempt;
 mod body;
+mod budget;
 mod classify;
 mod error;
 mod history;
@@ -123,6 +124,7 @@ pub mod token;
 
 pub use attempt::{Attempt, Attempts, GaveUp};
 pub use body::Body;
+pub use budget::Budget;
 pub use builder::ClientBuilder;
 pub use classify::{
     Classifier, DEFAULT_FAILURE_STATUSES, Failure, IDEMPOTENCY_KEY, parse_retry_after,

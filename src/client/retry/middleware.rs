@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::client::budget::BudgetState;
 use crate::client::{
     Attempt, Attempts, Error, ErrorKind, Failure, GaveUp, Middleware, Next, Request, Response,
     Result,
 };
 
-use super::budget::BudgetState;
 use super::policy::{Delay, RetryPolicy};
 
 /// The retry middleware: applies a [`RetryPolicy`] to every request that goes through it.

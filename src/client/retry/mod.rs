@@ -40,7 +40,6 @@
 //! # }
 //! ```
 
-mod budget;
 mod error;
 mod middleware;
 mod policy;
@@ -48,8 +47,8 @@ mod policy;
 mod tests;
 
 pub use crate::client::attempt::{Attempt, Attempts, GaveUp};
+pub use crate::client::budget::Budget;
 pub use crate::client::classify::{IDEMPOTENCY_KEY, parse_retry_after};
-pub use budget::Budget;
 pub use error::RetryPolicyError;
 pub use middleware::Retry;
 pub use policy::{Delay, RetryPolicy, RetryPolicyBuilder};

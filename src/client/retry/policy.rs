@@ -11,8 +11,8 @@ use crate::client::classify::{
 };
 use crate::client::{Classifier, Result};
 
-use super::budget::{Budget, BudgetState};
 use super::error::RetryPolicyError;
+use crate::client::budget::{Budget, BudgetState, InvalidBudget};
 
 /// A source of wall-clock time, used to turn a `Retry-After` HTTP-date into a delay.
 type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -274,7 +274,10 @@ impl RetryPolicyBuilder {
             return Err(RetryPolicyError::ZeroDeadline);
         }
         if let Some(budget) = &policy.budget {
-            budget.validate()?;
+            budget.validate().map_err(|invalid| match invalid {
+                InvalidBudget::Window(window) => RetryPolicyError::BudgetWindow(window),
+                InvalidBudget::Ratio(ratio) => RetryPolicyError::BudgetRatio(ratio),
+            })?;
         }
         Ok(policy)
     }

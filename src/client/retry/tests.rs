@@ -4,7 +4,6 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode};
 
-use super::budget::BudgetState;
 use super::*;
 use http::HeaderValue;
 
@@ -237,54 +236,6 @@ fn invalid_configurations_name_the_bad_input() {
         err(RetryPolicy::builder().budget(Budget::default().ratio(f64::NAN))),
         RetryPolicyError::BudgetRatio(_)
     ));
-}
-
-#[tokio::test(start_paused = true)]
-async fn budget_floor_allows_a_few_retries_without_traffic() {
-    let budget = BudgetState::new(Budget::default().min_retries(2).ratio(0.0));
-    assert!(budget.withdraw());
-    assert!(budget.withdraw());
-    assert!(!budget.withdraw());
-}
-
-#[tokio::test(start_paused = true)]
-async fn budget_allows_a_share_of_requests() {
-    let budget = BudgetState::new(Budget::default().min_retries(0).ratio(0.25));
-    for _ in 0..8 {
-        budget.deposit();
-    }
-    assert!(budget.withdraw());
-    assert!(budget.withdraw());
-    assert!(!budget.withdraw());
-    for _ in 0..4 {
-        budget.deposit();
-    }
-    assert!(budget.withdraw());
-    assert!(!budget.withdraw());
-}
-
-#[tokio::test(start_paused = true)]
-async fn budget_refills_when_the_window_slides_past() {
-    let budget = BudgetState::new(
-        Budget::default()
-            .window(Duration::from_secs(10))
-            .min_retries(1)
-            .ratio(0.0),
-    );
-    assert!(budget.withdraw());
-    assert!(!budget.withdraw());
-    tokio::time::advance(Duration::from_secs(5)).await;
-    assert!(!budget.withdraw(), "the retry is still inside the window");
-    tokio::time::advance(Duration::from_secs(6)).await;
-    assert!(budget.withdraw());
-}
-
-#[tokio::test(start_paused = true)]
-async fn old_requests_stop_paying_for_retries() {
-    let budget = BudgetState::new(Budget::default().min_retries(0).ratio(1.0));
-    budget.deposit();
-    tokio::time::advance(Duration::from_secs(11)).await;
-    assert!(!budget.withdraw());
 }
 
 mod properties {

@@ -1,14 +1,13 @@
-//! [`Budget`]: retries limited to a share of recent requests, shared by every request through
-//! one middleware (Finagle's retry budget).
+//! [`Budget`]: extra attempts (retries, hedges) limited to a share of recent requests, shared by
+//! every request through one middleware (Finagle's retry budget).
+//!
+//! Core vocabulary: the retry and the hedging middlewares both spend one, and neither names the
+//! other.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use crate::client::Result;
-
-use super::error::RetryPolicyError;
 
 /// A retry budget: retries limited to a share of recent requests, plus a small floor.
 ///
@@ -18,6 +17,21 @@ use super::error::RetryPolicyError;
 /// upstream in trouble sees at most `1 + ratio` times its normal load, plus the floor. The
 /// same scheme as Finagle's and tower's retry budgets. Default: a 10 s window, ratio 0.2,
 /// 10 retries of floor.
+///
+/// The hedging middleware spends the same kind of budget on its copies: there a "retry" is a
+/// copy of a request sent while the first is still out.
+///
+/// ```
+/// use std::time::Duration;
+/// use stopover::client::Budget;
+///
+/// // One extra attempt per ten requests over the last 30 s, and 5 whatever the traffic.
+/// let budget = Budget::default()
+///     .window(Duration::from_secs(30))
+///     .ratio(0.1)
+///     .min_retries(5);
+/// # let _ = budget;
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
     window: Duration,
@@ -57,15 +71,24 @@ impl Budget {
         self
     }
 
-    pub(super) fn validate(&self) -> Result<(), RetryPolicyError> {
+    /// Checks the budget; each middleware turns the answer into its own policy error.
+    pub(crate) fn validate(&self) -> Result<(), InvalidBudget> {
         if self.window < Duration::from_secs(1) || self.window > Duration::from_secs(60) {
-            return Err(RetryPolicyError::BudgetWindow(self.window));
+            return Err(InvalidBudget::Window(self.window));
         }
         if !self.ratio.is_finite() || !(0.0..=1000.0).contains(&self.ratio) {
-            return Err(RetryPolicyError::BudgetRatio(self.ratio));
+            return Err(InvalidBudget::Ratio(self.ratio));
         }
         Ok(())
     }
+}
+
+/// What is wrong with a [`Budget`]: its window outside 1 s to 60 s, or its ratio outside 0 to
+/// 1000 (or not a number).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum InvalidBudget {
+    Window(Duration),
+    Ratio(f64),
 }
 
 const BUDGET_SLOTS: usize = 10;
@@ -144,5 +167,60 @@ impl BudgetState {
                 false
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Budget, BudgetState};
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_floor_allows_a_few_retries_without_traffic() {
+        let budget = BudgetState::new(Budget::default().min_retries(2).ratio(0.0));
+        assert!(budget.withdraw());
+        assert!(budget.withdraw());
+        assert!(!budget.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_allows_a_share_of_requests() {
+        let budget = BudgetState::new(Budget::default().min_retries(0).ratio(0.25));
+        for _ in 0..8 {
+            budget.deposit();
+        }
+        assert!(budget.withdraw());
+        assert!(budget.withdraw());
+        assert!(!budget.withdraw());
+        for _ in 0..4 {
+            budget.deposit();
+        }
+        assert!(budget.withdraw());
+        assert!(!budget.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_refills_when_the_window_slides_past() {
+        let budget = BudgetState::new(
+            Budget::default()
+                .window(Duration::from_secs(10))
+                .min_retries(1)
+                .ratio(0.0),
+        );
+        assert!(budget.withdraw());
+        assert!(!budget.withdraw());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(!budget.withdraw(), "the retry is still inside the window");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(budget.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_requests_stop_paying_for_retries() {
+        let budget = BudgetState::new(Budget::default().min_retries(0).ratio(1.0));
+        budget.deposit();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!budget.withdraw());
     }
 }
