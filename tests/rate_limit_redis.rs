@@ -416,3 +416,150 @@ async fn past_the_limit_a_refusal_is_remembered_and_costs_no_round_trip() {
     // from what that refusal said.
     assert_eq!(scripts_run(&redis.url()).await - before, 2);
 }
+
+const PAUSE_CHILDREN: usize = 4;
+/// Workers per child process; each has at most one request in flight at a time.
+const PAUSE_WORKERS: usize = 2;
+/// How long a worker rests between two requests.
+const PAUSE_PACE: Duration = Duration::from_millis(100);
+
+/// One member of the fleet for the shared-pause test (started by the test below; does nothing
+/// when run by itself): from the agreed instant on, each worker sends a request tagged with
+/// the child's index, rests, and sends again, for 4.5 s. A request that meets the pause waits
+/// for its end (the bound, 3 s, is longer than the pause); fails unless every answer is a 200
+/// or the 429 the server sends once.
+#[test]
+fn pause_child() {
+    let Some(index) = std::env::var_os("STOPOVER_PAUSE_CHILD") else {
+        return;
+    };
+    let index = index.into_string().unwrap();
+    let var = |name: &str| std::env::var(name).unwrap();
+    let (redis_url, target, prefix) =
+        (var("FLEET_REDIS"), var("FLEET_TARGET"), var("FLEET_PREFIX"));
+    let at: u64 = var("FLEET_AT").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let policy = RateLimitPolicy::builder(100, Duration::from_secs(1))
+            .max_wait(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        let limit = RedisRateLimit::new(redis::Client::open(redis_url).unwrap(), policy)
+            .key_prefix(prefix)
+            .key(|_| "account".to_owned());
+        let client = Client::builder().middleware(limit).build().unwrap();
+        tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+        let until = std::time::Instant::now() + Duration::from_millis(4500);
+        let workers = (0..PAUSE_WORKERS).map(|_| {
+            let (client, target, index) = (client.clone(), target.clone(), index.clone());
+            tokio::spawn(async move {
+                while std::time::Instant::now() < until {
+                    let response = client
+                        .get(&target)
+                        .header("x-child", &index)
+                        .send()
+                        .await
+                        .expect("every request gets its turn within 3 s");
+                    assert!(
+                        [200, 429].contains(&response.status().as_u16()),
+                        "{}",
+                        response.status()
+                    );
+                    tokio::time::sleep(PAUSE_PACE).await;
+                }
+            })
+        });
+        for worker in futures_util::future::join_all(workers).await {
+            worker.unwrap();
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_seen_by_one_process_stops_every_process_for_its_length() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // Once every child has been seen three times (all are running), child 0's next request
+    // gets the 429; the instant it was answered is kept.
+    let answered_429 = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let server = FaultServer::start({
+        let answered_429 = answered_429.clone();
+        let seen_per_child = std::sync::Mutex::new([0usize; PAUSE_CHILDREN]);
+        move |seen, _| {
+            let child: usize = seen.header("x-child").unwrap().parse().unwrap();
+            let mut per_child = seen_per_child.lock().unwrap();
+            per_child[child] += 1;
+            let mut answered = answered_429.lock().unwrap();
+            if child == 0 && answered.is_none() && per_child.iter().all(|n| *n >= 3) {
+                *answered = Some(tokio::time::Instant::now());
+                return Answer::new(429).header("retry-after", "2").reply();
+            }
+            status(200, "ok")
+        }
+    })
+    .await;
+    let at = now_ms() + 3000;
+    let mut children: Vec<_> = (0..PAUSE_CHILDREN)
+        .map(|index| {
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args(["pause_child", "--exact", "--nocapture", "--test-threads=1"])
+                .env("STOPOVER_PAUSE_CHILD", index.to_string())
+                .env("FLEET_REDIS", redis.url())
+                .env("FLEET_TARGET", server.url("/"))
+                .env("FLEET_PREFIX", format!("pause:{at}:"))
+                .env("FLEET_AT", at.to_string())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("the test binary starts again")
+        })
+        .collect();
+    for child in &mut children {
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("a child process hung")
+            .unwrap();
+        assert!(status.success(), "a child failed");
+    }
+    let answered_429 = answered_429.lock().unwrap().expect("child 0 got the 429");
+    let pause_end = answered_429 + Duration::from_secs(2);
+    for child in 0..PAUSE_CHILDREN {
+        let arrivals: Vec<_> = server
+            .seen()
+            .iter()
+            .filter(|seen| seen.header("x-child") == Some(&child.to_string()))
+            .map(|seen| seen.at)
+            .collect();
+        // The pause is written to Redis after the 429 left the server, and lasts 2 s from
+        // there: it covers all of [answered, answered + 2 s). What may still arrive in that
+        // span is what was let through before the pause was written: one request per worker
+        // at most, since a worker sends one request, waits for its answer and rests 100 ms
+        // (the margin: the pause reaches Redis within 100 ms of the 429 leaving the server).
+        // Without the shared pause each process would send about 40 in that span.
+        let during = arrivals
+            .iter()
+            .filter(|at| **at > answered_429 && **at < pause_end)
+            .count();
+        eprintln!(
+            "child {child}: {during} during the pause, {} in all",
+            arrivals.len()
+        );
+        assert!(
+            during <= PAUSE_WORKERS,
+            "child {child}: {during} requests arrived during the pause"
+        );
+        assert!(
+            arrivals.iter().any(|at| *at < answered_429),
+            "child {child} sent nothing before the 429"
+        );
+        assert!(
+            arrivals.iter().any(|at| *at >= pause_end),
+            "child {child} sent nothing after the pause"
+        );
+    }
+}
