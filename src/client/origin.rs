@@ -11,10 +11,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use url::{Host, Url};
+
+use super::request::Request;
 
 /// The origin of an `http` or `https` URL (RFC 6454): its scheme, host and port, the default
 /// port filled in. What [`TokenAuth`](super::token::TokenAuth) and
@@ -143,6 +147,193 @@ pub(crate) fn origin_key(url: &Url) -> String {
     key
 }
 
+/// The longest origin key built on the stack; a longer one (a host name of more than about
+/// a hundred bytes) is built on the heap.
+const STACK_KEY: usize = 128;
+
+/// Calls `f` with the origin key of `url`, as [`origin_key`] writes it, built on the stack: a
+/// per-origin middleware looks a known origin up without allocating.
+pub(crate) fn with_origin_key<R>(url: &Url, f: impl FnOnce(&str) -> R) -> R {
+    let scheme = url.scheme().as_bytes();
+    let host = url.host_str().unwrap_or("").as_bytes();
+    // "://" and ":65535" at most.
+    if scheme.len() + host.len() + 9 > STACK_KEY {
+        return f(&origin_key(url));
+    }
+    let mut buffer = [0u8; STACK_KEY];
+    let mut len = 0;
+    for part in [scheme, b"://", host] {
+        buffer[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    if let Some(port) = url.port_or_known_default() {
+        buffer[len] = b':';
+        len += 1;
+        let mut digits = [0u8; 5];
+        let mut rest = port;
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (rest % 10) as u8;
+            count += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for digit in digits[..count].iter().rev() {
+            buffer[len] = *digit;
+            len += 1;
+        }
+    }
+    // Made of the URL's own text, which is ASCII, and ASCII digits.
+    match std::str::from_utf8(&buffer[..len]) {
+        Ok(key) => f(key),
+        Err(_) => f(&origin_key(url)),
+    }
+}
+
+/// What a per-key middleware (a circuit breaker, a rate limit, a bulkhead) keeps its state
+/// per: the request's origin, looked up without allocating, or the key a function of the
+/// request returns.
+#[derive(Clone)]
+pub(crate) enum KeyOf {
+    /// The origin, written `scheme://host:port`.
+    Origin,
+    /// A key function given by the user.
+    Custom(Arc<dyn Fn(&Request) -> String + Send + Sync>),
+}
+
+impl KeyOf {
+    /// A key function given by the user.
+    pub(crate) fn custom(key: impl Fn(&Request) -> String + Send + Sync + 'static) -> Self {
+        KeyOf::Custom(Arc::new(key))
+    }
+
+    /// Calls `f` with the key of `request`.
+    pub(crate) fn with<R>(&self, request: &Request, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            KeyOf::Origin => with_origin_key(request.url(), f),
+            KeyOf::Custom(key) => f(&key(request)),
+        }
+    }
+
+    /// The key of `request`, owned.
+    pub(crate) fn of(&self, request: &Request) -> String {
+        match self {
+            KeyOf::Origin => origin_key(request.url()),
+            KeyOf::Custom(key) => key(request),
+        }
+    }
+}
+
+/// The origin of the last request a [`Keyed`] map saw, as parts to compare a URL with: its
+/// key, where the host lies in it, and the port.
+struct LastOrigin {
+    key: Arc<str>,
+    scheme_end: usize,
+    host_start: usize,
+    host_end: usize,
+    port: Option<u16>,
+}
+
+impl LastOrigin {
+    fn new(key: Arc<str>, url: &Url) -> Self {
+        let scheme_end = url.scheme().len();
+        let host_start = scheme_end + "://".len();
+        let host_end = host_start + url.host_str().unwrap_or("").len();
+        LastOrigin {
+            key,
+            scheme_end,
+            host_start,
+            host_end,
+            port: url.port_or_known_default(),
+        }
+    }
+
+    /// Whether `url` has this origin: the port, scheme and host compared without writing a
+    /// key.
+    fn is_origin_of(&self, url: &Url) -> bool {
+        url.port_or_known_default() == self.port
+            && self.key.get(..self.scheme_end) == Some(url.scheme())
+            && self.key.get(self.host_start..self.host_end) == Some(url.host_str().unwrap_or(""))
+    }
+}
+
+/// Per-key state of a middleware (a circuit, a rate, a compartment), each behind an `Arc` so
+/// that a request in flight holds its own without looking the key up again.
+///
+/// The entry of the last request keyed by origin is remembered: a client that talks to one
+/// origin after another finds it by comparing the URL's parts, without writing the key or
+/// hashing it; any other key is looked up in the map by a key written on the stack.
+pub(crate) struct Keyed<V> {
+    map: HashMap<Arc<str>, Arc<V>>,
+    last: Option<(LastOrigin, Arc<V>)>,
+}
+
+impl<V> Keyed<V> {
+    pub(crate) fn new() -> Self {
+        Keyed {
+            map: HashMap::new(),
+            last: None,
+        }
+    }
+
+    /// How many keys are kept.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The entry of `key`, if there is one.
+    pub(crate) fn get(&self, key: &str) -> Option<&Arc<V>> {
+        self.map.get(key)
+    }
+
+    /// The key and entry of `request`, made by `make` from the key the first time. When the
+    /// map already holds `max_keys` keys, the entries `forget` says may go are forgotten
+    /// first (an entry only the map holds, `Arc::strong_count` 1, is not in use).
+    pub(crate) fn entry(
+        &mut self,
+        key_of: &KeyOf,
+        request: &Request,
+        max_keys: usize,
+        forget: impl FnMut(&Arc<V>) -> bool,
+        make: impl FnOnce(&Arc<str>) -> V,
+    ) -> (Arc<str>, Arc<V>) {
+        if let (KeyOf::Origin, Some((last, entry))) = (key_of, &self.last) {
+            if last.is_origin_of(request.url()) {
+                return (Arc::clone(&last.key), Arc::clone(entry));
+            }
+        }
+        let found = key_of.with(request, |key| {
+            self.map
+                .get_key_value(key)
+                .map(|(key, entry)| (Arc::clone(key), Arc::clone(entry)))
+                .ok_or_else(|| Arc::<str>::from(key))
+        });
+        let (key, entry) = match found {
+            Ok(found) => found,
+            Err(key) => {
+                if self.map.len() >= max_keys {
+                    // The remembered entry would count as in use.
+                    self.last = None;
+                    let mut forget = forget;
+                    self.map.retain(|_, entry| !forget(entry));
+                }
+                let entry = Arc::new(make(&key));
+                self.map.insert(Arc::clone(&key), Arc::clone(&entry));
+                (key, entry)
+            }
+        };
+        if let KeyOf::Origin = key_of {
+            self.last = Some((
+                LastOrigin::new(Arc::clone(&key), request.url()),
+                Arc::clone(&entry),
+            ));
+        }
+        (key, entry)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -155,6 +346,42 @@ mod tests {
             origin_key(&url("http://user:pw@127.0.0.1:8080/")),
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn the_origin_key_built_on_the_stack_is_the_same_as_on_the_heap() {
+        let long = format!("https://{}.example:8443/", "a".repeat(200));
+        for text in [
+            "https://api.example/a?b",
+            "http://user:pw@127.0.0.1:8080/",
+            "http://[::1]:9/",
+            "https://example.test:65535/",
+            "http://example.test:1/",
+            long.as_str(),
+        ] {
+            let url = url(text);
+            assert_eq!(
+                with_origin_key(&url, str::to_owned),
+                origin_key(&url),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_last_origin_matches_its_own_url_and_no_other() {
+        let first = url("https://api.example/a");
+        let last = LastOrigin::new(origin_key(&first).into(), &first);
+        assert!(last.is_origin_of(&url("https://api.example:443/b?c")));
+        for other in [
+            "http://api.example/",
+            "https://api.example:8443/",
+            "https://api.example.org/",
+            "https://api.exampl/",
+            "https://pi.example/",
+        ] {
+            assert!(!last.is_origin_of(&url(other)), "{other}");
+        }
     }
 
     use super::*;
