@@ -16,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use url::{Host, Url};
+use url::{Host, Position, Url};
 
 use super::request::Request;
 
@@ -226,36 +226,26 @@ impl KeyOf {
     }
 }
 
-/// The origin of the last request a [`Keyed`] map saw, as parts to compare a URL with: its
-/// key, where the host lies in it, and the port.
+/// The origin of the last request a [`Keyed`] map saw: its key, and the URL's text up to the
+/// path (`scheme://user@host:port`, as the URL wrote it).
 struct LastOrigin {
     key: Arc<str>,
-    scheme_end: usize,
-    host_start: usize,
-    host_end: usize,
-    port: Option<u16>,
+    before_path: Box<str>,
 }
 
 impl LastOrigin {
     fn new(key: Arc<str>, url: &Url) -> Self {
-        let scheme_end = url.scheme().len();
-        let host_start = scheme_end + "://".len();
-        let host_end = host_start + url.host_str().unwrap_or("").len();
         LastOrigin {
             key,
-            scheme_end,
-            host_start,
-            host_end,
-            port: url.port_or_known_default(),
+            before_path: url[..Position::BeforePath].into(),
         }
     }
 
-    /// Whether `url` has this origin: the port, scheme and host compared without writing a
-    /// key.
+    /// Whether `url` has this origin: true when its text up to the path is the same, one
+    /// comparison and no key written. (Another spelling of the same origin, with a user name or
+    /// the default port written out, is found through the map instead.)
     fn is_origin_of(&self, url: &Url) -> bool {
-        url.port_or_known_default() == self.port
-            && self.key.get(..self.scheme_end) == Some(url.scheme())
-            && self.key.get(self.host_start..self.host_end) == Some(url.host_str().unwrap_or(""))
+        url[..Position::BeforePath] == *self.before_path
     }
 }
 
@@ -372,16 +362,68 @@ mod tests {
     fn the_last_origin_matches_its_own_url_and_no_other() {
         let first = url("https://api.example/a");
         let last = LastOrigin::new(origin_key(&first).into(), &first);
-        assert!(last.is_origin_of(&url("https://api.example:443/b?c")));
+        assert!(last.is_origin_of(&url("https://api.example/b?c")));
         for other in [
             "http://api.example/",
             "https://api.example:8443/",
+            "https://user@api.example/",
             "https://api.example.org/",
             "https://api.exampl/",
             "https://pi.example/",
         ] {
             assert!(!last.is_origin_of(&url(other)), "{other}");
         }
+    }
+
+    fn get(text: &str) -> Request {
+        Request::new(http::Method::GET, url(text))
+    }
+
+    #[test]
+    fn a_keyed_map_gives_one_entry_per_origin_however_it_is_found() {
+        let mut keyed = Keyed::new();
+        let mut made = 0;
+        let mut entry = |keyed: &mut Keyed<u32>, text: &str| {
+            keyed
+                .entry(
+                    &KeyOf::Origin,
+                    &get(text),
+                    8,
+                    |_| true,
+                    |_| {
+                        made += 1;
+                        made
+                    },
+                )
+                .1
+        };
+        let first = entry(&mut keyed, "http://a.test/x");
+        // The same origin again (the remembered one), another, then the first through the map.
+        assert!(Arc::ptr_eq(&first, &entry(&mut keyed, "http://a.test/y")));
+        let other = entry(&mut keyed, "http://b.test/");
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Arc::ptr_eq(
+            &first,
+            &entry(&mut keyed, "http://a.test:80/z")
+        ));
+        assert_eq!(keyed.len(), 2);
+    }
+
+    #[test]
+    fn a_full_keyed_map_forgets_only_the_entries_not_in_use() {
+        let mut keyed = Keyed::new();
+        let idle = |entry: &Arc<u32>| Arc::strong_count(entry) == 1;
+        let (_, in_use) = keyed.entry(&KeyOf::Origin, &get("http://a.test/"), 2, idle, |_| 1);
+        keyed.entry(&KeyOf::Origin, &get("http://b.test/"), 2, idle, |_| 2);
+        keyed.entry(&KeyOf::Origin, &get("http://c.test/"), 2, idle, |_| 3);
+        assert_eq!(keyed.len(), 2);
+        assert!(
+            keyed
+                .get("http://a.test:80")
+                .is_some_and(|a| Arc::ptr_eq(a, &in_use))
+        );
+        assert!(keyed.get("http://b.test:80").is_none());
+        assert!(keyed.get("http://c.test:80").is_some());
     }
 
     use super::*;
