@@ -219,7 +219,7 @@ impl Bulkhead {
 
     /// The compartment of `request`'s key, made on its first request.
     fn compartment(&self, request: &Request) -> Arc<Compartment> {
-        let (_, compartment) = self.lock().entry(
+        self.lock().entry(
             &self.key,
             request,
             self.policy.max_keys,
@@ -229,8 +229,7 @@ impl Bulkhead {
                 slots: Arc::new(Semaphore::new(self.policy.max_concurrent)),
                 waiting: AtomicUsize::new(0),
             },
-        );
-        compartment
+        )
     }
 
     /// A slot after waiting in the queue, when none was free.

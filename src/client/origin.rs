@@ -226,38 +226,31 @@ impl KeyOf {
     }
 }
 
-/// The origin of the last request a [`Keyed`] map saw: its key, and the URL's text up to the
-/// path (`scheme://user@host:port`, as the URL wrote it).
-struct LastOrigin {
-    key: Arc<str>,
-    before_path: Box<str>,
+/// Whether `url`'s text up to the path (`scheme://user@host:port`, as the URL wrote it) is
+/// `before_path`: the same origin, found with one comparison and no key written. (Another
+/// spelling of the same origin, with a user name or the default port written out, is found
+/// through the map instead.)
+fn is_written_before_path(url: &Url, before_path: &str) -> bool {
+    url[..Position::BeforePath] == *before_path
 }
 
-impl LastOrigin {
-    fn new(key: Arc<str>, url: &Url) -> Self {
-        LastOrigin {
-            key,
-            before_path: url[..Position::BeforePath].into(),
-        }
-    }
-
-    /// Whether `url` has this origin: true when its text up to the path is the same, one
-    /// comparison and no key written. (Another spelling of the same origin, with a user name or
-    /// the default port written out, is found through the map instead.)
-    fn is_origin_of(&self, url: &Url) -> bool {
-        url[..Position::BeforePath] == *self.before_path
-    }
+/// One key's entry in a [`Keyed`] map, and for a key by origin the text up to the path of
+/// the first URL seen with it.
+struct Slot<V> {
+    entry: Arc<V>,
+    before_path: Option<Arc<str>>,
 }
 
 /// Per-key state of a middleware (a circuit, a rate, a compartment), each behind an `Arc` so
 /// that a request in flight holds its own without looking the key up again.
 ///
 /// The entry of the last request keyed by origin is remembered: a client that talks to one
-/// origin after another finds it by comparing the URL's parts, without writing the key or
-/// hashing it; any other key is looked up in the map by a key written on the stack.
+/// origin after another finds it with one comparison of the URL's text, without writing the
+/// key or hashing it; any other key is looked up in the map by a key written on the stack.
+/// Nothing is allocated but for a key seen for the first time.
 pub(crate) struct Keyed<V> {
-    map: HashMap<Arc<str>, Arc<V>>,
-    last: Option<(LastOrigin, Arc<V>)>,
+    map: HashMap<Arc<str>, Slot<V>>,
+    last: Option<(Arc<str>, Arc<V>)>,
 }
 
 impl<V> Keyed<V> {
@@ -275,10 +268,10 @@ impl<V> Keyed<V> {
 
     /// The entry of `key`, if there is one.
     pub(crate) fn get(&self, key: &str) -> Option<&Arc<V>> {
-        self.map.get(key)
+        self.map.get(key).map(|slot| &slot.entry)
     }
 
-    /// The key and entry of `request`, made by `make` from the key the first time. When the
+    /// The entry of `request`'s key, made by `make` from the key the first time. When the
     /// map already holds `max_keys` keys, the entries `forget` says may go are forgotten
     /// first (an entry only the map holds, `Arc::strong_count` 1, is not in use).
     pub(crate) fn entry(
@@ -286,41 +279,42 @@ impl<V> Keyed<V> {
         key_of: &KeyOf,
         request: &Request,
         max_keys: usize,
-        forget: impl FnMut(&Arc<V>) -> bool,
+        mut forget: impl FnMut(&Arc<V>) -> bool,
         make: impl FnOnce(&Arc<str>) -> V,
-    ) -> (Arc<str>, Arc<V>) {
-        if let (KeyOf::Origin, Some((last, entry))) = (key_of, &self.last) {
-            if last.is_origin_of(request.url()) {
-                return (Arc::clone(&last.key), Arc::clone(entry));
+    ) -> Arc<V> {
+        let by_origin = matches!(key_of, KeyOf::Origin);
+        if let (true, Some((before_path, entry))) = (by_origin, &self.last) {
+            if is_written_before_path(request.url(), before_path) {
+                return Arc::clone(entry);
             }
         }
-        let found = key_of.with(request, |key| {
-            self.map
-                .get_key_value(key)
-                .map(|(key, entry)| (Arc::clone(key), Arc::clone(entry)))
-                .ok_or_else(|| Arc::<str>::from(key))
+        let found = key_of.with(request, |key| match self.map.get(key) {
+            Some(slot) => Ok((Arc::clone(&slot.entry), slot.before_path.clone())),
+            None => Err(Arc::<str>::from(key)),
         });
-        let (key, entry) = match found {
+        let (entry, before_path) = match found {
             Ok(found) => found,
             Err(key) => {
                 if self.map.len() >= max_keys {
                     // The remembered entry would count as in use.
                     self.last = None;
-                    let mut forget = forget;
-                    self.map.retain(|_, entry| !forget(entry));
+                    self.map.retain(|_, slot| !forget(&slot.entry));
                 }
                 let entry = Arc::new(make(&key));
-                self.map.insert(Arc::clone(&key), Arc::clone(&entry));
-                (key, entry)
+                let before_path: Option<Arc<str>> =
+                    by_origin.then(|| request.url()[..Position::BeforePath].into());
+                let slot = Slot {
+                    entry: Arc::clone(&entry),
+                    before_path: before_path.clone(),
+                };
+                self.map.insert(key, slot);
+                (entry, before_path)
             }
         };
-        if let KeyOf::Origin = key_of {
-            self.last = Some((
-                LastOrigin::new(Arc::clone(&key), request.url()),
-                Arc::clone(&entry),
-            ));
+        if let Some(before_path) = before_path {
+            self.last = Some((before_path, Arc::clone(&entry)));
         }
-        (key, entry)
+        entry
     }
 }
 
@@ -359,10 +353,13 @@ mod tests {
     }
 
     #[test]
-    fn the_last_origin_matches_its_own_url_and_no_other() {
+    fn the_text_before_the_path_matches_its_own_origin_and_no_other() {
         let first = url("https://api.example/a");
-        let last = LastOrigin::new(origin_key(&first).into(), &first);
-        assert!(last.is_origin_of(&url("https://api.example/b?c")));
+        let last = &first[..Position::BeforePath];
+        assert!(is_written_before_path(
+            &url("https://api.example/b?c"),
+            last
+        ));
         for other in [
             "http://api.example/",
             "https://api.example:8443/",
@@ -371,7 +368,7 @@ mod tests {
             "https://api.exampl/",
             "https://pi.example/",
         ] {
-            assert!(!last.is_origin_of(&url(other)), "{other}");
+            assert!(!is_written_before_path(&url(other), last), "{other}");
         }
     }
 
@@ -384,18 +381,16 @@ mod tests {
         let mut keyed = Keyed::new();
         let mut made = 0;
         let mut entry = |keyed: &mut Keyed<u32>, text: &str| {
-            keyed
-                .entry(
-                    &KeyOf::Origin,
-                    &get(text),
-                    8,
-                    |_| true,
-                    |_| {
-                        made += 1;
-                        made
-                    },
-                )
-                .1
+            keyed.entry(
+                &KeyOf::Origin,
+                &get(text),
+                8,
+                |_| true,
+                |_| {
+                    made += 1;
+                    made
+                },
+            )
         };
         let first = entry(&mut keyed, "http://a.test/x");
         // The same origin again (the remembered one), another, then the first through the map.
@@ -413,7 +408,7 @@ mod tests {
     fn a_full_keyed_map_forgets_only_the_entries_not_in_use() {
         let mut keyed = Keyed::new();
         let idle = |entry: &Arc<u32>| Arc::strong_count(entry) == 1;
-        let (_, in_use) = keyed.entry(&KeyOf::Origin, &get("http://a.test/"), 2, idle, |_| 1);
+        let in_use = keyed.entry(&KeyOf::Origin, &get("http://a.test/"), 2, idle, |_| 1);
         keyed.entry(&KeyOf::Origin, &get("http://b.test/"), 2, idle, |_| 2);
         keyed.entry(&KeyOf::Origin, &get("http://c.test/"), 2, idle, |_| 3);
         assert_eq!(keyed.len(), 2);

@@ -3,12 +3,16 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
 use crate::client::origin::{KeyOf, Keyed};
-use crate::client::{Error, Middleware, Next, Request, Response, Result};
+use crate::client::{Error, Middleware, Next, Pending, Request, Response, Result};
 
 use super::policy::CircuitBreakerPolicy;
 use super::state::{Circuit, CircuitState, Ticket, Transition, Verdict};
@@ -114,7 +118,7 @@ impl CircuitBreaker {
     /// then.
     fn entry(&self, request: &Request) -> Arc<Entry> {
         let policy = &*self.policy;
-        let (_, entry) = self.lock().entry(
+        self.lock().entry(
             &self.key,
             request,
             policy.max_keys,
@@ -124,8 +128,7 @@ impl CircuitBreaker {
                 key: Arc::clone(key),
                 circuit: Mutex::new(Circuit::new(policy, Instant::now())),
             },
-        );
-        entry
+        )
     }
 }
 
@@ -135,12 +138,24 @@ struct Permit<'a> {
     policy: &'a CircuitBreakerPolicy,
     entry: Option<Arc<Entry>>,
     ticket: Ticket,
-    admitted: Instant,
+    /// From when the call counts as slow (`None`: never, the duration being past the clock's
+    /// range).
+    slow_from: Option<Instant>,
 }
 
 impl Permit<'_> {
-    fn record(mut self, verdict: Verdict, now: Instant) {
-        self.finish(verdict, now);
+    /// Tells the circuit how the call went.
+    fn finish_call(mut self, outcome: &Result<Response>) {
+        let ended = Instant::now();
+        let slow = self.slow_from.is_some_and(|slow_from| ended >= slow_from);
+        let verdict = match (outcome, self.policy.classifier.classify(outcome)) {
+            (_, Some(_)) => Verdict::Failure { slow },
+            (Ok(_), None) => Verdict::Success { slow },
+            // An error that is no failure (a refusal, a middleware's own error) never reached
+            // the upstream, or says nothing about it.
+            (Err(_), None) => Verdict::Neutral,
+        };
+        self.finish(verdict, ended);
     }
 
     fn finish(&mut self, verdict: Verdict, now: Instant) {
@@ -200,26 +215,42 @@ impl Middleware for CircuitBreaker {
         next: Next,
     ) -> impl Future<Output = Result<Response>> + Send {
         // Admission and the hand-over to the rest of the chain happen here, so that the
-        // future below holds neither the request nor the chain: it stays small, which keeps
-        // the chain's box of it cheap.
-        let started = self
-            .admit(&request)
-            .map(|permit| (permit, next.run(request)));
-        async move {
-            let (permit, pending) = started?;
-            let outcome = pending.await;
-            let ended = Instant::now();
-            let slow =
-                ended.saturating_duration_since(permit.admitted) >= self.policy.slow_call_duration;
-            let verdict = match (&outcome, self.policy.classifier.classify(&outcome)) {
-                (_, Some(_)) => Verdict::Failure { slow },
-                (Ok(_), None) => Verdict::Success { slow },
-                // An error that is no failure (a refusal, a middleware's own error) never
-                // reached the upstream, or says nothing about it.
-                (Err(_), None) => Verdict::Neutral,
-            };
-            permit.record(verdict, ended);
-            outcome
+        // future holds neither the request nor the chain: it stays small, which keeps the
+        // chain's box of it cheap.
+        match self.admit(&request) {
+            Ok(permit) => Call::Running {
+                pending: next.run(request),
+                permit: Some(permit),
+            },
+            Err(err) => Call::Refused { err: Some(err) },
+        }
+    }
+}
+
+pin_project! {
+    /// A call through the breaker: the rest of the chain's answer, told to the circuit.
+    #[project = CallProj]
+    enum Call<'a> {
+        Running { #[pin] pending: Pending, permit: Option<Permit<'a>> },
+        Refused { err: Option<Error> },
+    }
+}
+
+impl Future for Call<'_> {
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CallProj::Running { pending, permit } => {
+                let outcome = std::task::ready!(pending.poll(cx));
+                if let Some(permit) = permit.take() {
+                    permit.finish_call(&outcome);
+                }
+                Poll::Ready(outcome)
+            }
+            CallProj::Refused { err } => {
+                Poll::Ready(Err(err.take().unwrap_or_else(|| Error::circuit_open(None))))
+            }
         }
     }
 }
@@ -238,7 +269,7 @@ impl CircuitBreaker {
                 policy: &self.policy,
                 entry: Some(entry),
                 ticket,
-                admitted: now,
+                slow_from: now.checked_add(self.policy.slow_call_duration),
             }),
             Err(retry_after) => {
                 tracing::debug!(key = &*entry.key, "circuit refused the request");

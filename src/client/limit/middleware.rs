@@ -5,9 +5,11 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
+use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use crate::client::classify::retry_after_of;
@@ -109,7 +111,7 @@ impl RateLimit {
 
     /// The cell of `request`'s key, made on its first request; the key is copied only then.
     fn entry(&self, request: &Request, now: Instant) -> Arc<Entry> {
-        let (_, entry) = self.lock().entry(
+        self.lock().entry(
             &self.key,
             request,
             self.policy.max_keys,
@@ -119,8 +121,7 @@ impl RateLimit {
                 key: Arc::clone(key),
                 cell: Mutex::new(Cell::new(now)),
             },
-        );
-        entry
+        )
     }
 
     fn pause(&self, entry: &Entry, wait: Duration) {
@@ -139,13 +140,10 @@ impl RateLimit {
     }
 }
 
-/// How a request let through goes on: at once, or after waiting for its turn.
-enum Start {
-    Now(Pending),
-    /// Boxed: only a request over the rate waits, and a timer, the request and the chain
-    /// held inline would make every request's future larger.
-    Later(Pin<Box<dyn Future<Output = Result<Response>> + Send>>),
-}
+/// Waiting for a turn, then the rest of the chain. Boxed: only a request over the rate waits,
+/// and a timer, the request and the chain held inline would make every request's future
+/// larger.
+type Waiting = Pin<Box<dyn Future<Output = Result<Response>> + Send>>;
 
 impl Middleware for RateLimit {
     fn handle(
@@ -154,47 +152,23 @@ impl Middleware for RateLimit {
         next: Next,
     ) -> impl Future<Output = Result<Response>> + Send {
         // The turn and the hand-over to the rest of the chain happen here, so that the future
-        // below holds neither the request nor the chain: it stays small, which keeps the
-        // chain's box of it cheap.
-        let started = self.start(request, next);
-        async move {
-            let (entry, start) = started?;
-            let outcome = match start {
-                Start::Now(pending) => pending.await,
-                Start::Later(waiting) => waiting.await,
-            };
-            if self.policy.pause_on_retry_after {
-                if let Ok(response) = &outcome {
-                    let status = response.status();
-                    if status == StatusCode::TOO_MANY_REQUESTS
-                        || status == StatusCode::SERVICE_UNAVAILABLE
-                    {
-                        if let Some(wait) = retry_after_of(response.headers(), SystemTime::now()) {
-                            self.pause(&entry, wait);
-                        }
-                    }
-                }
-            }
-            outcome
-        }
-    }
-}
-
-impl RateLimit {
-    /// Takes the request's turn and starts it, or refuses it.
-    fn start(&self, request: Request, next: Next) -> Result<(Arc<Entry>, Start)> {
+        // holds neither the request nor the chain: it stays small, which keeps the chain's box
+        // of it cheap.
         let now = Instant::now();
         let entry = self.entry(&request, now);
         let turn = entry.lock().take(&self.policy, now);
         match turn {
-            Ok(wait) if wait.is_zero() => Ok((entry, Start::Now(next.run(request)))),
-            Ok(wait) => Ok((
-                entry,
-                Start::Later(Box::pin(async move {
+            Ok(wait) if wait.is_zero() => Call::Now {
+                pending: next.run(request),
+                after: After { limit: self, entry },
+            },
+            Ok(wait) => Call::Later {
+                waiting: Box::pin(async move {
                     tokio::time::sleep(wait).await;
                     next.run(request).await
-                })),
-            )),
+                }),
+                after: After { limit: self, entry },
+            },
             Err(retry_after) => {
                 tracing::debug!(
                     key = &*entry.key,
@@ -203,8 +177,64 @@ impl RateLimit {
                 );
                 #[cfg(feature = "metrics")]
                 ::metrics::counter!("stopover.client.rate_limit.rejections").increment(1);
-                Err(Error::rate_limited(Some(retry_after)).with_url(request.url().clone()))
+                Call::Refused {
+                    err: Some(
+                        Error::rate_limited(Some(retry_after)).with_url(request.url().clone()),
+                    ),
+                }
             }
         }
+    }
+}
+
+/// What a request let through does with its answer: a 429 or 503 with `Retry-After` pauses
+/// its key.
+struct After<'a> {
+    limit: &'a RateLimit,
+    entry: Arc<Entry>,
+}
+
+impl After<'_> {
+    fn answer(&self, outcome: &Result<Response>) {
+        if !self.limit.policy.pause_on_retry_after {
+            return;
+        }
+        if let Ok(response) = outcome {
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                if let Some(wait) = retry_after_of(response.headers(), SystemTime::now()) {
+                    self.limit.pause(&self.entry, wait);
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A request through the limit: at once, after its turn, or refused.
+    #[project = CallProj]
+    enum Call<'a> {
+        Now { #[pin] pending: Pending, after: After<'a> },
+        Later { waiting: Waiting, after: After<'a> },
+        Refused { err: Option<Error> },
+    }
+}
+
+impl Future for Call<'_> {
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (outcome, after) = match self.project() {
+            CallProj::Now { pending, after } => (std::task::ready!(pending.poll(cx)), after),
+            CallProj::Later { waiting, after } => {
+                (std::task::ready!(waiting.as_mut().poll(cx)), after)
+            }
+            CallProj::Refused { err } => {
+                return Poll::Ready(Err(err.take().unwrap_or_else(|| Error::rate_limited(None))));
+            }
+        };
+        after.answer(&outcome);
+        Poll::Ready(outcome)
     }
 }
