@@ -561,3 +561,67 @@ impl Middleware for RedisRateLimit {
         outcome
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(policy: RateLimitPolicy) -> RedisRateLimit {
+        // Opening a client connects to nothing.
+        RedisRateLimit::new(::redis::Client::open("redis://127.0.0.1/").unwrap(), policy)
+    }
+
+    fn per_second(requests: u32, burst: u32) -> RateLimitPolicy {
+        RateLimitPolicy::builder(requests, Duration::from_secs(1))
+            .burst(burst)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_lease_doubles_when_spent_in_time_and_shrinks_to_what_was_spent() {
+        let until = Instant::now();
+        let lease = |granted, left| Lease {
+            left,
+            granted,
+            until,
+        };
+        assert_eq!(lease(1, 0).next_want(16), 2);
+        assert_eq!(lease(8, 0).next_want(16), 16);
+        assert_eq!(lease(16, 0).next_want(16), 16);
+        assert_eq!(lease(8, 5).next_want(16), 3);
+        // One cell spent of a lease that ended: one at a time, nothing wasted.
+        assert_eq!(lease(4, 3).next_want(16), 1);
+    }
+
+    #[test]
+    fn leases_keep_a_lifetime_of_cells_out_of_the_burst() {
+        // 1000 a second: a 100 ms lifetime holds 100 cells, a tenth of the burst.
+        let plan = limit(per_second(1000, 1000)).plan();
+        assert_eq!(plan.most, 16);
+        assert_eq!(plan.tolerance, 1000 * (1000 - 1 - 100));
+    }
+
+    #[test]
+    fn leases_are_off_when_a_lifetime_holds_more_than_a_quarter_of_the_burst() {
+        // 20 a second, burst 5: 100 ms holds 2 cells, more than a quarter of 5.
+        let plan = limit(per_second(20, 5)).plan();
+        assert_eq!(plan.most, 1);
+        assert_eq!(plan.tolerance, 50_000 * 4);
+        // One a minute, burst 3: a single cell is already too much of the burst.
+        let slow = RateLimitPolicy::builder(1, Duration::from_secs(60))
+            .burst(3)
+            .build()
+            .unwrap();
+        assert_eq!(limit(slow).plan().most, 1);
+    }
+
+    #[test]
+    fn one_script_per_request_applies_the_whole_burst() {
+        let plan = limit(per_second(1000, 1000))
+            .one_script_per_request()
+            .plan();
+        assert_eq!(plan.most, 1);
+        assert_eq!(plan.tolerance, 1000 * 999);
+    }
+}
