@@ -64,7 +64,7 @@ use http::StatusCode;
 use tokio::time::Instant;
 
 use crate::client::classify::retry_after_of;
-use crate::client::origin::KeyOf;
+use crate::client::origin::{KeyOf, Keyed};
 use crate::client::{Error, Middleware, Next, Request, Response, Result};
 
 use super::gcra::Cell;
@@ -152,6 +152,12 @@ impl Lease {
     }
 }
 
+/// One key as a replica knows it: its name, and its lease if it holds one.
+struct KeyState {
+    key: Arc<str>,
+    lease: Mutex<Option<Lease>>,
+}
+
 /// How a [`RedisRateLimit`] takes its turns from Redis, worked out from the policy and the
 /// lease settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,8 +193,9 @@ struct Shared {
     connection: tokio::sync::OnceCell<ConnectionManager>,
     /// Per key, the earliest a request could be let through, as Redis last said.
     blocked: Mutex<HashMap<String, Instant>>,
-    /// Per key, the cells leased from Redis and not spent yet.
-    leases: Mutex<HashMap<String, Lease>>,
+    /// Per key, its name and the cells leased from Redis and not spent yet; found without
+    /// allocating for a known key.
+    keys: Mutex<Keyed<KeyState>>,
     /// The local limit used while Redis cannot be reached.
     fallback: Mutex<HashMap<String, Cell>>,
 }
@@ -238,7 +245,7 @@ impl RedisRateLimit {
                 client,
                 connection: tokio::sync::OnceCell::new(),
                 blocked: Mutex::new(HashMap::new()),
-                leases: Mutex::new(HashMap::new()),
+                keys: Mutex::new(Keyed::new()),
                 fallback: Mutex::new(HashMap::new()),
             }),
         }
@@ -397,10 +404,28 @@ impl RedisRateLimit {
         blocked.insert(key.to_owned(), until);
     }
 
-    /// Spends a leased cell of `key`, if one is left and its lease has not ended.
-    fn spend_lease(&self, key: &str, now: Instant) -> bool {
-        let mut leases = lock(&self.shared.leases);
-        match leases.get_mut(key) {
+    /// The state of `request`'s key, made on its first request; the key is copied only then.
+    fn key_state(&self, request: &Request) -> Arc<KeyState> {
+        lock(&self.shared.keys).entry(
+            &self.key,
+            request,
+            self.policy.max_keys,
+            // A key no request holds and whose lease is spent or over is as good as new.
+            |state| {
+                Arc::strong_count(state) == 1
+                    && lock(&state.lease)
+                        .is_none_or(|lease| lease.left == 0 || lease.until <= Instant::now())
+            },
+            |key| KeyState {
+                key: Arc::clone(key),
+                lease: Mutex::new(None),
+            },
+        )
+    }
+
+    /// Spends a leased cell, if one is left and its lease has not ended.
+    fn spend_lease(state: &KeyState, now: Instant) -> bool {
+        match &mut *lock(&state.lease) {
             Some(lease) if lease.left > 0 && now < lease.until => {
                 lease.left -= 1;
                 true
@@ -409,46 +434,40 @@ impl RedisRateLimit {
         }
     }
 
-    /// How many cells to ask Redis for `key`.
-    fn want(&self, key: &str, plan: &Plan) -> u32 {
+    /// How many cells to ask Redis for.
+    fn want(state: &KeyState, plan: &Plan) -> u32 {
         if plan.most <= 1 {
             return 1;
         }
-        lock(&self.shared.leases)
-            .get(key)
+        lock(&state.lease)
+            .as_ref()
             .map_or(1, |lease| lease.next_want(plan.most))
     }
 
     /// Keeps a new lease of `cells` (one of them spent by the request that asked), asked for
-    /// at `asked`: its lifetime counts from before Redis granted it.
-    fn keep_lease(&self, key: &str, cells: u32, asked: Instant, plan: &Plan) {
+    /// at `asked`: its lifetime counts from before Redis granted it. A lease still holding
+    /// cells is replaced: its cells are dropped, as spent.
+    fn keep_lease(state: &KeyState, cells: u32, asked: Instant, plan: &Plan) {
         if plan.most <= 1 {
             return;
         }
-        let mut leases = lock(&self.shared.leases);
-        if !leases.contains_key(key) && leases.len() >= self.policy.max_keys {
-            leases.retain(|_, lease| lease.left > 0 && lease.until > asked);
-        }
-        // A lease still holding cells is replaced: its cells are dropped, as spent.
-        leases.insert(
-            key.to_owned(),
-            Lease {
-                left: cells.saturating_sub(1),
-                granted: cells.max(1),
-                until: asked + plan.lifetime,
-            },
-        );
+        *lock(&state.lease) = Some(Lease {
+            left: cells.saturating_sub(1),
+            granted: cells.max(1),
+            until: asked + plan.lifetime,
+        });
     }
 
     /// A turn: from a lease, else from Redis. `Ok(wait)` to go after `wait`,
     /// `Err(Some(wait))` refused, `Err(None)` refused because Redis is unreachable and the
     /// limiter fails closed.
-    async fn take(&self, key: &str) -> std::result::Result<Duration, Option<Duration>> {
+    async fn take(&self, state: &KeyState) -> std::result::Result<Duration, Option<Duration>> {
         let now = Instant::now();
         let plan = self.plan();
-        if plan.most > 1 && self.spend_lease(key, now) {
+        if plan.most > 1 && Self::spend_lease(state, now) {
             return Ok(Duration::ZERO);
         }
+        let key = &*state.key;
         if let Some(wait) = self.known_refusal(key, now) {
             return Err(Some(wait));
         }
@@ -459,7 +478,7 @@ impl RedisRateLimit {
             micros(policy.interval),
             plan.tolerance,
             micros(policy.max_wait),
-            u64::from(self.want(key, &plan)),
+            u64::from(Self::want(state, &plan)),
         ];
         match self
             .eval::<(u8, i64, u32)>("rate limit", TAKE, &keys, &args)
@@ -469,7 +488,7 @@ impl RedisRateLimit {
                 let wait = Duration::from_micros(wait.max(0).unsigned_abs());
                 if allowed == 1 {
                     if wait.is_zero() {
-                        self.keep_lease(key, cells, now, &plan);
+                        Self::keep_lease(state, cells, now, &plan);
                     }
                     Ok(wait)
                 } else {
@@ -499,7 +518,8 @@ impl RedisRateLimit {
         }
     }
 
-    async fn pause(&self, key: &str, wait: Duration) {
+    async fn pause(&self, state: &KeyState, wait: Duration) {
+        let key = &*state.key;
         let wait = wait.min(self.policy.retry_after_cap);
         tracing::info!(
             key,
@@ -512,7 +532,7 @@ impl RedisRateLimit {
             self.remember_refusal(key, until);
         }
         // Whatever this replica leased before the pause is not spent during it.
-        lock(&self.shared.leases).remove(key);
+        *lock(&state.lease) = None;
         let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
         let keys = [self.redis_key(key, "pause")];
         if let Err(err) = self.eval::<i64>("pause", PAUSE, &keys, &[micros]).await {
@@ -530,12 +550,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Middleware for RedisRateLimit {
     async fn handle(&self, request: Request, next: Next) -> Result<Response> {
-        let key = self.key.of(&request);
-        match self.take(&key).await {
+        let state = self.key_state(&request);
+        match self.take(&state).await {
             Ok(wait) if wait.is_zero() => {}
             Ok(wait) => tokio::time::sleep(wait).await,
             Err(retry_after) => {
-                tracing::debug!(key, "rate limit refused the request");
+                tracing::debug!(key = &*state.key, "rate limit refused the request");
                 #[cfg(feature = "metrics")]
                 ::metrics::counter!("stopover.client.rate_limit.rejections").increment(1);
                 let err = Error::rate_limited(retry_after).with_url(request.url().clone());
@@ -553,7 +573,7 @@ impl Middleware for RedisRateLimit {
                     || status == StatusCode::SERVICE_UNAVAILABLE
                 {
                     if let Some(wait) = retry_after_of(response.headers(), SystemTime::now()) {
-                        self.pause(&key, wait).await;
+                        self.pause(&state, wait).await;
                     }
                 }
             }
