@@ -26,7 +26,7 @@
 //! | case | one script per request | leases (default) |
 //! |---|---|---|
 //! | far from the limit (10^6/s), 500 requests one after the other | 1.00 script per request | 0.07 |
-//! | near it (200/s, burst 80, 160/s asked by 4 workers) | 1.00 | 0.19 |
+//! | near it (200/s, burst 80, 160/s asked by 4 workers) | 1.00 | 0.19 to 0.29 |
 //!
 //! Leases are the default because they keep the hot path off Redis when the limit is far away,
 //! which is when a fleet sends the most. What they cost: a burst smaller by a lifetime's
