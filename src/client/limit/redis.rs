@@ -1,7 +1,7 @@
 //! [`RedisRateLimit`]: the same GCRA limit shared by every replica through Redis, with a shared
 //! `Retry-After` pause (feature `redis`).
 //!
-//! Every decision is made by one atomic Lua script on Redis, timed by Redis's own clock
+//! Every turn taken from Redis is one atomic Lua script, timed by Redis's own clock
 //! (`TIME`), so that replicas with skewed clocks neither mint nor lose quota. A refusal is
 //! remembered locally until the time it names (the turn only moves later), so a replica that
 //! is refused does not ask Redis again before it could be let through. A 429 or 503 with
@@ -9,6 +9,25 @@
 //! bounded by [`call_timeout`](RedisRateLimit::call_timeout); when Redis cannot be reached,
 //! the limiter does what [`when_unreachable`](RedisRateLimit::when_unreachable) says, never
 //! hangs.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use stopover::client::Client;
+//! use stopover::client::limit::{RateLimitPolicy, RedisRateLimit, Unreachable};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // The account's quota, 100 a minute, shared by every replica;
+//! // 25 a minute each if Redis is down.
+//! let quota = RateLimitPolicy::builder(100, Duration::from_secs(60)).burst(10).build()?;
+//! let fallback = RateLimitPolicy::builder(25, Duration::from_secs(60)).burst(3).build()?;
+//! let limit = RedisRateLimit::new(redis::Client::open("redis://127.0.0.1/")?, quota)
+//!     .key(|_| "openai-account-1".to_owned())
+//!     .when_unreachable(Unreachable::Local(fallback));
+//! let client = Client::builder().middleware(limit).build()?;
+//! # let _ = client;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Leases: not one round trip per request
 //!
@@ -34,25 +53,6 @@
 //! of their leases, for at most the lifetime (100 ms); choose
 //! [`one_script_per_request`](RedisRateLimit::one_script_per_request) when the burst must be
 //! the policy's to the cell or no request may follow a 429 once it is known.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use stopover::client::Client;
-//! use stopover::client::limit::{RateLimitPolicy, RedisRateLimit, Unreachable};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // The account's quota, 100 a minute, shared by every replica;
-//! // 25 a minute each if Redis is down.
-//! let quota = RateLimitPolicy::builder(100, Duration::from_secs(60)).burst(10).build()?;
-//! let fallback = RateLimitPolicy::builder(25, Duration::from_secs(60)).burst(3).build()?;
-//! let limit = RedisRateLimit::new(redis::Client::open("redis://127.0.0.1/")?, quota)
-//!     .key(|_| "openai-account-1".to_owned())
-//!     .when_unreachable(Unreachable::Local(fallback));
-//! let client = Client::builder().middleware(limit).build()?;
-//! # let _ = client;
-//! # Ok(())
-//! # }
-//! ```
 
 use std::collections::HashMap;
 use std::fmt;
