@@ -9,7 +9,7 @@
 //! hedge then arms its timer):
 //!
 //! ```text
-//! for s in none retry breaker limit bulkhead hedge hedge-quantile pipeline; do
+//! for s in none passthrough retry breaker limit bulkhead hedge hedge-quantile timeouts pipeline; do
 //!   RESILIENCE_PROFILE=$s valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!     --toggle-collect='tokio::runtime::runtime::Runtime::block_on*' $BIN 2>&1 | grep Collected
 //! done
@@ -33,14 +33,16 @@ use stopover::resilience::StandardPipeline;
 static ALLOCATOR: counting_alloc::Counting = counting_alloc::Counting;
 
 const URL: &str = "http://127.0.0.1:9/items?page=1";
-const STACKS: [&str; 8] = [
+const STACKS: [&str; 10] = [
     "none",
+    "passthrough",
     "retry",
     "breaker",
     "limit",
     "bulkhead",
     "hedge",
     "hedge-quantile",
+    "timeouts",
     "pipeline",
 ];
 const PROFILE_REQUESTS: usize = 20_000;
@@ -53,6 +55,24 @@ fn stack(name: &str) -> Chain {
     };
     match name {
         "none" => Chain::new(),
+        // The floor: what any middleware pays for its place in the chain.
+        "passthrough" => Chain::new().with(from_fn(|req: Request, next: Next| next.run(req))),
+        // The pipeline's two timeouts, written as it writes them: a total timeout around the
+        // rest of the chain, and an attempt timeout set on the request.
+        "timeouts" => Chain::new()
+            .with(from_fn(|req: Request, next: Next| async move {
+                match tokio::time::timeout(Duration::from_secs(30), next.run(req)).await {
+                    Ok(outcome) => outcome,
+                    // Never reached here; the pipeline's own error is a timeout.
+                    Err(_) => Err(stopover::client::Error::bulkhead_full()),
+                }
+            }))
+            .with(from_fn(|mut req: Request, next: Next| {
+                if req.attempt_timeout().is_none() {
+                    req.set_attempt_timeout(Some(Duration::from_secs(10)));
+                }
+                next.run(req)
+            })),
         "retry" => Chain::new().with(Retry::default()),
         "breaker" => Chain::new().with(CircuitBreaker::default()),
         "limit" => Chain::new().with(RateLimit::new(generous())),

@@ -220,10 +220,11 @@ struct TotalTimeout(Duration);
 
 impl Middleware for TotalTimeout {
     async fn handle(&self, request: Request, next: Next) -> Result<Response> {
-        let url = request.url().clone();
+        // The URL is not kept for the error: the redirect loop names the hop's URL on any
+        // error that has none.
         match tokio::time::timeout(self.0, next.run(request)).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(Error::timeout().with_url(url).with_message(format!(
+            Err(_) => Err(Error::timeout().with_message(format!(
                 "the total timeout of {} ms passed",
                 self.0.as_millis()
             ))),

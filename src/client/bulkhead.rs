@@ -40,18 +40,17 @@
 //! no refusal. The slot is held until the response head arrives (or the request fails, or its
 //! caller drops it), not while the body is read.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::client::origin::origin_key;
-use crate::client::{Error, Middleware, Next, Request, Response, Result};
-
-type KeyFn = Arc<dyn Fn(&Request) -> String + Send + Sync>;
+use crate::client::origin::{KeyOf, Keyed};
+use crate::client::{Error, Middleware, Next, Pending, Request, Response, Result};
 
 /// A bulkhead configuration that cannot work, found when the policy is built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,8 +167,8 @@ struct Compartment {
 #[derive(Clone)]
 pub struct Bulkhead {
     policy: Arc<BulkheadPolicy>,
-    key: KeyFn,
-    compartments: Arc<Mutex<HashMap<String, Arc<Compartment>>>>,
+    key: KeyOf,
+    compartments: Arc<Mutex<Keyed<Compartment>>>,
 }
 
 impl fmt::Debug for Bulkhead {
@@ -186,8 +185,8 @@ impl Bulkhead {
     pub fn new(policy: BulkheadPolicy) -> Self {
         Bulkhead {
             policy: Arc::new(policy),
-            key: Arc::new(|request: &Request| origin_key(request.url())),
-            compartments: Arc::new(Mutex::new(HashMap::new())),
+            key: KeyOf::Origin,
+            compartments: Arc::new(Mutex::new(Keyed::new())),
         }
     }
 
@@ -195,7 +194,7 @@ impl Bulkhead {
     /// Default: the origin, written `scheme://host:port`; a constant key bounds everything the
     /// client sends.
     pub fn key(mut self, key: impl Fn(&Request) -> String + Send + Sync + 'static) -> Self {
-        self.key = Arc::new(key);
+        self.key = KeyOf::custom(key);
         self
     }
 
@@ -211,31 +210,30 @@ impl Bulkhead {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Compartment>>> {
+    fn lock(&self) -> MutexGuard<'_, Keyed<Compartment>> {
         // The map only gains and loses whole entries: a poisoned lock holds nothing half-done.
         self.compartments
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn compartment(&self, key: &str) -> Arc<Compartment> {
-        let mut compartments = self.lock();
-        if let Some(compartment) = compartments.get(key) {
-            return Arc::clone(compartment);
-        }
-        if compartments.len() >= self.policy.max_keys {
+    /// The compartment of `request`'s key, made on its first request.
+    fn compartment(&self, request: &Request) -> Arc<Compartment> {
+        self.lock().entry(
+            &self.key,
+            request,
+            self.policy.max_keys,
             // Only the map holds an idle compartment: forgetting it changes nothing.
-            compartments.retain(|_, compartment| Arc::strong_count(compartment) > 1);
-        }
-        let compartment = Arc::new(Compartment {
-            slots: Arc::new(Semaphore::new(self.policy.max_concurrent)),
-            waiting: AtomicUsize::new(0),
-        });
-        compartments.insert(key.to_owned(), Arc::clone(&compartment));
-        compartment
+            |compartment| Arc::strong_count(compartment) == 1,
+            |_| Compartment {
+                slots: Arc::new(Semaphore::new(self.policy.max_concurrent)),
+                waiting: AtomicUsize::new(0),
+            },
+        )
     }
 
-    async fn slot(
+    /// A slot after waiting in the queue, when none was free.
+    async fn queue(
         &self,
         compartment: &Compartment,
     ) -> std::result::Result<OwnedSemaphorePermit, &'static str> {
@@ -270,23 +268,66 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// How a request goes on: with a slot taken at once, or after waiting in the queue.
+// The large variant is the healthy path, kept inline on purpose: boxing it would cost every
+// request an allocation to save bytes on the rare one that queues.
+#[allow(clippy::large_enum_variant)]
+enum Start {
+    Now(OwnedSemaphorePermit, Pending),
+    /// Boxed: only a request that finds every slot taken waits, and the wait, the request and
+    /// the chain held inline would make every request's future larger.
+    Queued(Pin<Box<dyn Future<Output = Result<Response>> + Send>>),
+}
+
 impl Middleware for Bulkhead {
-    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
-        let key = (self.key)(&request);
-        let compartment = self.compartment(&key);
-        let slot = match self.slot(&compartment).await {
-            Ok(slot) => slot,
-            Err(why) => {
-                tracing::debug!(key, why, "bulkhead refused the request");
-                #[cfg(feature = "metrics")]
-                ::metrics::counter!("stopover.client.bulkhead.rejections").increment(1);
-                return Err(Error::bulkhead_full()
-                    .with_url(request.url().clone())
-                    .with_message(why));
+    fn handle(
+        &self,
+        request: Request,
+        next: Next,
+    ) -> impl Future<Output = Result<Response>> + Send {
+        // A free slot is taken and the request handed over here, so that the future below
+        // holds neither the request nor the chain: it stays small, which keeps the chain's
+        // box of it cheap.
+        let compartment = self.compartment(&request);
+        let start = match Arc::clone(&compartment.slots).try_acquire_owned() {
+            Ok(slot) => Start::Now(slot, next.run(request)),
+            Err(_) => {
+                let bulkhead = self.clone();
+                Start::Queued(Box::pin(async move {
+                    let slot = match bulkhead.queue(&compartment).await {
+                        Ok(slot) => slot,
+                        Err(why) => return Err(bulkhead.refuse(&request, why)),
+                    };
+                    let outcome = next.run(request).await;
+                    drop(slot);
+                    outcome
+                }))
             }
         };
-        let outcome = next.run(request).await;
-        drop(slot);
-        outcome
+        async move {
+            match start {
+                Start::Now(slot, pending) => {
+                    let outcome = pending.await;
+                    drop(slot);
+                    outcome
+                }
+                Start::Queued(queued) => queued.await,
+            }
+        }
+    }
+}
+
+impl Bulkhead {
+    fn refuse(&self, request: &Request, why: &'static str) -> Error {
+        tracing::debug!(
+            key = self.key.of(request),
+            why,
+            "bulkhead refused the request"
+        );
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!("stopover.client.bulkhead.rejections").increment(1);
+        Error::bulkhead_full()
+            .with_url(request.url().clone())
+            .with_message(why)
     }
 }

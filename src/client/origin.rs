@@ -11,10 +11,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use url::{Host, Url};
+use url::{Host, Position, Url};
+
+use super::request::Request;
 
 /// The origin of an `http` or `https` URL (RFC 6454): its scheme, host and port, the default
 /// port filled in. What [`TokenAuth`](super::token::TokenAuth) and
@@ -143,12 +147,12 @@ pub(crate) fn origin_key(url: &Url) -> String {
     key
 }
 
-/// Calls `with` on a key of the origin of `url` without making a `String`: the URL's own text
+/// Calls `with` on a key of the origin of `url` without copying anything: the URL's own text
 /// up to its port (`scheme://host` or `scheme://host:port`; the URL parser leaves the default
 /// port out, so one origin has one spelling). A URL with a user name or password has that text
 /// rebuilt without them on the stack (up to 128 bytes; longer, in a `String`). Not the text of
 /// [`origin_key`], which always writes the port: keep to one of the two for one map.
-pub(crate) fn with_origin_key<T>(url: &Url, with: impl FnOnce(&str) -> T) -> T {
+pub(crate) fn with_origin_text<T>(url: &Url, with: impl FnOnce(&str) -> T) -> T {
     if url.username().is_empty() && url.password().is_none() {
         return with(&url[..url::Position::AfterPort]);
     }
@@ -172,11 +176,187 @@ pub(crate) fn with_origin_key<T>(url: &Url, with: impl FnOnce(&str) -> T) -> T {
     }
 }
 
+/// The longest origin key built on the stack; a longer one (a host name of more than about
+/// a hundred bytes) is built on the heap.
+const STACK_KEY: usize = 128;
+
+/// Calls `f` with the origin key of `url`, as [`origin_key`] writes it, built on the stack: a
+/// per-origin middleware looks a known origin up without allocating.
+pub(crate) fn with_origin_key<R>(url: &Url, f: impl FnOnce(&str) -> R) -> R {
+    let scheme = url.scheme().as_bytes();
+    let host = url.host_str().unwrap_or("").as_bytes();
+    // "://" and ":65535" at most.
+    if scheme.len() + host.len() + 9 > STACK_KEY {
+        return f(&origin_key(url));
+    }
+    let mut buffer = [0u8; STACK_KEY];
+    let mut len = 0;
+    for part in [scheme, b"://", host] {
+        buffer[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    if let Some(port) = url.port_or_known_default() {
+        buffer[len] = b':';
+        len += 1;
+        let mut digits = [0u8; 5];
+        let mut rest = port;
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (rest % 10) as u8;
+            count += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for digit in digits[..count].iter().rev() {
+            buffer[len] = *digit;
+            len += 1;
+        }
+    }
+    // Made of the URL's own text, which is ASCII, and ASCII digits.
+    match std::str::from_utf8(&buffer[..len]) {
+        Ok(key) => f(key),
+        Err(_) => f(&origin_key(url)),
+    }
+}
+
+/// What a per-key middleware (a circuit breaker, a rate limit, a bulkhead) keeps its state
+/// per: the request's origin, looked up without allocating, or the key a function of the
+/// request returns.
+#[derive(Clone)]
+pub(crate) enum KeyOf {
+    /// The origin, written `scheme://host:port`.
+    Origin,
+    /// A key function given by the user.
+    Custom(Arc<dyn Fn(&Request) -> String + Send + Sync>),
+}
+
+impl KeyOf {
+    /// A key function given by the user.
+    pub(crate) fn custom(key: impl Fn(&Request) -> String + Send + Sync + 'static) -> Self {
+        KeyOf::Custom(Arc::new(key))
+    }
+
+    /// Calls `f` with the key of `request`.
+    pub(crate) fn with<R>(&self, request: &Request, f: impl FnOnce(&str) -> R) -> R {
+        match self {
+            KeyOf::Origin => with_origin_key(request.url(), f),
+            KeyOf::Custom(key) => f(&key(request)),
+        }
+    }
+
+    /// The key of `request`, owned.
+    pub(crate) fn of(&self, request: &Request) -> String {
+        match self {
+            KeyOf::Origin => origin_key(request.url()),
+            KeyOf::Custom(key) => key(request),
+        }
+    }
+}
+
+/// Whether `url`'s text up to the path (`scheme://user@host:port`, as the URL wrote it) is
+/// `before_path`: the same origin, found with one comparison and no key written. (Another
+/// spelling of the same origin, with a user name or the default port written out, is found
+/// through the map instead.)
+fn is_written_before_path(url: &Url, before_path: &str) -> bool {
+    // The authority ends where the path, query or fragment starts: a URL's text that starts
+    // with `before_path` followed by one of those (or nothing) has the same text before its
+    // path. Cheaper than slicing the URL at `Position::BeforePath`.
+    let text = url.as_str().as_bytes();
+    text.starts_with(before_path.as_bytes())
+        && matches!(text.get(before_path.len()), None | Some(b'/' | b'?' | b'#'))
+}
+
+/// One key's entry in a [`Keyed`] map, and for a key by origin the text up to the path of
+/// the first URL seen with it.
+struct Slot<V> {
+    entry: Arc<V>,
+    before_path: Option<Arc<str>>,
+}
+
+/// Per-key state of a middleware (a circuit, a rate, a compartment), each behind an `Arc` so
+/// that a request in flight holds its own without looking the key up again.
+///
+/// The entry of the last request keyed by origin is remembered: a client that talks to one
+/// origin after another finds it with one comparison of the URL's text, without writing the
+/// key or hashing it; any other key is looked up in the map by a key written on the stack.
+/// Nothing is allocated but for a key seen for the first time.
+pub(crate) struct Keyed<V> {
+    map: HashMap<Arc<str>, Slot<V>>,
+    last: Option<(Arc<str>, Arc<V>)>,
+}
+
+impl<V> Keyed<V> {
+    pub(crate) fn new() -> Self {
+        Keyed {
+            map: HashMap::new(),
+            last: None,
+        }
+    }
+
+    /// How many keys are kept.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The entry of `key`, if there is one.
+    pub(crate) fn get(&self, key: &str) -> Option<&Arc<V>> {
+        self.map.get(key).map(|slot| &slot.entry)
+    }
+
+    /// The entry of `request`'s key, made by `make` from the key the first time. When the
+    /// map already holds `max_keys` keys, the entries `forget` says may go are forgotten
+    /// first (an entry only the map holds, `Arc::strong_count` 1, is not in use).
+    pub(crate) fn entry(
+        &mut self,
+        key_of: &KeyOf,
+        request: &Request,
+        max_keys: usize,
+        mut forget: impl FnMut(&Arc<V>) -> bool,
+        make: impl FnOnce(&Arc<str>) -> V,
+    ) -> Arc<V> {
+        let by_origin = matches!(key_of, KeyOf::Origin);
+        if let (true, Some((before_path, entry))) = (by_origin, &self.last) {
+            if is_written_before_path(request.url(), before_path) {
+                return Arc::clone(entry);
+            }
+        }
+        let found = key_of.with(request, |key| match self.map.get(key) {
+            Some(slot) => Ok((Arc::clone(&slot.entry), slot.before_path.clone())),
+            None => Err(Arc::<str>::from(key)),
+        });
+        let (entry, before_path) = match found {
+            Ok(found) => found,
+            Err(key) => {
+                if self.map.len() >= max_keys {
+                    // The remembered entry would count as in use.
+                    self.last = None;
+                    self.map.retain(|_, slot| !forget(&slot.entry));
+                }
+                let entry = Arc::new(make(&key));
+                let before_path: Option<Arc<str>> =
+                    by_origin.then(|| request.url()[..Position::BeforePath].into());
+                let slot = Slot {
+                    entry: Arc::clone(&entry),
+                    before_path: before_path.clone(),
+                };
+                self.map.insert(key, slot);
+                (entry, before_path)
+            }
+        };
+        if let Some(before_path) = before_path {
+            self.last = Some((before_path, Arc::clone(&entry)));
+        }
+        entry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn urls_of_one_origin_share_one_borrowed_key_and_others_do_not() {
-        let key = |text: &str| with_origin_key(&url(text), str::to_owned);
+    fn urls_of_one_origin_share_one_borrowed_text_and_others_do_not() {
+        let key = |text: &str| with_origin_text(&url(text), str::to_owned);
         let long = format!("{}.example", "a".repeat(200));
         let same = [
             ("https://api.example/a?b", "https://api.example:443/c#d"),
@@ -215,6 +395,96 @@ mod tests {
             origin_key(&url("http://user:pw@127.0.0.1:8080/")),
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn the_origin_key_built_on_the_stack_is_the_same_as_on_the_heap() {
+        let long = format!("https://{}.example:8443/", "a".repeat(200));
+        for text in [
+            "https://api.example/a?b",
+            "http://user:pw@127.0.0.1:8080/",
+            "http://[::1]:9/",
+            "https://example.test:65535/",
+            "http://example.test:1/",
+            long.as_str(),
+        ] {
+            let url = url(text);
+            assert_eq!(
+                with_origin_key(&url, str::to_owned),
+                origin_key(&url),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_text_before_the_path_matches_its_own_origin_and_no_other() {
+        let first = url("https://api.example/a");
+        let last = &first[..Position::BeforePath];
+        assert!(is_written_before_path(
+            &url("https://api.example/b?c"),
+            last
+        ));
+        for other in [
+            "http://api.example/",
+            "https://api.example:8443/",
+            "https://api.example.evil/",
+            "https://user@api.example/",
+            "https://api.example.org/",
+            "https://api.exampl/",
+            "https://pi.example/",
+        ] {
+            assert!(!is_written_before_path(&url(other), last), "{other}");
+        }
+    }
+
+    fn get(text: &str) -> Request {
+        Request::new(http::Method::GET, url(text))
+    }
+
+    #[test]
+    fn a_keyed_map_gives_one_entry_per_origin_however_it_is_found() {
+        let mut keyed = Keyed::new();
+        let mut made = 0;
+        let mut entry = |keyed: &mut Keyed<u32>, text: &str| {
+            keyed.entry(
+                &KeyOf::Origin,
+                &get(text),
+                8,
+                |_| true,
+                |_| {
+                    made += 1;
+                    made
+                },
+            )
+        };
+        let first = entry(&mut keyed, "http://a.test/x");
+        // The same origin again (the remembered one), another, then the first through the map.
+        assert!(Arc::ptr_eq(&first, &entry(&mut keyed, "http://a.test/y")));
+        let other = entry(&mut keyed, "http://b.test/");
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(Arc::ptr_eq(
+            &first,
+            &entry(&mut keyed, "http://a.test:80/z")
+        ));
+        assert_eq!(keyed.len(), 2);
+    }
+
+    #[test]
+    fn a_full_keyed_map_forgets_only_the_entries_not_in_use() {
+        let mut keyed = Keyed::new();
+        let idle = |entry: &Arc<u32>| Arc::strong_count(entry) == 1;
+        let in_use = keyed.entry(&KeyOf::Origin, &get("http://a.test/"), 2, idle, |_| 1);
+        keyed.entry(&KeyOf::Origin, &get("http://b.test/"), 2, idle, |_| 2);
+        keyed.entry(&KeyOf::Origin, &get("http://c.test/"), 2, idle, |_| 3);
+        assert_eq!(keyed.len(), 2);
+        assert!(
+            keyed
+                .get("http://a.test:80")
+                .is_some_and(|a| Arc::ptr_eq(a, &in_use))
+        );
+        assert!(keyed.get("http://b.test:80").is_none());
+        assert!(keyed.get("http://c.test:80").is_some());
     }
 
     use super::*;

@@ -1,19 +1,40 @@
 //! [`CircuitBreaker`]: the middleware that keeps one circuit per key and applies a
 //! [`CircuitBreakerPolicy`](super::CircuitBreakerPolicy).
 
-use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 use tokio::time::Instant;
 
-use crate::client::origin::origin_key;
-use crate::client::{Error, Middleware, Next, Request, Response, Result};
+use crate::client::origin::{KeyOf, Keyed};
+use crate::client::{Error, Middleware, Next, Pending, Request, Response, Result};
 
 use super::policy::CircuitBreakerPolicy;
 use super::state::{Circuit, CircuitState, Ticket, Transition, Verdict};
 
-type KeyFn = Arc<dyn Fn(&Request) -> String + Send + Sync>;
+/// One key's circuit, shared by the map and the calls in flight, so that a call tells its
+/// circuit how it went without looking the key up again.
+struct Entry {
+    key: Arc<str>,
+    circuit: Mutex<Circuit>,
+}
+
+impl Entry {
+    fn lock(&self) -> MutexGuard<'_, Circuit> {
+        // A panic elsewhere cannot leave a circuit half-changed (every change is one
+        // assignment), so a poisoned lock is fine to use.
+        self.circuit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+type Circuits = Keyed<Entry>;
 
 /// The circuit breaker middleware: one circuit per key (the request's origin unless
 /// [`key`](CircuitBreaker::key) says otherwise), each opened by failures and slow calls and
@@ -29,8 +50,8 @@ type KeyFn = Arc<dyn Fn(&Request) -> String + Send + Sync>;
 #[derive(Clone)]
 pub struct CircuitBreaker {
     policy: Arc<CircuitBreakerPolicy>,
-    key: KeyFn,
-    circuits: Arc<Mutex<HashMap<String, Circuit>>>,
+    key: KeyOf,
+    circuits: Arc<Mutex<Circuits>>,
 }
 
 impl fmt::Debug for CircuitBreaker {
@@ -53,8 +74,8 @@ impl CircuitBreaker {
     pub fn new(policy: CircuitBreakerPolicy) -> Self {
         CircuitBreaker {
             policy: Arc::new(policy),
-            key: Arc::new(|request: &Request| origin_key(request.url())),
-            circuits: Arc::new(Mutex::new(HashMap::new())),
+            key: KeyOf::Origin,
+            circuits: Arc::new(Mutex::new(Keyed::new())),
         }
     }
 
@@ -70,7 +91,7 @@ impl CircuitBreaker {
     /// # let _ = per_host;
     /// ```
     pub fn key(mut self, key: impl Fn(&Request) -> String + Send + Sync + 'static) -> Self {
-        self.key = Arc::new(key);
+        self.key = KeyOf::custom(key);
         self
     }
 
@@ -83,50 +104,76 @@ impl CircuitBreaker {
     /// request with that key was seen (or its closed circuit was forgotten). An open circuit
     /// whose time is up still reads as open until a request asks to go.
     pub fn state(&self, key: &str) -> Option<CircuitState> {
-        self.lock().get(key).map(Circuit::state)
+        self.lock().get(key).map(|entry| entry.lock().state())
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Circuit>> {
-        // A panic elsewhere cannot leave a circuit half-changed (every change is one
-        // assignment), so a poisoned lock is fine to use.
+    fn lock(&self) -> MutexGuard<'_, Circuits> {
+        // The map only gains and loses whole entries: a poisoned lock holds nothing half-done.
         self.circuits
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The circuit of `request`'s key, made on its first request; the key is copied only
+    /// then.
+    fn entry(&self, request: &Request) -> Arc<Entry> {
+        let policy = &*self.policy;
+        self.lock().entry(
+            &self.key,
+            request,
+            policy.max_keys,
+            // A closed circuit with no call in flight is as good as a new one.
+            |entry| Arc::strong_count(entry) == 1 && entry.lock().is_closed(),
+            |key| Entry {
+                key: Arc::clone(key),
+                circuit: Mutex::new(Circuit::new(policy, Instant::now())),
+            },
+        )
     }
 }
 
 /// Leave for one call; tells the circuit how the call went, or, if dropped before (the caller
 /// gave up on the request), gives the probe slot back.
 struct Permit<'a> {
-    breaker: &'a CircuitBreaker,
-    key: Option<String>,
+    policy: &'a CircuitBreakerPolicy,
+    entry: Option<Arc<Entry>>,
     ticket: Ticket,
+    /// From when the call counts as slow (`None`: never, the duration being past the clock's
+    /// range).
+    slow_from: Option<Instant>,
 }
 
 impl Permit<'_> {
-    fn record(mut self, verdict: Verdict) {
-        self.finish(verdict);
+    /// Tells the circuit how the call went.
+    fn finish_call(mut self, outcome: &Result<Response>) {
+        let ended = Instant::now();
+        let slow = self.slow_from.is_some_and(|slow_from| ended >= slow_from);
+        let verdict = match (outcome, self.policy.classifier.classify(outcome)) {
+            (_, Some(_)) => Verdict::Failure { slow },
+            (Ok(_), None) => Verdict::Success { slow },
+            // An error that is no failure (a refusal, a middleware's own error) never reached
+            // the upstream, or says nothing about it.
+            (Err(_), None) => Verdict::Neutral,
+        };
+        self.finish(verdict, ended);
     }
 
-    fn finish(&mut self, verdict: Verdict) {
-        let Some(key) = self.key.take() else {
+    fn finish(&mut self, verdict: Verdict, now: Instant) {
+        let Some(entry) = self.entry.take() else {
             return;
         };
-        let breaker = self.breaker;
-        let now = Instant::now();
-        let transition = breaker
-            .lock()
-            .get_mut(&key)
-            .and_then(|circuit| circuit.record(&breaker.policy, self.ticket, verdict, now));
+        let transition = entry.lock().record(self.policy, self.ticket, verdict, now);
         if let Some(transition) = transition {
-            report(&key, transition);
+            report(&entry.key, transition);
         }
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.finish(Verdict::Neutral);
+        if self.entry.is_some() {
+            self.finish(Verdict::Neutral, Instant::now());
+        }
     }
 }
 
@@ -162,59 +209,78 @@ fn report(key: &str, transition: Transition) {
 }
 
 impl Middleware for CircuitBreaker {
-    async fn handle(&self, request: Request, next: Next) -> Result<Response> {
-        let key = (self.key)(&request);
-        let now = Instant::now();
-        let admission = {
-            let policy = &*self.policy;
-            let mut circuits = self.lock();
-            match circuits.get_mut(&key) {
-                Some(circuit) => circuit.admit(policy, now),
-                None => {
-                    if circuits.len() >= policy.max_keys {
-                        circuits.retain(|_, circuit| !circuit.is_closed());
-                    }
-                    let mut circuit = Circuit::new(policy, now);
-                    let admission = circuit.admit(policy, now);
-                    // The key is copied only for a key seen for the first time.
-                    circuits.insert(key.clone(), circuit);
-                    admission
-                }
-            }
-        };
-        let (admission, transition) = admission;
-        if let Some(transition) = transition {
-            report(&key, transition);
+    fn handle(
+        &self,
+        request: Request,
+        next: Next,
+    ) -> impl Future<Output = Result<Response>> + Send {
+        // Admission and the hand-over to the rest of the chain happen here, so that the
+        // future holds neither the request nor the chain: it stays small, which keeps the
+        // chain's box of it cheap.
+        match self.admit(&request) {
+            Ok(permit) => Call::Running {
+                pending: next.run(request),
+                permit: Some(permit),
+            },
+            Err(err) => Call::Refused { err: Some(err) },
         }
-        let ticket = match admission {
-            Ok(ticket) => ticket,
+    }
+}
+
+pin_project! {
+    /// A call through the breaker: the rest of the chain's answer, told to the circuit.
+    #[project = CallProj]
+    enum Call<'a> {
+        Running { #[pin] pending: Pending, permit: Option<Permit<'a>> },
+        Refused { err: Option<Error> },
+    }
+}
+
+impl Future for Call<'_> {
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CallProj::Running { pending, permit } => {
+                let outcome = std::task::ready!(pending.poll(cx));
+                if let Some(permit) = permit.take() {
+                    permit.finish_call(&outcome);
+                }
+                Poll::Ready(outcome)
+            }
+            CallProj::Refused { err } => {
+                Poll::Ready(Err(err.take().unwrap_or_else(|| Error::circuit_open(None))))
+            }
+        }
+    }
+}
+
+impl CircuitBreaker {
+    /// Lets a request through its circuit, or refuses it.
+    fn admit(&self, request: &Request) -> Result<Permit<'_>> {
+        let entry = self.entry(request);
+        let now = Instant::now();
+        let (admission, transition) = entry.lock().admit(&self.policy, now);
+        if let Some(transition) = transition {
+            report(&entry.key, transition);
+        }
+        match admission {
+            Ok(ticket) => Ok(Permit {
+                policy: &self.policy,
+                entry: Some(entry),
+                ticket,
+                slow_from: now.checked_add(self.policy.slow_call_duration),
+            }),
             Err(retry_after) => {
-                tracing::debug!(key, "circuit refused the request");
+                tracing::debug!(key = &*entry.key, "circuit refused the request");
                 #[cfg(feature = "metrics")]
                 ::metrics::counter!("stopover.client.circuit_breaker.rejections").increment(1);
                 let mut err = Error::circuit_open(retry_after).with_url(request.url().clone());
                 if retry_after.is_none() {
                     err = err.with_message("every half-open probe is in flight");
                 }
-                return Err(err);
+                Err(err)
             }
-        };
-        let permit = Permit {
-            breaker: self,
-            key: Some(key),
-            ticket,
-        };
-        let started = Instant::now();
-        let outcome = next.run(request).await;
-        let slow = started.elapsed() >= self.policy.slow_call_duration;
-        let verdict = match (&outcome, self.policy.classifier.classify(&outcome)) {
-            (_, Some(_)) => Verdict::Failure { slow },
-            (Ok(_), None) => Verdict::Success { slow },
-            // An error that is no failure (a refusal, a middleware's own error) never reached
-            // the upstream, or says nothing about it.
-            (Err(_), None) => Verdict::Neutral,
-        };
-        permit.record(verdict);
-        outcome
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! Pure: every method takes the time from its caller, so the unit tests drive it instant by
 //! instant and the middleware drives it from tokio's clock.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -232,8 +231,10 @@ impl Circuit {
 enum Calls {
     Count {
         size: usize,
-        /// (failed, slow) for each call, oldest first.
-        ring: VecDeque<(bool, bool)>,
+        /// (failed, slow) for each call; once full, `next` is the oldest, overwritten by the
+        /// next call.
+        ring: Vec<(bool, bool)>,
+        next: usize,
         failures: u32,
         slows: u32,
     },
@@ -262,7 +263,8 @@ impl Calls {
         match window {
             Window::Count(size) => Calls::Count {
                 size: size as usize,
-                ring: VecDeque::new(),
+                ring: Vec::new(),
+                next: 0,
                 failures: 0,
                 slows: 0,
             },
@@ -279,16 +281,18 @@ impl Calls {
             Calls::Count {
                 size,
                 ring,
+                next,
                 failures,
                 slows,
             } => {
-                if ring.len() == *size {
-                    if let Some((old_failed, old_slow)) = ring.pop_front() {
-                        *failures -= u32::from(old_failed);
-                        *slows -= u32::from(old_slow);
-                    }
+                if ring.len() < *size {
+                    ring.push((failed, slow));
+                } else if let Some(oldest) = ring.get_mut(*next) {
+                    let (old_failed, old_slow) = std::mem::replace(oldest, (failed, slow));
+                    *failures -= u32::from(old_failed);
+                    *slows -= u32::from(old_slow);
+                    *next = (*next + 1) % *size;
                 }
-                ring.push_back((failed, slow));
                 *failures += u32::from(failed);
                 *slows += u32::from(slow);
             }
@@ -347,11 +351,13 @@ impl Calls {
         match self {
             Calls::Count {
                 ring,
+                next,
                 failures,
                 slows,
                 ..
             } => {
                 ring.clear();
+                *next = 0;
                 *failures = 0;
                 *slows = 0;
             }

@@ -34,7 +34,7 @@ impl Cell {
         policy: &RateLimitPolicy,
         now: Instant,
     ) -> Result<Duration, Duration> {
-        let tolerance = policy.interval * (policy.burst - 1);
+        let tolerance = policy.tolerance;
         let tat = self.tat.max(now);
         // GCRA: a request conforms from TAT - tolerance on.
         let conforming = tat.checked_sub(tolerance).unwrap_or(now).max(now);

@@ -34,6 +34,8 @@ pub enum RateLimitPolicyError {
 pub struct RateLimitPolicy {
     pub(super) interval: Duration,
     pub(super) burst: u32,
+    /// GCRA's tolerance, `interval × (burst − 1)`: how far ahead of now the turns may run.
+    pub(super) tolerance: Duration,
     pub(super) max_wait: Duration,
     pub(super) pause_on_retry_after: bool,
     pub(super) retry_after_cap: Duration,
@@ -147,6 +149,7 @@ impl RateLimitPolicyBuilder {
         Ok(RateLimitPolicy {
             interval,
             burst,
+            tolerance: interval.saturating_mul(burst - 1),
             max_wait: self.max_wait,
             pause_on_retry_after: self.pause_on_retry_after,
             retry_after_cap: self.retry_after_cap,
