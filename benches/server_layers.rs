@@ -1,5 +1,5 @@
-//! Server layer cost, in process: the same leaf service bare, under tower-http (CORS, timeout,
-//! catch-panic) and under stopover (forwarded, CORS, error, timeout), for a request without
+//! Server layer cost, in process: the same leaf service bare, under tower-http 0.6 and 0.7
+//! (CORS, timeout, catch-panic) and under stopover (forwarded, CORS, error, timeout), for a request without
 //! `Origin`, a simple CORS request and a preflight.
 //!
 //! Every request goes through `svc.clone().oneshot(req)` on a current-thread runtime, which is
@@ -112,13 +112,29 @@ impl Shape {
 }
 
 /// One origin, the methods and headers a JSON API needs, a max age: the same policy on both
-/// sides.
-fn tower_http_cors() -> tower_http::cors::CorsLayer {
-    tower_http::cors::CorsLayer::new()
-        .allow_origin(HeaderValue::from_static(ORIGIN))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE])
-        .max_age(Duration::from_secs(600))
+/// sides. `$crate_name` is `tower_http` (0.6) or `tower_http_07` (0.7): the two versions have
+/// the same API for the layers compared here.
+macro_rules! tower_http_cors {
+    ($crate_name:ident) => {
+        $crate_name::cors::CorsLayer::new()
+            .allow_origin(HeaderValue::from_static(ORIGIN))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600))
+    };
+}
+
+/// tower-http's CORS, catch-panic and timeout, outermost first.
+macro_rules! tower_http_stack {
+    ($crate_name:ident) => {
+        ServiceBuilder::new()
+            .layer(tower_http_cors!($crate_name))
+            .layer($crate_name::catch_panic::CatchPanicLayer::new())
+            .layer($crate_name::timeout::TimeoutLayer::with_status_code(
+                http::StatusCode::GATEWAY_TIMEOUT,
+                TIMEOUT,
+            ))
+    };
 }
 
 fn stopover_cors() -> stopover::server::CorsLayer {
@@ -149,15 +165,12 @@ macro_rules! stacks {
         let leaf = tower::service_fn(leaf);
         $run!("bare", leaf);
         $run!(
-            "tower-http",
-            ServiceBuilder::new()
-                .layer(tower_http_cors())
-                .layer(tower_http::catch_panic::CatchPanicLayer::new())
-                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                    http::StatusCode::GATEWAY_TIMEOUT,
-                    TIMEOUT,
-                ))
-                .service(leaf)
+            "tower-http 0.6",
+            tower_http_stack!(tower_http).service(leaf)
+        );
+        $run!(
+            "tower-http 0.7",
+            tower_http_stack!(tower_http_07).service(leaf)
         );
         // The recommended order: forwarded, CORS, error, timeout.
         $run!(
@@ -180,16 +193,12 @@ macro_rules! axum_stacks {
     ($run:ident) => {{
         $run!("axum", axum_routes());
         $run!(
-            "axum + tower-http",
-            axum_routes().layer(
-                ServiceBuilder::new()
-                    .layer(tower_http_cors())
-                    .layer(tower_http::catch_panic::CatchPanicLayer::new())
-                    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                        http::StatusCode::GATEWAY_TIMEOUT,
-                        TIMEOUT,
-                    ))
-            )
+            "axum + tower-http 0.6",
+            axum_routes().layer(tower_http_stack!(tower_http))
+        );
+        $run!(
+            "axum + tower-http 0.7",
+            axum_routes().layer(tower_http_stack!(tower_http_07))
         );
         // One `Router::layer` call per stack, as for tower-http: each call boxes the route
         // again. The recommended order: forwarded, CORS, error, timeout.
@@ -239,7 +248,15 @@ macro_rules! single_layers {
         let leaf = tower::service_fn(leaf);
         $run!(
             "tower-http cors",
-            ServiceBuilder::new().layer(tower_http_cors()).service(leaf)
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http))
+                .service(leaf)
+        );
+        $run!(
+            "tower-http 0.7 cors",
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http_07))
+                .service(leaf)
         );
         $run!(
             "tower-http catch-panic",
@@ -352,8 +369,16 @@ fn bench_layers(c: &mut Criterion) {
         // CORS against CORS, the one feature both stacks have that does real work per request.
         let leaf = tower::service_fn(leaf);
         bench!(
-            "tower-http cors",
-            ServiceBuilder::new().layer(tower_http_cors()).service(leaf)
+            "tower-http 0.6 cors",
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http))
+                .service(leaf)
+        );
+        bench!(
+            "tower-http 0.7 cors",
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http_07))
+                .service(leaf)
         );
         bench!(
             "stopover cors",
