@@ -70,7 +70,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -274,14 +274,17 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let sleep = self
+        // The deadline counts from here; the timer itself is made only if the inner future
+        // is not ready at its first poll (most handlers that answer at once never need one).
+        let deadline = self
             .layer
             .duration_for(req.method(), req.uri().path())
-            .map(tokio::time::sleep);
+            .map(|duration| Instant::now() + duration);
         let is_head = req.method() == Method::HEAD;
         ResponseFuture {
             inner: self.inner.call(req),
-            sleep,
+            deadline,
+            sleep: None,
             config: self.layer.config.clone(),
             is_head,
         }
@@ -293,6 +296,9 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // `None` when the request is exempt from the timeout.
+        deadline: Option<Instant>,
+        // Made from `deadline` at the first poll that finds the inner future pending.
         #[pin]
         sleep: Option<Sleep>,
         config: Arc<Config>,
@@ -307,9 +313,15 @@ where
     type Output = Result<Response<ErrorBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map(|response| response.map(ErrorBody::inner)));
+        }
+        if this.sleep.is_none() {
+            let Some(deadline) = *this.deadline else {
+                return Poll::Pending;
+            };
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
         }
         let Some(sleep) = this.sleep.as_pin_mut() else {
             return Poll::Pending;
@@ -336,6 +348,7 @@ where
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
+            .field("deadline", &self.deadline)
             .field("timer_running", &self.sleep.is_some())
             .finish_non_exhaustive()
     }
