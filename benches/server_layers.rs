@@ -391,9 +391,52 @@ fn bench_layers(c: &mut Criterion) {
 /// `SERVER_LAYERS_PROFILE=<stack>/<shape>`: answers `PROFILE_REQUESTS` requests with one stack
 /// and exits, for `valgrind --tool=callgrind` (instruction counts do not depend on the machine's
 /// noise); `requests/<shape>` only builds the requests, to subtract. `benches/instructions.sh`
-/// runs them all.
+/// runs them all. `SERVER_LAYERS_PROFILE=sizes` prints the size of each stack's response future.
 fn profile(target: &str) {
     let rt = runtime();
+    if target == "sizes" {
+        // The bytes each stack's response future takes: what every layer outside it moves, and
+        // what `Router::layer` boxes per request.
+        macro_rules! size {
+            ($name:expr, $service:expr) => {{
+                let service = $service;
+                let future = service.clone().oneshot(Shape::NoOrigin.request());
+                println!("| {} | {} |", $name, std::mem::size_of_val(&future));
+            }};
+        }
+        println!("| stack | response future, bytes |");
+        println!("|---|---|");
+        stacks!(size);
+        single_layers!(size);
+        // What `Router::layer` boxes per request: the stack's future around axum's route future.
+        macro_rules! routed {
+            ($name:expr, $layers:expr) => {{
+                let future = $layers
+                    .service(axum_routes())
+                    .oneshot(Request::new(axum::body::Body::empty()));
+                println!(
+                    "| {} around a Router | {} |",
+                    $name,
+                    std::mem::size_of_val(&future)
+                );
+            }};
+        }
+        println!(
+            "| axum's Router alone | {} |",
+            std::mem::size_of_val(&axum_routes().oneshot(Request::new(axum::body::Body::empty())))
+        );
+        routed!("tower-http 0.6", tower_http_stack!(tower_http));
+        routed!("tower-http 0.7", tower_http_stack!(tower_http_07));
+        routed!(
+            "stopover",
+            ServiceBuilder::new()
+                .layer(stopover_forwarded())
+                .layer(stopover_cors())
+                .layer(stopover::server::ErrorLayer::new())
+                .layer(stopover_timeout())
+        );
+        return;
+    }
     for shape in Shape::ALL {
         if target == format!("requests/{}", shape.name()) {
             rt.block_on(async {

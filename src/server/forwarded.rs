@@ -231,6 +231,8 @@ type PeerFn = dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync;
 struct Config {
     family: Family,
     trusted: Vec<IpNet>,
+    /// `trusted` as masks, compared per request without `IpNet`'s generic walk.
+    trusted_masks: TrustedMasks,
     host: bool,
     client: bool,
     strip_untrusted: bool,
@@ -408,6 +410,7 @@ impl ForwardedLayerBuilder {
         Ok(ForwardedLayer {
             config: Arc::new(Config {
                 family,
+                trusted_masks: TrustedMasks::new(&trusted),
                 trusted,
                 host: self.host,
                 client: self.client,
@@ -508,8 +511,47 @@ where
 
 impl Config {
     fn is_trusted(&self, addr: IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        self.trusted.iter().any(|net| net.contains(&addr))
+        self.trusted_masks.contains(addr)
+    }
+}
+
+/// The trusted networks as (network, mask) pairs, one list per address family, made when the
+/// layer is built.
+#[derive(Debug, Default)]
+struct TrustedMasks {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl TrustedMasks {
+    fn new(nets: &[IpNet]) -> Self {
+        let mut masks = Self::default();
+        for net in nets {
+            match net {
+                IpNet::V4(v4) => masks
+                    .v4
+                    .push((u32::from(v4.network()), u32::from(v4.netmask()))),
+                IpNet::V6(v6) => masks
+                    .v6
+                    .push((u128::from(v6.network()), u128::from(v6.netmask()))),
+            }
+        }
+        masks
+    }
+
+    /// Whether `addr` (compared in canonical form: IPv4-mapped IPv6 as IPv4) is inside one of
+    /// the networks.
+    fn contains(&self, addr: IpAddr) -> bool {
+        match addr.to_canonical() {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                self.v4.iter().any(|&(net, mask)| bits & mask == net)
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                self.v6.iter().any(|&(net, mask)| bits & mask == net)
+            }
+        }
     }
 }
 
@@ -993,6 +1035,38 @@ fn rewrite_uri(uri: &mut Uri, scheme: Option<&Scheme>, host: Option<&Authority>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_masks_agree_with_the_networks_they_were_made_from() {
+        let entries = [
+            "10.0.0.0/8",
+            "192.0.2.7",
+            "::1",
+            "2001:db8::/32",
+            "::ffff:172.16.0.0/108",
+        ];
+        let nets: Vec<IpNet> = entries.iter().map(|e| parse_net(e).unwrap()).collect();
+        let masks = TrustedMasks::new(&nets);
+        for addr in [
+            "10.1.2.3",
+            "11.0.0.1",
+            "192.0.2.7",
+            "192.0.2.8",
+            "::1",
+            "::2",
+            "2001:db8:ffff::1",
+            "2001:db9::1",
+            "172.16.9.9",
+            "172.32.0.1",
+            "::ffff:10.9.9.9",
+            "::ffff:11.9.9.9",
+        ] {
+            let addr: IpAddr = addr.parse().unwrap();
+            let canonical = addr.to_canonical();
+            let expected = nets.iter().any(|net| net.contains(&canonical));
+            assert_eq!(masks.contains(addr), expected, "{addr}");
+        }
+    }
 
     #[test]
     fn a_host_header_is_parsed_only_when_asked_and_equality_ignores_when() {

@@ -1,7 +1,7 @@
 //! Merging the layer's names into a response's `Vary` header.
 
 use http::HeaderValue;
-use http::header::{HeaderMap, VARY};
+use http::header::{Entry, HeaderMap, VARY};
 
 /// The request headers a response depends on, prepared once.
 #[derive(Debug, Clone)]
@@ -26,11 +26,15 @@ impl Vary {
         let Some(value) = &self.value else {
             return;
         };
-        let mut lines = headers.get_all(VARY).iter().peekable();
-        if lines.peek().is_none() {
-            headers.insert(VARY, value.clone());
-            return;
-        }
+        // One lookup: most responses have no `Vary`, and get the prepared value.
+        let mut entry = match headers.entry(VARY) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(value.clone());
+                return;
+            }
+            Entry::Occupied(entry) => entry,
+        };
+        let lines = entry.iter();
         debug_assert!(self.names.len() <= 8);
         let mut present = 0u8;
         let mut combined = String::new();
@@ -72,16 +76,16 @@ impl Vary {
         }
         if opaque {
             if let Ok(missing) = HeaderValue::from_str(&combined) {
-                headers.append(VARY, missing);
+                entry.append(missing);
             }
             return;
         }
         match HeaderValue::from_str(&combined) {
             Ok(merged) => {
-                headers.insert(VARY, merged);
+                entry.insert(merged);
             }
             Err(_) => {
-                headers.append(VARY, value.clone());
+                entry.append(value.clone());
             }
         }
     }

@@ -184,8 +184,10 @@ impl RequestInfo {
             found.data,
             found.body,
         );
-        let handler = self.handler.as_ref().zip(self.kept.take());
-        if let Some((handler, (headers, extensions))) = handler {
+        // Taken: a handler renders one error per request at most (its own panic falls back to
+        // the built-in rendering).
+        if let Some(handler) = self.handler.take() {
+            let (headers, extensions) = self.kept.take().map(|kept| *kept).unwrap_or_default();
             // The request parts are made here, only for an error a handler renders.
             let (mut request, ()) = http::Request::new(()).into_parts();
             request.method = self.method.clone();
@@ -295,8 +297,10 @@ pub(super) struct RequestInfo {
     pub(super) handler: Option<Handler>,
     pub(super) version: http::Version,
     // What a handler may see of the request besides method, URI and version (only what it
-    // was configured to need); `None` when no handler can run.
-    pub(super) kept: Option<(HeaderMap, http::Extensions)>,
+    // was configured to need); `None` when no handler can run or there is nothing to keep.
+    // Boxed: most layers have no handler, and the future that holds this moves with every
+    // layer outside it.
+    pub(super) kept: Option<Box<(HeaderMap, http::Extensions)>>,
     pub(super) skip_path: bool,
 }
 
@@ -315,7 +319,7 @@ impl RequestInfo {
             .get(method, path)
             .or(config.default_handler.as_ref())
             .cloned();
-        let kept = handler.as_ref().map(|_| {
+        let kept = handler.as_ref().and_then(|_| {
             let mut kept_headers = HeaderMap::new();
             for name in &config.handler_headers {
                 for value in headers.get_all(name) {
@@ -326,7 +330,9 @@ impl RequestInfo {
             for copy in &config.handler_extensions {
                 copy(extensions, &mut kept_extensions);
             }
-            (kept_headers, kept_extensions)
+            // Nothing to keep (the common case) costs no allocation.
+            (!kept_headers.is_empty() || !kept_extensions.is_empty())
+                .then(|| Box::new((kept_headers, kept_extensions)))
         });
         Self {
             config: config.clone(),
