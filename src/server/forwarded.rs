@@ -578,6 +578,8 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
     // `Some(_)` once a believed hop was chosen with client forwarding on: the peer is then a
     // proxy, never the client, even when the hop's address is `unknown` or unreadable.
     let mut client: Option<Option<IpAddr>> = None;
+    // The `Host` header, once a pass over the headers has read it.
+    let mut host_header: Option<Option<HeaderValue>> = None;
     if trusted {
         let headers = request.headers();
         match &config.family {
@@ -616,11 +618,23 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
                 }
             }
         }
-    } else if config.strip_untrusted && strip(&config.family, request.headers_mut()) {
-        tracing::debug!(
-            peer = ?peer,
-            "removed forwarded headers sent by a peer that is not a trusted proxy"
-        );
+    } else if config.strip_untrusted {
+        let found = match config.family {
+            // The pass that looks for `X-Forwarded-*` also finds the `Host` header, which saves
+            // a look-up by hash below.
+            Family::XForwarded => {
+                let (found, host) = scan_x_forwarded(request.headers());
+                host_header = Some(host);
+                found
+            }
+            _ => true,
+        };
+        if found && strip(&config.family, request.headers_mut()) {
+            tracing::debug!(
+                peer = ?peer,
+                "removed forwarded headers sent by a peer that is not a trusted proxy"
+            );
+        }
     }
 
     // The effective host: forwarded, else the URI's own authority, else the Host header
@@ -640,8 +654,8 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
     }
     let host = match host.or_else(|| request.uri().authority().cloned()) {
         Some(authority) => EffectiveHost::Authority(authority),
-        None => match request.headers().get(header::HOST) {
-            Some(value) => EffectiveHost::Header(value.clone(), OnceLock::new()),
+        None => match host_header.unwrap_or_else(|| request.headers().get(header::HOST).cloned()) {
+            Some(value) => EffectiveHost::Header(value, OnceLock::new()),
             None => EffectiveHost::None,
         },
     };
@@ -978,16 +992,30 @@ fn parse_node_ip(node: &str) -> Option<IpAddr> {
 }
 
 /// Removes the family's headers; says whether there were any.
-fn strip(family: &Family, headers: &mut HeaderMap) -> bool {
-    // Most requests carry no `X-Forwarded-*` header: one pass over the names is cheaper than
-    // three removals by hash.
-    if matches!(family, Family::XForwarded)
-        && !headers
-            .keys()
-            .any(|name| name.as_str().starts_with("x-forwarded-"))
-    {
-        return false;
+/// One pass over the headers: whether any is an `X-Forwarded-*` header (most requests carry
+/// none, and one pass is cheaper than three removals by hash), and the first `Host` value.
+fn scan_x_forwarded(headers: &HeaderMap) -> (bool, Option<HeaderValue>) {
+    let mut host = None;
+    let mut found = false;
+    for (name, value) in headers {
+        if name == header::HOST {
+            if host.is_none() {
+                host = Some(value.clone());
+            }
+        } else if is_x_forwarded(name) {
+            found = true;
+        }
     }
+    (found, host)
+}
+
+/// Whether `name` starts with `x-forwarded-`; most names are rejected by their first byte.
+fn is_x_forwarded(name: &HeaderName) -> bool {
+    let name = name.as_str().as_bytes();
+    name.first() == Some(&b'x') && name.starts_with(b"x-forwarded-")
+}
+
+fn strip(family: &Family, headers: &mut HeaderMap) -> bool {
     let mut removed = false;
     let mut remove = |name: &HeaderName| {
         // `remove` drops every line of the header, not just the first.

@@ -207,9 +207,14 @@ impl TimeoutLayer {
         }
     }
 
-    /// The duration, if any, for a request with this method and raw path.
-    fn duration_for(&self, method: &Method, path: &str) -> Option<Duration> {
+    /// The duration, if any, for a request with this method and URI (its raw path).
+    fn duration_for(&self, method: &Method, uri: &http::Uri) -> Option<Duration> {
         let config = &self.config;
+        if config.ignore.is_empty() && config.durations.is_empty() {
+            // No rule: the path need not even be read.
+            return Some(config.duration);
+        }
+        let path = uri.path();
         if config.ignore.matches(method, path) {
             return None;
         }
@@ -278,7 +283,7 @@ where
         // is not ready at its first poll (most handlers that answer at once never need one).
         let deadline = self
             .layer
-            .duration_for(req.method(), req.uri().path())
+            .duration_for(req.method(), req.uri())
             .map(|duration| Instant::now() + duration);
         let is_head = req.method() == Method::HEAD;
         ResponseFuture {

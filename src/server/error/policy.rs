@@ -313,12 +313,18 @@ impl RequestInfo {
         headers: &HeaderMap,
         extensions: &http::Extensions,
     ) -> Self {
-        let path = uri.path();
-        let handler = config
-            .handlers
-            .get(method, path)
-            .or(config.default_handler.as_ref())
-            .cloned();
+        // Without path rules (the common case) the path need not even be read.
+        let (handler, skip_path) = if config.handlers.is_empty() && config.skip_paths.is_empty() {
+            (config.default_handler.clone(), false)
+        } else {
+            let path = uri.path();
+            let handler = config
+                .handlers
+                .get(method, path)
+                .or(config.default_handler.as_ref())
+                .cloned();
+            (handler, config.skip_paths.matches(method, path))
+        };
         let kept = handler.as_ref().and_then(|_| {
             let mut kept_headers = HeaderMap::new();
             for name in &config.handler_headers {
@@ -336,7 +342,7 @@ impl RequestInfo {
         });
         Self {
             config: config.clone(),
-            skip_path: config.skip_paths.matches(method, path),
+            skip_path,
             method: method.clone(),
             uri: uri.clone(),
             route: config
