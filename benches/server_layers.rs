@@ -185,31 +185,33 @@ macro_rules! stacks {
     }};
 }
 
-/// The same three stacks as `axum::serve` runs them in `benches/server_loopback.rs`: an axum
+/// The same stacks as `axum::serve` runs them in `benches/server_loopback.rs`: an axum
 /// `Router` with one route, layers added with `Router::layer` (which boxes each layered route
-/// and maps every response body into axum's `Body`). The stopover stack is in the recommended
+/// and maps every response body into axum's `Body`), routes made once ([`served`]). The stopover stack is in the recommended
 /// order here, which `Router::layer` allows.
 macro_rules! axum_stacks {
     ($run:ident) => {{
-        $run!("axum", axum_routes());
+        $run!("axum", served(axum_routes()));
         $run!(
             "axum + tower-http 0.6",
-            axum_routes().layer(tower_http_stack!(tower_http))
+            served(axum_routes().layer(tower_http_stack!(tower_http)))
         );
         $run!(
             "axum + tower-http 0.7",
-            axum_routes().layer(tower_http_stack!(tower_http_07))
+            served(axum_routes().layer(tower_http_stack!(tower_http_07)))
         );
         // One `Router::layer` call per stack, as for tower-http: each call boxes the route
         // again. The recommended order: forwarded, CORS, error, timeout.
         $run!(
             "axum + stopover",
-            axum_routes().layer(
-                ServiceBuilder::new()
-                    .layer(stopover_forwarded())
-                    .layer(stopover_cors())
-                    .layer(stopover::server::ErrorLayer::new())
-                    .layer(stopover_timeout())
+            served(
+                axum_routes().layer(
+                    ServiceBuilder::new()
+                        .layer(stopover_forwarded())
+                        .layer(stopover_cors())
+                        .layer(stopover::server::ErrorLayer::new())
+                        .layer(stopover_timeout())
+                )
             )
         );
     }};
@@ -221,13 +223,28 @@ macro_rules! axum_layer_calls {
     ($run:ident) => {{
         $run!(
             "axum + stopover, 4 layer calls",
-            axum_routes()
-                .layer(stopover_timeout())
-                .layer(stopover::server::ErrorLayer::new())
-                .layer(stopover_cors())
-                .layer(stopover_forwarded())
+            served(
+                axum_routes()
+                    .layer(stopover_timeout())
+                    .layer(stopover::server::ErrorLayer::new())
+                    .layer(stopover_cors())
+                    .layer(stopover_forwarded())
+            )
         );
     }};
+}
+
+/// The router as `axum::serve` runs it: `into_make_service` calls `Router::with_state(())`
+/// once, which turns every handler (and the layers around it) into a route up front. A
+/// `Router` called directly, as this benchmark did before, builds each layered route again on
+/// every request (cloning every layer); `SERVER_LAYERS_ROUTES_PER_REQUEST=1` measures it that
+/// way.
+fn served(router: axum::Router) -> axum::Router {
+    if std::env::var_os("SERVER_LAYERS_ROUTES_PER_REQUEST").is_some() {
+        router
+    } else {
+        router.with_state(())
+    }
 }
 
 fn axum_routes() -> axum::Router {
