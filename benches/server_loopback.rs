@@ -90,14 +90,18 @@ fn stopover_app() -> Router {
 #[derive(Clone, Copy, PartialEq)]
 enum Stack {
     Bare,
+    /// Bare axum served with `into_make_service_with_connect_info`, as stopover's stack is: what
+    /// the peer address costs by itself.
+    BareConnectInfo,
     TowerHttp,
     TowerHttp07,
     Stopover,
 }
 
 impl Stack {
-    const ALL: [Stack; 4] = [
+    const ALL: [Stack; 5] = [
         Stack::Bare,
+        Stack::BareConnectInfo,
         Stack::TowerHttp,
         Stack::TowerHttp07,
         Stack::Stopover,
@@ -106,6 +110,7 @@ impl Stack {
     fn name(self) -> &'static str {
         match self {
             Stack::Bare => "bare axum",
+            Stack::BareConnectInfo => "bare axum, with connect info",
             Stack::TowerHttp => "axum + tower-http 0.6",
             Stack::TowerHttp07 => "axum + tower-http 0.7",
             Stack::Stopover => "axum + stopover",
@@ -142,6 +147,14 @@ fn serve(
                     axum::serve(listener, routes())
                         .with_graceful_shutdown(shutdown)
                         .await
+                }
+                Stack::BareConnectInfo => {
+                    axum::serve(
+                        listener,
+                        routes().into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(shutdown)
+                    .await
                 }
                 Stack::TowerHttp => {
                     axum::serve(listener, tower_http_app!(tower_http))
