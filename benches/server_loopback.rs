@@ -1,6 +1,7 @@
-//! Server throughput over loopback: bare axum, axum with tower-http 0.6 and 0.7 (CORS,
-//! catch-panic, timeout) and axum with stopover's stack (forwarded, CORS, error, timeout), each served by
-//! `axum::serve` on 127.0.0.1 and driven by `wrk` (2 threads, 32 keep-alive connections).
+//! Server throughput over loopback: bare axum (also served with connect info, as stopover's
+//! stack is), axum with tower-http 0.6 and 0.7 (CORS, catch-panic, timeout) and axum with
+//! stopover's stack (forwarded, CORS, error, timeout), each served by `axum::serve` on
+//! 127.0.0.1 and driven by `wrk` (2 threads, 32 keep-alive connections).
 //!
 //! Each run is bounded (5 s, 3 runs per stack, the stacks interleaved so that a noisy moment
 //! hurts all of them alike); the figure is the median requests per second and its ratio to bare
