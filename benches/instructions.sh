@@ -24,10 +24,14 @@ collected() {
         sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
+# `benches/instructions.sh server` (or `client`) runs one half only.
+only=${1:-all}
+
 per_request() { # total, baseline, requests
     awk -v t="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.0f", (t - b) / n }'
 }
 
+if [ "$only" != client ]; then
 echo "server layers, in process: instructions per request (request building subtracted)"
 bin=$(executable server_layers)
 echo "| stack | no Origin | simple CORS | preflight |"
@@ -36,8 +40,9 @@ declare -A base
 for shape in no-origin simple-cors preflight; do
     base[$shape]=$(collected "$bin" SERVER_LAYERS_PROFILE "requests/$shape")
 done
-for stack in bare tower-http stopover axum "axum + tower-http" "axum + stopover" \
-    "axum + stopover, 4 layer calls" "tower-http cors" "tower-http catch-panic" \
+for stack in bare "tower-http 0.6" "tower-http 0.7" stopover axum "axum + tower-http 0.6" \
+    "axum + tower-http 0.7" "axum + stopover" "axum + stopover, 4 layer calls" \
+    "tower-http cors" "tower-http 0.7 cors" "tower-http catch-panic" \
     "tower-http timeout" "stopover forwarded" "stopover cors" "stopover error" "stopover timeout"; do
     row="| $stack |"
     for shape in no-origin simple-cors preflight; do
@@ -47,6 +52,8 @@ for stack in bare tower-http stopover axum "axum + tower-http" "axum + stopover"
     echo "$row"
 done
 echo
+fi
+[ "$only" = server ] && exit 0
 
 echo "client chain, in process: instructions per request"
 bin=$(executable client_chain)

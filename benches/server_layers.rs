@@ -1,5 +1,5 @@
-//! Server layer cost, in process: the same leaf service bare, under tower-http (CORS, timeout,
-//! catch-panic) and under stopover (forwarded, CORS, error, timeout), for a request without
+//! Server layer cost, in process: the same leaf service bare, under tower-http 0.6 and 0.7
+//! (CORS, timeout, catch-panic) and under stopover (forwarded, CORS, error, timeout), for a request without
 //! `Origin`, a simple CORS request and a preflight.
 //!
 //! Every request goes through `svc.clone().oneshot(req)` on a current-thread runtime, which is
@@ -112,13 +112,29 @@ impl Shape {
 }
 
 /// One origin, the methods and headers a JSON API needs, a max age: the same policy on both
-/// sides.
-fn tower_http_cors() -> tower_http::cors::CorsLayer {
-    tower_http::cors::CorsLayer::new()
-        .allow_origin(HeaderValue::from_static(ORIGIN))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE])
-        .max_age(Duration::from_secs(600))
+/// sides. `$crate_name` is `tower_http` (0.6) or `tower_http_07` (0.7): the two versions have
+/// the same API for the layers compared here.
+macro_rules! tower_http_cors {
+    ($crate_name:ident) => {
+        $crate_name::cors::CorsLayer::new()
+            .allow_origin(HeaderValue::from_static(ORIGIN))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600))
+    };
+}
+
+/// tower-http's CORS, catch-panic and timeout, outermost first.
+macro_rules! tower_http_stack {
+    ($crate_name:ident) => {
+        ServiceBuilder::new()
+            .layer(tower_http_cors!($crate_name))
+            .layer($crate_name::catch_panic::CatchPanicLayer::new())
+            .layer($crate_name::timeout::TimeoutLayer::with_status_code(
+                http::StatusCode::GATEWAY_TIMEOUT,
+                TIMEOUT,
+            ))
+    };
 }
 
 fn stopover_cors() -> stopover::server::CorsLayer {
@@ -149,15 +165,12 @@ macro_rules! stacks {
         let leaf = tower::service_fn(leaf);
         $run!("bare", leaf);
         $run!(
-            "tower-http",
-            ServiceBuilder::new()
-                .layer(tower_http_cors())
-                .layer(tower_http::catch_panic::CatchPanicLayer::new())
-                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                    http::StatusCode::GATEWAY_TIMEOUT,
-                    TIMEOUT,
-                ))
-                .service(leaf)
+            "tower-http 0.6",
+            tower_http_stack!(tower_http).service(leaf)
+        );
+        $run!(
+            "tower-http 0.7",
+            tower_http_stack!(tower_http_07).service(leaf)
         );
         // The recommended order: forwarded, CORS, error, timeout.
         $run!(
@@ -172,35 +185,33 @@ macro_rules! stacks {
     }};
 }
 
-/// The same three stacks as `axum::serve` runs them in `benches/server_loopback.rs`: an axum
+/// The same stacks as `axum::serve` runs them in `benches/server_loopback.rs`: an axum
 /// `Router` with one route, layers added with `Router::layer` (which boxes each layered route
-/// and maps every response body into axum's `Body`). The stopover stack is in the recommended
+/// and maps every response body into axum's `Body`), routes made once ([`served`]). The stopover stack is in the recommended
 /// order here, which `Router::layer` allows.
 macro_rules! axum_stacks {
     ($run:ident) => {{
-        $run!("axum", axum_routes());
+        $run!("axum", served(axum_routes()));
         $run!(
-            "axum + tower-http",
-            axum_routes().layer(
-                ServiceBuilder::new()
-                    .layer(tower_http_cors())
-                    .layer(tower_http::catch_panic::CatchPanicLayer::new())
-                    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                        http::StatusCode::GATEWAY_TIMEOUT,
-                        TIMEOUT,
-                    ))
-            )
+            "axum + tower-http 0.6",
+            served(axum_routes().layer(tower_http_stack!(tower_http)))
+        );
+        $run!(
+            "axum + tower-http 0.7",
+            served(axum_routes().layer(tower_http_stack!(tower_http_07)))
         );
         // One `Router::layer` call per stack, as for tower-http: each call boxes the route
         // again. The recommended order: forwarded, CORS, error, timeout.
         $run!(
             "axum + stopover",
-            axum_routes().layer(
-                ServiceBuilder::new()
-                    .layer(stopover_forwarded())
-                    .layer(stopover_cors())
-                    .layer(stopover::server::ErrorLayer::new())
-                    .layer(stopover_timeout())
+            served(
+                axum_routes().layer(
+                    ServiceBuilder::new()
+                        .layer(stopover_forwarded())
+                        .layer(stopover_cors())
+                        .layer(stopover::server::ErrorLayer::new())
+                        .layer(stopover_timeout())
+                )
             )
         );
     }};
@@ -212,13 +223,28 @@ macro_rules! axum_layer_calls {
     ($run:ident) => {{
         $run!(
             "axum + stopover, 4 layer calls",
-            axum_routes()
-                .layer(stopover_timeout())
-                .layer(stopover::server::ErrorLayer::new())
-                .layer(stopover_cors())
-                .layer(stopover_forwarded())
+            served(
+                axum_routes()
+                    .layer(stopover_timeout())
+                    .layer(stopover::server::ErrorLayer::new())
+                    .layer(stopover_cors())
+                    .layer(stopover_forwarded())
+            )
         );
     }};
+}
+
+/// The router as `axum::serve` runs it: `into_make_service` calls `Router::with_state(())`
+/// once, which turns every handler (and the layers around it) into a route up front. A
+/// `Router` called directly, as this benchmark did before, builds each layered route again on
+/// every request (cloning every layer); `SERVER_LAYERS_ROUTES_PER_REQUEST=1` measures it that
+/// way.
+fn served(router: axum::Router) -> axum::Router {
+    if std::env::var_os("SERVER_LAYERS_ROUTES_PER_REQUEST").is_some() {
+        router
+    } else {
+        router.with_state(())
+    }
 }
 
 fn axum_routes() -> axum::Router {
@@ -239,7 +265,15 @@ macro_rules! single_layers {
         let leaf = tower::service_fn(leaf);
         $run!(
             "tower-http cors",
-            ServiceBuilder::new().layer(tower_http_cors()).service(leaf)
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http))
+                .service(leaf)
+        );
+        $run!(
+            "tower-http 0.7 cors",
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http_07))
+                .service(leaf)
         );
         $run!(
             "tower-http catch-panic",
@@ -352,8 +386,16 @@ fn bench_layers(c: &mut Criterion) {
         // CORS against CORS, the one feature both stacks have that does real work per request.
         let leaf = tower::service_fn(leaf);
         bench!(
-            "tower-http cors",
-            ServiceBuilder::new().layer(tower_http_cors()).service(leaf)
+            "tower-http 0.6 cors",
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http))
+                .service(leaf)
+        );
+        bench!(
+            "tower-http 0.7 cors",
+            ServiceBuilder::new()
+                .layer(tower_http_cors!(tower_http_07))
+                .service(leaf)
         );
         bench!(
             "stopover cors",
@@ -366,9 +408,52 @@ fn bench_layers(c: &mut Criterion) {
 /// `SERVER_LAYERS_PROFILE=<stack>/<shape>`: answers `PROFILE_REQUESTS` requests with one stack
 /// and exits, for `valgrind --tool=callgrind` (instruction counts do not depend on the machine's
 /// noise); `requests/<shape>` only builds the requests, to subtract. `benches/instructions.sh`
-/// runs them all.
+/// runs them all. `SERVER_LAYERS_PROFILE=sizes` prints the size of each stack's response future.
 fn profile(target: &str) {
     let rt = runtime();
+    if target == "sizes" {
+        // The bytes each stack's response future takes: what every layer outside it moves, and
+        // what `Router::layer` boxes per request.
+        macro_rules! size {
+            ($name:expr, $service:expr) => {{
+                let service = $service;
+                let future = service.clone().oneshot(Shape::NoOrigin.request());
+                println!("| {} | {} |", $name, std::mem::size_of_val(&future));
+            }};
+        }
+        println!("| stack | response future, bytes |");
+        println!("|---|---|");
+        stacks!(size);
+        single_layers!(size);
+        // What `Router::layer` boxes per request: the stack's future around axum's route future.
+        macro_rules! routed {
+            ($name:expr, $layers:expr) => {{
+                let future = $layers
+                    .service(axum_routes())
+                    .oneshot(Request::new(axum::body::Body::empty()));
+                println!(
+                    "| {} around a Router | {} |",
+                    $name,
+                    std::mem::size_of_val(&future)
+                );
+            }};
+        }
+        println!(
+            "| axum's Router alone | {} |",
+            std::mem::size_of_val(&axum_routes().oneshot(Request::new(axum::body::Body::empty())))
+        );
+        routed!("tower-http 0.6", tower_http_stack!(tower_http));
+        routed!("tower-http 0.7", tower_http_stack!(tower_http_07));
+        routed!(
+            "stopover",
+            ServiceBuilder::new()
+                .layer(stopover_forwarded())
+                .layer(stopover_cors())
+                .layer(stopover::server::ErrorLayer::new())
+                .layer(stopover_timeout())
+        );
+        return;
+    }
     for shape in Shape::ALL {
         if target == format!("requests/{}", shape.name()) {
             rt.block_on(async {

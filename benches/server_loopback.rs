@@ -1,6 +1,7 @@
-//! Server throughput over loopback: bare axum, axum with tower-http (CORS, catch-panic,
-//! timeout) and axum with stopover's stack (forwarded, CORS, error, timeout), each served by
-//! `axum::serve` on 127.0.0.1 and driven by `wrk` (2 threads, 32 keep-alive connections).
+//! Server throughput over loopback: bare axum (also served with connect info, as stopover's
+//! stack is), axum with tower-http 0.6 and 0.7 (CORS, catch-panic, timeout) and axum with
+//! stopover's stack (forwarded, CORS, error, timeout), each served by `axum::serve` on
+//! 127.0.0.1 and driven by `wrk` (2 threads, 32 keep-alive connections).
 //!
 //! Each run is bounded (5 s, 3 runs per stack, the stacks interleaved so that a noisy moment
 //! hurts all of them alike); the figure is the median requests per second and its ratio to bare
@@ -34,22 +35,26 @@ fn routes() -> Router {
     Router::new().route("/api/items", get(hello))
 }
 
-fn tower_http_app() -> Router {
-    routes().layer(
-        ServiceBuilder::new()
-            .layer(
-                tower_http::cors::CorsLayer::new()
-                    .allow_origin(HeaderValue::from_static(ORIGIN))
-                    .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-                    .allow_headers([header::CONTENT_TYPE])
-                    .max_age(Duration::from_secs(600)),
-            )
-            .layer(tower_http::catch_panic::CatchPanicLayer::new())
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                StatusCode::GATEWAY_TIMEOUT,
-                TIMEOUT,
-            )),
-    )
+/// tower-http's CORS, catch-panic and timeout around the routes; `$crate_name` is
+/// `tower_http` (0.6) or `tower_http_07` (0.7): the two versions have the same API for these.
+macro_rules! tower_http_app {
+    ($crate_name:ident) => {
+        routes().layer(
+            ServiceBuilder::new()
+                .layer(
+                    $crate_name::cors::CorsLayer::new()
+                        .allow_origin(HeaderValue::from_static(ORIGIN))
+                        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                        .allow_headers([header::CONTENT_TYPE])
+                        .max_age(Duration::from_secs(600)),
+                )
+                .layer($crate_name::catch_panic::CatchPanicLayer::new())
+                .layer($crate_name::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    TIMEOUT,
+                )),
+        )
+    };
 }
 
 fn stopover_app() -> Router {
@@ -86,17 +91,29 @@ fn stopover_app() -> Router {
 #[derive(Clone, Copy, PartialEq)]
 enum Stack {
     Bare,
+    /// Bare axum served with `into_make_service_with_connect_info`, as stopover's stack is: what
+    /// the peer address costs by itself.
+    BareConnectInfo,
     TowerHttp,
+    TowerHttp07,
     Stopover,
 }
 
 impl Stack {
-    const ALL: [Stack; 3] = [Stack::Bare, Stack::TowerHttp, Stack::Stopover];
+    const ALL: [Stack; 5] = [
+        Stack::Bare,
+        Stack::BareConnectInfo,
+        Stack::TowerHttp,
+        Stack::TowerHttp07,
+        Stack::Stopover,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Stack::Bare => "bare axum",
-            Stack::TowerHttp => "axum + tower-http",
+            Stack::BareConnectInfo => "bare axum, with connect info",
+            Stack::TowerHttp => "axum + tower-http 0.6",
+            Stack::TowerHttp07 => "axum + tower-http 0.7",
             Stack::Stopover => "axum + stopover",
         }
     }
@@ -132,8 +149,21 @@ fn serve(
                         .with_graceful_shutdown(shutdown)
                         .await
                 }
+                Stack::BareConnectInfo => {
+                    axum::serve(
+                        listener,
+                        routes().into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                }
                 Stack::TowerHttp => {
-                    axum::serve(listener, tower_http_app())
+                    axum::serve(listener, tower_http_app!(tower_http))
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                }
+                Stack::TowerHttp07 => {
+                    axum::serve(listener, tower_http_app!(tower_http_07))
                         .with_graceful_shutdown(shutdown)
                         .await
                 }

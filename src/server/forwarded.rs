@@ -231,6 +231,8 @@ type PeerFn = dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync;
 struct Config {
     family: Family,
     trusted: Vec<IpNet>,
+    /// `trusted` as masks, compared per request without `IpNet`'s generic walk.
+    trusted_masks: TrustedMasks,
     host: bool,
     client: bool,
     strip_untrusted: bool,
@@ -408,6 +410,7 @@ impl ForwardedLayerBuilder {
         Ok(ForwardedLayer {
             config: Arc::new(Config {
                 family,
+                trusted_masks: TrustedMasks::new(&trusted),
                 trusted,
                 host: self.host,
                 client: self.client,
@@ -508,8 +511,47 @@ where
 
 impl Config {
     fn is_trusted(&self, addr: IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        self.trusted.iter().any(|net| net.contains(&addr))
+        self.trusted_masks.contains(addr)
+    }
+}
+
+/// The trusted networks as (network, mask) pairs, one list per address family, made when the
+/// layer is built.
+#[derive(Debug, Default)]
+struct TrustedMasks {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl TrustedMasks {
+    fn new(nets: &[IpNet]) -> Self {
+        let mut masks = Self::default();
+        for net in nets {
+            match net {
+                IpNet::V4(v4) => masks
+                    .v4
+                    .push((u32::from(v4.network()), u32::from(v4.netmask()))),
+                IpNet::V6(v6) => masks
+                    .v6
+                    .push((u128::from(v6.network()), u128::from(v6.netmask()))),
+            }
+        }
+        masks
+    }
+
+    /// Whether `addr` (compared in canonical form: IPv4-mapped IPv6 as IPv4) is inside one of
+    /// the networks.
+    fn contains(&self, addr: IpAddr) -> bool {
+        match addr.to_canonical() {
+            IpAddr::V4(v4) => {
+                let bits = u32::from(v4);
+                self.v4.iter().any(|&(net, mask)| bits & mask == net)
+            }
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                self.v6.iter().any(|&(net, mask)| bits & mask == net)
+            }
+        }
     }
 }
 
@@ -536,6 +578,8 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
     // `Some(_)` once a believed hop was chosen with client forwarding on: the peer is then a
     // proxy, never the client, even when the hop's address is `unknown` or unreadable.
     let mut client: Option<Option<IpAddr>> = None;
+    // The `Host` header, once a pass over the headers has read it.
+    let mut host_header: Option<Option<HeaderValue>> = None;
     if trusted {
         let headers = request.headers();
         match &config.family {
@@ -574,11 +618,23 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
                 }
             }
         }
-    } else if config.strip_untrusted && strip(&config.family, request.headers_mut()) {
-        tracing::debug!(
-            peer = ?peer,
-            "removed forwarded headers sent by a peer that is not a trusted proxy"
-        );
+    } else if config.strip_untrusted {
+        let found = match config.family {
+            // The pass that looks for `X-Forwarded-*` also finds the `Host` header, which saves
+            // a look-up by hash below.
+            Family::XForwarded => {
+                let (found, host) = scan_x_forwarded(request.headers());
+                host_header = Some(host);
+                found
+            }
+            _ => true,
+        };
+        if found && strip(&config.family, request.headers_mut()) {
+            tracing::debug!(
+                peer = ?peer,
+                "removed forwarded headers sent by a peer that is not a trusted proxy"
+            );
+        }
     }
 
     // The effective host: forwarded, else the URI's own authority, else the Host header
@@ -598,8 +654,8 @@ fn apply<B>(config: &Config, request: &mut Request<B>) {
     }
     let host = match host.or_else(|| request.uri().authority().cloned()) {
         Some(authority) => EffectiveHost::Authority(authority),
-        None => match request.headers().get(header::HOST) {
-            Some(value) => EffectiveHost::Header(value.clone(), OnceLock::new()),
+        None => match host_header.unwrap_or_else(|| request.headers().get(header::HOST).cloned()) {
+            Some(value) => EffectiveHost::Header(value, OnceLock::new()),
             None => EffectiveHost::None,
         },
     };
@@ -936,16 +992,32 @@ fn parse_node_ip(node: &str) -> Option<IpAddr> {
 }
 
 /// Removes the family's headers; says whether there were any.
-fn strip(family: &Family, headers: &mut HeaderMap) -> bool {
-    // Most requests carry no `X-Forwarded-*` header: one pass over the names is cheaper than
-    // three removals by hash.
-    if matches!(family, Family::XForwarded)
-        && !headers
-            .keys()
-            .any(|name| name.as_str().starts_with("x-forwarded-"))
-    {
-        return false;
+/// One pass over the headers: whether any is one of the `X-Forwarded-*` headers (most
+/// requests carry none, and one pass is cheaper than three removals by hash), and the first
+/// `Host` value.
+fn scan_x_forwarded(headers: &HeaderMap) -> (bool, Option<HeaderValue>) {
+    let mut host = None;
+    let mut found = false;
+    for (name, value) in headers {
+        if name == header::HOST {
+            if host.is_none() {
+                host = Some(value.clone());
+            }
+        } else if is_x_forwarded(name) {
+            found = true;
+        }
     }
+    (found, host)
+}
+
+/// Whether `name` is one of the three `X-Forwarded-*` headers the layer strips. A standard
+/// name (most of a request's) differs from these custom ones by its kind alone, with no byte
+/// compared.
+fn is_x_forwarded(name: &HeaderName) -> bool {
+    *name == X_FORWARDED_FOR || *name == X_FORWARDED_PROTO || *name == X_FORWARDED_HOST
+}
+
+fn strip(family: &Family, headers: &mut HeaderMap) -> bool {
     let mut removed = false;
     let mut remove = |name: &HeaderName| {
         // `remove` drops every line of the header, not just the first.
@@ -993,6 +1065,38 @@ fn rewrite_uri(uri: &mut Uri, scheme: Option<&Scheme>, host: Option<&Authority>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_masks_agree_with_the_networks_they_were_made_from() {
+        let entries = [
+            "10.0.0.0/8",
+            "192.0.2.7",
+            "::1",
+            "2001:db8::/32",
+            "::ffff:172.16.0.0/108",
+        ];
+        let nets: Vec<IpNet> = entries.iter().map(|e| parse_net(e).unwrap()).collect();
+        let masks = TrustedMasks::new(&nets);
+        for addr in [
+            "10.1.2.3",
+            "11.0.0.1",
+            "192.0.2.7",
+            "192.0.2.8",
+            "::1",
+            "::2",
+            "2001:db8:ffff::1",
+            "2001:db9::1",
+            "172.16.9.9",
+            "172.32.0.1",
+            "::ffff:10.9.9.9",
+            "::ffff:11.9.9.9",
+        ] {
+            let addr: IpAddr = addr.parse().unwrap();
+            let canonical = addr.to_canonical();
+            let expected = nets.iter().any(|net| net.contains(&canonical));
+            assert_eq!(masks.contains(addr), expected, "{addr}");
+        }
+    }
 
     #[test]
     fn a_host_header_is_parsed_only_when_asked_and_equality_ignores_when() {

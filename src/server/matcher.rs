@@ -356,8 +356,10 @@ impl PathRules {
     }
 
     /// Whether any rule matches this method and raw path.
+    #[inline]
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        self.rules.iter().any(|rule| rule.matches(method, path))
+        // Most layers have no rule: answer that without a call.
+        !self.rules.is_empty() && self.rules.iter().any(|rule| rule.matches(method, path))
     }
 
     /// Whether the list has no rule.
@@ -435,7 +437,11 @@ impl<T> PathMap<T> {
     }
 
     /// The value of the first rule that matches this method and raw path.
+    #[inline]
     pub fn get(&self, method: &Method, path: &str) -> Option<&T> {
+        if self.entries.is_empty() {
+            return None;
+        }
         self.entries
             .iter()
             .find(|(rule, _)| rule.matches(method, path))

@@ -70,7 +70,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -207,9 +207,14 @@ impl TimeoutLayer {
         }
     }
 
-    /// The duration, if any, for a request with this method and raw path.
-    fn duration_for(&self, method: &Method, path: &str) -> Option<Duration> {
+    /// The duration, if any, for a request with this method and URI (its raw path).
+    fn duration_for(&self, method: &Method, uri: &http::Uri) -> Option<Duration> {
         let config = &self.config;
+        if config.ignore.is_empty() && config.durations.is_empty() {
+            // No rule: the path need not even be read.
+            return Some(config.duration);
+        }
+        let path = uri.path();
         if config.ignore.matches(method, path) {
             return None;
         }
@@ -274,14 +279,17 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let sleep = self
+        // The deadline counts from here; the timer itself is made only if the inner future
+        // is not ready at its first poll (most handlers that answer at once never need one).
+        let deadline = self
             .layer
-            .duration_for(req.method(), req.uri().path())
-            .map(tokio::time::sleep);
+            .duration_for(req.method(), req.uri())
+            .map(|duration| Instant::now() + duration);
         let is_head = req.method() == Method::HEAD;
         ResponseFuture {
             inner: self.inner.call(req),
-            sleep,
+            deadline,
+            sleep: None,
             config: self.layer.config.clone(),
             is_head,
         }
@@ -293,6 +301,9 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        // `None` when the request is exempt from the timeout.
+        deadline: Option<Instant>,
+        // Made from `deadline` at the first poll that finds the inner future pending.
         #[pin]
         sleep: Option<Sleep>,
         config: Arc<Config>,
@@ -307,9 +318,15 @@ where
     type Output = Result<Response<ErrorBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map(|response| response.map(ErrorBody::inner)));
+        }
+        if this.sleep.is_none() {
+            let Some(deadline) = *this.deadline else {
+                return Poll::Pending;
+            };
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
         }
         let Some(sleep) = this.sleep.as_pin_mut() else {
             return Poll::Pending;
@@ -336,6 +353,7 @@ where
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
+            .field("deadline", &self.deadline)
             .field("timer_running", &self.sleep.is_some())
             .finish_non_exhaustive()
     }

@@ -19,6 +19,7 @@ mod shield;
 mod spans;
 mod timeout;
 mod with_axum;
+mod with_tower_http;
 
 #[global_allocator]
 static ALLOCATOR: counting::Counting = counting::Counting;

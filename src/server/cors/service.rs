@@ -55,16 +55,20 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let preflight = is_preflight(request.method(), request.headers());
-        let covering = {
-            let requested = preflight
-                .then(|| request.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD))
-                .flatten()
-                .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
-            let method = requested.as_ref().unwrap_or(request.method());
-            let path = request.uri().path();
-            self.policies
-                .iter()
-                .find(|config| config.covers(method, path))
+        let covering = match &*self.policies {
+            // One policy for every path (the common case): nothing to match.
+            [only] if only.urls.is_none() => Some(only),
+            _ => {
+                let requested = preflight
+                    .then(|| request.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD))
+                    .flatten()
+                    .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+                let method = requested.as_ref().unwrap_or(request.method());
+                let path = request.uri().path();
+                self.policies
+                    .iter()
+                    .find(|config| config.covers(method, path))
+            }
         };
         let Some(config) = covering else {
             return ResponseFuture {
@@ -80,7 +84,6 @@ where
                     future: self.inner.call(request),
                     action: Action::NoOrigin,
                     pending: None,
-                    response: None,
                     config,
                 },
             };
@@ -95,9 +98,11 @@ where
         if preflight {
             let kind = match decision {
                 OriginDecision::Pending(pending) => Kind::PreflightPending {
-                    pending,
-                    request: parts.headers,
-                    config,
+                    waiting: Box::new(PreflightWaiting {
+                        pending,
+                        request: parts.headers,
+                        config,
+                    }),
                 },
                 OriginDecision::Allowed(origin) => Kind::Preflight {
                     response: Some(config.preflight(&parts.headers, Some(origin))),
@@ -111,18 +116,38 @@ where
         let (action, pending) = match decision {
             OriginDecision::Allowed(origin) => (Action::Allowed(origin), None),
             OriginDecision::Denied => (Action::Denied, None),
-            OriginDecision::Pending(pending) => (Action::Denied, Some(pending)),
+            OriginDecision::Pending(pending) => (
+                Action::Denied,
+                Some(Box::new(Waiting {
+                    pending: Some(pending),
+                    response: None,
+                })),
+            ),
         };
         ResponseFuture {
             kind: Kind::Actual {
                 future: self.inner.call(Request::from_parts(parts, body)),
                 action,
                 pending,
-                response: None,
                 config,
             },
         }
     }
+}
+
+/// An actual request whose origin the async predicates are still deciding, with the inner
+/// response once it came. Boxed, so that the common future (no async predicate) stays small:
+/// every layer outside moves it, and `Router::layer` allocates it.
+struct Waiting<B> {
+    pending: Option<PendingOrigin>,
+    response: Option<Response<B>>,
+}
+
+/// A preflight whose origin the async predicates are still deciding (boxed, as [`Waiting`]).
+struct PreflightWaiting {
+    pending: PendingOrigin,
+    request: HeaderMap,
+    config: Arc<Config>,
 }
 
 pin_project! {
@@ -145,18 +170,14 @@ pin_project! {
             future: F,
             // Final unless `pending` is still to answer.
             action: Action,
-            pending: Option<PendingOrigin>,
-            // The inner response, held while `pending` answers.
-            response: Option<Response<B>>,
+            pending: Option<Box<Waiting<B>>>,
             config: Arc<Config>,
         },
         Preflight {
             response: Option<Response<B>>,
         },
         PreflightPending {
-            pending: PendingOrigin,
-            request: HeaderMap,
-            config: Arc<Config>,
+            waiting: Box<PreflightWaiting>,
         },
     }
 }
@@ -175,24 +196,30 @@ where
                 future,
                 action,
                 pending,
-                response,
                 config,
             } => {
-                // The handler runs while the origin is decided; neither waits for the other.
-                if let Some(decision) = pending {
-                    if let Poll::Ready(allowed) = decision.poll(cx) {
-                        *action = allowed.map_or(Action::Denied, Action::Allowed);
-                        *pending = None;
+                let mut response = match pending {
+                    None => ready!(future.poll(cx))?,
+                    Some(waiting) => {
+                        // The handler runs while the origin is decided; neither waits for the
+                        // other.
+                        if let Some(decision) = &mut waiting.pending {
+                            if let Poll::Ready(allowed) = decision.poll(cx) {
+                                *action = allowed.map_or(Action::Denied, Action::Allowed);
+                                waiting.pending = None;
+                            }
+                        }
+                        if waiting.response.is_none() {
+                            waiting.response = Some(ready!(future.poll(cx))?);
+                        }
+                        if waiting.pending.is_some() {
+                            return Poll::Pending;
+                        }
+                        let Some(response) = waiting.response.take() else {
+                            panic!("CORS response future polled after completion");
+                        };
+                        response
                     }
-                }
-                if response.is_none() {
-                    *response = Some(ready!(future.poll(cx))?);
-                }
-                if pending.is_some() {
-                    return Poll::Pending;
-                }
-                let Some(mut response) = response.take() else {
-                    panic!("CORS response future polled after completion");
                 };
                 let action = std::mem::replace(action, Action::Denied);
                 config.apply(action, response.headers_mut());
@@ -202,13 +229,9 @@ where
                 Some(response) => Poll::Ready(Ok(response)),
                 None => panic!("CORS preflight future polled after completion"),
             },
-            KindProj::PreflightPending {
-                pending,
-                request,
-                config,
-            } => {
-                let allow_origin = ready!(pending.poll(cx));
-                Poll::Ready(Ok(config.preflight(request, allow_origin)))
+            KindProj::PreflightPending { waiting } => {
+                let allow_origin = ready!(waiting.pending.poll(cx));
+                Poll::Ready(Ok(waiting.config.preflight(&waiting.request, allow_origin)))
             }
         }
     }

@@ -184,8 +184,10 @@ impl RequestInfo {
             found.data,
             found.body,
         );
-        let handler = self.handler.as_ref().zip(self.kept.take());
-        if let Some((handler, (headers, extensions))) = handler {
+        // Taken: a handler renders one error per request at most (its own panic falls back to
+        // the built-in rendering).
+        if let Some(handler) = self.handler.take() {
+            let (headers, extensions) = self.kept.take().map(|kept| *kept).unwrap_or_default();
             // The request parts are made here, only for an error a handler renders.
             let (mut request, ()) = http::Request::new(()).into_parts();
             request.method = self.method.clone();
@@ -319,8 +321,10 @@ pub(super) struct RequestInfo {
     pub(super) handler: Option<Handler>,
     pub(super) version: http::Version,
     // What a handler may see of the request besides method, URI and version (only what it
-    // was configured to need); `None` when no handler can run.
-    pub(super) kept: Option<(HeaderMap, http::Extensions)>,
+    // was configured to need); `None` when no handler can run or there is nothing to keep.
+    // Boxed: most layers have no handler, and the future that holds this moves with every
+    // layer outside it.
+    pub(super) kept: Option<Box<(HeaderMap, http::Extensions)>>,
     pub(super) skip_path: bool,
 }
 
@@ -333,13 +337,19 @@ impl RequestInfo {
         headers: &HeaderMap,
         extensions: &http::Extensions,
     ) -> Self {
-        let path = uri.path();
-        let handler = config
-            .handlers
-            .get(method, path)
-            .or(config.default_handler.as_ref())
-            .cloned();
-        let kept = handler.as_ref().map(|_| {
+        // Without path rules (the common case) the path need not even be read.
+        let (handler, skip_path) = if config.handlers.is_empty() && config.skip_paths.is_empty() {
+            (config.default_handler.clone(), false)
+        } else {
+            let path = uri.path();
+            let handler = config
+                .handlers
+                .get(method, path)
+                .or(config.default_handler.as_ref())
+                .cloned();
+            (handler, config.skip_paths.matches(method, path))
+        };
+        let kept = handler.as_ref().and_then(|_| {
             let mut kept_headers = HeaderMap::new();
             for name in &config.handler_headers {
                 for value in headers.get_all(name) {
@@ -350,11 +360,13 @@ impl RequestInfo {
             for copy in &config.handler_extensions {
                 copy(extensions, &mut kept_extensions);
             }
-            (kept_headers, kept_extensions)
+            // Nothing to keep (the common case) costs no allocation.
+            (!kept_headers.is_empty() || !kept_extensions.is_empty())
+                .then(|| Box::new((kept_headers, kept_extensions)))
         });
         Self {
             config: config.clone(),
-            skip_path: config.skip_paths.matches(method, path),
+            skip_path,
             method: method.clone(),
             uri: uri.clone(),
             route: config

@@ -158,6 +158,11 @@ where
                     match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(Ok(response))) => {
+                            let status = response.status();
+                            if !(status.is_client_error() || status.is_server_error()) {
+                                // Not an error (most responses): passed on as it is.
+                                return Poll::Ready(Ok(response.map(ErrorBody::inner)));
+                            }
                             if !this.request.should_rewrite(&response) {
                                 this.request.on_response(response)
                             } else {
