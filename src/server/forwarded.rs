@@ -1264,6 +1264,70 @@ mod properties {
             .collect()
     }
 
+    /// What one proxy of a chain said about its client, as the reference model sees it.
+    #[derive(Debug, Clone)]
+    enum Said {
+        /// An address inside the trusted network (`10.0.0.0/8`), with or without a port.
+        Trusted(String, IpAddr),
+        /// An address outside it.
+        Untrusted(String, IpAddr),
+        /// `unknown`: readable, but names no address.
+        Unknown,
+        /// An empty item: the proxy said nothing.
+        Nothing,
+    }
+
+    impl Said {
+        fn written(&self) -> &str {
+            match self {
+                Self::Trusted(text, _) | Self::Untrusted(text, _) => text,
+                Self::Unknown => "unknown",
+                Self::Nothing => "",
+            }
+        }
+
+        fn address(&self) -> Option<IpAddr> {
+            match self {
+                Self::Trusted(_, ip) | Self::Untrusted(_, ip) => Some(*ip),
+                Self::Unknown | Self::Nothing => None,
+            }
+        }
+    }
+
+    fn said() -> impl Strategy<Value = Said> {
+        let port = prop::option::of(1u16..);
+        let write = |ip: std::net::Ipv4Addr, port: Option<u16>| match port {
+            Some(port) => format!("{ip}:{port}"),
+            None => ip.to_string(),
+        };
+        prop_oneof![
+            (any::<[u8; 3]>(), port.clone()).prop_map(move |([a, b, c], port)| {
+                let ip = std::net::Ipv4Addr::new(10, a, b, c);
+                Said::Trusted(write(ip, port), IpAddr::V4(ip))
+            }),
+            (any::<u8>(), port).prop_map(move |(d, port)| {
+                let ip = std::net::Ipv4Addr::new(203, 0, 113, d);
+                Said::Untrusted(write(ip, port), IpAddr::V4(ip))
+            }),
+            Just(Said::Unknown),
+            Just(Said::Nothing),
+        ]
+    }
+
+    /// One proxy's `X-Forwarded-For`, `-Proto` and `-Host` items.
+    fn x_forwarded_hop() -> impl Strategy<Value = (Said, Option<&'static str>, Option<String>)> {
+        (
+            said(),
+            prop::option::of(prop_oneof![
+                Just("http"),
+                Just("https"),
+                Just("HTTPS"),
+                Just("ftp")
+            ]),
+            prop::option::of("[a-z]{1,8}\\.example(:[1-9][0-9]{0,3})?"),
+        )
+    }
+
     proptest! {
         #![proptest_config(config())]
 
@@ -1278,6 +1342,89 @@ mod properties {
                 }
             }
             let _ = read(&headers);
+        }
+
+        /// Agreement with a reference model of the walk: from a trusted peer, the client is
+        /// the first hop from the right whose `X-Forwarded-For` item is not a trusted proxy
+        /// (the leftmost when all are), and scheme and host are the chosen hop's own, else
+        /// those of the nearest hop to its right that gave them; from an untrusted peer,
+        /// nothing forwarded is believed and the headers are removed.
+        #[test]
+        fn the_client_is_the_first_untrusted_hop_from_the_right(
+            // Nearest proxy first.
+            hops in prop::collection::vec(x_forwarded_hop(), 0..6),
+            peer_trusted in any::<bool>(),
+            // Per list, whether its leading empty items are left out, as some chains do.
+            trim in any::<[bool; 3]>(),
+            one_line_per_item in any::<bool>(),
+        ) {
+            let layer = ForwardedLayer::builder()
+                .x_forwarded()
+                .trusted_proxies(["10.0.0.0/8"])
+                .client(true)
+                .host(true)
+                .build()
+                .unwrap();
+            let peer: IpAddr = if peer_trusted { [10, 9, 9, 9] } else { [198, 51, 100, 7] }.into();
+
+            // The three lists as written, farthest proxy first.
+            let lists: [Vec<String>; 3] = [
+                hops.iter().rev().map(|(said, _, _)| said.written().to_owned()).collect(),
+                hops.iter().rev().map(|(_, proto, _)| proto.unwrap_or("").to_owned()).collect(),
+                hops.iter().rev().map(|(_, _, host)| host.clone().unwrap_or_default()).collect(),
+            ];
+            let mut written = Vec::new();
+            for (list, trim) in lists.into_iter().zip(trim) {
+                let skip = if trim { list.iter().take_while(|item| item.is_empty()).count() } else { 0 };
+                written.push(list[skip..].to_vec());
+            }
+            let mut request = Request::new(());
+            request.extensions_mut().insert(PeerAddr(std::net::SocketAddr::new(peer, 4711)));
+            for (name, list) in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST]
+                .into_iter()
+                .zip(&written)
+            {
+                if list.is_empty() {
+                    continue;
+                }
+                if one_line_per_item {
+                    for item in list {
+                        request.headers_mut().append(&name, HeaderValue::from_str(item).unwrap());
+                    }
+                } else {
+                    let line = HeaderValue::from_str(&list.join(", ")).unwrap();
+                    request.headers_mut().insert(&name, line);
+                }
+            }
+            apply(&layer.config, &mut request);
+            let info = request.extensions().get::<ForwardedInfo>().unwrap();
+
+            // The model. The chain is as long as the longest list written: hops beyond it
+            // said nothing anywhere and are not on the wire.
+            let on_the_wire = written.iter().map(Vec::len).max().unwrap_or(0);
+            let hops = &hops[..on_the_wire];
+            let (client, scheme, host) = if !peer_trusted || hops.is_empty() {
+                (Some(peer), Scheme::HTTP, None)
+            } else {
+                let chosen = hops
+                    .iter()
+                    .position(|(said, _, _)| !matches!(said, Said::Trusted(..)))
+                    .unwrap_or(hops.len() - 1);
+                let believed = &hops[..=chosen];
+                let scheme = match believed.iter().rev().find_map(|(_, proto, _)| *proto) {
+                    Some("https" | "HTTPS") => Scheme::HTTPS,
+                    _ => Scheme::HTTP,
+                };
+                let host = believed.iter().rev().find_map(|(_, _, host)| host.clone());
+                (hops[chosen].0.address(), scheme, host)
+            };
+            prop_assert_eq!(info.client(), client);
+            prop_assert_eq!(info.scheme(), &scheme);
+            prop_assert_eq!(info.host().map(|host| host.as_str().to_owned()), host);
+            prop_assert_eq!(info.from_trusted_proxy(), peer_trusted);
+            if !peer_trusted {
+                prop_assert!(request.headers().is_empty(), "an untrusted peer's headers are stripped");
+            }
         }
 
         #[test]

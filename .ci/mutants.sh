@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Mutation testing of the security-critical decisions with cargo-mutants (27 or later): the
+# redirect loop and origin comparison, the digest scope, the SSRF policy, the forwarded walk and
+# CORS origin matching. Each run mutates only the decision functions of one module and runs the
+# fastest test target that covers them. Fails when any mutant is missed or times out.
+#
+#   bash .ci/mutants.sh              # every run (about an hour and a half on two cores)
+#   bash .ci/mutants.sh ssrf cors    # only the runs named
+#
+# Not part of .ci/run: it rebuilds the crate once per mutant. Results go to
+# $MUTANTS_OUT/<run>/mutants.out (default /tmp/mutants-<run>); `missed.txt` there lists survivors.
+# MUTANTS_TARGET_DIR, when set, is one target directory the runs share, so the dependencies are
+# built once instead of once per run (cargo-mutants builds in a copy of the tree).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+unset CARGO_TARGET_DIR
+if [ -n "${MUTANTS_TARGET_DIR:-}" ]; then export CARGO_TARGET_DIR="$MUTANTS_TARGET_DIR"; fi
+out_root="${MUTANTS_OUT:-/tmp}"
+
+run() {
+    local name="$1"; shift
+    echo "== mutants: $name"
+    local output="$out_root/mutants-$name"
+    mkdir -p "$output"
+    if cargo mutants --no-shuffle -j 1 --output "$output" "$@"; then
+        echo "== $name: no survivor"
+    else
+        echo "== $name: FAILED (missed or timed out, or the baseline failed):"
+        cat "$output/mutants.out/missed.txt" "$output/mutants.out/timeout.txt" 2>/dev/null
+        failed+=("$name")
+    fi
+}
+
+wanted() { [ "$#" -eq 0 ] || printf '%s\n' "${selected[@]}" | grep -qx "$1"; }
+
+selected=("$@")
+failed=()
+
+# The redirect loop: which status is followed, the method rewrite, the hop count, and the
+# origin comparison that drops credentials on a cross-origin hop.
+wanted redirect "${selected[@]}" && run redirect \
+    --file src/client/redirect.rs --file src/client/origin.rs \
+    --re 'crosses_origin|redirect_target|turns_into_get|follow_hops|Origin::contains' \
+    -- --features axum --test client
+
+# The digest scope: which origins and paths get an answer.
+wanted digest "${selected[@]}" && run digest \
+    --file src/client/digest/space.rs --file src/client/digest/auth.rs \
+    --re 'answers_origin|bind_origin|Space::covers|Spaces::covers|path_has_prefix|domain_prefixes|Spaces::origin_of' \
+    --no-default-features --features client -- --lib
+
+# The SSRF policy's classification and decisions.
+wanted ssrf "${selected[@]}" && run ssrf \
+    --file src/client/ssrf/policy.rs \
+    --re 'judge_|builtin_name_rule|HostPattern::matches|AddrRule::matches|is_wholesale_local|Policy::enforce|check_ip|check_url' \
+    --no-default-features --features client -- --lib
+
+# The forwarded walk: which hops are believed, from the right, and what is stripped.
+wanted forwarded "${selected[@]}" && run forwarded \
+    --file src/server/forwarded.rs \
+    --re 'Config::is_trusted|in apply$|replace apply |believed_hops|x_forwarded_hops|from_the_right|rfc7239_hops|in strip$|replace strip ' \
+    --no-default-features --features server -- --lib
+
+# CORS: origin matching and the policy's grant.
+wanted cors "${selected[@]}" && run cors \
+    --file src/server/cors/allow_origin.rs --file src/server/cors/policy.rs \
+    --re 'OriginPolicy::decide|OriginList::decide|normalize_origin|Config::grant|Config::covers|mirror' \
+    -- --features axum --test server
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "mutants survived or timed out in: ${failed[*]}"
+    exit 1
+fi
+echo "mutants: every run caught every mutant"
