@@ -185,6 +185,8 @@ pub use reqwest;
 pub mod server;
 
 #[cfg(test)]
+mod linearity;
+#[cfg(test)]
 mod proptest_config;
 
 // The README's examples compile: they are doctests here, so they cannot drift from the API.

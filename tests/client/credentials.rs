@@ -62,7 +62,10 @@ async fn a_hop_to_another_host_on_the_same_port_drops_credentials() {
         .unwrap();
     let seen = server.seen();
     assert_eq!(seen[0].headers["authorization"], "Bearer one");
-    assert_eq!(seen[1].headers["host"], format!("other.test:{}", server.addr.port()));
+    assert_eq!(
+        seen[1].headers["host"],
+        format!("other.test:{}", server.addr.port())
+    );
     assert!(!seen[1].headers.contains_key("authorization"));
 }
 
