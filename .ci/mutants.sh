@@ -40,13 +40,14 @@ failed=()
 # origin comparison that drops credentials on a cross-origin hop.
 wanted redirect "${selected[@]}" && run redirect \
     --file src/client/redirect.rs --file src/client/origin.rs \
-    --re 'crosses_origin|redirect_target|turns_into_get|follow_hops|Origin::contains' \
+    --re 'crosses_origin|redirect_target|turns_into_get|follow_hops' \
     -- --features axum --test client
 
-# The digest scope: which origins and paths get an answer.
+# The digest scope: which origins and paths get an answer (`Origin::contains` is also what
+# scopes a token).
 wanted digest "${selected[@]}" && run digest \
-    --file src/client/digest/space.rs --file src/client/digest/auth.rs \
-    --re 'answers_origin|bind_origin|Space::covers|Spaces::covers|path_has_prefix|domain_prefixes|Spaces::origin_of' \
+    --file src/client/digest/space.rs --file src/client/digest/auth.rs --file src/client/origin.rs \
+    --re 'answers_origin|bind_origin|Space::covers|Spaces::covers|path_has_prefix|domain_prefixes|Spaces::origin_of|Origin::contains' \
     --no-default-features --features client -- --lib
 
 # The SSRF policy's classification and decisions.
