@@ -2,7 +2,9 @@
 # Mutation testing of the security-critical decisions with cargo-mutants (27 or later): the
 # redirect loop and origin comparison, the digest scope, the SSRF policy, the forwarded walk and
 # CORS origin matching. Each run mutates only the decision functions of one module and runs the
-# fastest test target that covers them. Fails when any mutant is missed or times out.
+# fastest test target that covers them (built and run alone: `--cargo-arg` reaches both the
+# build and the test step, and the features name only what that target needs). Fails when any
+# mutant is missed or times out.
 #
 #   bash .ci/mutants.sh              # every run (about an hour and a half on two cores)
 #   bash .ci/mutants.sh ssrf cors    # only the runs named
@@ -41,32 +43,32 @@ failed=()
 wanted redirect "${selected[@]}" && run redirect \
     --file src/client/redirect.rs --file src/client/origin.rs \
     --re 'crosses_origin|redirect_target|turns_into_get|follow_hops' \
-    -- --features axum --test client
+    --features axum --cargo-arg=--test=client
 
 # The digest scope: which origins and paths get an answer (`Origin::contains` is also what
 # scopes a token).
 wanted digest "${selected[@]}" && run digest \
     --file src/client/digest/space.rs --file src/client/digest/auth.rs --file src/client/origin.rs \
     --re 'answers_origin|bind_origin|Space::covers|Spaces::covers|path_has_prefix|domain_prefixes|Spaces::origin_of|Origin::contains' \
-    --no-default-features --features client -- --lib
+    --no-default-features --features client --cargo-arg=--lib
 
 # The SSRF policy's classification and decisions.
 wanted ssrf "${selected[@]}" && run ssrf \
     --file src/client/ssrf/policy.rs \
     --re 'judge_|builtin_name_rule|HostPattern::matches|AddrRule::matches|is_wholesale_local|Policy::enforce|check_ip|check_url' \
-    --no-default-features --features client -- --lib
+    --no-default-features --features client --cargo-arg=--lib
 
 # The forwarded walk: which hops are believed, from the right, and what is stripped.
 wanted forwarded "${selected[@]}" && run forwarded \
     --file src/server/forwarded.rs \
     --re 'Config::is_trusted|in apply$|replace apply |believed_hops|x_forwarded_hops|from_the_right|rfc7239_hops|in strip$|replace strip ' \
-    --no-default-features --features server -- --lib
+    --no-default-features --features server --cargo-arg=--lib
 
 # CORS: origin matching and the policy's grant.
 wanted cors "${selected[@]}" && run cors \
     --file src/server/cors/allow_origin.rs --file src/server/cors/policy.rs \
     --re 'OriginPolicy::decide|OriginList::decide|normalize_origin|Config::grant|Config::covers|mirror' \
-    -- --features axum --test server
+    --features axum --cargo-arg=--test=server
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "mutants survived or timed out in: ${failed[*]}"
