@@ -46,11 +46,12 @@ wanted redirect "${selected[@]}" && run redirect \
     --features axum --cargo-arg=--test=client
 
 # The digest scope: which origins and paths get an answer (`Origin::contains` is also what
-# scopes a token).
+# scopes a token). The protection spaces have unit tests; the origin scope is HTTP behaviour,
+# tested against loopback servers in the client suite.
 wanted digest "${selected[@]}" && run digest \
     --file src/client/digest/space.rs --file src/client/digest/auth.rs --file src/client/origin.rs \
     --re 'answers_origin|bind_origin|Space::covers|Spaces::covers|path_has_prefix|domain_prefixes|Spaces::origin_of|Origin::contains' \
-    --no-default-features --features client --cargo-arg=--lib
+    --features axum --cargo-arg=--lib --cargo-arg=--test=client
 
 # The SSRF policy's classification and decisions.
 wanted ssrf "${selected[@]}" && run ssrf \
