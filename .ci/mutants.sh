@@ -10,7 +10,7 @@
 #   bash .ci/mutants.sh ssrf cors    # only the runs named
 #
 # Not part of .ci/run: it rebuilds the crate once per mutant. Results go to
-# $MUTANTS_OUT/<run>/mutants.out (default /tmp/mutants-<run>); `missed.txt` there lists survivors.
+# $MUTANTS_OUT/mutants-<run>/mutants.out (default MUTANTS_OUT=/tmp); `missed.txt` lists survivors.
 # MUTANTS_TARGET_DIR, when set, is one target directory the runs share, so the dependencies are
 # built once instead of once per run (cargo-mutants builds in a copy of the tree).
 set -uo pipefail

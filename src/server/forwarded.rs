@@ -756,13 +756,11 @@ fn elements_from_the_right<'a>(line: &'a [u8], hops: &mut Vec<Hop<'a>>) -> bool 
             .map(|(i, _)| i + 1)
             .take(MAX_QUOTED_COMMAS + 1);
         for start in commas.chain(std::iter::once(0)) {
-            match parse_element(&line[start..end]) {
-                Ok(hop) => {
-                    found = Some((start, hop));
-                    break;
-                }
-                Err(Malformed) if start == 0 => return false,
-                Err(Malformed) => continue,
+            // When no start reads (the last one tried is the line's start), `found` stays
+            // empty and the walk stops.
+            if let Ok(hop) = parse_element(&line[start..end]) {
+                found = Some((start, hop));
+                break;
             }
         }
         let Some((start, hop)) = found else {
@@ -1123,6 +1121,127 @@ mod tests {
         let hops = parse(&["for=\"_unterminated", "for=right"]);
         assert_eq!(hops.len(), 1);
         assert_eq!(hops[0].for_.as_deref(), Some("right"));
+    }
+
+    /// What `run` logs at DEBUG and above, as plain text.
+    fn logged(run: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, run);
+        let text = buffer.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    fn from_peer(peer: Option<[u8; 4]>) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(peer) = peer {
+            let addr = std::net::SocketAddr::from((peer, 4711));
+            request.extensions_mut().insert(PeerAddr(addr));
+        }
+        request
+    }
+
+    #[test]
+    fn a_missing_peer_address_is_warned_about_once() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let logs = logged(|| {
+            apply(&layer.config, &mut from_peer(None));
+            apply(&layer.config, &mut from_peer(None));
+        });
+        assert_eq!(logs.matches("found no peer address").count(), 1, "{logs}");
+    }
+
+    #[test]
+    fn a_request_with_a_peer_address_warns_of_nothing() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let logs = logged(|| apply(&layer.config, &mut from_peer(Some([192, 0, 2, 1]))));
+        assert!(!logs.contains("found no peer address"), "{logs}");
+    }
+
+    #[test]
+    fn headers_removed_from_an_untrusted_peer_are_logged_at_debug() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let mut request = from_peer(Some([192, 0, 2, 1]));
+        request
+            .headers_mut()
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let logs = logged(|| apply(&layer.config, &mut request));
+        assert!(request.headers().is_empty());
+        assert!(logs.contains("removed forwarded headers"), "{logs}");
+    }
+
+    #[test]
+    fn the_rfc7239_family_reads_forwarded_and_not_x_forwarded() {
+        let layer = ForwardedLayer::builder().rfc7239().build().unwrap();
+        let mut request = from_peer(Some([127, 0, 0, 1]));
+        request
+            .headers_mut()
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        apply(&layer.config, &mut request);
+        assert_eq!(
+            request
+                .extensions()
+                .get::<ForwardedInfo>()
+                .unwrap()
+                .scheme(),
+            &Scheme::HTTP
+        );
+
+        let mut request = from_peer(Some([127, 0, 0, 1]));
+        request
+            .headers_mut()
+            .insert(FORWARDED, HeaderValue::from_static("proto=https"));
+        apply(&layer.config, &mut request);
+        assert_eq!(
+            request
+                .extensions()
+                .get::<ForwardedInfo>()
+                .unwrap()
+                .scheme(),
+            &Scheme::HTTPS
+        );
+    }
+
+    #[test]
+    fn a_forwarded_scheme_alone_rewrites_the_request_uri() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let mut request = from_peer(Some([127, 0, 0, 1]));
+        *request.uri_mut() = Uri::from_static("/orders?page=2");
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, HeaderValue::from_static("app.example"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        apply(&layer.config, &mut request);
+        assert_eq!(request.uri(), "https://app.example/orders?page=2");
+    }
+
+    #[test]
+    fn a_value_may_hold_sixteen_quoted_commas_and_no_more() {
+        let quoted =
+            |commas: usize| format!("for=left, host=\"{}\", for=right", ",".repeat(commas));
+        let read = |line: String| {
+            let mut headers = HeaderMap::new();
+            headers.insert(FORWARDED, HeaderValue::from_str(&line).unwrap());
+            rfc7239_hops(&headers).len()
+        };
+        assert_eq!(read(quoted(MAX_QUOTED_COMMAS)), 3);
+        // Past the limit the element cannot be found, and the walk stops after `right`.
+        assert_eq!(read(quoted(MAX_QUOTED_COMMAS + 1)), 1);
     }
 
     #[test]
