@@ -1160,11 +1160,10 @@ mod tests {
     #[test]
     fn a_missing_peer_address_is_warned_about_once() {
         let layer = ForwardedLayer::builder().build().unwrap();
-        let logs = logged(|| {
-            apply(&layer.config, &mut from_peer(None));
-            apply(&layer.config, &mut from_peer(None));
-        });
-        assert_eq!(logs.matches("found no peer address").count(), 1, "{logs}");
+        let first = logged(|| apply(&layer.config, &mut from_peer(None)));
+        assert!(first.contains("found no peer address"), "{first}");
+        let second = logged(|| apply(&layer.config, &mut from_peer(None)));
+        assert!(!second.contains("found no peer address"), "{second}");
     }
 
     #[test]
