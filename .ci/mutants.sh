@@ -72,11 +72,12 @@ wanted forwarded "${selected[@]}" && run forwarded \
     --re 'Config::is_trusted|in apply$|replace apply |believed_hops|x_forwarded_hops|from_the_right|rfc7239_hops|in strip$|replace strip ' \
     --no-default-features --features server --cargo-arg=--lib
 
-# CORS: origin matching and the policy's grant.
+# CORS: origin matching and the policy's grant. Origins are normalised when the layer is built
+# (unit and property tests); the grant is HTTP behaviour (the server suite).
 wanted cors "${selected[@]}" && run cors \
     --file src/server/cors/allow_origin.rs --file src/server/cors/policy.rs \
     --re 'OriginPolicy::decide|OriginList::decide|normalize_origin|Config::grant|Config::covers|mirror' \
-    --features axum --cargo-arg=--test=server
+    --features axum --cargo-arg=--lib --cargo-arg=--test=server
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "mutants survived or timed out in: ${failed[*]}"
