@@ -1123,30 +1123,7 @@ mod tests {
         assert_eq!(hops[0].for_.as_deref(), Some("right"));
     }
 
-    /// What `run` logs at DEBUG and above, as plain text.
-    fn logged(run: impl FnOnce()) -> String {
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, run);
-        let text = buffer.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
-    }
+    use crate::test_log::logged;
 
     fn from_peer(peer: Option<[u8; 4]>) -> Request<()> {
         let mut request = Request::new(());
