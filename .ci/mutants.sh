@@ -6,7 +6,7 @@
 # build and the test step, and the features name only what that target needs). Fails when any
 # mutant is missed; a mutant that makes the tests time out counts as caught (they hung).
 #
-#   bash .ci/mutants.sh              # every run (about an hour and a half on two cores)
+#   bash .ci/mutants.sh              # every run (about 45 minutes on two cores)
 #   bash .ci/mutants.sh ssrf cors    # only the runs named
 #
 # Not part of .ci/run: it rebuilds the crate once per mutant. Results go to
