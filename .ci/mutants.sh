@@ -40,14 +40,15 @@ run() {
     fi
 }
 
-wanted() { [ "$#" -eq 0 ] || printf '%s\n' "${selected[@]}" | grep -qx "$1"; }
+# Whether the run named `$1` was asked for: every run when none was named.
+wanted() { [ "${#selected[@]}" -eq 0 ] || printf '%s\n' "${selected[@]}" | grep -qx "$1"; }
 
 selected=("$@")
 failed=()
 
 # The redirect loop: which status is followed, the method rewrite, the hop count, and the
 # origin comparison that drops credentials on a cross-origin hop.
-wanted redirect "${selected[@]}" && run redirect \
+wanted redirect && run redirect \
     --file src/client/redirect.rs --file src/client/origin.rs \
     --re 'crosses_origin|redirect_target|turns_into_get|follow_hops' \
     --features axum --cargo-arg=--test=client
@@ -55,26 +56,26 @@ wanted redirect "${selected[@]}" && run redirect \
 # The digest scope: which origins and paths get an answer (`Origin::contains` is also what
 # scopes a token). The protection spaces have unit tests; the origin scope is HTTP behaviour,
 # tested against loopback servers in the client suite.
-wanted digest "${selected[@]}" && run digest \
+wanted digest && run digest \
     --file src/client/digest/space.rs --file src/client/digest/auth.rs --file src/client/origin.rs \
     --re 'answers_origin|bind_origin|Space::covers|Spaces::covers|path_has_prefix|domain_prefixes|Spaces::origin_of|Origin::contains' \
     --features axum --cargo-arg=--lib --cargo-arg=--test=client
 
 # The SSRF policy's classification and decisions.
-wanted ssrf "${selected[@]}" && run ssrf \
+wanted ssrf && run ssrf \
     --file src/client/ssrf/policy.rs \
     --re 'judge_|builtin_name_rule|HostPattern::matches|AddrRule::matches|is_wholesale_local|Policy::enforce|check_ip|check_url' \
     --no-default-features --features client --cargo-arg=--lib
 
 # The forwarded walk: which hops are believed, from the right, and what is stripped.
-wanted forwarded "${selected[@]}" && run forwarded \
+wanted forwarded && run forwarded \
     --file src/server/forwarded.rs \
     --re 'Config::is_trusted|in apply$|replace apply |believed_hops|x_forwarded_hops|from_the_right|rfc7239_hops|in strip$|replace strip ' \
     --no-default-features --features server --cargo-arg=--lib
 
 # CORS: origin matching and the policy's grant. Origins are normalised when the layer is built
 # (unit and property tests); the grant is HTTP behaviour (the server suite).
-wanted cors "${selected[@]}" && run cors \
+wanted cors && run cors \
     --file src/server/cors/allow_origin.rs --file src/server/cors/policy.rs \
     --re 'OriginPolicy::decide|OriginList::decide|normalize_origin|Config::grant|Config::covers|mirror' \
     --features axum --cargo-arg=--lib --cargo-arg=--test=server
