@@ -81,7 +81,7 @@ wanted cors && run cors \
     --features axum --cargo-arg=--lib --cargo-arg=--test=server
 
 if [ "${#failed[@]}" -gt 0 ]; then
-    echo "mutants survived or timed out in: ${failed[*]}"
+    echo "missed mutants, or a run that failed, in: ${failed[*]}"
     exit 1
 fi
 echo "mutants: every run caught every mutant"
