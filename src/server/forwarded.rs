@@ -1221,6 +1221,14 @@ mod tests {
     }
 
     #[test]
+    fn rfc7239_quoted_values_may_hold_tabs_escaped_or_not() {
+        let hops = parse(&["for=\"_a\tb\";host=\"c\\\td\""]);
+        assert_eq!(hops.len(), 1);
+        assert_eq!(hops[0].for_.as_deref(), Some("_a\tb"));
+        assert_eq!(hops[0].host.as_deref(), Some("c\td"));
+    }
+
+    #[test]
     fn rfc7239_unknown_parameters_are_skipped() {
         let hops = parse(&["ext=1;for=a;ext=\"x\""]);
         assert_eq!(hops.len(), 1);
