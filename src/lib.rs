@@ -185,7 +185,11 @@ pub use reqwest;
 pub mod server;
 
 #[cfg(test)]
+mod linearity;
+#[cfg(test)]
 mod proptest_config;
+#[cfg(test)]
+mod test_log;
 
 // The README's examples compile: they are doctests here, so they cannot drift from the API.
 #[cfg(all(doctest, feature = "client", feature = "server"))]

@@ -812,13 +812,11 @@ fn elements_from_the_right<'a>(line: &'a [u8], hops: &mut Vec<Hop<'a>>) -> bool 
             .map(|(i, _)| i + 1)
             .take(MAX_QUOTED_COMMAS + 1);
         for start in commas.chain(std::iter::once(0)) {
-            match parse_element(&line[start..end]) {
-                Ok(hop) => {
-                    found = Some((start, hop));
-                    break;
-                }
-                Err(Malformed) if start == 0 => return false,
-                Err(Malformed) => continue,
+            // When no start reads (the last one tried is the line's start), `found` stays
+            // empty and the walk stops.
+            if let Ok(hop) = parse_element(&line[start..end]) {
+                found = Some((start, hop));
+                break;
             }
         }
         let Some((start, hop)) = found else {
@@ -1229,6 +1227,111 @@ mod tests {
         assert_eq!(hops[0].for_.as_deref(), Some("right"));
     }
 
+    use crate::test_log::logged;
+
+    fn from_peer(peer: Option<[u8; 4]>) -> Request<()> {
+        let mut request = Request::new(());
+        if let Some(peer) = peer {
+            let addr = std::net::SocketAddr::from((peer, 4711));
+            request.extensions_mut().insert(PeerAddr(addr));
+        }
+        request
+    }
+
+    #[test]
+    fn a_missing_peer_address_is_warned_about_once() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let first = logged(|| apply(&layer.config, &mut from_peer(None)));
+        assert!(first.contains("found no peer address"), "{first}");
+        let second = logged(|| apply(&layer.config, &mut from_peer(None)));
+        assert!(!second.contains("found no peer address"), "{second}");
+    }
+
+    #[test]
+    fn a_request_with_a_peer_address_warns_of_nothing() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let logs = logged(|| apply(&layer.config, &mut from_peer(Some([192, 0, 2, 1]))));
+        assert!(!logs.contains("found no peer address"), "{logs}");
+    }
+
+    #[test]
+    fn headers_removed_from_an_untrusted_peer_are_logged_at_debug() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let mut request = from_peer(Some([192, 0, 2, 1]));
+        request
+            .headers_mut()
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let logs = logged(|| apply(&layer.config, &mut request));
+        assert!(request.headers().is_empty());
+        assert!(logs.contains("removed forwarded headers"), "{logs}");
+    }
+
+    #[test]
+    fn the_rfc7239_family_reads_forwarded_and_not_x_forwarded() {
+        let layer = ForwardedLayer::builder().rfc7239().build().unwrap();
+        let mut request = from_peer(Some([127, 0, 0, 1]));
+        request
+            .headers_mut()
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        apply(&layer.config, &mut request);
+        assert_eq!(
+            request
+                .extensions()
+                .get::<ForwardedInfo>()
+                .unwrap()
+                .scheme(),
+            &Scheme::HTTP
+        );
+
+        let mut request = from_peer(Some([127, 0, 0, 1]));
+        request
+            .headers_mut()
+            .insert(FORWARDED, HeaderValue::from_static("proto=https"));
+        apply(&layer.config, &mut request);
+        assert_eq!(
+            request
+                .extensions()
+                .get::<ForwardedInfo>()
+                .unwrap()
+                .scheme(),
+            &Scheme::HTTPS
+        );
+    }
+
+    #[test]
+    fn a_forwarded_scheme_alone_rewrites_the_request_uri() {
+        let layer = ForwardedLayer::builder().build().unwrap();
+        let mut request = from_peer(Some([127, 0, 0, 1]));
+        *request.uri_mut() = Uri::from_static("/orders?page=2");
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, HeaderValue::from_static("app.example"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        apply(&layer.config, &mut request);
+        assert_eq!(request.uri(), "https://app.example/orders?page=2");
+    }
+
+    #[test]
+    fn a_value_may_hold_sixteen_quoted_commas_and_no_more() {
+        let quoted =
+            |commas: usize| format!("for=left, host=\"{}\", for=right", ",".repeat(commas));
+        let read = |line: String| {
+            let mut headers = HeaderMap::new();
+            headers.insert(FORWARDED, HeaderValue::from_str(&line).unwrap());
+            rfc7239_hops(&headers).len()
+        };
+        assert_eq!(read(quoted(MAX_QUOTED_COMMAS)), 3);
+        // Past the limit the element cannot be found, and the walk stops after `right`.
+        assert_eq!(read(quoted(MAX_QUOTED_COMMAS + 1)), 1);
+    }
+
+    #[test]
+    fn rfc7239_quoted_values_may_hold_tabs_escaped_or_not() {
+        let hops = parse(&["for=\"_a\tb\";host=\"c\\\td\""]);
+        assert_eq!(hops.len(), 1);
+        assert_eq!(hops[0].for_.as_deref(), Some("_a\tb"));
+        assert_eq!(hops[0].host.as_deref(), Some("c\td"));
+    }
+
     #[test]
     fn rfc7239_unknown_parameters_are_skipped() {
         let hops = parse(&["ext=1;for=a;ext=\"x\""]);
@@ -1368,6 +1471,92 @@ mod properties {
             .collect()
     }
 
+    /// What one proxy of a chain said about its client, as the reference model sees it.
+    #[derive(Debug, Clone)]
+    enum Said {
+        /// An address inside the trusted network (`10.0.0.0/8`), with or without a port.
+        Trusted(String, IpAddr),
+        /// An address outside it.
+        Untrusted(String, IpAddr),
+        /// `unknown`: readable, but names no address.
+        Unknown,
+        /// An empty item: the proxy said nothing.
+        Nothing,
+    }
+
+    impl Said {
+        fn written(&self) -> &str {
+            match self {
+                Self::Trusted(text, _) | Self::Untrusted(text, _) => text,
+                Self::Unknown => "unknown",
+                Self::Nothing => "",
+            }
+        }
+
+        fn address(&self) -> Option<IpAddr> {
+            match self {
+                Self::Trusted(_, ip) | Self::Untrusted(_, ip) => Some(*ip),
+                Self::Unknown | Self::Nothing => None,
+            }
+        }
+    }
+
+    fn said() -> impl Strategy<Value = Said> {
+        let port = prop::option::of(1u16..);
+        let write = |ip: std::net::Ipv4Addr, port: Option<u16>| match port {
+            Some(port) => format!("{ip}:{port}"),
+            None => ip.to_string(),
+        };
+        prop_oneof![
+            (any::<[u8; 3]>(), port.clone()).prop_map(move |([a, b, c], port)| {
+                let ip = std::net::Ipv4Addr::new(10, a, b, c);
+                Said::Trusted(write(ip, port), IpAddr::V4(ip))
+            }),
+            (any::<u8>(), port).prop_map(move |(d, port)| {
+                let ip = std::net::Ipv4Addr::new(203, 0, 113, d);
+                Said::Untrusted(write(ip, port), IpAddr::V4(ip))
+            }),
+            Just(Said::Unknown),
+            Just(Said::Nothing),
+        ]
+    }
+
+    /// One proxy's `X-Forwarded-For`, `-Proto` and `-Host` items.
+    fn x_forwarded_hop() -> impl Strategy<Value = (Said, Option<&'static str>, Option<String>)> {
+        (
+            said(),
+            prop::option::of(prop_oneof![
+                Just("http"),
+                Just("https"),
+                Just("HTTPS"),
+                Just("ftp")
+            ]),
+            prop::option::of("[a-z]{1,8}\\.example(:[1-9][0-9]{0,3})?"),
+        )
+    }
+
+    #[test]
+    #[ignore = "run by benches/linearity.sh under callgrind"]
+    fn forwarded_linearity_probe() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            FORWARDED,
+            HeaderValue::from_str(&crate::linearity::input()).unwrap(),
+        );
+        crate::linearity::measured(|| rfc7239_hops(&headers).len());
+    }
+
+    #[test]
+    #[ignore = "run by benches/linearity.sh under callgrind"]
+    fn x_forwarded_linearity_probe() {
+        let value = HeaderValue::from_str(&crate::linearity::input()).unwrap();
+        let mut headers = HeaderMap::new();
+        for name in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST] {
+            headers.insert(name, value.clone());
+        }
+        crate::linearity::measured(|| x_forwarded_hops(&headers).len());
+    }
+
     proptest! {
         #![proptest_config(config())]
 
@@ -1382,6 +1571,89 @@ mod properties {
                 }
             }
             let _ = read(&headers);
+        }
+
+        /// Agreement with a reference model of the walk: from a trusted peer, the client is
+        /// the first hop from the right whose `X-Forwarded-For` item is not a trusted proxy
+        /// (the leftmost when all are), and scheme and host are the chosen hop's own, else
+        /// those of the nearest hop to its right that gave them; from an untrusted peer,
+        /// nothing forwarded is believed and the headers are removed.
+        #[test]
+        fn the_client_is_the_first_untrusted_hop_from_the_right(
+            // Nearest proxy first.
+            hops in prop::collection::vec(x_forwarded_hop(), 0..6),
+            peer_trusted in any::<bool>(),
+            // Per list, whether its leading empty items are left out, as some chains do.
+            trim in any::<[bool; 3]>(),
+            one_line_per_item in any::<bool>(),
+        ) {
+            let layer = ForwardedLayer::builder()
+                .x_forwarded()
+                .trusted_proxies(["10.0.0.0/8"])
+                .client(true)
+                .host(true)
+                .build()
+                .unwrap();
+            let peer: IpAddr = if peer_trusted { [10, 9, 9, 9] } else { [198, 51, 100, 7] }.into();
+
+            // The three lists as written, farthest proxy first.
+            let lists: [Vec<String>; 3] = [
+                hops.iter().rev().map(|(said, _, _)| said.written().to_owned()).collect(),
+                hops.iter().rev().map(|(_, proto, _)| proto.unwrap_or("").to_owned()).collect(),
+                hops.iter().rev().map(|(_, _, host)| host.clone().unwrap_or_default()).collect(),
+            ];
+            let mut written = Vec::new();
+            for (list, trim) in lists.into_iter().zip(trim) {
+                let skip = if trim { list.iter().take_while(|item| item.is_empty()).count() } else { 0 };
+                written.push(list[skip..].to_vec());
+            }
+            let mut request = Request::new(());
+            request.extensions_mut().insert(PeerAddr(std::net::SocketAddr::new(peer, 4711)));
+            for (name, list) in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST]
+                .into_iter()
+                .zip(&written)
+            {
+                if list.is_empty() {
+                    continue;
+                }
+                if one_line_per_item {
+                    for item in list {
+                        request.headers_mut().append(&name, HeaderValue::from_str(item).unwrap());
+                    }
+                } else {
+                    let line = HeaderValue::from_str(&list.join(", ")).unwrap();
+                    request.headers_mut().insert(&name, line);
+                }
+            }
+            apply(&layer.config, &mut request);
+            let info = request.extensions().get::<ForwardedInfo>().unwrap();
+
+            // The model. The chain is as long as the longest list written: hops beyond it
+            // said nothing anywhere and are not on the wire.
+            let on_the_wire = written.iter().map(Vec::len).max().unwrap_or(0);
+            let hops = &hops[..on_the_wire];
+            let (client, scheme, host) = if !peer_trusted || hops.is_empty() {
+                (Some(peer), Scheme::HTTP, None)
+            } else {
+                let chosen = hops
+                    .iter()
+                    .position(|(said, _, _)| !matches!(said, Said::Trusted(..)))
+                    .unwrap_or(hops.len() - 1);
+                let believed = &hops[..=chosen];
+                let scheme = match believed.iter().rev().find_map(|(_, proto, _)| *proto) {
+                    Some("https" | "HTTPS") => Scheme::HTTPS,
+                    _ => Scheme::HTTP,
+                };
+                let host = believed.iter().rev().find_map(|(_, _, host)| host.clone());
+                (hops[chosen].0.address(), scheme, host)
+            };
+            prop_assert_eq!(info.client(), client);
+            prop_assert_eq!(info.scheme(), &scheme);
+            prop_assert_eq!(info.host().map(|host| host.as_str().to_owned()), host);
+            prop_assert_eq!(info.from_trusted_proxy(), peer_trusted);
+            if !peer_trusted {
+                prop_assert!(request.headers().is_empty(), "an untrusted peer's headers are stripped");
+            }
         }
 
         #[test]

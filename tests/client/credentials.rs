@@ -44,6 +44,31 @@ async fn same_origin_hop_keeps_credentials() {
     assert_eq!(server.seen()[1].headers["authorization"], "Bearer kept");
 }
 
+/// The origin comparison looks at the host even when scheme and port are the same: one
+/// server behind two names is two origins.
+#[tokio::test]
+async fn a_hop_to_another_host_on_the_same_port_drops_credentials() {
+    let server = TestServer::start().await;
+    let client = Client::builder()
+        .resolve("other.test", server.addr)
+        .build()
+        .unwrap();
+    let elsewhere = format!("http://other.test:{}/landing", server.addr.port());
+    client
+        .get(server.url(&format!("/redirect?status=307&to={elsewhere}")))
+        .header("authorization", "Bearer one")
+        .send()
+        .await
+        .unwrap();
+    let seen = server.seen();
+    assert_eq!(seen[0].headers["authorization"], "Bearer one");
+    assert_eq!(
+        seen[1].headers["host"],
+        format!("other.test:{}", server.addr.port())
+    );
+    assert!(!seen[1].headers.contains_key("authorization"));
+}
+
 /// Everything a log line could show of an error: its `Debug`, and the `Display` of every error
 /// in its `source()` chain.
 fn everything_shown(err: &stopover::client::Error) -> String {

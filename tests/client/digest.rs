@@ -1134,6 +1134,34 @@ async fn domain_limits_the_preemptive_answers() {
     assert_eq!(sent, expected);
 }
 
+/// A client nonce is drawn for an answer the middleware sends, never for a request outside
+/// every protection space it knows (which goes out bare and is answered after its 401).
+#[tokio::test]
+async fn no_client_nonce_is_drawn_for_a_request_outside_every_known_space() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let server = DigestServer::start(Policy {
+        domain: Some("/api".to_owned()),
+        ..Policy::default()
+    })
+    .await;
+    let drawn = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&drawn);
+    let digest = credentials()
+        .cnonce_source(move || format!("cnonce{}", counter.fetch_add(1, Ordering::SeqCst)));
+    let client = client(digest);
+    client.get(server.url("/api")).send().await.unwrap();
+    assert_eq!(drawn.load(Ordering::SeqCst), 1);
+    client.get(server.url("/other")).send().await.unwrap();
+    assert_eq!(drawn.load(Ordering::SeqCst), 2);
+    let answered: Vec<bool> = server
+        .hits()
+        .iter()
+        .map(|hit| hit.authorization.is_some())
+        .collect();
+    assert_eq!(answered, [false, true, false, true]);
+}
+
 #[tokio::test]
 async fn empty_domain_covers_the_whole_origin() {
     let server = DigestServer::start(Policy {

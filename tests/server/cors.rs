@@ -636,6 +636,20 @@ async fn item_19_safelisted_method_needs_no_listing() {
 }
 
 #[tokio::test]
+async fn every_safelisted_method_is_granted_without_listing() {
+    let server = serve(list().allow_methods([Method::PUT]).build().unwrap()).await;
+    for method in ["GET", "HEAD", "POST"] {
+        let reply = server.preflight("/r", APP, method).await;
+        assert_eq!(reply.status, 204, "{method}");
+        assert_eq!(
+            reply.one("access-control-allow-origin"),
+            Some(APP),
+            "{method}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn item_20_methods_are_case_sensitive() {
     let server = serve(list().allow_methods([Method::PATCH]).build().unwrap()).await;
     let reply = server.preflight("/r", APP, "patch").await;

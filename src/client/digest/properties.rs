@@ -1,10 +1,15 @@
 //! Properties of the challenge and `Authentication-Info` parsers: no input makes them panic or
 //! point past the input, and every well-formed header they are given comes back as it was
-//! written (parameter names lower-cased, quoted values unquoted).
+//! written (parameter names lower-cased, quoted values unquoted). And of the answer: the
+//! `Authorization` computed for any challenge agrees with a straightforward computation of
+//! RFC 7616 section 3.4.1, written here from the RFC's text.
 
 use proptest::prelude::*;
 
-use super::challenge::{RawChallenge, parse_challenges, parse_params, quote};
+use super::answer::{Credentials, Request, answer, choose_qop};
+use super::challenge::{
+    DigestChallenge, RawChallenge, find_param, parse_challenges, parse_params, quote,
+};
 use crate::proptest_config::config;
 
 /// A token (RFC 9110, section 5.6.2).
@@ -40,8 +45,132 @@ fn challenge() -> impl Strategy<Value = (String, RawChallenge)> {
     })
 }
 
+/// `H(data)` of RFC 7616 section 3.4.1 for the algorithm's hash, in lower-case hex.
+fn rfc_7616_h(algorithm: &str, data: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest: Vec<u8> = match algorithm.trim_end_matches("-sess") {
+        "MD5" => md5::Md5::digest(data).to_vec(),
+        "SHA-256" => sha2::Sha256::digest(data).to_vec(),
+        "SHA-512-256" => sha2::Sha512_256::digest(data).to_vec(),
+        other => unreachable!("{other}"),
+    };
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The challenge as a server writes it: (algorithm as named, or none for the implied MD5),
+/// the qop list offered, or none for the RFC 2069 form.
+fn offer() -> impl Strategy<Value = (Option<&'static str>, Option<&'static str>)> {
+    let qop = prop_oneof![Just("auth"), Just("auth-int"), Just("auth,auth-int")];
+    prop_oneof![
+        (
+            prop::option::of(prop_oneof![
+                Just("MD5"),
+                Just("SHA-256"),
+                Just("SHA-512-256")
+            ]),
+            prop::option::of(qop.clone()),
+        ),
+        // A session variant needs a qop.
+        (
+            prop_oneof![
+                Just("MD5-sess"),
+                Just("SHA-256-sess"),
+                Just("SHA-512-256-sess")
+            ],
+            qop,
+        )
+            .prop_map(|(algorithm, qop)| (Some(algorithm), Some(qop))),
+    ]
+}
+
+#[test]
+#[ignore = "run by benches/linearity.sh under callgrind"]
+fn challenge_linearity_probe() {
+    let input = crate::linearity::input();
+    crate::linearity::measured(|| parse_challenges(&input, &mut Vec::new()).is_ok());
+}
+
+#[test]
+#[ignore = "run by benches/linearity.sh under callgrind"]
+fn authentication_info_linearity_probe() {
+    let input = crate::linearity::input();
+    let params = input.strip_prefix("Digest ").unwrap_or(&input);
+    crate::linearity::measured(|| parse_params(params).is_ok());
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// For a random user, realm, password, nonce, qop and algorithm, the answer's fields are
+    /// what was asked and its `response` is RFC 7616's
+    /// `KD(H(A1), nonce ":" nc ":" cnonce ":" qop ":" H(A2))` (`KD(H(A1), nonce ":" H(A2))`
+    /// without qop), with `A1` of the `-sess` variants `H(user:realm:password):nonce:cnonce`
+    /// and `A2` of `auth-int` `method:uri:H(body)`.
+    #[test]
+    fn the_answer_agrees_with_rfc_7616_computed_by_hand(
+        username in "[ -9;-~]{1,16}",
+        realm in "[ -~]{0,20}",
+        password in "[ -~]{0,20}",
+        nonce in "[ -~]{1,24}",
+        (algorithm, qop_offered) in offer(),
+        userhash in any::<bool>(),
+        method in prop_oneof![Just("GET"), Just("POST"), Just("PUT")],
+        uri in "/[a-z0-9/?=&%.-]{0,24}",
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        nonce_count in 1u32..100_000,
+        cnonce in "[A-Za-z0-9+/]{1,24}",
+    ) {
+        let mut header = format!("Digest realm={}, nonce={}", quote(&realm), quote(&nonce));
+        if let Some(algorithm) = algorithm {
+            header.push_str(&format!(", algorithm={algorithm}"));
+        }
+        if let Some(qop) = qop_offered {
+            header.push_str(&format!(", qop=\"{qop}\""));
+        }
+        if userhash {
+            header.push_str(", userhash=true");
+        }
+        let mut raw = Vec::new();
+        prop_assert_eq!(parse_challenges(&header, &mut raw), Ok(()));
+        let challenge = DigestChallenge::from_raw(&raw[0]).unwrap();
+        let qop = choose_qop(challenge.qop, Some(&body)).unwrap();
+        let credentials = Credentials { username: username.clone(), password: password.clone() };
+        let request = Request { method, uri: &uri, qop, body: &body, nonce_count, cnonce: &cnonce };
+        let sent = answer(&credentials, &challenge, &request);
+
+        // By hand, from the RFC.
+        let name = algorithm.unwrap_or("MD5");
+        let h = |data: &str| rfc_7616_h(name, data.as_bytes());
+        let mut ha1 = h(&format!("{username}:{realm}:{password}"));
+        if name.ends_with("-sess") {
+            ha1 = h(&format!("{ha1}:{nonce}:{cnonce}"));
+        }
+        // auth-int is taken whenever it is offered and the body is in memory.
+        let qop_used = qop_offered.map(|offered| if offered.contains("auth-int") { "auth-int" } else { "auth" });
+        let ha2 = match qop_used {
+            Some("auth-int") => h(&format!("{method}:{uri}:{}", rfc_7616_h(name, &body))),
+            _ => h(&format!("{method}:{uri}")),
+        };
+        let nc = format!("{nonce_count:08x}");
+        let response = match qop_used {
+            Some(qop) => h(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")),
+            None => h(&format!("{ha1}:{nonce}:{ha2}")),
+        };
+        prop_assert_eq!(&sent.response, &response);
+
+        let fields = parse_params(sent.header.strip_prefix("Digest ").unwrap()).unwrap();
+        let field = |name| find_param(&fields, name).map(str::to_owned);
+        let expected_username = if userhash { h(&format!("{username}:{realm}")) } else { username.clone() };
+        prop_assert_eq!(field("username"), Some(expected_username));
+        prop_assert_eq!(field("realm"), Some(realm));
+        prop_assert_eq!(field("nonce"), Some(nonce));
+        prop_assert_eq!(field("uri"), Some(uri));
+        prop_assert_eq!(field("response"), Some(response));
+        prop_assert_eq!(field("algorithm"), algorithm.map(str::to_owned));
+        prop_assert_eq!(field("qop"), qop_used.map(str::to_owned));
+        prop_assert_eq!(field("nc"), qop_used.map(|_| nc));
+        prop_assert_eq!(field("cnonce"), qop_used.map(|_| cnonce));
+    }
 
     #[test]
     fn any_header_value_parses_or_fails_inside_it(value in any::<String>()) {

@@ -545,8 +545,8 @@ impl AddrRule {
         let covers = |ip: IpAddr| {
             self.net.contains(&ip) && self.net.prefix_len() < self.net.max_prefix_len()
         };
-        self.net.prefix_len() == 0
-            || covers(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        // A `/0` network covers its family's loopback, so it needs no case of its own.
+        covers(IpAddr::V4(Ipv4Addr::LOCALHOST))
             || covers(IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)))
             || covers(IpAddr::V6(Ipv6Addr::LOCALHOST))
             || covers(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)))

@@ -34,6 +34,64 @@ fn user_deny_beats_user_allow() {
 }
 
 #[test]
+fn an_allow_rule_over_loopback_link_local_or_everything_is_warned_about() {
+    for rule in [
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "::/112",
+        "fe80::/10",
+        "0.0.0.0/0",
+    ] {
+        let logs = crate::test_log::logged(|| {
+            let _ = Policy::builder().allow_addr(rule).build();
+        });
+        assert!(
+            logs.contains("covers loopback, link-local or all addresses"),
+            "{rule}: {logs}"
+        );
+    }
+}
+
+#[test]
+fn an_allow_rule_for_one_address_or_a_private_network_warns_of_nothing() {
+    for rule in [
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "::1",
+        "10.0.0.0/8",
+        "fd00::/8",
+    ] {
+        let logs = crate::test_log::logged(|| {
+            let _ = Policy::builder().allow_addr(rule).build();
+        });
+        assert!(!logs.contains("covers loopback"), "{rule}: {logs}");
+    }
+}
+
+#[test]
+fn an_allowed_zone_does_not_cover_a_name_that_merely_ends_with_it() {
+    let policy = Policy::builder()
+        .allow_host("*.corp.example")
+        .build()
+        .unwrap();
+    assert_eq!(rule_of(&policy, "http://api.corp.example/"), None);
+    assert_eq!(
+        rule_of(&policy, "http://evilcorp.example/"),
+        Some(Rule::UserHostNotAllowed)
+    );
+}
+
+#[test]
+fn a_zone_pattern_needs_a_whole_label_before_the_zone() {
+    // `judge_name` refuses empty labels before any pattern is asked; the pattern does not
+    // rely on it.
+    let zone = HostPattern::Under("corp.example".to_owned());
+    assert!(zone.matches("a.corp.example"));
+    assert!(!zone.matches(".corp.example"));
+    assert!(!zone.matches("corp.example"));
+}
+
+#[test]
 fn user_allow_beats_builtin_tables() {
     let policy = Policy::builder().allow_addr("10.1.0.0/16").build().unwrap();
     assert_eq!(policy.check_ip(ip("10.1.2.3")), Ok(()));

@@ -414,6 +414,13 @@ async fn background_refresh_retries_a_failed_fetch() {
     assert_eq!(cache.current().unwrap().value(), "finally");
 }
 
+#[test]
+#[ignore = "run by benches/linearity.sh under callgrind"]
+fn token_response_linearity_probe() {
+    let input = crate::linearity::input();
+    crate::linearity::measured(|| TokenResponse::parse(input.as_bytes()).is_ok());
+}
+
 mod properties {
     //! The token endpoint's answer: whatever JSON it sends, a token or a typed error, and the
     //! lifetime the same whether it comes as a number or as a string.

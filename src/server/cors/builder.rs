@@ -534,7 +534,7 @@ impl CorsLayerBuilder {
         })
     }
 
-    fn build_config(self) -> Result<Config, CorsConfigError> {
+    pub(super) fn build_config(self) -> Result<Config, CorsConfigError> {
         if self.credentials && self.origins.any && !self.dangerous_any_with_credentials {
             return Err(CorsConfigError::CredentialsWithAnyOrigin);
         }

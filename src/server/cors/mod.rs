@@ -85,6 +85,8 @@
 mod allow_origin;
 mod builder;
 mod policy;
+#[cfg(test)]
+mod properties;
 mod service;
 mod vary;
 
