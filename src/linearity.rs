@@ -1,10 +1,12 @@
 //! Probes for `benches/linearity.sh`, which counts, under callgrind, the instructions each
 //! parser spends on adversarial inputs of growing size and fails when the cost per byte grows.
 //!
-//! Each probe is an ignored test beside its parser. It reads the input's shape from
+//! Each probe is a test beside its parser. Under the script it reads the input's shape from
 //! `LINEARITY_SHAPE` and its size in bytes from `LINEARITY_BYTES`, builds it outside the
 //! measured part, and runs the parser once inside [`measured`], the only function callgrind
-//! counts.
+//! counts. In `cargo test` (no `LINEARITY_SHAPE`) it parses every shape of its parser at
+//! 64 KiB: the suite itself checks that each parser gets through these inputs without a
+//! panic or a stack overflow (a run of 64 Ki `[` for the token JSON, for one).
 
 /// Runs `parse`; never inlined, so that callgrind can count exactly this call.
 #[inline(never)]
@@ -12,15 +14,31 @@ pub(crate) fn measured<T>(parse: impl FnOnce() -> T) -> T {
     std::hint::black_box(parse())
 }
 
-/// The adversarial input `LINEARITY_SHAPE` names, `LINEARITY_BYTES` long (give or take one
-/// repeated unit): a prefix, one unit repeated, a suffix.
-pub(crate) fn input() -> String {
-    let shape = std::env::var("LINEARITY_SHAPE").unwrap_or_default();
-    let bytes: usize = std::env::var("LINEARITY_BYTES")
-        .ok()
-        .and_then(|bytes| bytes.parse().ok())
-        .unwrap_or(1024);
-    let (prefix, unit, suffix) = match shape.as_str() {
+/// The size of each input in `cargo test`, the largest the script measures.
+const TEST_BYTES: usize = 64 * 1024;
+
+/// The inputs a probe of a parser whose shapes are `shapes` parses: the one `LINEARITY_SHAPE`
+/// names, `LINEARITY_BYTES` long, under the script; each of `shapes`, 64 KiB long, otherwise.
+pub(crate) fn inputs(shapes: &[&str]) -> Vec<String> {
+    match std::env::var("LINEARITY_SHAPE") {
+        Ok(shape) => {
+            let bytes = std::env::var("LINEARITY_BYTES")
+                .ok()
+                .and_then(|bytes| bytes.parse().ok())
+                .unwrap_or(1024);
+            vec![input(&shape, bytes)]
+        }
+        Err(_) => shapes
+            .iter()
+            .map(|shape| input(shape, TEST_BYTES))
+            .collect(),
+    }
+}
+
+/// The adversarial input `shape` names, `bytes` long (give or take one repeated unit): a
+/// prefix, one unit repeated, a suffix.
+fn input(shape: &str, bytes: usize) -> String {
+    let (prefix, unit, suffix) = match shape {
         // Digest challenges and Authentication-Info.
         "challenge-escapes" => ("Digest realm=\"", "\\\"\\\\", "\""),
         "challenge-unterminated" => ("Digest realm=\"", "a\\\\,", ""),
@@ -60,10 +78,10 @@ pub(crate) fn input() -> String {
 }
 
 #[test]
-#[ignore = "run by benches/linearity.sh under callgrind"]
 #[cfg(feature = "client")]
 fn retry_after_linearity_probe() {
-    let input = input();
     let now = std::time::SystemTime::UNIX_EPOCH;
-    measured(|| crate::client::parse_retry_after(&input, now));
+    for input in inputs(&["retry-after-digits", "retry-after-spaces"]) {
+        measured(|| crate::client::parse_retry_after(&input, now));
+    }
 }

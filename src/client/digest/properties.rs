@@ -84,18 +84,25 @@ fn offer() -> impl Strategy<Value = (Option<&'static str>, Option<&'static str>)
 }
 
 #[test]
-#[ignore = "run by benches/linearity.sh under callgrind"]
 fn challenge_linearity_probe() {
-    let input = crate::linearity::input();
-    crate::linearity::measured(|| parse_challenges(&input, &mut Vec::new()).is_ok());
+    let shapes = [
+        "challenge-escapes",
+        "challenge-unterminated",
+        "challenge-params",
+        "challenge-commas",
+        "challenge-schemes",
+    ];
+    for input in crate::linearity::inputs(&shapes) {
+        crate::linearity::measured(|| parse_challenges(&input, &mut Vec::new()).is_ok());
+    }
 }
 
 #[test]
-#[ignore = "run by benches/linearity.sh under callgrind"]
 fn authentication_info_linearity_probe() {
-    let input = crate::linearity::input();
-    let params = input.strip_prefix("Digest ").unwrap_or(&input);
-    crate::linearity::measured(|| parse_params(params).is_ok());
+    for input in crate::linearity::inputs(&["challenge-escapes", "challenge-params"]) {
+        let params = input.strip_prefix("Digest ").unwrap_or(&input);
+        crate::linearity::measured(|| parse_params(params).is_ok());
+    }
 }
 
 proptest! {

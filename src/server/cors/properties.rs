@@ -110,17 +110,18 @@ fn preflight(lines: &[Vec<u8>]) -> HeaderMap {
 }
 
 #[test]
-#[ignore = "run by benches/linearity.sh under callgrind"]
 fn request_headers_linearity_probe() {
     let config = CorsLayer::builder()
         .allow_origin("https://app.example")
         .allow_headers(["x-a", "x-b", "x-request-id", "content-type"])
         .build_config()
         .unwrap();
-    let request = preflight(&[crate::linearity::input().into_bytes()]);
-    let allow_origin = Some(HeaderValue::from_static("https://app.example"));
-    let mut granted = HeaderMap::new();
-    crate::linearity::measured(|| config.grant(&request, allow_origin, &mut granted).is_ok());
+    for input in crate::linearity::inputs(&["cors-items", "cors-commas", "cors-whitespace"]) {
+        let request = preflight(&[input.into_bytes()]);
+        let allow_origin = Some(HeaderValue::from_static("https://app.example"));
+        let mut granted = HeaderMap::new();
+        crate::linearity::measured(|| config.grant(&request, allow_origin, &mut granted).is_ok());
+    }
 }
 
 proptest! {
