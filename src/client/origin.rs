@@ -147,35 +147,6 @@ pub(crate) fn origin_key(url: &Url) -> String {
     key
 }
 
-/// Calls `with` on a key of the origin of `url` without copying anything: the URL's own text
-/// up to its port (`scheme://host` or `scheme://host:port`; the URL parser leaves the default
-/// port out, so one origin has one spelling). A URL with a user name or password has that text
-/// rebuilt without them on the stack (up to 128 bytes; longer, in a `String`). Not the text of
-/// [`origin_key`], which always writes the port: keep to one of the two for one map.
-pub(crate) fn with_origin_text<T>(url: &Url, with: impl FnOnce(&str) -> T) -> T {
-    if url.username().is_empty() && url.password().is_none() {
-        return with(&url[..url::Position::AfterPort]);
-    }
-    const CAPACITY: usize = 128;
-    let scheme = url.scheme();
-    let host_and_port = &url[url::Position::BeforeHost..url::Position::AfterPort];
-    let len = scheme.len() + 3 + host_and_port.len();
-    if len > CAPACITY {
-        return with(&format!("{scheme}://{host_and_port}"));
-    }
-    let mut buffer = [0u8; CAPACITY];
-    let mut at = 0;
-    for part in [scheme, "://", host_and_port] {
-        buffer[at..at + part.len()].copy_from_slice(part.as_bytes());
-        at += part.len();
-    }
-    // The parts are whole `str`s of the URL, joined by ASCII: still UTF-8.
-    match std::str::from_utf8(&buffer[..at]) {
-        Ok(key) => with(key),
-        Err(_) => with(&format!("{scheme}://{host_and_port}")),
-    }
-}
-
 /// The longest origin key built on the stack; a longer one (a host name of more than about
 /// a hundred bytes) is built on the heap.
 const STACK_KEY: usize = 128;
@@ -354,37 +325,6 @@ impl<V> Keyed<V> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn urls_of_one_origin_share_one_borrowed_text_and_others_do_not() {
-        let key = |text: &str| with_origin_text(&url(text), str::to_owned);
-        let long = format!("{}.example", "a".repeat(200));
-        let same = [
-            ("https://api.example/a?b", "https://api.example:443/c#d"),
-            ("https://api.example/a", "https://user:pw@api.example/"),
-            ("http://[::1]:9/x", "http://u@[::1]:9/y"),
-            ("http://h:65535/", "http://:pw@h:65535/"),
-            (
-                &*format!("https://{long}:8443/"),
-                &*format!("https://user@{long}:8443/z"),
-            ),
-        ];
-        for (one, other) in same {
-            assert_eq!(key(one), key(other), "{one} and {other}");
-            assert!(!key(one).contains('@'), "{}", key(one));
-        }
-        assert_eq!(
-            key("https://user:pw@api.example:8443/a"),
-            "https://api.example:8443"
-        );
-        for (one, other) in [
-            ("https://api.example/", "http://api.example/"),
-            ("https://api.example/", "https://api.example:8443/"),
-            ("https://api.example/", "https://api2.example/"),
-        ] {
-            assert_ne!(key(one), key(other), "{one} and {other}");
-        }
-    }
-
     #[test]
     fn the_origin_key_always_names_the_port() {
         assert_eq!(

@@ -13,7 +13,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::client::budget::BudgetState;
 use crate::client::classify::is_idempotent;
-use crate::client::origin::with_origin_text;
+use crate::client::origin::with_origin_key;
 use crate::client::{
     Attempt, Attempts, Error, ErrorKind, IDEMPOTENCY_KEY, Middleware, Next, Pending, Request,
     Response, Result,
@@ -113,7 +113,7 @@ impl Hedge {
         let latencies = self.latencies.as_ref()?;
         match &self.key {
             Some(key) => latencies.of(&key(request), now),
-            None => with_origin_text(request.url(), |key| latencies.of(key, now)),
+            None => with_origin_key(request.url(), |key| latencies.of(key, now)),
         }
     }
 }
