@@ -717,16 +717,18 @@ async fn four_processes_with_leases_keep_to_one_limit_in_every_window() {
     assert!(arrivals.len() > 500, "{} arrivals", arrivals.len());
 }
 
-/// Redis round trips per request, one script per request against leases, far from the limit
-/// and near it; prints the figures of BENCHMARKS.md. A measurement, not a specification:
-/// `cargo test --features redis --test rate_limit_redis -- --ignored --nocapture round_trips`.
+/// Redis round trips per request, one script per request against leases, far from the limit,
+/// near it and past it: far from the limit one script per request costs exactly one round trip
+/// per request sent and leases at most a quarter of one; near it leases cost fewer than one
+/// script per request. Prints the figures of BENCHMARKS.md with
+/// `cargo test --features redis --test rate_limit_redis -- --nocapture round_trips`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn round_trips_per_request() {
+async fn round_trips_per_request_are_fewer_with_leases() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let server = FaultServer::start(|_, _| status(200, "ok")).await;
+    let mut ratios = Vec::new();
     println!("| case | mode | requests sent | refused | scripts | scripts per request sent |");
     println!("|---|---|---|---|---|---|");
     for (case, requests, per_second, burst, workers, pace) in [
@@ -792,10 +794,19 @@ async fn round_trips_per_request() {
             } else {
                 "one script per request"
             };
-            println!(
-                "| {case} | {mode} | {sent} | {refused} | {scripts} | {:.2} |",
-                scripts as f64 / sent.max(1) as f64
-            );
+            let per_request = scripts as f64 / sent.max(1) as f64;
+            println!("| {case} | {mode} | {sent} | {refused} | {scripts} | {per_request:.2} |");
+            ratios.push((case, leases, per_request));
         }
     }
+    let ratio = |case: &str, leases: bool| {
+        ratios
+            .iter()
+            .find(|(c, l, _)| c.starts_with(case) && *l == leases)
+            .map(|(_, _, ratio)| *ratio)
+            .unwrap()
+    };
+    assert_eq!(ratio("far", false), 1.0, "{ratios:?}");
+    assert!(ratio("far", true) <= 0.25, "{ratios:?}");
+    assert!(ratio("near", true) < ratio("near", false), "{ratios:?}");
 }
